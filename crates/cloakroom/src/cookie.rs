@@ -1,0 +1,512 @@
+//! The session cookie: its attributes, its signature and secret rotation.
+
+use std::fmt;
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use http::HeaderMap;
+use http::header::COOKIE;
+use ring::{hkdf, hmac};
+
+use crate::error::ConfigError;
+
+/// The shortest secret accepted, in bytes: the size of an HMAC-SHA256 key.
+pub const MIN_SECRET_LEN: usize = 32;
+
+/// Base64url length of an HMAC-SHA256 tag.
+const TAG_LEN: usize = 43;
+
+/// How many session cookies of one request are checked at most. Browsers send at most a few
+/// (one per matching path or domain); the cap bounds the HMAC work a hostile header can cause.
+const MAX_CANDIDATES: usize = 8;
+
+/// The `SameSite` attribute of the session cookie.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SameSite {
+    /// Sent only on requests from the same site.
+    Strict,
+    /// Sent on same-site requests and top-level navigations from other sites (the default).
+    #[default]
+    Lax,
+    /// Sent on every request; browsers require `Secure` with it.
+    None,
+}
+
+impl SameSite {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Strict => "Strict",
+            Self::Lax => "Lax",
+            Self::None => "None",
+        }
+    }
+}
+
+/// A secret that signs or verifies session cookies. Its `Debug` shows only its length.
+#[derive(Clone)]
+struct Secret(Vec<u8>);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Secret({} bytes, redacted)", self.0.len())
+    }
+}
+
+/// How the session cookie looks and how it is signed.
+///
+/// Defaults: name `__session`, `Path=/`, no `Domain`, `HttpOnly`, `Secure`, `SameSite=Lax`,
+/// and `Max-Age` following the session's idle timeout on every response. Secrets are a list:
+/// the first signs, every one verifies, so a new secret can be put first while cookies signed
+/// with the old one keep working (and are re-signed with the new one as they come back).
+///
+/// The configuration is checked when the layer is built ([`SessionLayer::new`]): no secret, a
+/// secret shorter than [`MIN_SECRET_LEN`] bytes, an invalid name, or a `__Host-`/`__Secure-`
+/// name whose rules are broken is a [`ConfigError`] naming the problem.
+///
+/// [`SessionLayer::new`]: crate::SessionLayer::new
+///
+/// ```
+/// use cloakroom::{SameSite, SessionCookie};
+///
+/// let cookie = SessionCookie::new("__Host-session")
+///     .secrets([b"a new secret that is at least 32 bytes long".to_vec(),
+///               b"the previous secret, still accepted for now".to_vec()])
+///     .same_site(SameSite::Strict);
+/// ```
+#[derive(Clone, Debug)]
+pub struct SessionCookie {
+    name: String,
+    domain: Option<String>,
+    path: String,
+    http_only: bool,
+    secure: bool,
+    same_site: SameSite,
+    secrets: Vec<Secret>,
+}
+
+impl Default for SessionCookie {
+    fn default() -> Self {
+        Self::new("__session")
+    }
+}
+
+impl SessionCookie {
+    /// A cookie called `name` with the secure defaults and no secret yet.
+    pub fn new(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            domain: None,
+            path: "/".to_owned(),
+            http_only: true,
+            secure: true,
+            same_site: SameSite::Lax,
+            secrets: Vec::new(),
+        }
+    }
+
+    /// The signing secrets, newest first: the first signs, all verify. Each must be at least
+    /// [`MIN_SECRET_LEN`] random bytes; keep them out of source code.
+    pub fn secrets<I>(mut self, secrets: I) -> Self
+    where
+        I: IntoIterator,
+        I::Item: AsRef<[u8]>,
+    {
+        self.secrets = secrets
+            .into_iter()
+            .map(|secret| Secret(secret.as_ref().to_vec()))
+            .collect();
+        self
+    }
+
+    /// A single signing secret; shorthand for `secrets([secret])`.
+    pub fn secret(self, secret: impl AsRef<[u8]>) -> Self {
+        self.secrets([secret])
+    }
+
+    /// The `Domain` attribute. Unset (the default) means this host only.
+    pub fn domain(mut self, domain: impl Into<String>) -> Self {
+        self.domain = Some(domain.into());
+        self
+    }
+
+    /// The `Path` attribute, `/` by default.
+    pub fn path(mut self, path: impl Into<String>) -> Self {
+        self.path = path.into();
+        self
+    }
+
+    /// Whether page scripts are kept from reading the cookie (`HttpOnly`, on by default).
+    pub fn http_only(mut self, http_only: bool) -> Self {
+        self.http_only = http_only;
+        self
+    }
+
+    /// Whether the cookie is only sent over HTTPS (`Secure`, on by default). Turn it off only
+    /// for development on `http://localhost`.
+    pub fn secure(mut self, secure: bool) -> Self {
+        self.secure = secure;
+        self
+    }
+
+    /// The `SameSite` attribute, [`SameSite::Lax`] by default.
+    pub fn same_site(mut self, same_site: SameSite) -> Self {
+        self.same_site = same_site;
+        self
+    }
+
+    /// The cookie's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Checks the configuration and derives the signing keys.
+    pub(crate) fn build(self) -> Result<CookieSigner, ConfigError> {
+        if self.name.is_empty() || !self.name.bytes().all(is_token_byte) {
+            return Err(ConfigError::InvalidName { name: self.name });
+        }
+        for (attribute, value) in [("Path", Some(&self.path)), ("Domain", self.domain.as_ref())] {
+            if let Some(value) = value {
+                if value.is_empty() || !value.bytes().all(is_attribute_byte) {
+                    return Err(ConfigError::InvalidAttribute {
+                        attribute,
+                        value: value.clone(),
+                    });
+                }
+            }
+        }
+        if self.name.starts_with("__Host-")
+            && (!self.secure || self.path != "/" || self.domain.is_some())
+        {
+            return Err(ConfigError::HostPrefix { name: self.name });
+        }
+        if self.name.starts_with("__Secure-") && !self.secure {
+            return Err(ConfigError::SecurePrefix { name: self.name });
+        }
+        if self.same_site == SameSite::None && !self.secure {
+            return Err(ConfigError::SameSiteNoneWithoutSecure);
+        }
+        if self.secrets.is_empty() {
+            return Err(ConfigError::NoSecret);
+        }
+        if let Some((index, secret)) = self
+            .secrets
+            .iter()
+            .enumerate()
+            .find(|(_, secret)| secret.0.len() < MIN_SECRET_LEN)
+        {
+            return Err(ConfigError::SecretTooShort {
+                index,
+                len: secret.0.len(),
+                min: MIN_SECRET_LEN,
+            });
+        }
+        let keys = self
+            .secrets
+            .iter()
+            .map(|secret| signing_key(&secret.0))
+            .collect();
+        let mut attributes = format!("; Path={}", self.path);
+        if let Some(domain) = &self.domain {
+            attributes.push_str("; Domain=");
+            attributes.push_str(domain);
+        }
+        if self.http_only {
+            attributes.push_str("; HttpOnly");
+        }
+        if self.secure {
+            attributes.push_str("; Secure");
+        }
+        attributes.push_str("; SameSite=");
+        attributes.push_str(self.same_site.as_str());
+        Ok(CookieSigner {
+            name: self.name,
+            attributes,
+            keys,
+        })
+    }
+}
+
+/// RFC 6265 `token` characters, the ones a cookie name may use.
+fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// Printable ASCII other than `;`, so an attribute cannot inject another attribute.
+fn is_attribute_byte(b: u8) -> bool {
+    (0x21..0x7f).contains(&b) && b != b';'
+}
+
+/// The HMAC key for a secret, derived with HKDF so the same secret can safely key other uses
+/// (such as sealing) under a different label.
+fn signing_key(secret: &[u8]) -> hmac::Key {
+    let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, b"cloakroom").extract(secret);
+    let info: &[&[u8]] = &[b"cloakroom cookie signature v1"];
+    match prk.expand(info, hmac::HMAC_SHA256) {
+        Ok(okm) => hmac::Key::from(okm),
+        // expand fails only when the requested length exceeds 255 hash blocks; 32 bytes never does.
+        Err(ring::error::Unspecified) => unreachable!("HKDF output of one block"),
+    }
+}
+
+/// A session cookie found in a request and verified.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Verified<'a> {
+    /// The signed value: the session id.
+    pub(crate) value: &'a str,
+    /// The whole cookie value as the browser sent it (value and signature).
+    pub(crate) raw: &'a str,
+    /// Whether it was signed with the newest secret; if not, it must be re-signed.
+    pub(crate) current: bool,
+}
+
+/// The checked cookie configuration and signing keys the layer works with.
+#[derive(Clone)]
+pub(crate) struct CookieSigner {
+    name: String,
+    /// `; Path=/; HttpOnly; Secure; SameSite=Lax` and so on, built once.
+    attributes: String,
+    keys: Vec<hmac::Key>,
+}
+
+impl fmt::Debug for CookieSigner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CookieSigner")
+            .field("name", &self.name)
+            .field("attributes", &self.attributes)
+            .field("keys", &format_args!("[{} redacted]", self.keys.len()))
+            .finish()
+    }
+}
+
+impl CookieSigner {
+    /// `value.signature`, signed with the newest secret over the cookie name and the value, so
+    /// a signed value cannot be moved to another cookie name.
+    pub(crate) fn sign(&self, value: &str) -> String {
+        let tag = hmac::sign(&self.keys[0], &self.message(value));
+        let mut signed = String::with_capacity(value.len() + 1 + TAG_LEN);
+        signed.push_str(value);
+        signed.push('.');
+        URL_SAFE_NO_PAD.encode_string(tag.as_ref(), &mut signed);
+        signed
+    }
+
+    /// Checks `raw` against every secret (constant-time, by ring) and returns the signed value.
+    pub(crate) fn verify<'a>(&self, raw: &'a str) -> Option<Verified<'a>> {
+        let (value, tag) = raw.rsplit_once('.')?;
+        if tag.len() != TAG_LEN {
+            return None;
+        }
+        let mut decoded = [0u8; 32];
+        match URL_SAFE_NO_PAD.decode_slice(tag, &mut decoded) {
+            Ok(32) => {}
+            _ => return None,
+        }
+        let message = self.message(value);
+        let index = self
+            .keys
+            .iter()
+            .position(|key| hmac::verify(key, &message, &decoded).is_ok())?;
+        Some(Verified {
+            value,
+            raw,
+            current: index == 0,
+        })
+    }
+
+    fn message(&self, value: &str) -> Vec<u8> {
+        let mut message = Vec::with_capacity(self.name.len() + 1 + value.len());
+        message.extend_from_slice(self.name.as_bytes());
+        message.push(b'=');
+        message.extend_from_slice(value.as_bytes());
+        message
+    }
+
+    /// The values of every cookie with our name in the request's `Cookie` headers, in order, at
+    /// most [`MAX_CANDIDATES`]. Headers that are not valid UTF-8 and malformed pairs are skipped.
+    pub(crate) fn candidates<'h>(&self, headers: &'h HeaderMap) -> Vec<&'h str> {
+        headers
+            .get_all(COOKIE)
+            .iter()
+            .filter_map(|header| header.to_str().ok())
+            .flat_map(cookie::Cookie::split_parse)
+            .filter_map(|parsed| {
+                let parsed = parsed.ok()?;
+                (parsed.name_raw()? == self.name).then(|| parsed.value_raw())?
+            })
+            .take(MAX_CANDIDATES)
+            .collect()
+    }
+
+    /// A `Set-Cookie` value carrying `signed`, kept for `max_age`.
+    ///
+    /// `Max-Age` is rounded up to whole seconds: rounded down, a session with half a second
+    /// left would get `Max-Age=0`, which deletes the cookie of a live session.
+    pub(crate) fn set_cookie(&self, signed: &str, max_age: Duration) -> String {
+        let seconds = max_age.as_secs() + u64::from(max_age.subsec_nanos() > 0);
+        format!(
+            "{}={}; Max-Age={}{}",
+            self.name, signed, seconds, self.attributes
+        )
+    }
+
+    /// A `Set-Cookie` value that removes the cookie (same name, path and domain, `Max-Age=0`).
+    pub(crate) fn removal(&self) -> String {
+        format!("{}=; Max-Age=0{}", self.name, self.attributes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use http::HeaderValue;
+
+    use super::*;
+
+    const NEW: &[u8] = b"0123456789abcdef0123456789abcdef-new";
+    const OLD: &[u8] = b"0123456789abcdef0123456789abcdef-old";
+
+    fn signer(secrets: &[&[u8]]) -> CookieSigner {
+        match SessionCookie::new("sid").secrets(secrets).build() {
+            Ok(signer) => signer,
+            Err(error) => panic!("valid test configuration rejected: {error}"),
+        }
+    }
+
+    #[test]
+    fn sign_then_verify_round_trips_with_the_newest_secret() {
+        let signer = signer(&[NEW, OLD]);
+        let signed = signer.sign("some-id");
+        let verified = signer.verify(&signed);
+        assert_eq!(
+            verified,
+            Some(Verified {
+                value: "some-id",
+                raw: &signed,
+                current: true
+            })
+        );
+    }
+
+    #[test]
+    fn an_older_secret_verifies_but_asks_for_re_signing() {
+        let old = signer(&[OLD]).sign("some-id");
+        let rotated = signer(&[NEW, OLD]);
+        assert_eq!(rotated.verify(&old).map(|v| v.current), Some(false));
+        assert_eq!(
+            signer(&[NEW]).verify(&old),
+            None,
+            "a removed secret still verified"
+        );
+    }
+
+    #[test]
+    fn tampered_truncated_or_foreign_values_do_not_verify() {
+        let signer = signer(&[NEW]);
+        let signed = signer.sign("some-id");
+        let mut flipped = signed.clone().into_bytes();
+        flipped[0] ^= 1;
+        let flipped = String::from_utf8(flipped).unwrap_or_default();
+        let other_name = match SessionCookie::new("other").secret(NEW).build() {
+            Ok(other) => other.sign("some-id"),
+            Err(error) => panic!("{error}"),
+        };
+        for bad in [
+            &signed[..signed.len() - 1],
+            &flipped,
+            "some-id",
+            "some-id.",
+            ".",
+            "",
+            &other_name,
+            &format!("{signed}A"),
+        ] {
+            assert_eq!(signer.verify(bad), None, "verified {bad:?}");
+        }
+    }
+
+    #[test]
+    fn candidates_come_from_every_cookie_header_in_order() {
+        let signer = signer(&[NEW]);
+        let mut headers = HeaderMap::new();
+        headers.append(COOKIE, HeaderValue::from_static("a=1; sid=first; b=2"));
+        headers.append(COOKIE, HeaderValue::from_static("sid=second"));
+        headers.append(
+            COOKIE,
+            HeaderValue::from_bytes(b"sid=\xff\xfe")
+                .unwrap_or_else(|_| HeaderValue::from_static("x=y")),
+        );
+        headers.append(COOKIE, HeaderValue::from_static(";;=;sidx=no; sid"));
+        assert_eq!(signer.candidates(&headers), vec!["first", "second"]);
+    }
+
+    #[test]
+    fn configuration_errors_name_the_problem() {
+        let err = |cookie: SessionCookie| cookie.build().err().map(|e| e.to_string());
+        let ok = SessionCookie::new("sid").secret(NEW);
+        assert_eq!(
+            err(SessionCookie::new("sid")),
+            Some("no cookie secret configured: give SessionCookie::secrets at least one secret of 32 bytes or more".into())
+        );
+        assert_eq!(
+            err(ok.clone().secrets([NEW, b"short"])),
+            Some("cookie secret #1 is 5 bytes long; secrets must be at least 32 bytes".into())
+        );
+        assert!(
+            err(ok.clone().name_for_test("bad name")).is_some_and(|e| e.contains("\"bad name\""))
+        );
+        assert!(err(ok.clone().path("/a;b")).is_some_and(|e| e.contains("\"/a;b\"")));
+        let host = ok.clone().name_for_test("__Host-sid");
+        assert!(err(host.clone()).is_none());
+        assert!(err(host.clone().secure(false)).is_some_and(|e| e.contains("__Host-")));
+        assert!(err(host.clone().path("/app")).is_some_and(|e| e.contains("__Host-")));
+        assert!(err(host.domain("example.com")).is_some_and(|e| e.contains("__Host-")));
+        assert!(
+            err(ok.clone().name_for_test("__Secure-sid").secure(false))
+                .is_some_and(|e| e.contains("__Secure-"))
+        );
+        assert!(err(ok.same_site(SameSite::None).secure(false)).is_some());
+    }
+
+    #[test]
+    fn set_cookie_carries_every_configured_attribute() {
+        let signer = match SessionCookie::new("sid")
+            .secret(NEW)
+            .domain("example.com")
+            .path("/app")
+            .same_site(SameSite::Strict)
+            .build()
+        {
+            Ok(signer) => signer,
+            Err(error) => panic!("{error}"),
+        };
+        assert_eq!(
+            signer.set_cookie("v.s", Duration::from_secs(60)),
+            "sid=v.s; Max-Age=60; Path=/app; Domain=example.com; HttpOnly; Secure; SameSite=Strict"
+        );
+        assert_eq!(
+            signer.set_cookie("v.s", Duration::from_millis(500)),
+            "sid=v.s; Max-Age=1; Path=/app; Domain=example.com; HttpOnly; Secure; SameSite=Strict",
+            "a live session's cookie must not get Max-Age=0"
+        );
+        assert_eq!(
+            signer.removal(),
+            "sid=; Max-Age=0; Path=/app; Domain=example.com; HttpOnly; Secure; SameSite=Strict"
+        );
+    }
+
+    #[test]
+    fn debug_redacts_secrets() {
+        let cookie = SessionCookie::new("sid").secret(NEW);
+        let shown = format!("{cookie:?}");
+        assert!(!shown.contains("0123456789abcdef"), "{shown}");
+        let shown = format!("{:?}", signer(&[NEW]));
+        assert!(!shown.contains("0123456789abcdef"), "{shown}");
+    }
+
+    impl SessionCookie {
+        fn name_for_test(mut self, name: &str) -> Self {
+            self.name = name.to_owned();
+            self
+        }
+    }
+}

@@ -1,0 +1,80 @@
+//! Errors: of the configuration, and of a handler's use of a session.
+
+/// A problem with the layer's configuration, found when the layer is built.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// No secret to sign cookies with.
+    #[error(
+        "no cookie secret configured: give SessionCookie::secrets at least one secret of 32 bytes or more"
+    )]
+    NoSecret,
+    /// A secret is too short to be a safe HMAC key.
+    #[error("cookie secret #{index} is {len} bytes long; secrets must be at least {min} bytes")]
+    SecretTooShort {
+        /// Position of the secret in the list (0 is the newest).
+        index: usize,
+        /// Its length in bytes.
+        len: usize,
+        /// The minimum length.
+        min: usize,
+    },
+    /// The cookie name has characters a cookie name cannot have.
+    #[error("cookie name {name:?} is not a valid cookie name (RFC 6265 token characters only)")]
+    InvalidName {
+        /// The name given.
+        name: String,
+    },
+    /// A `Path` or `Domain` that is empty or would break the `Set-Cookie` header.
+    #[error(
+        "cookie {attribute} {value:?} is invalid: it must be non-empty printable ASCII without ';'"
+    )]
+    InvalidAttribute {
+        /// `Path` or `Domain`.
+        attribute: &'static str,
+        /// The value given.
+        value: String,
+    },
+    /// A `__Host-` cookie must be `Secure`, have `Path=/` and no `Domain`; browsers drop it otherwise.
+    #[error("cookie {name:?} uses the __Host- prefix, which requires Secure, Path=/ and no Domain")]
+    HostPrefix {
+        /// The name given.
+        name: String,
+    },
+    /// A `__Secure-` cookie must be `Secure`; browsers drop it otherwise.
+    #[error("cookie {name:?} uses the __Secure- prefix, which requires Secure")]
+    SecurePrefix {
+        /// The name given.
+        name: String,
+    },
+    /// Browsers reject `SameSite=None` without `Secure`.
+    #[error("SameSite=None requires Secure; browsers drop such a cookie")]
+    SameSiteNoneWithoutSecure,
+}
+
+/// A handler's use of a [`Session`](crate::Session) that could not be carried out.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SessionError {
+    /// The value given to `set` or `flash` could not be turned into JSON.
+    #[error("session value {key:?} could not be serialized: {source}")]
+    Serialize {
+        /// The key being set.
+        key: String,
+        /// What serde_json said.
+        source: serde_json::Error,
+    },
+    /// The stored value could not be read as the type asked for.
+    #[error("session value {key:?} is not a valid {type_name}: {source}")]
+    Deserialize {
+        /// The key being read.
+        key: String,
+        /// The type asked for.
+        type_name: &'static str,
+        /// What serde_json said.
+        source: serde_json::Error,
+    },
+    /// The session was destroyed earlier in this request and can no longer be changed.
+    #[error("the session was destroyed in this request and cannot be changed")]
+    Destroyed,
+}

@@ -1,0 +1,54 @@
+//! `Session` as an axum extractor (the `axum` feature).
+
+use axum_core::extract::FromRequestParts;
+use axum_core::response::{IntoResponse, Response};
+use http::StatusCode;
+use http::request::Parts;
+
+use crate::{Session, SessionError};
+
+/// The rejection when a handler asks for a [`Session`] on a route without [`SessionLayer`]:
+/// a `500` whose body names the missing layer, because this is a wiring mistake in the app,
+/// not the client's.
+///
+/// [`SessionLayer`]: crate::SessionLayer
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error(
+    "cloakroom::Session was requested but cloakroom::SessionLayer is not installed on this route; \
+     add .layer(SessionLayer::new(cookie, store)?) to the Router"
+)]
+pub struct MissingSessionLayer;
+
+impl IntoResponse for MissingSessionLayer {
+    fn into_response(self) -> Response {
+        tracing::error!("{self}");
+        (StatusCode::INTERNAL_SERVER_ERROR, self.to_string()).into_response()
+    }
+}
+
+/// ```
+/// use cloakroom::Session;
+///
+/// async fn handler(session: Session) -> Result<String, cloakroom::SessionError> {
+///     Ok(session.get::<String>("user")?.unwrap_or_default())
+/// }
+/// ```
+impl<S: Send + Sync> FromRequestParts<S> for Session {
+    type Rejection = MissingSessionLayer;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<Session>()
+            .cloned()
+            .ok_or(MissingSessionLayer)
+    }
+}
+
+/// A `500` with a generic body; the details (key, type) go to the log, not to the client.
+impl IntoResponse for SessionError {
+    fn into_response(self) -> Response {
+        tracing::error!(error = %self, "session error in handler");
+        (StatusCode::INTERNAL_SERVER_ERROR, "session error").into_response()
+    }
+}

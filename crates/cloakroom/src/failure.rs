@@ -1,0 +1,105 @@
+//! What the client gets when the store fails.
+
+use std::error::Error as StdError;
+use std::fmt;
+
+use http::{Response, StatusCode};
+
+/// The store call that failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StoreOperation {
+    /// Loading (and touching) the session before the handler ran.
+    Load,
+    /// Saving a new session, or the moved session of `regenerate_id`.
+    Create,
+    /// Writing a request's changes.
+    Update,
+    /// Deleting a destroyed session, or the old id after `regenerate_id`.
+    Delete,
+}
+
+impl fmt::Display for StoreOperation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Load => "load",
+            Self::Create => "create",
+            Self::Update => "update",
+            Self::Delete => "delete",
+        })
+    }
+}
+
+/// A failed store call, as an [`OnStoreError`] hook sees it.
+#[derive(Debug)]
+pub struct StoreFailure<'a> {
+    operation: StoreOperation,
+    error: &'a (dyn StdError + Send + Sync + 'static),
+}
+
+impl<'a> StoreFailure<'a> {
+    pub(crate) fn new(
+        operation: StoreOperation,
+        error: &'a (dyn StdError + Send + Sync + 'static),
+    ) -> Self {
+        Self { operation, error }
+    }
+
+    /// Which call failed.
+    pub fn operation(&self) -> StoreOperation {
+        self.operation
+    }
+
+    /// The store's error; downcast it to the store's error type for details.
+    pub fn error(&self) -> &'a (dyn StdError + Send + Sync + 'static) {
+        self.error
+    }
+}
+
+/// Turns a store failure into the response the client gets instead of the handler's.
+///
+/// Implemented by [`ServiceUnavailable`] (the default) and by every
+/// `Fn(&StoreFailure<'_>) -> Response<B>` closure:
+///
+/// ```
+/// use cloakroom::{MemoryStore, SessionCookie, SessionLayer, StoreFailure};
+/// use http::{Response, StatusCode};
+///
+/// # fn main() -> Result<(), cloakroom::ConfigError> {
+/// let cookie = SessionCookie::new("__session").secret([7u8; 32]);
+/// let layer = SessionLayer::new(cookie, MemoryStore::new())?
+///     .on_store_error(|failure: &StoreFailure<'_>| {
+///         Response::builder()
+///             .status(StatusCode::SERVICE_UNAVAILABLE)
+///             .header("retry-after", "5")
+///             .body(format!("sessions are unavailable ({} failed)", failure.operation()))
+///             .unwrap_or_default()
+///     });
+/// # Ok(()) }
+/// ```
+pub trait OnStoreError<B> {
+    /// The response for `failure`. The layer has already logged it.
+    fn on_store_error(&self, failure: &StoreFailure<'_>) -> Response<B>;
+}
+
+/// The default store-failure response: `503 Service Unavailable` with an empty body, so the
+/// client can retry and nothing pretends the user is logged out.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ServiceUnavailable;
+
+impl<B: Default> OnStoreError<B> for ServiceUnavailable {
+    fn on_store_error(&self, _failure: &StoreFailure<'_>) -> Response<B> {
+        let mut response = Response::new(B::default());
+        *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+        response
+    }
+}
+
+impl<B, F> OnStoreError<B> for F
+where
+    F: Fn(&StoreFailure<'_>) -> Response<B>,
+{
+    fn on_store_error(&self, failure: &StoreFailure<'_>) -> Response<B> {
+        self(failure)
+    }
+}

@@ -1,0 +1,140 @@
+//! Session ids: random, unguessable, and validated before they reach a store.
+
+use std::fmt;
+use std::sync::Arc;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use ring::digest;
+use ring::rand::{SecureRandom, SystemRandom};
+
+/// Random bytes in a generated id: 192 bits, well above the 128 the OWASP session guidance asks for.
+const ID_BYTES: usize = 24;
+/// Length of a generated id in base64url without padding.
+pub(crate) const ID_LEN: usize = ID_BYTES / 3 * 4;
+
+/// The identifier of one session: 192 bits from the operating system's CSPRNG, in base64url.
+///
+/// A `SessionId` is only ever made by [`SessionId::generate`] or by [`SessionId::parse`], which
+/// accepts exactly the shape `generate` produces. A cookie value that is not of that shape is
+/// never turned into a `SessionId` and so never reaches a store, a file name or a Redis key.
+///
+/// `Debug` and `Display` print only a short hash of the id, so logs can correlate requests of one
+/// session without leaking a credential. [`SessionId::as_str`] gives the real value to stores.
+///
+/// ```
+/// use cloakroom::SessionId;
+///
+/// let id = SessionId::generate();
+/// assert_eq!(id.as_str().len(), 32);
+/// assert_eq!(SessionId::parse(id.as_str()), Some(id.clone()));
+/// assert_eq!(SessionId::parse("../../etc/passwd"), None);
+/// assert!(!format!("{id:?}").contains(id.as_str()));
+/// ```
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct SessionId(Arc<str>);
+
+impl SessionId {
+    /// Generates a fresh id from ring's `SystemRandom`.
+    ///
+    /// # Panics
+    ///
+    /// If the operating system's generator fails (it does not on any supported platform).
+    /// There is no weaker fallback: a guessable id would hand accounts to attackers.
+    pub fn generate() -> Self {
+        let mut bytes = [0u8; ID_BYTES];
+        if SystemRandom::new().fill(&mut bytes).is_err() {
+            panic!(
+                "the operating system's random number generator failed; refusing to issue a session id"
+            );
+        }
+        Self(URL_SAFE_NO_PAD.encode(bytes).into())
+    }
+
+    /// Accepts `value` only if it has exactly the shape of a generated id: 32 characters of the
+    /// base64url alphabet (`A-Z a-z 0-9 - _`). Anything else (paths, NUL, non-ASCII, too long,
+    /// too short) is `None`.
+    pub fn parse(value: &str) -> Option<Self> {
+        let well_formed = value.len() == ID_LEN
+            && value
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        well_formed.then(|| Self(value.into()))
+    }
+
+    /// The id itself, for stores to use as a key or file name. Treat it as a credential.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// A short, stable hash of the id (8 hex digits of SHA-256) that names the session in logs.
+    pub fn short_hash(&self) -> String {
+        let digest = digest::digest(&digest::SHA256, self.0.as_bytes());
+        digest.as_ref()[..4]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+}
+
+impl fmt::Debug for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SessionId(#{})", self.short_hash())
+    }
+}
+
+impl fmt::Display for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "#{}", self.short_hash())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::*;
+
+    #[test]
+    fn generated_ids_are_distinct_long_and_base64url() {
+        let ids: HashSet<_> = (0..10_000).map(|_| SessionId::generate()).collect();
+        assert_eq!(ids.len(), 10_000);
+        for id in &ids {
+            assert_eq!(id.as_str().len(), ID_LEN);
+            assert_eq!(SessionId::parse(id.as_str()).as_ref(), Some(id));
+        }
+    }
+
+    #[test]
+    fn parse_rejects_everything_not_shaped_like_an_id() {
+        let good = SessionId::generate();
+        let long = format!("{}A", good.as_str());
+        let short = &good.as_str()[1..];
+        let with_slash = format!("../{}", &good.as_str()[3..]);
+        let with_nul = format!("\0{}", &good.as_str()[1..]);
+        let with_dot = format!(".{}", &good.as_str()[1..]);
+        let non_ascii = format!("é{}", &good.as_str()[2..]);
+        for bad in [
+            "",
+            short,
+            &long,
+            &with_slash,
+            &with_nul,
+            &with_dot,
+            &non_ascii,
+            "/etc/passwd",
+        ] {
+            assert_eq!(SessionId::parse(bad), None, "accepted {bad:?}");
+        }
+    }
+
+    #[test]
+    fn debug_and_display_do_not_reveal_the_id() {
+        let id = SessionId::generate();
+        for shown in [format!("{id:?}"), id.to_string()] {
+            assert!(!shown.contains(id.as_str()));
+            assert!(shown.contains(&id.short_hash()));
+        }
+        assert_eq!(id.short_hash().len(), 8);
+    }
+}

@@ -1,0 +1,599 @@
+//! `SessionLayer`: the Tower middleware that loads the session before the handler and saves it
+//! after.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+use std::time::{Duration, SystemTime};
+
+use http::header::{CACHE_CONTROL, SET_COOKIE, VARY};
+use http::{HeaderValue, Request, Response};
+use pin_project_lite::pin_project;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::cookie::{CookieSigner, SessionCookie};
+use crate::error::ConfigError;
+use crate::failure::{OnStoreError, ServiceUnavailable, StoreFailure, StoreOperation};
+use crate::session::{Fate, State};
+use crate::store::{Changes, Record, SessionStore, Update};
+use crate::{Session, SessionId};
+
+/// The idle timeout when none is configured: 7 days.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(7 * 24 * 60 * 60);
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+/// Adds sessions to a Tower service: loads the session named by the request's signed cookie
+/// into the request's extensions, runs the inner service, then saves what the handler changed
+/// and sets the cookie.
+///
+/// ```
+/// use axum::{Extension, Router, routing::get};
+/// use cloakroom::{MemoryStore, Session, SessionCookie, SessionLayer};
+///
+/// async fn home(Extension(session): Extension<Session>) -> String {
+///     let visits: u64 = session.get("visits").ok().flatten().unwrap_or(0) + 1;
+///     let _ = session.set("visits", visits);
+///     format!("visit {visits}")
+/// }
+///
+/// # fn main() -> Result<(), cloakroom::ConfigError> {
+/// let secret = std::env::var("SESSION_SECRET").unwrap_or_else(|_| "x".repeat(32));
+/// let cookie = SessionCookie::new("__session").secret(secret);
+/// let app: Router = Router::new()
+///     .route("/", get(home))
+///     .layer(SessionLayer::new(cookie, MemoryStore::new())?);
+/// # Ok(()) }
+/// ```
+///
+/// After the handler, exactly one thing happens to the session:
+///
+/// - a new session nobody wrote to is not stored and gets no cookie (unless
+///   [`save_uninitialized`](Self::save_uninitialized));
+/// - changed keys are written (only those keys), and the cookie is re-sent with a fresh
+///   `Max-Age` (the store refreshed the expiry when it loaded the session);
+/// - a destroyed session is deleted and its cookie cleared;
+/// - a regenerated session moves to a new id and the old one is deleted.
+///
+/// When the store fails, the client gets the [`OnStoreError`] response (503 by default)
+/// instead of the handler's, with a `tracing` error event; a failed load never runs the
+/// handler with an empty session, and a failed save never sends a cookie.
+pub struct SessionLayer<St, H = ServiceUnavailable> {
+    store: Arc<St>,
+    config: Arc<Config>,
+    on_store_error: H,
+}
+
+#[derive(Clone, Debug)]
+struct Config {
+    cookie: CookieSigner,
+    idle_timeout: Duration,
+    lifetime: Option<Duration>,
+    save_uninitialized: bool,
+    save_on_server_error: bool,
+}
+
+impl<St: SessionStore> SessionLayer<St> {
+    /// A layer keeping sessions in `store`, named by `cookie`.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] if the cookie has no secret, a secret shorter than 32 bytes, an
+    /// invalid name or attribute, or a `__Host-`/`__Secure-` name whose rules it breaks.
+    pub fn new(cookie: SessionCookie, store: St) -> Result<Self, ConfigError> {
+        Ok(Self {
+            store: Arc::new(store),
+            config: Arc::new(Config {
+                cookie: cookie.build()?,
+                idle_timeout: DEFAULT_IDLE_TIMEOUT,
+                lifetime: None,
+                save_uninitialized: false,
+                save_on_server_error: false,
+            }),
+            on_store_error: ServiceUnavailable,
+        })
+    }
+}
+
+impl<St, H> SessionLayer<St, H> {
+    /// How long a session lives without requests ([`DEFAULT_IDLE_TIMEOUT`], 7 days, unless
+    /// set). Every request restarts it, and the cookie's `Max-Age` follows it. A handler can
+    /// give one session its own with [`Session::set_idle_timeout`].
+    pub fn idle_timeout(mut self, idle_timeout: Duration) -> Self {
+        Arc::make_mut(&mut self.config).idle_timeout = idle_timeout;
+        self
+    }
+
+    /// The longest a session can live, however active it is; none by default. Applies to
+    /// sessions created from now on (it is stored with each session).
+    pub fn lifetime(mut self, lifetime: Duration) -> Self {
+        Arc::make_mut(&mut self.config).lifetime = Some(lifetime);
+        self
+    }
+
+    /// Whether a new session that no handler wrote to is stored and given a cookie anyway. Off
+    /// by default, so anonymous traffic and bots cost no store writes.
+    pub fn save_uninitialized(mut self, save: bool) -> Self {
+        Arc::make_mut(&mut self.config).save_uninitialized = save;
+        self
+    }
+
+    /// Whether changes are saved when the inner service answers with a 5xx status. Off by
+    /// default: a handler that failed half-way should not leave half its changes behind.
+    pub fn save_on_server_error(mut self, save: bool) -> Self {
+        Arc::make_mut(&mut self.config).save_on_server_error = save;
+        self
+    }
+
+    /// The response the client gets when the store fails, instead of an empty `503`.
+    pub fn on_store_error<H2>(self, on_store_error: H2) -> SessionLayer<St, H2> {
+        SessionLayer {
+            store: self.store,
+            config: self.config,
+            on_store_error,
+        }
+    }
+}
+
+impl<St, H: Clone> Clone for SessionLayer<St, H> {
+    fn clone(&self) -> Self {
+        Self {
+            store: Arc::clone(&self.store),
+            config: Arc::clone(&self.config),
+            on_store_error: self.on_store_error.clone(),
+        }
+    }
+}
+
+impl<St, H: fmt::Debug> fmt::Debug for SessionLayer<St, H> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionLayer")
+            .field("store", &std::any::type_name::<St>())
+            .field("config", &self.config)
+            .field("on_store_error", &self.on_store_error)
+            .finish()
+    }
+}
+
+impl<S, St, H: Clone> Layer<S> for SessionLayer<St, H> {
+    type Service = SessionService<S, St, H>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        SessionService {
+            inner,
+            shared: Arc::new(Shared {
+                store: Arc::clone(&self.store),
+                config: Arc::clone(&self.config),
+                on_store_error: self.on_store_error.clone(),
+            }),
+        }
+    }
+}
+
+/// What every request of one service shares.
+struct Shared<St, H> {
+    store: Arc<St>,
+    config: Arc<Config>,
+    on_store_error: H,
+}
+
+/// The service [`SessionLayer`] wraps around an inner service.
+pub struct SessionService<S, St, H = ServiceUnavailable> {
+    inner: S,
+    shared: Arc<Shared<St, H>>,
+}
+
+impl<S: Clone, St, H> Clone for SessionService<S, St, H> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+impl<S: fmt::Debug, St, H> fmt::Debug for SessionService<S, St, H> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionService")
+            .field("inner", &self.inner)
+            .field("store", &std::any::type_name::<St>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, St, H, ReqB, ResB> Service<Request<ReqB>> for SessionService<S, St, H>
+where
+    S: Service<Request<ReqB>, Response = Response<ResB>> + Clone,
+    St: SessionStore,
+    H: OnStoreError<ResB>,
+{
+    type Response = Response<ResB>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S, ReqB, St, H>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<ReqB>) -> Self::Future {
+        let shared = Arc::clone(&self.shared);
+        let config = &shared.config;
+        let mut cookie_sent = false;
+        let mut loaded = None;
+        for raw in config.cookie.candidates(request.headers()) {
+            cookie_sent = true;
+            let Some(verified) = config.cookie.verify(raw) else {
+                continue;
+            };
+            if let Some(id) = shared.store.parse_id(verified.value) {
+                // A cookie signed with the newest secret is re-sent as it came; others re-signed.
+                let resend = verified.current.then(|| verified.raw.to_owned());
+                loaded = Some((id, resend));
+                break;
+            }
+        }
+        let Some((id, resend)) = loaded else {
+            let session = Session::from_state(State::new(None, fresh_record(config)));
+            request.extensions_mut().insert(session.clone());
+            let future = self.inner.call(request);
+            return ResponseFuture {
+                step: Step::Calling { future },
+                request: RequestSession {
+                    shared,
+                    session: Some(session),
+                    resend: None,
+                    cookie_sent,
+                },
+            };
+        };
+        // Drive the service that was polled ready; leave a clone for the next request.
+        let clone = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, clone);
+        let store = Arc::clone(&shared.store);
+        let load = Box::pin(async move {
+            let loaded = store.load(&id).await;
+            (id, loaded)
+        });
+        ResponseFuture {
+            step: Step::Loading {
+                load,
+                pending: Some((inner, request)),
+            },
+            request: RequestSession {
+                shared,
+                session: None,
+                resend,
+                cookie_sent,
+            },
+        }
+    }
+}
+
+fn fresh_record(config: &Config) -> Record {
+    Record::new(SystemTime::now(), config.idle_timeout, config.lifetime)
+}
+
+type Loaded<E> = (SessionId, Result<Option<Record>, E>);
+
+pin_project! {
+    /// The response future of [`SessionService`]: load, call the inner service, save.
+    ///
+    /// A hand-written state machine; only store calls are boxed, so a request that touches no
+    /// store (no session cookie and nothing written) allocates nothing here.
+    pub struct ResponseFuture<S, ReqB, St, H>
+    where
+        S: Service<Request<ReqB>>,
+        St: SessionStore,
+    {
+        #[pin]
+        step: Step<S, ReqB, St::Error>,
+        request: RequestSession<St, H>,
+    }
+}
+
+pin_project! {
+    #[project = StepProj]
+    enum Step<S, ReqB, E>
+    where
+        S: Service<Request<ReqB>>,
+    {
+        Loading {
+            #[pin]
+            load: BoxFuture<Loaded<E>>,
+            pending: Option<(S, Request<ReqB>)>,
+        },
+        Calling {
+            #[pin]
+            future: S::Future,
+        },
+        Saving {
+            #[pin]
+            save: BoxFuture<Result<Written, (StoreOperation, E)>>,
+            pending: Option<(S::Response, CookieAfter)>,
+        },
+    }
+}
+
+/// The per-request part of the future that is not a step.
+struct RequestSession<St, H> {
+    shared: Arc<Shared<St, H>>,
+    session: Option<Session>,
+    /// The incoming cookie value to re-send unchanged, if it was signed with the newest secret.
+    resend: Option<String>,
+    /// Whether the request carried a cookie with our name, valid or not.
+    cookie_sent: bool,
+}
+
+impl<S, ReqB, ResB, St, H> Future for ResponseFuture<S, ReqB, St, H>
+where
+    S: Service<Request<ReqB>, Response = Response<ResB>>,
+    St: SessionStore,
+    H: OnStoreError<ResB>,
+{
+    type Output = Result<Response<ResB>, S::Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            match this.step.as_mut().project() {
+                StepProj::Loading { load, pending } => {
+                    let (id, loaded) = ready!(load.poll(cx));
+                    let Some((mut inner, mut request)) = pending.take() else {
+                        unreachable!("ResponseFuture polled after completion");
+                    };
+                    let state = match loaded {
+                        Ok(Some(record)) => State::new(Some(id), record),
+                        Ok(None) => {
+                            tracing::debug!(session = %id, "session cookie names no live session; starting a new one");
+                            this.request.resend = None;
+                            State::new(None, fresh_record(&this.request.shared.config))
+                        }
+                        Err(error) => {
+                            return Poll::Ready(Ok(this
+                                .request
+                                .failed(StoreOperation::Load, &error)));
+                        }
+                    };
+                    let session = Session::from_state(state);
+                    request.extensions_mut().insert(session.clone());
+                    this.request.session = Some(session);
+                    let future = inner.call(request);
+                    this.step.set(Step::Calling { future });
+                }
+                StepProj::Calling { future } => {
+                    let response = ready!(future.poll(cx))?;
+                    let (write, after) = this.request.plan(&response);
+                    let Some(write) = write else {
+                        return Poll::Ready(Ok(this.request.finish(
+                            response,
+                            after,
+                            Written::Done,
+                        )));
+                    };
+                    let save = Box::pin(write.run(Arc::clone(&this.request.shared.store)));
+                    this.step.set(Step::Saving {
+                        save,
+                        pending: Some((response, after)),
+                    });
+                }
+                StepProj::Saving { save, pending } => {
+                    let written = ready!(save.poll(cx));
+                    let Some((response, after)) = pending.take() else {
+                        unreachable!("ResponseFuture polled after completion");
+                    };
+                    return Poll::Ready(Ok(match written {
+                        Ok(written) => this.request.finish(response, after, written),
+                        Err((operation, error)) => this.request.failed(operation, &error),
+                    }));
+                }
+            }
+        }
+    }
+}
+
+/// The store call to make after the handler.
+enum Write {
+    Create(Record),
+    Update(SessionId, Changes),
+    Regenerate {
+        old: Option<SessionId>,
+        record: Record,
+    },
+    Delete(SessionId),
+}
+
+/// What the store call found.
+enum Written {
+    Done,
+    Created(SessionId),
+    Missing,
+}
+
+/// What to do with the browser's cookie once the store call (if any) succeeded.
+enum CookieAfter {
+    /// Leave it alone.
+    Keep,
+    /// Send the session's id with a fresh `Max-Age`.
+    Send {
+        id: Option<SessionId>,
+        max_age: Duration,
+    },
+    /// Clear it.
+    Remove,
+}
+
+impl Write {
+    async fn run<St: SessionStore>(
+        self,
+        store: Arc<St>,
+    ) -> Result<Written, (StoreOperation, St::Error)> {
+        let fail = |operation| move |error| (operation, error);
+        match self {
+            Self::Create(record) => store
+                .create(&record)
+                .await
+                .map(Written::Created)
+                .map_err(fail(StoreOperation::Create)),
+            Self::Update(id, changes) => match store.update(&id, &changes).await {
+                Ok(Update::Applied) => Ok(Written::Done),
+                Ok(_) => Ok(Written::Missing),
+                Err(error) => Err((StoreOperation::Update, error)),
+            },
+            Self::Regenerate { old, record } => {
+                let id = store
+                    .create(&record)
+                    .await
+                    .map_err(fail(StoreOperation::Create))?;
+                if let Some(old) = old {
+                    store
+                        .delete(&old)
+                        .await
+                        .map_err(fail(StoreOperation::Delete))?;
+                }
+                Ok(Written::Created(id))
+            }
+            Self::Delete(id) => store
+                .delete(&id)
+                .await
+                .map(|()| Written::Done)
+                .map_err(fail(StoreOperation::Delete)),
+        }
+    }
+}
+
+impl<St: SessionStore, H> RequestSession<St, H> {
+    /// Decides, from the session's state and the response status, the store call and the
+    /// cookie change.
+    fn plan<B>(&self, response: &Response<B>) -> (Option<Write>, CookieAfter) {
+        let config = &self.shared.config;
+        let Some(session) = &self.session else {
+            return (None, CookieAfter::Keep);
+        };
+        if response.status().is_server_error() && !config.save_on_server_error {
+            return (None, CookieAfter::Keep);
+        }
+        let state = session.lock();
+        let now = SystemTime::now();
+        let idle = state.idle_timeout.unwrap_or(state.record.idle_timeout);
+        let max_age = state.record.deadline.map_or(idle, |deadline| {
+            deadline.duration_since(now).unwrap_or_default().min(idle)
+        });
+        let removal = if self.cookie_sent {
+            CookieAfter::Remove
+        } else {
+            CookieAfter::Keep
+        };
+        match (state.fate, &state.id) {
+            (Fate::Destroy, Some(id)) => (Some(Write::Delete(id.clone())), CookieAfter::Remove),
+            (Fate::Destroy, None) => (None, removal),
+            (Fate::Regenerate, old) => (
+                Some(Write::Regenerate {
+                    old: old.clone(),
+                    record: record_to_save(&state, idle, now),
+                }),
+                CookieAfter::Send { id: None, max_age },
+            ),
+            (Fate::Keep, None) if state.is_modified() || config.save_uninitialized => (
+                Some(Write::Create(record_to_save(&state, idle, now))),
+                CookieAfter::Send { id: None, max_age },
+            ),
+            (Fate::Keep, None) => (None, removal),
+            (Fate::Keep, Some(id)) => {
+                let after = CookieAfter::Send {
+                    id: Some(id.clone()),
+                    max_age,
+                };
+                let write = state
+                    .is_modified()
+                    .then(|| Write::Update(id.clone(), state.changes()));
+                (write, after)
+            }
+        }
+    }
+
+    /// Sets the cookie and caching headers on the handler's response.
+    fn finish<B>(
+        &self,
+        mut response: Response<B>,
+        after: CookieAfter,
+        written: Written,
+    ) -> Response<B> {
+        let cookie = &self.shared.config.cookie;
+        let set_cookie = match (after, written) {
+            (CookieAfter::Keep, _) => None,
+            (CookieAfter::Remove, _) | (CookieAfter::Send { .. }, Written::Missing) => {
+                Some(cookie.removal())
+            }
+            (CookieAfter::Send { max_age, .. }, Written::Created(id)) => {
+                Some(cookie.set_cookie(&cookie.sign(id.as_str()), max_age))
+            }
+            (
+                CookieAfter::Send {
+                    id: Some(id),
+                    max_age,
+                },
+                Written::Done,
+            ) => {
+                let signed = match &self.resend {
+                    Some(raw) => cookie.set_cookie(raw, max_age),
+                    None => cookie.set_cookie(&cookie.sign(id.as_str()), max_age),
+                };
+                Some(signed)
+            }
+            (CookieAfter::Send { id: None, .. }, Written::Done) => None,
+        };
+        let headers = response.headers_mut();
+        let accessed = self.session.as_ref().is_some_and(|s| s.lock().accessed);
+        if let Some(set_cookie) = set_cookie {
+            match HeaderValue::try_from(set_cookie) {
+                Ok(value) => {
+                    headers.append(SET_COOKIE, value);
+                    if !headers.contains_key(CACHE_CONTROL) {
+                        headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                    }
+                    add_vary_cookie(headers);
+                }
+                // Unreachable with a validated configuration and base64url values.
+                Err(error) => tracing::error!(%error, "session cookie is not a valid header value"),
+            }
+        } else if accessed {
+            add_vary_cookie(headers);
+        }
+        response
+    }
+
+    /// Logs a store failure and builds the error response.
+    fn failed<B>(&self, operation: StoreOperation, error: &St::Error) -> Response<B>
+    where
+        H: OnStoreError<B>,
+    {
+        tracing::error!(%operation, %error, store = std::any::type_name::<St>(), "session store failed");
+        self.shared
+            .on_store_error
+            .on_store_error(&StoreFailure::new(operation, error))
+    }
+}
+
+/// The record to create: the session's current data, with the handler's idle timeout.
+fn record_to_save(state: &State, idle: Duration, now: SystemTime) -> Record {
+    let mut record = state.record.clone();
+    record.idle_timeout = idle;
+    record.expires = crate::store::expiry(now, idle, record.deadline);
+    record
+}
+
+fn add_vary_cookie(headers: &mut http::HeaderMap) {
+    let already = headers.get_all(VARY).iter().any(|value| {
+        value.to_str().is_ok_and(|value| {
+            value
+                .split(',')
+                .any(|v| v.trim() == "*" || v.trim().eq_ignore_ascii_case("cookie"))
+        })
+    });
+    if !already {
+        headers.append(VARY, HeaderValue::from_static("Cookie"));
+    }
+}

@@ -1,0 +1,64 @@
+//! Server-side HTTP sessions for any [Tower](https://docs.rs/tower) service.
+//!
+//! `SessionLayer::new(cookie, store)` wraps an axum `Router`, a hyper service or a tonic
+//! server. Handlers take [`Session`] from the request's extensions and read and write a
+//! per-user key-value map that survives across requests; the browser holds only a signed
+//! cookie with the session id, and the data lives in a [`SessionStore`]: [`MemoryStore`] here,
+//! or the filesystem, Redis or memcached through the adapter crates.
+//!
+//! ```
+//! use axum::{Extension, Router, routing::get};
+//! use cloakroom::{MemoryStore, Session, SessionCookie, SessionError, SessionLayer};
+//!
+//! async fn home(Extension(session): Extension<Session>) -> Result<String, String> {
+//!     let visits: u64 = session.get("visits").map_err(|e| e.to_string())?.unwrap_or(0) + 1;
+//!     session.set("visits", visits).map_err(|e| e.to_string())?;
+//!     Ok(format!("visit {visits}"))
+//! }
+//!
+//! # fn main() -> Result<(), cloakroom::ConfigError> {
+//! let secret = std::env::var("SESSION_SECRET").unwrap_or_else(|_| "x".repeat(32));
+//! let cookie = SessionCookie::new("__session").secret(secret);
+//! let app: Router = Router::new()
+//!     .route("/", get(home))
+//!     .layer(SessionLayer::new(cookie, MemoryStore::new())?);
+//! # Ok(()) }
+//! ```
+//!
+//! What the layer guarantees, and how: see the crate's `DESIGN.md`. In short:
+//!
+//! - a missing, forged, truncated or unknown cookie is a fresh empty session, never an error
+//!   and never someone else's data; ids are 192 random bits and are never chosen by a client;
+//! - only the keys a request changed are written, so concurrent requests of one session do not
+//!   lose each other's writes; a destroyed session is never brought back by a late write;
+//! - every request refreshes the idle expiry in the same store round trip as the load;
+//! - a store failure is an error response (503 by default), never an empty session.
+//!
+//! # Features
+//!
+//! - `axum`: [`Session`] is an axum extractor by itself, and [`SessionError`] a response.
+
+#![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+
+mod cookie;
+mod error;
+#[cfg(feature = "axum")]
+mod extract;
+mod failure;
+mod id;
+mod layer;
+mod memory;
+mod session;
+pub mod store;
+
+pub use crate::cookie::{MIN_SECRET_LEN, SameSite, SessionCookie};
+pub use crate::error::{ConfigError, SessionError};
+#[cfg(feature = "axum")]
+pub use crate::extract::MissingSessionLayer;
+pub use crate::failure::{OnStoreError, ServiceUnavailable, StoreFailure, StoreOperation};
+pub use crate::id::SessionId;
+pub use crate::layer::{DEFAULT_IDLE_TIMEOUT, ResponseFuture, SessionLayer, SessionService};
+pub use crate::memory::{MemoryStore, MemoryStoreBuilder, MemoryStoreError};
+pub use crate::session::Session;
+pub use crate::store::SessionStore;

@@ -1,0 +1,379 @@
+//! The `Session` handle that handlers read and write.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::SessionId;
+use crate::error::SessionError;
+use crate::store::{Changes, Entry, Record};
+
+/// One user's session: a key-value map that survives across requests.
+///
+/// The layer puts a `Session` into every request's extensions; handlers take it with
+/// `Extension<Session>` (or, with the `axum` feature, as `Session` directly). Every method is
+/// synchronous and works on this request's copy of the data; the layer writes what changed to
+/// the store after the handler returns, so no lock is ever held across an `.await`.
+///
+/// Values are anything serde can handle, stored as JSON. Cloning is cheap (an `Arc`), and
+/// clones share the same state.
+///
+/// ```
+/// # fn handler(session: cloakroom::Session) -> Result<String, cloakroom::SessionError> {
+/// let visits: u64 = session.get("visits")?.unwrap_or(0) + 1;
+/// session.set("visits", visits)?;
+/// session.flash("notice", "Saved!")?;
+/// Ok(format!("visit {visits}"))
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Session {
+    state: Arc<Mutex<State>>,
+}
+
+/// What happens to the session when the request ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Fate {
+    /// Keep it under its id, writing any changes.
+    Keep,
+    /// Move it to a fresh id; the old id must load nothing afterwards.
+    Regenerate,
+    /// Delete it and clear the cookie.
+    Destroy,
+}
+
+pub(crate) struct State {
+    /// The id it was loaded under; `None` for a session that is not stored yet.
+    pub(crate) id: Option<SessionId>,
+    /// The record as loaded (or a fresh one), with this request's changes applied.
+    pub(crate) record: Record,
+    /// The keys this request set (`Some`) or removed (`None`).
+    pub(crate) changed: HashMap<String, Option<Entry>>,
+    /// A new idle timeout chosen by the handler.
+    pub(crate) idle_timeout: Option<Duration>,
+    pub(crate) fate: Fate,
+    /// Whether the handler called any method, so the response depends on the cookie.
+    pub(crate) accessed: bool,
+}
+
+impl State {
+    pub(crate) fn new(id: Option<SessionId>, record: Record) -> Self {
+        Self {
+            id,
+            record,
+            changed: HashMap::new(),
+            idle_timeout: None,
+            fate: Fate::Keep,
+            accessed: false,
+        }
+    }
+
+    /// Whether there is anything to write besides the expiry refresh that the load did.
+    pub(crate) fn is_modified(&self) -> bool {
+        !self.changed.is_empty() || self.idle_timeout.is_some()
+    }
+
+    /// This request's changes, as the store contract wants them.
+    pub(crate) fn changes(&self) -> Changes {
+        Changes {
+            entries: self
+                .changed
+                .iter()
+                .map(|(key, entry)| (key.clone(), entry.clone()))
+                .collect(),
+            idle_timeout: self.idle_timeout,
+        }
+    }
+
+    fn write(&mut self, key: String, entry: Option<Entry>) -> Result<(), SessionError> {
+        if self.fate == Fate::Destroy {
+            return Err(SessionError::Destroyed);
+        }
+        match &entry {
+            Some(entry) => self.record.entries.insert(key.clone(), entry.clone()),
+            None => self.record.entries.remove(&key),
+        };
+        self.changed.insert(key, entry);
+        Ok(())
+    }
+}
+
+impl Session {
+    pub(crate) fn from_state(state: State) -> Self {
+        Self {
+            state: Arc::new(Mutex::new(state)),
+        }
+    }
+
+    /// The state, even if a handler panicked while holding the lock: every method leaves the
+    /// state consistent before it could panic, so a poisoned lock holds nothing half-written.
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn access(&self) -> MutexGuard<'_, State> {
+        let mut state = self.lock();
+        state.accessed = true;
+        state
+    }
+
+    /// Reads `key` as a `T`; `Ok(None)` if it is not set. A flash value is removed by this read.
+    ///
+    /// # Errors
+    ///
+    /// [`SessionError::Deserialize`] if the stored value is not a valid `T`; a flash value is
+    /// then kept.
+    pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, SessionError> {
+        let mut state = self.access();
+        let Some(entry) = state.record.entries.get(key) else {
+            return Ok(None);
+        };
+        let value =
+            serde_json::from_str(&entry.json).map_err(|source| SessionError::Deserialize {
+                key: key.to_owned(),
+                type_name: std::any::type_name::<T>(),
+                source,
+            })?;
+        if entry.flash && state.fate != Fate::Destroy {
+            state.write(key.to_owned(), None)?;
+        }
+        Ok(Some(value))
+    }
+
+    /// Sets `key` to `value`.
+    ///
+    /// # Errors
+    ///
+    /// [`SessionError::Serialize`] if `value` cannot be turned into JSON (a map with non-string
+    /// keys, say); [`SessionError::Destroyed`] after [`destroy`](Self::destroy).
+    pub fn set(&self, key: impl Into<String>, value: impl Serialize) -> Result<(), SessionError> {
+        self.put(key.into(), value, false)
+    }
+
+    /// Sets `key` to a value that is read once: the next [`get`](Self::get) of it, in this
+    /// request or a later one, returns it and removes it. For messages after a redirect.
+    ///
+    /// # Errors
+    ///
+    /// As [`set`](Self::set).
+    pub fn flash(&self, key: impl Into<String>, value: impl Serialize) -> Result<(), SessionError> {
+        self.put(key.into(), value, true)
+    }
+
+    fn put(&self, key: String, value: impl Serialize, flash: bool) -> Result<(), SessionError> {
+        let json = match serde_json::to_string(&value) {
+            Ok(json) => json,
+            Err(source) => return Err(SessionError::Serialize { key, source }),
+        };
+        self.access().write(key, Some(Entry { json, flash }))
+    }
+
+    /// Whether `key` is set. Does not consume a flash value.
+    pub fn has(&self, key: &str) -> bool {
+        self.access().record.entries.contains_key(key)
+    }
+
+    /// Removes `key`. Removing a key that is not set is not an error.
+    ///
+    /// # Errors
+    ///
+    /// [`SessionError::Destroyed`] after [`destroy`](Self::destroy).
+    pub fn unset(&self, key: &str) -> Result<(), SessionError> {
+        self.access().write(key.to_owned(), None)
+    }
+
+    /// Ends the session: after this request its record is deleted and the browser's cookie is
+    /// cleared, and the old cookie, even replayed, loads nothing. Further changes in this
+    /// request are errors. For logout.
+    pub fn destroy(&self) {
+        let mut state = self.access();
+        state.fate = Fate::Destroy;
+        state.record.entries.clear();
+        state.changed.clear();
+        state.idle_timeout = None;
+    }
+
+    /// Moves the session to a fresh id when this request ends, keeping its data; the old id
+    /// then loads nothing. Call it whenever privileges change (login, sudo) so an id an
+    /// attacker planted or saw earlier is worthless.
+    ///
+    /// # Errors
+    ///
+    /// [`SessionError::Destroyed`] after [`destroy`](Self::destroy).
+    pub fn regenerate_id(&self) -> Result<(), SessionError> {
+        let mut state = self.access();
+        if state.fate == Fate::Destroy {
+            return Err(SessionError::Destroyed);
+        }
+        state.fate = Fate::Regenerate;
+        Ok(())
+    }
+
+    /// Gives this session its own idle timeout, kept for its later requests too: a long one
+    /// for "remember me", a short one for a sensitive session. The cookie's `Max-Age` follows.
+    /// The layer's absolute lifetime, if set, still applies.
+    ///
+    /// # Errors
+    ///
+    /// [`SessionError::Destroyed`] after [`destroy`](Self::destroy).
+    pub fn set_idle_timeout(&self, idle_timeout: Duration) -> Result<(), SessionError> {
+        let mut state = self.access();
+        if state.fate == Fate::Destroy {
+            return Err(SessionError::Destroyed);
+        }
+        state.idle_timeout = Some(idle_timeout);
+        Ok(())
+    }
+
+    /// The id the session was loaded under, or `None` for a session that is not stored yet
+    /// (a new id is chosen when it is first saved, after the handler returns). After
+    /// [`regenerate_id`](Self::regenerate_id) this is still the old id until the request ends.
+    pub fn id(&self) -> Option<SessionId> {
+        self.access().id.clone()
+    }
+
+    /// A snapshot of every value, decoded as JSON. Does not consume flash values.
+    ///
+    /// # Errors
+    ///
+    /// [`SessionError::Deserialize`] naming the key whose stored text is not valid JSON (which
+    /// only a store that was written by something else can produce).
+    pub fn data(&self) -> Result<serde_json::Map<String, serde_json::Value>, SessionError> {
+        self.access()
+            .record
+            .entries
+            .iter()
+            .map(|(key, entry)| {
+                serde_json::from_str(&entry.json)
+                    .map(|value| (key.clone(), value))
+                    .map_err(|source| SessionError::Deserialize {
+                        key: key.clone(),
+                        type_name: "serde_json::Value",
+                        source,
+                    })
+            })
+            .collect()
+    }
+}
+
+impl fmt::Debug for Session {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = self.lock();
+        f.debug_struct("Session")
+            .field("id", &state.id)
+            .field("keys", &state.record.entries.len())
+            .field("fate", &state.fate)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::SystemTime;
+
+    use super::*;
+
+    fn session() -> Session {
+        let record = Record::new(SystemTime::now(), Duration::from_secs(60), None);
+        Session::from_state(State::new(None, record))
+    }
+
+    #[test]
+    fn set_get_has_unset() -> Result<(), SessionError> {
+        let session = session();
+        assert_eq!(session.get::<u32>("n")?, None);
+        session.set("n", 7)?;
+        assert!(session.has("n"));
+        assert_eq!(session.get::<u32>("n")?, Some(7));
+        assert_eq!(
+            session.get::<u32>("n")?,
+            Some(7),
+            "a plain value is not consumed"
+        );
+        session.unset("n")?;
+        assert!(!session.has("n"));
+        assert_eq!(
+            session.lock().changes().entries,
+            vec![("n".to_owned(), None)]
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn flash_is_read_exactly_once() -> Result<(), SessionError> {
+        let session = session();
+        session.flash("notice", "saved")?;
+        assert!(session.has("notice"), "has() must not consume a flash");
+        assert_eq!(session.get::<String>("notice")?.as_deref(), Some("saved"));
+        assert_eq!(session.get::<String>("notice")?, None);
+        Ok(())
+    }
+
+    #[test]
+    fn wrong_type_is_an_error_naming_key_and_type_and_keeps_a_flash() -> Result<(), SessionError> {
+        let session = session();
+        session.flash("count", "not a number")?;
+        let error = session.get::<u64>("count").err().map(|e| e.to_string());
+        assert!(error.is_some_and(|e| e.contains("\"count\"") && e.contains("u64")));
+        assert!(session.has("count"));
+        Ok(())
+    }
+
+    #[test]
+    fn unserializable_values_are_errors() {
+        let session = session();
+        let map: HashMap<(u8, u8), u8> = HashMap::from([((1, 2), 3)]);
+        let error = session.set("map", map).err().map(|e| e.to_string());
+        assert!(error.is_some_and(|e| e.contains("\"map\"")));
+        assert!(!session.has("map"));
+    }
+
+    #[test]
+    fn a_destroyed_session_is_empty_and_cannot_change() -> Result<(), SessionError> {
+        let session = session();
+        session.set("user", "ada")?;
+        session.destroy();
+        assert!(!session.has("user"));
+        assert!(matches!(session.set("x", 1), Err(SessionError::Destroyed)));
+        assert!(matches!(session.unset("x"), Err(SessionError::Destroyed)));
+        assert!(matches!(
+            session.flash("x", 1),
+            Err(SessionError::Destroyed)
+        ));
+        assert!(matches!(
+            session.regenerate_id(),
+            Err(SessionError::Destroyed)
+        ));
+        assert!(matches!(
+            session.set_idle_timeout(Duration::from_secs(1)),
+            Err(SessionError::Destroyed)
+        ));
+        Ok(())
+    }
+
+    #[test]
+    fn data_is_a_snapshot_of_everything() -> Result<(), SessionError> {
+        let session = session();
+        session.set("a", 1)?;
+        session.flash("b", [true])?;
+        let data = session.data()?;
+        assert_eq!(data.get("a"), Some(&serde_json::json!(1)));
+        assert_eq!(data.get("b"), Some(&serde_json::json!([true])));
+        assert!(session.has("b"), "data() must not consume a flash");
+        Ok(())
+    }
+
+    #[test]
+    fn session_is_send_sync_and_clones_share_state() -> Result<(), SessionError> {
+        fn assert_send_sync<T: Send + Sync + 'static>() {}
+        assert_send_sync::<Session>();
+        let session = session();
+        session.clone().set("k", "v")?;
+        assert!(session.has("k"));
+        Ok(())
+    }
+}

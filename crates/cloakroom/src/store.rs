@@ -1,0 +1,253 @@
+//! The store contract: what the layer asks of a place that keeps sessions.
+//!
+//! Every adapter in this workspace implements [`SessionStore`], and so can any application for its
+//! own database. The contract is id-based and change-based, so stores can be fast (one round
+//! trip per request) and safe under concurrency (no lost updates).
+
+use std::collections::HashMap;
+use std::error::Error as StdError;
+use std::future::Future;
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Serialize};
+
+use crate::SessionId;
+
+/// One value in a session: its JSON text and whether it is a flash value (removed by the
+/// first read).
+///
+/// Values are kept as JSON text so that stores pass them through without re-encoding, and a
+/// handler only pays for (de)serialising the keys it touches.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    /// The value, as JSON text written by `serde_json`.
+    pub json: String,
+    /// Whether the value is a flash: read once, then gone.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub flash: bool,
+}
+
+/// Everything a store keeps for one session.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    /// The session's values by key.
+    pub entries: HashMap<String, Entry>,
+    /// When the session was first saved.
+    pub created: SystemTime,
+    /// When the session expires unless a request refreshes it.
+    pub expires: SystemTime,
+    /// How long the session lives without requests; every request moves `expires` to
+    /// `now + idle_timeout` (but never past `deadline`).
+    pub idle_timeout: Duration,
+    /// The absolute end of the session, however active it is, if the layer sets one.
+    pub deadline: Option<SystemTime>,
+}
+
+impl Record {
+    /// A new, empty record created at `now`.
+    ///
+    /// ```
+    /// use std::time::{Duration, SystemTime};
+    /// use cloakroom::store::Record;
+    ///
+    /// let now = SystemTime::now();
+    /// let record = Record::new(now, Duration::from_secs(60), Some(Duration::from_secs(30)));
+    /// assert_eq!(record.expires, now + Duration::from_secs(30)); // the deadline comes first
+    /// ```
+    pub fn new(now: SystemTime, idle_timeout: Duration, lifetime: Option<Duration>) -> Self {
+        let deadline = lifetime.map(|lifetime| now + lifetime);
+        Self {
+            entries: HashMap::new(),
+            created: now,
+            expires: expiry(now, idle_timeout, deadline),
+            idle_timeout,
+            deadline,
+        }
+    }
+
+    /// Whether the record is dead at `now`: past its idle expiry or its absolute deadline.
+    /// Stores never return a dead record.
+    pub fn is_expired(&self, now: SystemTime) -> bool {
+        self.expires <= now || self.deadline.is_some_and(|deadline| deadline <= now)
+    }
+
+    /// Refreshes the idle expiry as a load does: `expires = min(now + idle_timeout, deadline)`.
+    /// Returns `false`, changing nothing, if the record is already dead.
+    pub fn touch(&mut self, now: SystemTime) -> bool {
+        if self.is_expired(now) {
+            return false;
+        }
+        self.expires = expiry(now, self.idle_timeout, self.deadline);
+        true
+    }
+
+    /// Applies one request's changes at `now`: sets and removes the changed keys (all other
+    /// keys stay as they are), takes a new idle timeout if there is one, and refreshes the
+    /// expiry. Stores that hold whole records use this inside their lock or CAS loop.
+    pub fn apply(&mut self, changes: &Changes, now: SystemTime) {
+        for (key, entry) in &changes.entries {
+            match entry {
+                Some(entry) => self.entries.insert(key.clone(), entry.clone()),
+                None => self.entries.remove(key),
+            };
+        }
+        if let Some(idle_timeout) = changes.idle_timeout {
+            self.idle_timeout = idle_timeout;
+        }
+        self.expires = expiry(now, self.idle_timeout, self.deadline);
+    }
+}
+
+/// `min(now + idle_timeout, deadline)`.
+pub(crate) fn expiry(
+    now: SystemTime,
+    idle_timeout: Duration,
+    deadline: Option<SystemTime>,
+) -> SystemTime {
+    let idle = now + idle_timeout;
+    deadline.map_or(idle, |deadline| idle.min(deadline))
+}
+
+/// What one request changed in an existing session.
+///
+/// Only the keys the request set or removed are here, so two concurrent requests that change
+/// different keys both survive when a store applies each to what it currently holds.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Changes {
+    /// Changed keys in no particular order: `Some` sets the entry, `None` removes the key.
+    pub entries: Vec<(String, Option<Entry>)>,
+    /// A new idle timeout for this session ("remember me"), if the handler chose one.
+    pub idle_timeout: Option<Duration>,
+}
+
+/// What [`SessionStore::update`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Update {
+    /// The changes were applied to the existing record.
+    Applied,
+    /// There was no live record (destroyed, expired or never saved); nothing was written.
+    Missing,
+}
+
+/// A place that keeps sessions: memory, files, Redis, memcached, or your own database.
+///
+/// The layer calls at most one of `load` per request before the handler and, after it, at
+/// most one of `create`, `update` or `delete` (or `create` then `delete` when the id is
+/// regenerated). Implementations must keep these promises, which the conformance suite in
+/// `cloakroom-testkit` checks:
+///
+/// - **Load refreshes in the same round trip.** [`load`](Self::load) returns the live record
+///   and, in the same call, moves its expiry to `min(now + idle_timeout, deadline)` (see
+///   [`Record::touch`]). A dead record (see [`Record::is_expired`]) is never returned, whatever
+///   the backend still holds.
+/// - **Writes are changes.** [`update`](Self::update) sets and removes only the keys in
+///   [`Changes`], leaving every other key as the store currently holds it, so concurrent
+///   requests that change different keys all survive. A store that can only write whole
+///   records must re-read and re-apply (a lock, CAS or transaction), never overwrite.
+/// - **No resurrection.** `update` on an id with no live record writes nothing and returns
+///   [`Update::Missing`]: a late write never brings back a destroyed session.
+/// - **Creation cannot collide.** [`create`](Self::create) generates the id (normally with
+///   [`SessionId::generate`]) and inserts only if the id is free (SET NX, memcached `add`,
+///   `O_EXCL`), trying a fresh id otherwise. An existing session is never overwritten.
+/// - **Ids are the store's.** [`parse_id`](Self::parse_id) decides which cookie values are ids
+///   of this store. Server-side stores keep the default, [`SessionId::parse`]; a store that
+///   keeps the whole session sealed in the cookie overrides it, and the id it returns from
+///   `create` is the sealed value itself.
+///
+/// Failures are returned as `Self::Error`; the layer turns them into an error response and a
+/// `tracing` event and never treats them as "no session".
+///
+/// # Example
+///
+/// A complete store over a `HashMap` behind a mutex:
+///
+/// ```
+/// use std::collections::HashMap;
+/// use std::convert::Infallible;
+/// use std::sync::Mutex;
+/// use std::time::SystemTime;
+///
+/// use cloakroom::SessionId;
+/// use cloakroom::store::{Changes, Record, SessionStore, Update};
+///
+/// #[derive(Default)]
+/// struct MapStore(Mutex<HashMap<SessionId, Record>>);
+///
+/// impl SessionStore for MapStore {
+///     type Error = Infallible;
+///
+///     async fn load(&self, id: &SessionId) -> Result<Option<Record>, Infallible> {
+///         let mut map = self.0.lock().unwrap();
+///         let now = SystemTime::now();
+///         let Some(record) = map.get_mut(id) else { return Ok(None) };
+///         if record.touch(now) {
+///             return Ok(Some(record.clone()));
+///         }
+///         map.remove(id); // dead: never returned, and gone for good
+///         Ok(None)
+///     }
+///
+///     async fn create(&self, record: &Record) -> Result<SessionId, Infallible> {
+///         let mut map = self.0.lock().unwrap();
+///         loop {
+///             let id = SessionId::generate();
+///             if !map.contains_key(&id) {
+///                 map.insert(id.clone(), record.clone());
+///                 return Ok(id);
+///             }
+///         }
+///     }
+///
+///     async fn update(&self, id: &SessionId, changes: &Changes) -> Result<Update, Infallible> {
+///         let mut map = self.0.lock().unwrap();
+///         let now = SystemTime::now();
+///         match map.get_mut(id) {
+///             Some(record) if !record.is_expired(now) => {
+///                 record.apply(changes, now);
+///                 Ok(Update::Applied)
+///             }
+///             _ => Ok(Update::Missing),
+///         }
+///     }
+///
+///     async fn delete(&self, id: &SessionId) -> Result<(), Infallible> {
+///         self.0.lock().unwrap().remove(id);
+///         Ok(())
+///     }
+/// }
+/// ```
+pub trait SessionStore: Send + Sync + 'static {
+    /// The error a failed store call returns.
+    type Error: StdError + Send + Sync + 'static;
+
+    /// Loads the live record for `id` and refreshes its idle expiry in the same round trip.
+    /// `Ok(None)` if there is none or it is dead.
+    fn load(
+        &self,
+        id: &SessionId,
+    ) -> impl Future<Output = Result<Option<Record>, Self::Error>> + Send;
+
+    /// Saves a new session under a fresh id that no other session has, and returns that id.
+    fn create(
+        &self,
+        record: &Record,
+    ) -> impl Future<Output = Result<SessionId, Self::Error>> + Send;
+
+    /// Applies one request's changes to the live record for `id`; writes nothing and returns
+    /// [`Update::Missing`] if there is none.
+    fn update(
+        &self,
+        id: &SessionId,
+        changes: &Changes,
+    ) -> impl Future<Output = Result<Update, Self::Error>> + Send;
+
+    /// Removes the session. Deleting an id that does not exist is not an error.
+    fn delete(&self, id: &SessionId) -> impl Future<Output = Result<(), Self::Error>> + Send;
+
+    /// Turns a verified cookie value into an id of this store, or `None` if it is not one.
+    /// The default accepts exactly the ids [`SessionId::generate`] makes.
+    fn parse_id(&self, value: &str) -> Option<SessionId> {
+        SessionId::parse(value)
+    }
+}

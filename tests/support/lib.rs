@@ -1,0 +1,321 @@
+//! Helpers for the end-to-end tests: a real HTTP server on an ephemeral loopback port, a small
+//! browser-like client that keeps the session cookie, and a store wrapper that counts calls and
+//! can be switched off.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use bytes::Bytes;
+use cloakroom::SessionId;
+use cloakroom::store::{Changes, Record, SessionStore, Update};
+use http::header::{COOKIE, SET_COOKIE};
+use http::{HeaderMap, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+/// A server on `127.0.0.1:<ephemeral>` serving `service`, stopped when dropped.
+pub struct TestServer {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    task: JoinHandle<()>,
+}
+
+impl TestServer {
+    /// Serves `service` over HTTP/1.1 on a free loopback port.
+    pub async fn start<S, B>(service: S) -> Self
+    where
+        S: tower_service::Service<Request<Incoming>, Response = Response<B>>
+            + Clone
+            + Send
+            + 'static,
+        S::Future: Send + 'static,
+        S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+        B: http_body::Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let listener = match TcpListener::bind("127.0.0.1:0").await {
+            Ok(listener) => listener,
+            Err(error) => panic!("cannot bind a loopback port: {error}"),
+        };
+        let addr = match listener.local_addr() {
+            Ok(addr) => addr,
+            Err(error) => panic!("no local address: {error}"),
+        };
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let service = TowerToHyperService::new(service.clone());
+                tokio::spawn(async move {
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Self { addr, task }
+    }
+
+    /// A new browser (with an empty cookie jar) pointed at this server.
+    pub fn browser(&self) -> Browser {
+        Browser::new(self.addr)
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A response, read whole.
+#[derive(Debug)]
+pub struct TestResponse {
+    /// Its status.
+    pub status: StatusCode,
+    /// Its headers.
+    pub headers: HeaderMap,
+    /// Its body as text.
+    pub body: String,
+}
+
+impl TestResponse {
+    /// Every `Set-Cookie` header, as text.
+    pub fn set_cookies(&self) -> Vec<String> {
+        self.headers
+            .get_all(SET_COOKIE)
+            .iter()
+            .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned())
+            .collect()
+    }
+
+    /// The `Set-Cookie` header for cookie `name`, if there is one.
+    pub fn set_cookie(&self, name: &str) -> Option<String> {
+        self.set_cookies()
+            .into_iter()
+            .find(|c| c.starts_with(&format!("{name}=")))
+    }
+
+    /// A header's value as text.
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .get(name)
+            .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned())
+    }
+}
+
+/// A client that keeps cookies like a browser does (by name; `Max-Age=0` deletes).
+#[derive(Clone)]
+pub struct Browser {
+    addr: SocketAddr,
+    client: Client<HttpConnector, Full<Bytes>>,
+    jar: Arc<Mutex<HashMap<String, String>>>,
+}
+
+impl Browser {
+    /// A browser with an empty jar talking to `addr`.
+    pub fn new(addr: SocketAddr) -> Self {
+        Self {
+            addr,
+            client: Client::builder(TokioExecutor::new()).build_http(),
+            jar: Arc::default(),
+        }
+    }
+
+    /// The value of cookie `name` in the jar.
+    pub fn cookie(&self, name: &str) -> Option<String> {
+        self.jar.lock().ok()?.get(name).cloned()
+    }
+
+    /// Puts a cookie into the jar by hand (a forged or replayed one, say).
+    pub fn set_cookie(&self, name: &str, value: &str) {
+        if let Ok(mut jar) = self.jar.lock() {
+            jar.insert(name.to_owned(), value.to_owned());
+        }
+    }
+
+    /// `GET path` with the jar's cookies.
+    pub async fn get(&self, path: &str) -> TestResponse {
+        self.send(Method::GET, path, None).await
+    }
+
+    /// `POST path` with a form body.
+    pub async fn post_form(&self, path: &str, form: &str) -> TestResponse {
+        self.send(Method::POST, path, Some(form.to_owned())).await
+    }
+
+    async fn send(&self, method: Method, path: &str, form: Option<String>) -> TestResponse {
+        let cookie_header = {
+            let jar = self.jar.lock().map(|jar| jar.clone()).unwrap_or_default();
+            jar.iter()
+                .map(|(name, value)| format!("{name}={value}"))
+                .collect::<Vec<_>>()
+                .join("; ")
+        };
+        let mut request = Request::builder()
+            .method(method)
+            .uri(format!("http://{}{}", self.addr, path));
+        if !cookie_header.is_empty() {
+            request = request.header(COOKIE, cookie_header);
+        }
+        if form.is_some() {
+            request = request.header("content-type", "application/x-www-form-urlencoded");
+        }
+        let request = match request.body(Full::new(Bytes::from(form.unwrap_or_default()))) {
+            Ok(request) => request,
+            Err(error) => panic!("bad test request: {error}"),
+        };
+        let response = self.raw(request).await;
+        for set_cookie in response.set_cookies() {
+            self.remember(&set_cookie);
+        }
+        response
+    }
+
+    /// Sends `request` as it is (no jar), and reads the whole response.
+    pub async fn raw(&self, request: Request<Full<Bytes>>) -> TestResponse {
+        let response = match self.client.request(request).await {
+            Ok(response) => response,
+            Err(error) => panic!("request to {} failed: {error}", self.addr),
+        };
+        let (parts, body) = response.into_parts();
+        let body = match body.collect().await {
+            Ok(body) => body.to_bytes(),
+            Err(error) => panic!("reading the body failed: {error}"),
+        };
+        TestResponse {
+            status: parts.status,
+            headers: parts.headers,
+            body: String::from_utf8_lossy(&body).into_owned(),
+        }
+    }
+
+    fn remember(&self, set_cookie: &str) {
+        let Some((pair, attributes)) = set_cookie.split_once(';').or(Some((set_cookie, ""))) else {
+            return;
+        };
+        let Some((name, value)) = pair.split_once('=') else {
+            return;
+        };
+        let Ok(mut jar) = self.jar.lock() else { return };
+        if attributes.contains("Max-Age=0") {
+            jar.remove(name);
+        } else {
+            jar.insert(name.to_owned(), value.to_owned());
+        }
+    }
+}
+
+/// Which store calls an [`Instrumented`] store has seen.
+#[derive(Debug, Default)]
+pub struct Calls {
+    /// `load` calls.
+    pub load: AtomicUsize,
+    /// `create` calls.
+    pub create: AtomicUsize,
+    /// `update` calls.
+    pub update: AtomicUsize,
+    /// `delete` calls.
+    pub delete: AtomicUsize,
+    /// The keys of the last `update`.
+    pub last_update_keys: Mutex<Vec<String>>,
+}
+
+impl Calls {
+    /// `(load, create, update, delete)` so far.
+    pub fn counts(&self) -> (usize, usize, usize, usize) {
+        (
+            self.load.load(Ordering::SeqCst),
+            self.create.load(Ordering::SeqCst),
+            self.update.load(Ordering::SeqCst),
+            self.delete.load(Ordering::SeqCst),
+        )
+    }
+}
+
+/// The error of an [`Instrumented`] store.
+#[derive(Debug, thiserror::Error)]
+pub enum TestStoreError<E> {
+    /// The test switched the store off.
+    #[error("store is down (switched off by the test)")]
+    Down,
+    /// The wrapped store failed.
+    #[error(transparent)]
+    Inner(E),
+}
+
+/// Wraps a real store, counting its calls; [`Instrumented::set_down`] makes every call fail as
+/// a store that is unreachable would.
+#[derive(Clone)]
+pub struct Instrumented<St> {
+    inner: St,
+    /// The calls seen.
+    pub calls: Arc<Calls>,
+    down: Arc<AtomicBool>,
+}
+
+impl<St> Instrumented<St> {
+    /// Wraps `inner`.
+    pub fn new(inner: St) -> Self {
+        Self {
+            inner,
+            calls: Arc::default(),
+            down: Arc::default(),
+        }
+    }
+
+    /// Switches the store off (`true`) or back on.
+    pub fn set_down(&self, down: bool) {
+        self.down.store(down, Ordering::SeqCst);
+    }
+
+    fn check<E>(&self, counter: &AtomicUsize) -> Result<(), TestStoreError<E>> {
+        counter.fetch_add(1, Ordering::SeqCst);
+        if self.down.load(Ordering::SeqCst) {
+            Err(TestStoreError::Down)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl<St: SessionStore> SessionStore for Instrumented<St> {
+    type Error = TestStoreError<St::Error>;
+
+    async fn load(&self, id: &SessionId) -> Result<Option<Record>, Self::Error> {
+        self.check(&self.calls.load)?;
+        self.inner.load(id).await.map_err(TestStoreError::Inner)
+    }
+
+    async fn create(&self, record: &Record) -> Result<SessionId, Self::Error> {
+        self.check(&self.calls.create)?;
+        self.inner
+            .create(record)
+            .await
+            .map_err(TestStoreError::Inner)
+    }
+
+    async fn update(&self, id: &SessionId, changes: &Changes) -> Result<Update, Self::Error> {
+        self.check(&self.calls.update)?;
+        if let Ok(mut keys) = self.calls.last_update_keys.lock() {
+            *keys = changes.entries.iter().map(|(key, _)| key.clone()).collect();
+        }
+        self.inner
+            .update(id, changes)
+            .await
+            .map_err(TestStoreError::Inner)
+    }
+
+    async fn delete(&self, id: &SessionId) -> Result<(), Self::Error> {
+        self.check(&self.calls.delete)?;
+        self.inner.delete(id).await.map_err(TestStoreError::Inner)
+    }
+}
