@@ -324,7 +324,10 @@ impl CookieSigner {
 
     /// The values of every cookie with our name in the request's `Cookie` headers, in order, at
     /// most [`MAX_CANDIDATES`]. Headers that are not valid UTF-8 and malformed pairs are skipped.
-    pub(crate) fn candidates<'h>(&self, headers: &'h HeaderMap) -> Vec<&'h str> {
+    pub(crate) fn candidates<'h>(
+        &'h self,
+        headers: &'h HeaderMap,
+    ) -> impl Iterator<Item = &'h str> + 'h {
         headers
             .get_all(COOKIE)
             .iter()
@@ -335,7 +338,6 @@ impl CookieSigner {
                 (parsed.name_raw()? == self.name).then(|| parsed.value_raw())?
             })
             .take(MAX_CANDIDATES)
-            .collect()
     }
 
     /// A `Set-Cookie` value carrying `signed`, kept for `max_age`.
@@ -436,7 +438,10 @@ mod tests {
                 .unwrap_or_else(|_| HeaderValue::from_static("x=y")),
         );
         headers.append(COOKIE, HeaderValue::from_static(";;=;sidx=no; sid"));
-        assert_eq!(signer.candidates(&headers), vec!["first", "second"]);
+        assert_eq!(
+            signer.candidates(&headers).collect::<Vec<_>>(),
+            ["first", "second"]
+        );
     }
 
     #[test]

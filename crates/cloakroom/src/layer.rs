@@ -13,6 +13,7 @@ use http::{HeaderValue, Request, Response};
 use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
+use tracing::Instrument as _;
 
 use crate::cookie::{CookieSigner, SessionCookie};
 use crate::error::ConfigError;
@@ -253,10 +254,14 @@ where
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
         let store = Arc::clone(&shared.store);
-        let load = Box::pin(async move {
-            let loaded = store.load(&id).await;
-            (id, loaded)
-        });
+        let span = tracing::debug_span!("session_store", operation = "load", session = %id);
+        let load = Box::pin(
+            async move {
+                let loaded = store.load(&id).await;
+                (id, loaded)
+            }
+            .instrument(span),
+        );
         ResponseFuture {
             step: Step::Loading {
                 load,
@@ -282,7 +287,7 @@ pin_project! {
     /// The response future of [`SessionService`]: load, call the inner service, save.
     ///
     /// A hand-written state machine; only store calls are boxed, so a request that touches no
-    /// store (no session cookie and nothing written) allocates nothing here.
+    /// store (no session cookie and nothing written) boxes no future.
     pub struct ResponseFuture<S, ReqB, St, H>
     where
         S: Service<Request<ReqB>>,
@@ -373,7 +378,12 @@ where
                             Written::Done,
                         )));
                     };
-                    let save = Box::pin(write.run(Arc::clone(&this.request.shared.store)));
+                    let span = write.span();
+                    let save = Box::pin(
+                        write
+                            .run(Arc::clone(&this.request.shared.store))
+                            .instrument(span),
+                    );
                     this.step.set(Step::Saving {
                         save,
                         pending: Some((response, after)),
@@ -426,6 +436,26 @@ enum CookieAfter {
 }
 
 impl Write {
+    fn span(&self) -> tracing::Span {
+        match self {
+            Self::Create(_) => tracing::debug_span!("session_store", operation = "create"),
+            Self::Update(id, changes) => tracing::debug_span!(
+                "session_store",
+                operation = "update",
+                session = %id,
+                keys = changes.entries.len()
+            ),
+            Self::Regenerate { old, .. } => tracing::debug_span!(
+                "session_store",
+                operation = "regenerate",
+                session = old.as_ref().map(tracing::field::display)
+            ),
+            Self::Delete(id) => {
+                tracing::debug_span!("session_store", operation = "delete", session = %id)
+            }
+        }
+    }
+
     async fn run<St: SessionStore>(
         self,
         store: Arc<St>,

@@ -138,7 +138,7 @@ impl Session {
                 type_name: std::any::type_name::<T>(),
                 source,
             })?;
-        if entry.flash && state.fate != Fate::Destroy {
+        if entry.flash {
             state.write(key.to_owned(), None)?;
         }
         Ok(Some(value))
