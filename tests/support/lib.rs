@@ -4,9 +4,11 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
 
 use bytes::Bytes;
 use cloakroom::SessionId;
@@ -19,7 +21,9 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::TcpListener;
+use tokio::process::{Child, Command};
 use tokio::task::JoinHandle;
 
 /// A server on `127.0.0.1:<ephemeral>` serving `service`, stopped when dropped.
@@ -73,6 +77,66 @@ impl TestServer {
 impl Drop for TestServer {
     fn drop(&mut self) {
         self.task.abort();
+    }
+}
+
+/// A compiled example of `cloakroom-examples`, running on a free loopback port; killed when
+/// dropped.
+pub struct Example {
+    /// Where it listens, as it printed.
+    pub addr: SocketAddr,
+    _child: Child,
+}
+
+impl Example {
+    /// Starts example `name` with `PORT=0` and a fixed secret, and waits for the URL it prints.
+    ///
+    /// `cargo test -p cloakroom-examples` builds the package's examples into the directory next
+    /// to the test binaries' `deps`, which is where this looks.
+    pub async fn start(name: &str) -> Self {
+        let exe = std::env::current_exe().unwrap_or_default();
+        let dir = exe
+            .parent()
+            .and_then(|deps| deps.parent())
+            .map(|d| d.join("examples"));
+        let path = dir.unwrap_or_default().join(name);
+        assert!(
+            path.exists(),
+            "example binary {path:?} missing: run `cargo test -p cloakroom-examples`, which builds it"
+        );
+        let mut child = match Command::new(&path)
+            .env("PORT", "0")
+            .env(
+                "SESSION_SECRET",
+                "a test secret that is longer than 32 bytes",
+            )
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+        {
+            Ok(child) => child,
+            Err(error) => panic!("cannot start example {name}: {error}"),
+        };
+        let Some(stdout) = child.stdout.take() else {
+            panic!("no stdout from {name}");
+        };
+        let mut lines = BufReader::new(stdout).lines();
+        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line()).await;
+        let Ok(Ok(Some(line))) = line else {
+            panic!("{name} printed no URL: {line:?}");
+        };
+        let addr = line
+            .split_whitespace()
+            .find_map(|word| word.strip_prefix("http://"))
+            .and_then(|rest| rest.trim_end_matches('/').parse().ok());
+        let Some(addr) = addr else {
+            panic!("{name} printed no address: {line:?}");
+        };
+        Self {
+            addr,
+            _child: child,
+        }
     }
 }
 

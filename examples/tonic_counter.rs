@@ -1,0 +1,75 @@
+//! A gRPC service behind `SessionLayer`: the session travels in the `cookie` metadata and
+//! comes back in `set-cookie`, exactly as over plain HTTP.
+//!
+//! ```sh
+//! cargo run -p cloakroom-examples --example tonic_counter
+//! ```
+//!
+//! A gRPC client keeps the session by sending back, as `cookie` metadata, the `name=value`
+//! part of the `set-cookie` it received (see `examples/tests/tonic_counter.rs`).
+
+use cloakroom::{MemoryStore, Session, SessionCookie, SessionLayer};
+use tonic::{Request, Response, Status};
+
+/// The generated server and client (see `build.rs`).
+pub mod counter {
+    include!(concat!(env!("OUT_DIR"), "/counter.Counter.rs"));
+}
+
+/// `Visit` takes no fields.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct VisitRequest {}
+
+/// How many times this session has called `Visit`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct VisitReply {
+    /// The count, this call included.
+    #[prost(uint64, tag = "1")]
+    pub visits: u64,
+}
+
+#[derive(Default)]
+struct Counter;
+
+#[tonic::async_trait]
+impl counter::counter_server::Counter for Counter {
+    async fn visit(&self, request: Request<VisitRequest>) -> Result<Response<VisitReply>, Status> {
+        let session = request
+            .extensions()
+            .get::<Session>()
+            .ok_or_else(|| Status::internal("SessionLayer is not installed"))?;
+        let visits = session
+            .get::<u64>("visits")
+            .map_err(|error| Status::internal(error.to_string()))?
+            .unwrap_or(0)
+            + 1;
+        session
+            .set("visits", visits)
+            .map_err(|error| Status::internal(error.to_string()))?;
+        Ok(Response::new(VisitReply { visits }))
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let secret = std::env::var("SESSION_SECRET")
+        .unwrap_or_else(|_| cloakroom::SessionId::generate().as_str().repeat(2));
+    // Plain h2c on loopback; behind TLS keep `Secure` on.
+    let cookie = SessionCookie::new("__session").secret(secret).secure(false);
+    let port: u16 = std::env::var("PORT")
+        .ok()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(50051);
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+    let addr = listener.local_addr()?;
+    #[allow(clippy::print_stdout)] // an example tells its user where to go
+    {
+        println!("cloakroom tonic example listening on http://{addr}/");
+    }
+    tonic::transport::Server::builder()
+        .layer(SessionLayer::new(cookie, MemoryStore::new())?)
+        .add_service(counter::counter_server::CounterServer::new(Counter))
+        .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
+        .await?;
+    Ok(())
+}
