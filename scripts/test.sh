@@ -1,8 +1,23 @@
 #!/usr/bin/env bash
 # The whole test suite: the README's "run the tests" command, and what .ci/run runs.
-# Tests that need a server start their own on free loopback ports.
+#
+# Tests start their own redis-server, Redis Cluster and memcached processes on free loopback
+# ports (see crates/cloakroom-testkit); this script installs the programs from Debian's
+# packages when they are missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+missing=()
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+command -v redis-cli >/dev/null 2>&1 || missing+=(redis-tools)
+command -v memcached >/dev/null 2>&1 || missing+=(memcached)
+if ((${#missing[@]})); then
+    echo "==> installing ${missing[*]} (tests start their own servers)"
+    sudo=()
+    if [ "$(id -u)" -ne 0 ]; then sudo=(sudo); fi
+    install() { DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"; }
+    install || { "${sudo[@]}" apt-get update -qq && install; }
+fi
 
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT

@@ -1,0 +1,472 @@
+//! The store conformance suite: every promise of the `SessionStore` contract, checked against a
+//! real store.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt::Display;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use cloakroom::SessionId;
+use cloakroom::store::{Changes, Entry, Record, SessionStore, Update};
+use tokio::task::JoinSet;
+
+/// A promise of the store contract that the store broke, and how.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("store broke the promise \"{promise}\": {detail}")]
+pub struct Violation {
+    /// The promise, as the `SessionStore` documentation states it.
+    pub promise: &'static str,
+    /// What happened instead.
+    pub detail: String,
+}
+
+/// Runs the whole conformance suite against `store` with the default settings (see
+/// [`Conformance`]). Returns the first broken promise.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), cloakroom_testkit::Violation> {
+/// use std::time::Duration;
+/// use cloakroom::MemoryStore;
+/// use cloakroom_testkit::Conformance;
+///
+/// // An in-process store can use short ticks; the default (1 s) suits any store.
+/// Conformance::new()
+///     .tick(Duration::from_millis(50))
+///     .sessions(1_000)
+///     .run(MemoryStore::new())
+///     .await?;
+/// # Ok(()) }
+/// ```
+pub async fn conformance<St: SessionStore>(store: St) -> Result<(), Violation> {
+    Conformance::new().run(store).await
+}
+
+/// The conformance suite with its settings.
+///
+/// Expiry checks sleep in multiples of `tick` (default 1 second, which suits stores that keep
+/// time in whole seconds, like memcached); an in-process store can use a few milliseconds.
+#[derive(Clone, Debug)]
+pub struct Conformance {
+    tick: Duration,
+    sessions: usize,
+    large_value: usize,
+}
+
+impl Default for Conformance {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+const ROUND_TRIP: &str = "create then load returns the record that was created";
+const OWN_IDS: &str = "create returns an id that parse_id accepts";
+const UNKNOWN: &str = "an unknown id loads nothing";
+const NO_RESURRECTION: &str =
+    "update of a missing record writes nothing and returns Update::Missing";
+const TOUCH: &str = "load refreshes the idle expiry in the same call";
+const EXPIRED: &str = "a dead record is never returned";
+const DEADLINE: &str = "a record past its absolute deadline is never returned";
+const CHANGES: &str = "update sets and removes only the changed keys";
+const CONCURRENT: &str = "concurrent updates of different keys all survive";
+const DESTROY_WINS: &str = "a deleted session is not recreated by a late update";
+const NO_COLLISION: &str = "create never reuses an id or overwrites a session";
+const LARGE: &str = "large values round-trip unchanged";
+const UNICODE: &str = "unicode keys and values round-trip unchanged";
+const STORE_CALL: &str = "store calls succeed against a healthy store";
+
+impl Conformance {
+    /// The default settings: a 1 second tick, 10,000 sessions, a 256 KiB large value.
+    pub fn new() -> Self {
+        Self {
+            tick: Duration::from_secs(1),
+            sessions: 10_000,
+            large_value: 256 * 1024,
+        }
+    }
+
+    /// The unit of time for the expiry checks.
+    pub fn tick(mut self, tick: Duration) -> Self {
+        self.tick = tick;
+        self
+    }
+
+    /// How many sessions the bulk check creates, loads and deletes.
+    pub fn sessions(mut self, sessions: usize) -> Self {
+        self.sessions = sessions;
+        self
+    }
+
+    /// The size in bytes of the large value.
+    pub fn large_value(mut self, bytes: usize) -> Self {
+        self.large_value = bytes;
+        self
+    }
+
+    /// Runs every check against `store`; returns the first broken promise.
+    pub async fn run<St: SessionStore>(&self, store: St) -> Result<(), Violation> {
+        let store = Arc::new(store);
+        self.round_trip(store.as_ref()).await?;
+        self.unknown_ids(store.as_ref()).await?;
+        self.changes(store.as_ref()).await?;
+        self.concurrent_changes(&store).await?;
+        self.destroy_wins(&store).await?;
+        self.unicode(store.as_ref()).await?;
+        self.large(store.as_ref()).await?;
+        self.many_sessions(&store).await?;
+        self.touch(store.as_ref()).await?;
+        self.expiry(store.as_ref()).await?;
+        self.deadline(store.as_ref()).await?;
+        Ok(())
+    }
+
+    fn record(&self, idle_ticks: u32, entries: &[(&str, &str)]) -> Record {
+        let mut record = Record::new(SystemTime::now(), self.tick * idle_ticks, None);
+        record.entries = entries
+            .iter()
+            .map(|(key, json)| ((*key).to_owned(), entry(json)))
+            .collect();
+        record
+    }
+
+    async fn round_trip<St: SessionStore>(&self, store: &St) -> Result<(), Violation> {
+        let mut record = self.record(600, &[("user", "\"ada\""), ("n", "1")]);
+        record.entries.insert(
+            "notice".to_owned(),
+            Entry {
+                json: "\"saved\"".to_owned(),
+                flash: true,
+            },
+        );
+        let id = call(store.create(&record).await)?;
+        ensure(
+            store.parse_id(id.as_str()).as_ref() == Some(&id),
+            OWN_IDS,
+            || format!("parse_id rejected the id {id} that create returned"),
+        )?;
+        let loaded = load(store, &id, ROUND_TRIP).await?;
+        ensure(loaded.entries == record.entries, ROUND_TRIP, || {
+            format!(
+                "entries {:?} came back as {:?}",
+                record.entries, loaded.entries
+            )
+        })?;
+        ensure(close(loaded.created, record.created), ROUND_TRIP, || {
+            format!(
+                "created {:?} came back as {:?}",
+                record.created, loaded.created
+            )
+        })?;
+        ensure(
+            loaded.idle_timeout.as_secs() == record.idle_timeout.as_secs()
+                && loaded.deadline.is_none(),
+            ROUND_TRIP,
+            || {
+                format!(
+                    "idle timeout {:?} / deadline None came back as {:?} / {:?}",
+                    record.idle_timeout, loaded.idle_timeout, loaded.deadline
+                )
+            },
+        )?;
+        let empty = call(store.create(&self.record(600, &[])).await)?;
+        let loaded = load(store, &empty, ROUND_TRIP).await?;
+        ensure(loaded.entries.is_empty(), ROUND_TRIP, || {
+            format!("an empty session came back with {:?}", loaded.entries)
+        })?;
+        call(store.delete(&id).await)?;
+        call(store.delete(&empty).await)
+    }
+
+    async fn unknown_ids<St: SessionStore>(&self, store: &St) -> Result<(), Violation> {
+        let unknown = SessionId::generate();
+        ensure(call(store.load(&unknown).await)?.is_none(), UNKNOWN, || {
+            "a never-created id loaded a record".to_owned()
+        })?;
+        let update = call(store.update(&unknown, &set("k", "1")).await)?;
+        ensure(update == Update::Missing, NO_RESURRECTION, || {
+            format!("update of a never-created id returned {update:?}")
+        })?;
+        ensure(
+            call(store.load(&unknown).await)?.is_none(),
+            NO_RESURRECTION,
+            || "update of a never-created id created it".to_owned(),
+        )?;
+        call(store.delete(&unknown).await)
+    }
+
+    async fn changes<St: SessionStore>(&self, store: &St) -> Result<(), Violation> {
+        let id = call(
+            store
+                .create(&self.record(600, &[("a", "1"), ("b", "2")]))
+                .await,
+        )?;
+        let changes = Changes {
+            entries: vec![("c".to_owned(), Some(entry("3"))), ("a".to_owned(), None)],
+            idle_timeout: Some(self.tick * 900),
+        };
+        let update = call(store.update(&id, &changes).await)?;
+        ensure(update == Update::Applied, CHANGES, || {
+            format!("update of a live session returned {update:?}")
+        })?;
+        let loaded = load(store, &id, CHANGES).await?;
+        let expected = entries(&[("b", "2"), ("c", "3")]);
+        ensure(loaded.entries == expected, CHANGES, || {
+            format!("expected {expected:?}, found {:?}", loaded.entries)
+        })?;
+        ensure(
+            loaded.idle_timeout.as_secs() == (self.tick * 900).as_secs(),
+            CHANGES,
+            || {
+                format!(
+                    "a new idle timeout {:?} was stored as {:?}",
+                    self.tick * 900,
+                    loaded.idle_timeout
+                )
+            },
+        )?;
+        call(store.delete(&id).await)
+    }
+
+    async fn concurrent_changes<St: SessionStore>(&self, store: &Arc<St>) -> Result<(), Violation> {
+        const WRITERS: usize = 50;
+        let id = call(store.create(&self.record(600, &[("base", "0")])).await)?;
+        let mut writers = JoinSet::new();
+        for i in 0..WRITERS {
+            let (store, id) = (Arc::clone(store), id.clone());
+            writers.spawn(async move { store.update(&id, &set(&format!("k{i}"), "1")).await });
+        }
+        while let Some(joined) = writers.join_next().await {
+            let update = call(joined.map_err(|e| e.to_string()))?;
+            let update = call(update)?;
+            ensure(update == Update::Applied, CONCURRENT, || {
+                format!("a concurrent update returned {update:?}")
+            })?;
+        }
+        let loaded = load(store.as_ref(), &id, CONCURRENT).await?;
+        let missing: Vec<String> = (0..WRITERS)
+            .map(|i| format!("k{i}"))
+            .chain(["base".to_owned()])
+            .filter(|key| !loaded.entries.contains_key(key))
+            .collect();
+        ensure(missing.is_empty(), CONCURRENT, || {
+            format!("after {WRITERS} concurrent updates these keys were lost: {missing:?}")
+        })?;
+        call(store.delete(&id).await)
+    }
+
+    async fn destroy_wins<St: SessionStore>(&self, store: &Arc<St>) -> Result<(), Violation> {
+        let id = call(
+            store
+                .create(&self.record(600, &[("user", "\"ada\"")]))
+                .await,
+        )?;
+        call(store.delete(&id).await)?;
+        let mut late = JoinSet::new();
+        for i in 0..20 {
+            let (store, id) = (Arc::clone(store), id.clone());
+            late.spawn(async move { store.update(&id, &set(&format!("late{i}"), "1")).await });
+        }
+        while let Some(joined) = late.join_next().await {
+            let update = call(call(joined.map_err(|e| e.to_string()))?)?;
+            ensure(update == Update::Missing, DESTROY_WINS, || {
+                format!("an update after delete returned {update:?}")
+            })?;
+        }
+        ensure(call(store.load(&id).await)?.is_none(), DESTROY_WINS, || {
+            "updates after delete brought the session back".to_owned()
+        })
+    }
+
+    async fn unicode<St: SessionStore>(&self, store: &St) -> Result<(), Violation> {
+        let pairs = [
+            ("ключ", "\"значение\""),
+            ("🔑", "\"🗝️ and 🍪\""),
+            ("キー", "\"値\""),
+            ("مفتاح", "\"قيمة\""),
+            ("a key with spaces\nand a newline", "\"tab\\tquote\\\"\""),
+            ("", "\"empty key\""),
+        ];
+        let id = call(store.create(&self.record(600, &pairs)).await)?;
+        let loaded = load(store, &id, UNICODE).await?;
+        ensure(loaded.entries == entries(&pairs), UNICODE, || {
+            format!("{:?} came back as {:?}", entries(&pairs), loaded.entries)
+        })?;
+        call(store.update(&id, &set("ü", "\"ö\"")).await)?;
+        let loaded = load(store, &id, UNICODE).await?;
+        ensure(
+            loaded.entries.get("ü").map(|e| e.json.as_str()) == Some("\"ö\""),
+            UNICODE,
+            || "a unicode key set by update was lost".to_owned(),
+        )?;
+        call(store.delete(&id).await)
+    }
+
+    async fn large<St: SessionStore>(&self, store: &St) -> Result<(), Violation> {
+        let big = format!("\"{}\"", "x".repeat(self.large_value));
+        let id = call(store.create(&self.record(600, &[("big", &big)])).await)?;
+        call(store.update(&id, &set("big2", &big)).await)?;
+        let loaded = load(store, &id, LARGE).await?;
+        for key in ["big", "big2"] {
+            let len = loaded.entries.get(key).map(|e| e.json.len());
+            ensure(
+                loaded.entries.get(key).map(|e| &e.json) == Some(&big),
+                LARGE,
+                || {
+                    format!(
+                        "a {}-byte value {key:?} came back as {len:?} bytes",
+                        big.len()
+                    )
+                },
+            )?;
+        }
+        call(store.delete(&id).await)
+    }
+
+    async fn many_sessions<St: SessionStore>(&self, store: &Arc<St>) -> Result<(), Violation> {
+        const PARALLEL: usize = 32;
+        let mut ids = Vec::with_capacity(self.sessions);
+        for batch in (0..self.sessions).collect::<Vec<_>>().chunks(PARALLEL) {
+            let mut creators = JoinSet::new();
+            for &i in batch {
+                let store = Arc::clone(store);
+                let record = self.record(600, &[("n", &i.to_string())]);
+                creators.spawn(async move { (i, store.create(&record).await) });
+            }
+            while let Some(joined) = creators.join_next().await {
+                let (i, created) = call(joined.map_err(|e| e.to_string()))?;
+                ids.push((i, call(created)?));
+            }
+        }
+        let distinct: HashSet<&SessionId> = ids.iter().map(|(_, id)| id).collect();
+        ensure(distinct.len() == ids.len(), NO_COLLISION, || {
+            format!(
+                "{} creates returned only {} distinct ids",
+                ids.len(),
+                distinct.len()
+            )
+        })?;
+        for (i, id) in &ids {
+            let loaded = load(store.as_ref(), id, NO_COLLISION).await?;
+            let n = loaded.entries.get("n").map(|e| e.json.clone());
+            ensure(
+                n.as_deref() == Some(i.to_string().as_str()),
+                NO_COLLISION,
+                || format!("session #{i} loaded the data of another session: n = {n:?}"),
+            )?;
+        }
+        for (_, id) in &ids {
+            call(store.delete(id).await)?;
+        }
+        Ok(())
+    }
+
+    async fn touch<St: SessionStore>(&self, store: &St) -> Result<(), Violation> {
+        let id = call(store.create(&self.record(3, &[("k", "1")])).await)?;
+        for round in 1..=2 {
+            tokio::time::sleep(self.tick * 2).await;
+            let loaded = call(store.load(&id).await)?;
+            ensure(loaded.is_some(), TOUCH, || {
+                format!(
+                    "a session with a {:?} idle timeout, loaded every {:?}, was gone at load #{round}",
+                    self.tick * 3,
+                    self.tick * 2
+                )
+            })?;
+        }
+        call(store.delete(&id).await)
+    }
+
+    async fn expiry<St: SessionStore>(&self, store: &St) -> Result<(), Violation> {
+        let id = call(store.create(&self.record(1, &[("k", "1")])).await)?;
+        tokio::time::sleep(self.tick * 5 / 2).await;
+        ensure(call(store.load(&id).await)?.is_none(), EXPIRED, || {
+            format!(
+                "a session with a {:?} idle timeout loaded after {:?}",
+                self.tick,
+                self.tick * 5 / 2
+            )
+        })?;
+        let update = call(store.update(&id, &set("k", "2")).await)?;
+        ensure(update == Update::Missing, EXPIRED, || {
+            format!("update of an expired session returned {update:?}")
+        })?;
+        ensure(call(store.load(&id).await)?.is_none(), EXPIRED, || {
+            "an update brought an expired session back".to_owned()
+        })
+    }
+
+    async fn deadline<St: SessionStore>(&self, store: &St) -> Result<(), Violation> {
+        let record = Record::new(SystemTime::now(), self.tick * 600, Some(self.tick));
+        let id = call(store.create(&record).await)?;
+        tokio::time::sleep(self.tick * 5 / 2).await;
+        ensure(call(store.load(&id).await)?.is_none(), DEADLINE, || {
+            format!(
+                "a session with a {:?} lifetime loaded after {:?}",
+                self.tick,
+                self.tick * 5 / 2
+            )
+        })
+    }
+}
+
+fn entry(json: &str) -> Entry {
+    Entry {
+        json: json.to_owned(),
+        flash: false,
+    }
+}
+
+fn entries(pairs: &[(&str, &str)]) -> HashMap<String, Entry> {
+    pairs
+        .iter()
+        .map(|(key, json)| ((*key).to_owned(), entry(json)))
+        .collect()
+}
+
+fn set(key: &str, json: &str) -> Changes {
+    Changes {
+        entries: vec![(key.to_owned(), Some(entry(json)))],
+        idle_timeout: None,
+    }
+}
+
+/// Stores may keep times to the second; the contract needs no more.
+fn close(a: SystemTime, b: SystemTime) -> bool {
+    let difference = a.duration_since(b).or_else(|e| Ok::<_, ()>(e.duration()));
+    difference.is_ok_and(|d| d <= Duration::from_secs(1))
+}
+
+fn ensure(
+    holds: bool,
+    promise: &'static str,
+    detail: impl FnOnce() -> String,
+) -> Result<(), Violation> {
+    if holds {
+        Ok(())
+    } else {
+        Err(Violation {
+            promise,
+            detail: detail(),
+        })
+    }
+}
+
+fn call<T, E: Display>(result: Result<T, E>) -> Result<T, Violation> {
+    result.map_err(|error| Violation {
+        promise: STORE_CALL,
+        detail: error.to_string(),
+    })
+}
+
+async fn load<St: SessionStore>(
+    store: &St,
+    id: &SessionId,
+    promise: &'static str,
+) -> Result<Record, Violation> {
+    match call(store.load(id).await)? {
+        Some(record) => Ok(record),
+        None => Err(Violation {
+            promise,
+            detail: format!("session {id} loaded nothing right after it was written"),
+        }),
+    }
+}
