@@ -2,6 +2,8 @@
 //! browser-like client that keeps the session cookie, and a store wrapper that counts calls and
 //! can be switched off.
 
+pub mod app;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::process::Stdio;

@@ -1,0 +1,156 @@
+//! The app the end-to-end tests drive: a handler for each session operation.
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::Path;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use cloakroom::{MemoryStore, Session, SessionCookie, SessionError, SessionLayer, SessionStore};
+
+use crate::TestServer;
+
+/// The session cookie name the test apps use.
+pub const NAME: &str = "__session";
+/// The newest signing secret of the test apps.
+pub const SECRET: &[u8] = b"test secret number one, 32+ bytes long";
+/// A retired signing secret.
+pub const OLD_SECRET: &[u8] = b"test secret number zero, also 32+ bytes";
+
+/// The test cookie: our name and secret, `Secure` off for plain-HTTP loopback.
+pub fn cookie() -> SessionCookie {
+    SessionCookie::new(NAME).secret(SECRET).secure(false)
+}
+
+/// `SessionLayer::new`, panicking with the reason if the configuration is rejected.
+pub fn layer<St: SessionStore>(cookie: SessionCookie, store: St) -> SessionLayer<St> {
+    match SessionLayer::new(cookie, store) {
+        Ok(layer) => layer,
+        Err(error) => panic!("test layer rejected: {error}"),
+    }
+}
+
+/// `GET /count`: increments and returns `visits`.
+pub async fn count(session: Session) -> Result<String, SessionError> {
+    let visits: u64 = session.get("visits")?.unwrap_or(0) + 1;
+    session.set("visits", visits)?;
+    Ok(visits.to_string())
+}
+
+async fn peek(session: Session) -> Result<String, SessionError> {
+    let visits: Option<u64> = session.get("visits")?;
+    Ok(visits.map_or_else(|| "none".to_owned(), |v| v.to_string()))
+}
+
+async fn set(
+    session: Session,
+    Path((key, value)): Path<(String, String)>,
+) -> Result<(), SessionError> {
+    session.set(key, value)
+}
+
+async fn keys(session: Session) -> Result<String, SessionError> {
+    let mut keys: Vec<String> = session.data()?.keys().cloned().collect();
+    keys.sort();
+    Ok(keys.join(","))
+}
+
+async fn flash(session: Session) -> Result<Redirect, SessionError> {
+    session.flash("notice", "saved")?;
+    Ok(Redirect::to("/show-flash"))
+}
+
+async fn show_flash(session: Session) -> Result<String, SessionError> {
+    Ok(session
+        .get::<String>("notice")?
+        .unwrap_or_else(|| "no notice".to_owned()))
+}
+
+async fn login(session: Session) -> Result<String, SessionError> {
+    session.set("user", "ada")?;
+    session.regenerate_id()?;
+    Ok("logged in".to_owned())
+}
+
+async fn whoami(session: Session) -> Result<String, SessionError> {
+    Ok(session
+        .get::<String>("user")?
+        .unwrap_or_else(|| "anonymous".to_owned()))
+}
+
+async fn logout(session: Session) -> &'static str {
+    session.destroy();
+    "logged out"
+}
+
+async fn destroy_then_set(session: Session) -> String {
+    session.destroy();
+    match session.set("x", 1) {
+        Ok(()) => "changed".to_owned(),
+        Err(error) => error.to_string(),
+    }
+}
+
+async fn own_cookie(session: Session) -> Result<Response, SessionError> {
+    session.set("k", "v")?;
+    Ok(([(header::SET_COOKIE, "theme=dark; Path=/")], "ok").into_response())
+}
+
+async fn own_cache_control(session: Session) -> Result<Response, SessionError> {
+    session.set("k", "v")?;
+    Ok(([(header::CACHE_CONTROL, "private, max-age=60")], "ok").into_response())
+}
+
+async fn fail(session: Session) -> Result<StatusCode, SessionError> {
+    session.set("half-done", true)?;
+    Ok(StatusCode::INTERNAL_SERVER_ERROR)
+}
+
+async fn remember(session: Session) -> Result<(), SessionError> {
+    session.set("user", "ada")?;
+    session.set_idle_timeout(Duration::from_secs(60 * 24 * 60 * 60))
+}
+
+async fn noop() -> &'static str {
+    "nothing"
+}
+
+/// Every route the tests use; see each handler.
+pub fn routes() -> Router {
+    Router::new()
+        .route("/count", get(count))
+        .route("/peek", get(peek))
+        .route("/set/{key}/{value}", post(set))
+        .route("/keys", get(keys))
+        .route("/flash", post(flash))
+        .route("/show-flash", get(show_flash))
+        .route("/login", post(login))
+        .route("/whoami", get(whoami))
+        .route("/logout", post(logout))
+        .route("/destroy-then-set", post(destroy_then_set))
+        .route("/own-cookie", get(own_cookie))
+        .route("/own-cache-control", get(own_cache_control))
+        .route("/fail", get(fail))
+        .route("/remember", post(remember))
+        .route("/noop", get(noop))
+}
+
+/// The test routes behind `layer`, on a loopback port.
+pub async fn serve<St: SessionStore + Clone>(layer: SessionLayer<St>) -> TestServer {
+    TestServer::start(routes().layer(layer)).await
+}
+
+/// The test routes on a fresh memory store with the test cookie.
+pub async fn memory_server() -> (TestServer, MemoryStore) {
+    let store = MemoryStore::new();
+    (serve(layer(cookie(), store.clone())).await, store)
+}
+
+/// The `Max-Age` of a `Set-Cookie` value.
+pub fn max_age(set_cookie: &str) -> Option<u64> {
+    set_cookie
+        .split("; ")
+        .find_map(|attribute| attribute.strip_prefix("Max-Age="))
+        .and_then(|value| value.parse().ok())
+}
