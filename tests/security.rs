@@ -14,7 +14,7 @@ fn id_of(cookie: &str) -> &str {
     cookie.rsplit_once('.').map_or(cookie, |(id, _)| id)
 }
 
-async fn victim<St: SessionStore + Clone>(server: &TestServer) -> String {
+async fn victim(server: &TestServer) -> String {
     let victim = server.browser();
     victim.get("/count").await;
     victim.get("/count").await;
@@ -44,8 +44,8 @@ async fn assert_fresh(server: &TestServer, forged: &str) {
 
 async fn forged_truncated_and_reused_signatures<St: SessionStore + Clone>(store: St) {
     let server = serve(layer(cookie(), store)).await;
-    let stolen = victim::<St>(&server).await;
-    let other = victim::<St>(&server).await;
+    let stolen = victim(&server).await;
+    let other = victim(&server).await;
     let (id, tag) = stolen.rsplit_once('.').unwrap_or_default();
     let (_, other_tag) = other.rsplit_once('.').unwrap_or_default();
     let mut flipped = tag.to_owned().into_bytes();
@@ -92,7 +92,7 @@ async fn retired_and_foreign_secrets<St: SessionStore + Clone>(store: St) {
     .await;
     let ours = serve(layer(cookie(), store)).await;
     for app in [&old_app, &other_app] {
-        let cookie = victim::<St>(app).await;
+        let cookie = victim(app).await;
         assert_fresh(&ours, &cookie).await;
     }
 }
@@ -112,7 +112,7 @@ async fn an_old_secret_is_accepted_and_re_signed<St: SessionStore + Clone>(store
     .await;
     let after = serve(layer(cookie(), store)).await;
 
-    let old_cookie = victim::<St>(&before).await;
+    let old_cookie = victim(&before).await;
     let browser = rotated.browser();
     browser.set_cookie(NAME, &old_cookie);
     assert_eq!(
@@ -141,7 +141,7 @@ async fn an_old_secret_is_accepted_and_re_signed<St: SessionStore + Clone>(store
 async fn a_client_chosen_id_is_never_adopted<St: SessionStore + Clone>(store: St) {
     let server = serve(layer(cookie(), store.clone())).await;
     // A validly signed id that the store does not know: sign one, then delete its session.
-    let planted = victim::<St>(&server).await;
+    let planted = victim(&server).await;
     let Some(id) = SessionId::parse(id_of(&planted)) else {
         panic!("the layer issued an id of the wrong shape: {planted}");
     };
@@ -288,7 +288,7 @@ async fn issued_ids_are_distinct_long_and_base64url<St: SessionStore + Clone>(st
 
 async fn hostile_cookie_headers_never_panic<St: SessionStore + Clone>(store: St) {
     let server = serve(layer(cookie(), store)).await;
-    let stolen = victim::<St>(&server).await;
+    let stolen = victim(&server).await;
     let browser = server.browser();
     let huge = format!("{NAME}={}", "A".repeat(60_000));
     let enormous = format!("{NAME}={}", "A".repeat(1_000_000));
