@@ -508,6 +508,68 @@ mod tests {
         assert!(!shown.contains("0123456789abcdef"), "{shown}");
     }
 
+    mod properties {
+        use proptest::collection::vec;
+        use proptest::prelude::*;
+
+        use super::*;
+
+        fn secrets() -> impl Strategy<Value = Vec<Vec<u8>>> {
+            vec(vec(any::<u8>(), MIN_SECRET_LEN..64), 1..4)
+        }
+
+        fn build(secrets: &[Vec<u8>]) -> CookieSigner {
+            match SessionCookie::new("sid").secrets(secrets).build() {
+                Ok(signer) => signer,
+                Err(error) => panic!("{error}"),
+            }
+        }
+
+        proptest! {
+            #[test]
+            fn what_is_signed_verifies_with_every_list_that_holds_the_secret(
+                value in "[ -~]{0,80}",
+                secrets in secrets(),
+                newer in vec(any::<u8>(), MIN_SECRET_LEN..64),
+            ) {
+                let signed = build(&secrets).sign(&value);
+                let verified = build(&secrets).verify(&signed);
+                prop_assert_eq!(verified.map(|v| (v.value, v.current)), Some((value.as_str(), true)));
+                let rotated: Vec<Vec<u8>> = std::iter::once(newer.clone()).chain(secrets.iter().cloned()).collect();
+                let verified = build(&rotated).verify(&signed);
+                prop_assert_eq!(verified.map(|v| v.current), Some(newer == secrets[0]));
+                prop_assume!(!secrets.contains(&newer));
+                prop_assert_eq!(build(&[newer]).verify(&signed), None);
+            }
+
+            #[test]
+            fn only_exact_signatures_verify(raw in "\\PC{0,120}", secrets in secrets()) {
+                let signer = build(&secrets);
+                if let Some(verified) = signer.verify(&raw) {
+                    prop_assert_eq!(signer.sign(verified.value), raw);
+                }
+            }
+
+            #[test]
+            fn changing_any_byte_breaks_the_signature(
+                value in "[A-Za-z0-9_-]{32}",
+                secrets in secrets(),
+                at in any::<prop::sample::Index>(),
+                replacement in "[A-Za-z0-9_.-]",
+            ) {
+                let signer = build(&secrets);
+                let signed = signer.sign(&value);
+                let at = at.index(signed.len());
+                let mut forged = signed.clone();
+                forged.replace_range(at..=at, &replacement);
+                prop_assume!(forged != signed);
+                // Even a last character that differs only in base64's unused bits fails:
+                // the decoder is strict about them.
+                prop_assert_eq!(signer.verify(&forged), None, "{} verified", forged);
+            }
+        }
+    }
+
     impl SessionCookie {
         fn name_for_test(mut self, name: &str) -> Self {
             self.name = name.to_owned();
