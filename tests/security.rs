@@ -343,48 +343,90 @@ async fn hostile_cookie_headers_never_panic<St: SessionStore + Clone>(store: St)
     assert_eq!(victim.get("/peek").await.body, "2");
 }
 
-/// One test per check for a store; `$make` is an async block giving the store.
+/// One test per check for a store; `$make` is an async block giving the store and whatever
+/// must live as long as it (the server process).
 macro_rules! security_suite {
     ($name:ident, $make:expr) => {
         mod $name {
             #[tokio::test]
             async fn forged_truncated_and_reused_signatures() {
-                super::forged_truncated_and_reused_signatures($make.await).await
+                let (store, _server) = $make.await;
+                super::forged_truncated_and_reused_signatures(store).await
             }
             #[tokio::test]
             async fn retired_and_foreign_secrets() {
-                super::retired_and_foreign_secrets($make.await).await
+                let (store, _server) = $make.await;
+                super::retired_and_foreign_secrets(store).await
             }
             #[tokio::test]
             async fn an_old_secret_is_accepted_and_re_signed() {
-                super::an_old_secret_is_accepted_and_re_signed($make.await).await
+                let (store, _server) = $make.await;
+                super::an_old_secret_is_accepted_and_re_signed(store).await
             }
             #[tokio::test]
             async fn a_client_chosen_id_is_never_adopted() {
-                super::a_client_chosen_id_is_never_adopted($make.await).await
+                let (store, _server) = $make.await;
+                super::a_client_chosen_id_is_never_adopted(store).await
             }
             #[tokio::test]
             async fn regenerate_id_kills_the_old_id() {
-                super::regenerate_id_kills_the_old_id($make.await).await
+                let (store, _server) = $make.await;
+                super::regenerate_id_kills_the_old_id(store).await
             }
             #[tokio::test]
             async fn a_destroyed_session_stays_dead_when_replayed() {
-                super::a_destroyed_session_stays_dead_when_replayed($make.await).await
+                let (store, _server) = $make.await;
+                super::a_destroyed_session_stays_dead_when_replayed(store).await
             }
             #[tokio::test]
             async fn cookie_attributes_are_as_configured() {
-                super::cookie_attributes_are_as_configured($make.await).await
+                let (store, _server) = $make.await;
+                super::cookie_attributes_are_as_configured(store).await
             }
             #[tokio::test]
             async fn issued_ids_are_distinct_long_and_base64url() {
-                super::issued_ids_are_distinct_long_and_base64url($make.await).await
+                let (store, _server) = $make.await;
+                super::issued_ids_are_distinct_long_and_base64url(store).await
             }
             #[tokio::test]
             async fn hostile_cookie_headers_never_panic() {
-                super::hostile_cookie_headers_never_panic($make.await).await
+                let (store, _server) = $make.await;
+                super::hostile_cookie_headers_never_panic(store).await
             }
         }
     };
 }
 
-security_suite!(memory, async { cloakroom::MemoryStore::new() });
+security_suite!(memory, async { (cloakroom::MemoryStore::new(), ()) });
+
+async fn redis_store(url: String) -> cloakroom_redis::RedisStore {
+    match cloakroom_redis::RedisStore::builder()
+        .url(&url)
+        .build()
+        .await
+    {
+        Ok(store) => store,
+        Err(error) => panic!("cannot connect to {url}: {error}"),
+    }
+}
+
+security_suite!(redis, async {
+    let server = match cloakroom_testkit::RedisServer::start().await {
+        Ok(server) => server,
+        Err(error) => panic!("{error}"),
+    };
+    (crate::redis_store(server.url()).await, server)
+});
+
+security_suite!(redis_cluster, async {
+    let cluster = match cloakroom_testkit::RedisCluster::start().await {
+        Ok(cluster) => cluster,
+        Err(error) => panic!("{error}"),
+    };
+    let ports = cluster.ports();
+    let url = format!(
+        "redis-cluster://127.0.0.1:{}?node=127.0.0.1:{}&node=127.0.0.1:{}",
+        ports[0], ports[1], ports[2]
+    );
+    (crate::redis_store(url).await, cluster)
+});

@@ -277,10 +277,17 @@ pub struct RedisServer {
 impl RedisServer {
     /// Starts one.
     pub async fn start() -> Result<Self, ServerError> {
+        Self::start_with_args(&[]).await
+    }
+
+    /// Starts one with extra arguments (`["--appendonly", "yes", "--appendfsync", "always"]` to
+    /// keep data across [`restart`](Self::restart), say).
+    pub async fn start_with_args(extra: &[&str]) -> Result<Self, ServerError> {
         with_fresh_ports(1, |ports| async move {
             let dir = temp_dir(REDIS_SERVER)?;
-            let mut process =
-                Process::spawn(REDIS_SERVER, ports[0], redis_args(ports[0]), dir.path())?;
+            let mut args = redis_args(ports[0]);
+            args.extend(extra.iter().map(|arg| (*arg).to_owned()));
+            let mut process = Process::spawn(REDIS_SERVER, ports[0], args, dir.path())?;
             process.wait_ready(b"PING\r\n", b"+PONG").await?;
             Ok(Self { process, _dir: dir })
         })
@@ -297,7 +304,8 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}", self.port())
     }
 
-    /// Kills the server (to test what clients do when Redis is down). Its data is gone.
+    /// Kills the server (to test what clients do when Redis is down). Its data is gone unless
+    /// it was started with persistence.
     pub fn stop(&mut self) {
         self.process.kill();
     }

@@ -1,0 +1,558 @@
+//! A Redis session store for [cloakroom](https://docs.rs/cloakroom), on
+//! [fred](https://docs.rs/fred).
+//!
+//! For services that run on more than one instance: every instance sees the same sessions.
+//!
+//! ```no_run
+//! use cloakroom::{SessionCookie, SessionLayer};
+//! use cloakroom_redis::RedisStore;
+//!
+//! # async fn app() -> Result<(), Box<dyn std::error::Error>> {
+//! let store = RedisStore::builder()
+//!     .url("redis://127.0.0.1:6379")
+//!     .prefix("session:")
+//!     .build()
+//!     .await?;
+//! let cookie = SessionCookie::new("__Host-session").secret(std::env::var("SESSION_SECRET")?);
+//! let layer = SessionLayer::new(cookie, store)?;
+//! # Ok(()) }
+//! ```
+//!
+//! # One round trip per request
+//!
+//! Each session is one Redis hash, one field per session key. Loading a session and refreshing
+//! its TTL is one `EVALSHA`; writing a request's changes is one `EVALSHA` that sets and deletes
+//! only the fields that request changed; a new session is one `EVALSHA` that writes only if the
+//! key is free (NX). Scripts are loaded on first use and again after a `NOSCRIPT` (a restarted
+//! or failed-over server). Deleting is one `DEL`.
+//!
+//! # No lost updates
+//!
+//! Because only the changed fields are written, concurrent requests of one session that change
+//! different keys all survive, and because the update script writes nothing when the key does
+//! not exist, a request that finishes after logout cannot bring the session back.
+//!
+//! # Expiry
+//!
+//! The session's idle timeout is the layer's ([`SessionLayer::idle_timeout`], or the
+//! session's own from [`Session::set_idle_timeout`]); it is stored in the hash and every load
+//! moves the key's TTL (`PEXPIREAT`, from Redis's clock) to `min(now + idle, deadline)`. The
+//! cookie's `Max-Age` is computed from the same values, so the two always agree: there is no
+//! separate store TTL to keep in step.
+//!
+//! [`SessionLayer::idle_timeout`]: cloakroom::SessionLayer::idle_timeout
+//! [`Session::set_idle_timeout`]: cloakroom::Session::set_idle_timeout
+//!
+//! # Connecting
+//!
+//! | URL | topology |
+//! | --- | --- |
+//! | `redis://user:pass@host:6379/0` | one server |
+//! | `redis-cluster://host1:6379?node=host2:6379&node=host3:6379` | Redis Cluster |
+//! | `redis-sentinel://host:26379?node=host2:26379&sentinelServiceName=mymaster` | behind Sentinel |
+//! | `rediss://host:6380` (and `rediss-cluster://`, `rediss-sentinel://`) | TLS, with the `tls` feature |
+//!
+//! Or hand over a fred [`Client`](fred::clients::Client) or [`Pool`](fred::clients::Pool)
+//! you configured yourself ([`RedisStoreBuilder::client`], [`RedisStoreBuilder::pool`]).
+//!
+//! # When Redis is down
+//!
+//! Every call fails after the [command timeout](RedisStoreBuilder::command_timeout) (2 s by
+//! default) and the layer answers with its store-error response (503 by default): requests are
+//! never served as if the user were logged out, and nothing is written over a session. fred
+//! reconnects in the background, so requests succeed again as soon as Redis is back, without a
+//! restart.
+
+#![forbid(unsafe_code)]
+
+mod lua;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use cloakroom::SessionId;
+use cloakroom::store::{Changes, Entry, Record, SessionStore, Update};
+use fred::clients::{Client, Pool};
+use fred::interfaces::{ClientLike, KeysInterface, LuaInterface};
+use fred::types::config::{Config, ReconnectPolicy};
+use fred::types::{MultipleKeys, Value};
+
+use crate::lua::Script;
+
+/// The default key prefix.
+pub const DEFAULT_PREFIX: &str = "session:";
+
+/// What went wrong talking to Redis.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RedisStoreError {
+    /// No URL, client or pool was given to the builder.
+    #[error("RedisStore needs a URL, a fred Config, a Client or a Pool")]
+    NoConnection,
+    /// The URL could not be parsed.
+    #[error("invalid Redis URL {url:?}: {source}")]
+    Url {
+        /// The URL, with any password replaced by `***`.
+        url: String,
+        /// What fred said.
+        source: fred::error::Error,
+    },
+    /// Connecting failed.
+    #[error("could not connect to Redis: {0}")]
+    Connect(#[source] fred::error::Error),
+    /// A command failed (Redis down, timeout, script error).
+    #[error("Redis {operation} of {key:?} failed: {source}")]
+    Command {
+        /// The store operation.
+        operation: &'static str,
+        /// The Redis key.
+        key: String,
+        /// What fred said.
+        source: fred::error::Error,
+    },
+    /// The key holds something this store did not write (another program's data, or a
+    /// different type).
+    #[error("Redis key {key:?} does not hold a cloakroom session: {reason}")]
+    Foreign {
+        /// The Redis key.
+        key: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+/// Either kind of fred handle.
+#[derive(Clone)]
+enum Connection {
+    Client(Client),
+    Pool(Pool),
+}
+
+/// Calls `$method` on whichever handle the store has.
+macro_rules! on_connection {
+    ($connection:expr, $handle:ident => $call:expr) => {
+        match $connection {
+            Connection::Client($handle) => $call,
+            Connection::Pool($handle) => $call,
+        }
+    };
+}
+
+/// Sessions in Redis. See the [crate documentation](crate).
+#[derive(Clone)]
+pub struct RedisStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    connection: Connection,
+    prefix: String,
+    load: Script,
+    create: Script,
+    update: Script,
+}
+
+impl fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("prefix", &self.inner.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds a [`RedisStore`].
+#[must_use]
+pub struct RedisStoreBuilder {
+    source: Option<Source>,
+    prefix: String,
+    pool_size: usize,
+    command_timeout: Duration,
+}
+
+enum Source {
+    Url(String),
+    Config(Box<Config>),
+    Client(Client),
+    Pool(Pool),
+}
+
+impl RedisStoreBuilder {
+    /// Connect with a URL (see the table in the [crate documentation](crate)).
+    pub fn url(mut self, url: impl Into<String>) -> Self {
+        self.source = Some(Source::Url(url.into()));
+        self
+    }
+
+    /// Connect with a fred `Config` (for options a URL cannot express).
+    pub fn config(mut self, config: Config) -> Self {
+        self.source = Some(Source::Config(Box::new(config)));
+        self
+    }
+
+    /// Use a fred `Client` you created and connected yourself.
+    pub fn client(mut self, client: Client) -> Self {
+        self.source = Some(Source::Client(client));
+        self
+    }
+
+    /// Use a fred `Pool` you created and connected yourself.
+    pub fn pool(mut self, pool: Pool) -> Self {
+        self.source = Some(Source::Pool(pool));
+        self
+    }
+
+    /// The prefix of every session key, `session:` by default. Use a different one per app
+    /// when apps share a Redis.
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// How many connections the store opens for a URL or `Config` (4 by default).
+    pub fn pool_size(mut self, size: usize) -> Self {
+        self.pool_size = size.max(1);
+        self
+    }
+
+    /// How long a command may take before it fails (2 s by default); applies to URL and
+    /// `Config` connections. This bounds how long a request waits when Redis is down.
+    pub fn command_timeout(mut self, timeout: Duration) -> Self {
+        self.command_timeout = timeout;
+        self
+    }
+
+    /// Connects (for a URL or `Config`) and returns the store.
+    ///
+    /// # Errors
+    ///
+    /// [`RedisStoreError::NoConnection`] without a URL, config, client or pool;
+    /// [`RedisStoreError::Url`] for a URL fred cannot parse; [`RedisStoreError::Connect`] if
+    /// Redis cannot be reached.
+    pub async fn build(self) -> Result<RedisStore, RedisStoreError> {
+        let connection = match self.source {
+            None => return Err(RedisStoreError::NoConnection),
+            Some(Source::Client(client)) => Connection::Client(client),
+            Some(Source::Pool(pool)) => Connection::Pool(pool),
+            Some(Source::Url(url)) => {
+                let config = Config::from_url(&url).map_err(|source| RedisStoreError::Url {
+                    url: redact(&url),
+                    source,
+                })?;
+                connect(config, self.pool_size, self.command_timeout).await?
+            }
+            Some(Source::Config(config)) => {
+                connect(*config, self.pool_size, self.command_timeout).await?
+            }
+        };
+        Ok(RedisStore {
+            inner: Arc::new(Inner {
+                connection,
+                prefix: self.prefix,
+                load: Script::new("load", lua::LOAD),
+                create: Script::new("create", lua::CREATE),
+                update: Script::new("update", lua::UPDATE),
+            }),
+        })
+    }
+}
+
+async fn connect(
+    config: Config,
+    pool_size: usize,
+    command_timeout: Duration,
+) -> Result<Connection, RedisStoreError> {
+    let pool = fred::types::Builder::from_config(config)
+        .with_performance_config(|performance| {
+            performance.default_command_timeout = command_timeout;
+        })
+        .with_connection_config(|connection| {
+            connection.connection_timeout = command_timeout;
+            connection.internal_command_timeout = command_timeout;
+        })
+        // Reconnect forever, backing off to one attempt a second, so the store recovers by
+        // itself when Redis comes back.
+        .set_policy(ReconnectPolicy::new_exponential(0, 50, 1000, 2))
+        .build_pool(pool_size)
+        .map_err(RedisStoreError::Connect)?;
+    pool.init().await.map_err(RedisStoreError::Connect)?;
+    Ok(Connection::Pool(pool))
+}
+
+/// The URL with its password, if any, replaced.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let credentials = &url[scheme + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+impl RedisStore {
+    /// A builder: give it a URL, config, client or pool.
+    pub fn builder() -> RedisStoreBuilder {
+        RedisStoreBuilder {
+            source: None,
+            prefix: DEFAULT_PREFIX.to_owned(),
+            pool_size: 4,
+            command_timeout: Duration::from_secs(2),
+        }
+    }
+
+    /// The Redis key of a session.
+    pub fn key(&self, id: &SessionId) -> String {
+        format!("{}{}", self.inner.prefix, id.as_str())
+    }
+
+    /// Runs a script by `EVALSHA`, loading it (on every primary, for a cluster) after a
+    /// `NOSCRIPT`.
+    async fn eval(
+        &self,
+        script: &Script,
+        key: &str,
+        args: Vec<Value>,
+    ) -> Result<Value, RedisStoreError> {
+        let fail = |source: fred::error::Error| failure(script.name, key, source);
+        let keys = MultipleKeys::from(key);
+        let first = on_connection!(&self.inner.connection, c => c.evalsha::<Value, _, _, _>(script.sha1.as_str(), keys.clone(), args.clone()).await);
+        match first {
+            Err(error) if error.details().starts_with("NOSCRIPT") => {
+                tracing::debug!(script = script.name, "loading session script into Redis");
+                on_connection!(&self.inner.connection, c => c.script_load_cluster::<(), _>(script.source.as_str()).await)
+                    .map_err(fail)?;
+                on_connection!(&self.inner.connection, c => c.evalsha::<Value, _, _, _>(script.sha1.as_str(), keys, args).await)
+                    .map_err(fail)
+            }
+            result => result.map_err(fail),
+        }
+    }
+}
+
+/// A failed command; `WRONGTYPE` means the key holds another program's data.
+fn failure(operation: &'static str, key: &str, source: fred::error::Error) -> RedisStoreError {
+    if source.details().contains("WRONGTYPE") {
+        RedisStoreError::Foreign {
+            key: key.to_owned(),
+            reason: "it is not a hash".to_owned(),
+        }
+    } else {
+        RedisStoreError::Command {
+            operation,
+            key: key.to_owned(),
+            source,
+        }
+    }
+}
+
+fn millis(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH).map_or(0, |since| {
+        u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+    })
+}
+
+fn from_millis(ms: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(ms)
+}
+
+fn duration_millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// An entry as a hash value: `v` or `f` (flash), then the JSON text.
+fn encode(entry: &Entry) -> String {
+    let tag = if entry.flash { 'f' } else { 'v' };
+    let mut value = String::with_capacity(entry.json.len() + 1);
+    value.push(tag);
+    value.push_str(&entry.json);
+    value
+}
+
+/// The hash fields of a new record.
+fn record_fields(record: &Record) -> Vec<Value> {
+    let mut fields = Vec::with_capacity(record.entries.len() * 2 + 6);
+    for (key, entry) in &record.entries {
+        fields.push(Value::from(format!(".{key}")));
+        fields.push(Value::from(encode(entry)));
+    }
+    fields.push("@created".into());
+    fields.push(Value::from(millis(record.created).to_string()));
+    fields.push("@idle".into());
+    fields.push(Value::from(
+        duration_millis(record.idle_timeout).to_string(),
+    ));
+    if let Some(deadline) = record.deadline {
+        fields.push("@deadline".into());
+        fields.push(Value::from(millis(deadline).to_string()));
+    }
+    fields
+}
+
+/// A record from the load script's reply: field, value, ..., `@expires`, millis.
+fn decode(key: &str, reply: Value) -> Result<Option<Record>, RedisStoreError> {
+    let foreign = |reason: String| RedisStoreError::Foreign {
+        key: key.to_owned(),
+        reason,
+    };
+    let items = match reply {
+        Value::Null => return Ok(None),
+        Value::Array(items) => items,
+        other => {
+            return Err(foreign(format!(
+                "the load script returned {:?}",
+                other.kind()
+            )));
+        }
+    };
+    let mut entries = HashMap::with_capacity(items.len() / 2);
+    let (mut created, mut idle, mut deadline, mut expires) = (None, None, None, None);
+    let mut items = items.into_iter();
+    while let (Some(field), Some(value)) = (items.next(), items.next()) {
+        let (Some(field), Some(value)) = (field.as_str(), value.as_str()) else {
+            return Err(foreign("a field or value is not UTF-8 text".to_owned()));
+        };
+        let number = || {
+            value
+                .parse::<u64>()
+                .map_err(|_| foreign(format!("field {field:?} holds {value:?}, not a number")))
+        };
+        match field.as_ref() {
+            "@created" => created = Some(number()?),
+            "@idle" => idle = Some(number()?),
+            "@deadline" => deadline = Some(number()?),
+            "@expires" => expires = Some(number()?),
+            _ => {
+                let Some(name) = field.strip_prefix('.') else {
+                    return Err(foreign(format!("unexpected field {field:?}")));
+                };
+                let flash = match value.as_bytes().first() {
+                    Some(b'v') => false,
+                    Some(b'f') => true,
+                    _ => return Err(foreign(format!("field {field:?} holds {value:?}"))),
+                };
+                entries.insert(
+                    name.to_owned(),
+                    Entry {
+                        json: value[1..].to_owned(),
+                        flash,
+                    },
+                );
+            }
+        }
+    }
+    let (Some(created), Some(idle), Some(expires)) = (created, idle, expires) else {
+        return Err(foreign("it lacks the @created and @idle fields".to_owned()));
+    };
+    Ok(Some(Record {
+        entries,
+        created: from_millis(created),
+        expires: from_millis(expires),
+        idle_timeout: Duration::from_millis(idle),
+        deadline: deadline.map(from_millis),
+    }))
+}
+
+/// How many fresh ids `create` tries before giving up; a collision of 192-bit ids does not
+/// happen, so a second failure means something else writes our keys.
+const CREATE_ATTEMPTS: usize = 3;
+
+impl SessionStore for RedisStore {
+    type Error = RedisStoreError;
+
+    async fn load(&self, id: &SessionId) -> Result<Option<Record>, RedisStoreError> {
+        let key = self.key(id);
+        let reply = self.eval(&self.inner.load, &key, Vec::new()).await?;
+        decode(&key, reply)
+    }
+
+    async fn create(&self, record: &Record) -> Result<SessionId, RedisStoreError> {
+        let fields = record_fields(record);
+        let mut last_key = String::new();
+        for _ in 0..CREATE_ATTEMPTS {
+            let id = SessionId::generate();
+            let key = self.key(&id);
+            match self.eval(&self.inner.create, &key, fields.clone()).await? {
+                Value::Integer(0) => {
+                    tracing::warn!(session = %id, "new session id already taken; trying another");
+                    last_key = key;
+                }
+                _ => return Ok(id),
+            }
+        }
+        Err(RedisStoreError::Foreign {
+            key: last_key,
+            reason: format!("{CREATE_ATTEMPTS} fresh random ids were all taken"),
+        })
+    }
+
+    async fn update(&self, id: &SessionId, changes: &Changes) -> Result<Update, RedisStoreError> {
+        let key = self.key(id);
+        let mut args = Vec::with_capacity(changes.entries.len() * 2 + 1);
+        args.push(Value::from(
+            changes
+                .idle_timeout
+                .map(|idle| duration_millis(idle).to_string())
+                .unwrap_or_default(),
+        ));
+        for (name, entry) in &changes.entries {
+            args.push(Value::from(format!(".{name}")));
+            args.push(Value::from(entry.as_ref().map(encode).unwrap_or_default()));
+        }
+        match self.eval(&self.inner.update, &key, args).await? {
+            Value::Integer(1) => Ok(Update::Applied),
+            _ => Ok(Update::Missing),
+        }
+    }
+
+    async fn delete(&self, id: &SessionId) -> Result<(), RedisStoreError> {
+        let key = self.key(id);
+        on_connection!(&self.inner.connection, c => c.del::<(), _>(key.as_str()).await)
+            .map_err(|source| failure("delete", &key, source))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redact_hides_passwords_only() {
+        assert_eq!(
+            redact("redis://user:secret@host:6379/0"),
+            "redis://user:***@host:6379/0"
+        );
+        assert_eq!(redact("redis://:secret@host"), "redis://:***@host");
+        assert_eq!(redact("redis://host:6379"), "redis://host:6379");
+    }
+
+    #[test]
+    fn entries_encode_with_a_flash_tag() {
+        let plain = Entry {
+            json: "1".into(),
+            flash: false,
+        };
+        let flash = Entry {
+            json: "\"hi\"".into(),
+            flash: true,
+        };
+        assert_eq!(encode(&plain), "v1");
+        assert_eq!(encode(&flash), "f\"hi\"");
+    }
+
+    #[test]
+    fn a_hash_that_is_not_ours_is_a_clear_error_naming_the_key() {
+        let reply = Value::Array(vec!["name".into(), "bob".into()]);
+        let error = decode("session:abc", reply).err().map(|e| e.to_string());
+        assert_eq!(
+            error.as_deref(),
+            Some(
+                "Redis key \"session:abc\" does not hold a cloakroom session: unexpected field \"name\""
+            )
+        );
+    }
+}

@@ -1,0 +1,365 @@
+//! RedisStore against real `redis-server` processes (standalone and a 3-master cluster) that
+//! the tests start on free loopback ports.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use cloakroom::SessionId;
+use cloakroom::store::{Record, SessionStore};
+use cloakroom_redis::{RedisStore, RedisStoreError};
+use cloakroom_testkit::{Conformance, RedisCluster, RedisServer};
+use cloakroom_tests::app::{NAME, cookie, layer, max_age, serve};
+use fred::clients::Client;
+use fred::interfaces::{ClientLike, ConfigInterface, KeysInterface};
+use fred::types::config::Config;
+
+async fn redis() -> RedisServer {
+    match RedisServer::start().await {
+        Ok(server) => server,
+        Err(error) => panic!("{error}"),
+    }
+}
+
+async fn store(url: &str) -> RedisStore {
+    match RedisStore::builder().url(url).build().await {
+        Ok(store) => store,
+        Err(error) => panic!("cannot connect to {url}: {error}"),
+    }
+}
+
+/// A plain fred client for inspecting the server.
+async fn inspector(url: &str) -> Client {
+    let config = match Config::from_url(url) {
+        Ok(config) => config,
+        Err(error) => panic!("{error}"),
+    };
+    let client = Client::new(config, None, None, None);
+    if let Err(error) = client.init().await {
+        panic!("inspector cannot connect: {error}");
+    }
+    client
+}
+
+fn cluster_url(cluster: &RedisCluster) -> String {
+    let ports = cluster.ports();
+    format!(
+        "redis-cluster://127.0.0.1:{}?node=127.0.0.1:{}&node=127.0.0.1:{}",
+        ports[0], ports[1], ports[2]
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn standalone_keeps_every_promise() {
+    let server = redis().await;
+    let result = Conformance::new()
+        .tick(Duration::from_millis(200))
+        .run(store(&server.url()).await)
+        .await;
+    assert_eq!(result, Ok(()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_keeps_every_promise() {
+    let cluster = match RedisCluster::start().await {
+        Ok(cluster) => cluster,
+        Err(error) => panic!("{error}"),
+    };
+    let store = store(&cluster_url(&cluster)).await;
+    let result = Conformance::new()
+        .tick(Duration::from_millis(200))
+        .sessions(3_000)
+        .run(store.clone())
+        .await;
+    assert_eq!(result, Ok(()));
+    // The sessions really are spread over the three masters.
+    let record = Record::new(std::time::SystemTime::now(), Duration::from_secs(60), None);
+    let mut per_node = HashMap::new();
+    for _ in 0..60 {
+        let id = match store.create(&record).await {
+            Ok(id) => id,
+            Err(error) => panic!("{error}"),
+        };
+        for url in cluster.urls() {
+            let node = inspector(&url).await;
+            let keys: i64 = node.exists(store.key(&id)).await.unwrap_or(0);
+            if keys == 1 {
+                *per_node.entry(url).or_insert(0) += 1;
+            }
+        }
+    }
+    assert_eq!(per_node.len(), 3, "sessions landed on {per_node:?}");
+}
+
+/// `(command, calls)` from `INFO commandstats`, without the inspector's own commands.
+async fn command_counts(client: &Client) -> HashMap<String, u64> {
+    let info: String = client
+        .info(Some(fred::types::InfoKind::CommandStats))
+        .await
+        .unwrap_or_default();
+    info.lines()
+        .filter_map(|line| {
+            let (name, rest) = line.strip_prefix("cmdstat_")?.split_once(':')?;
+            let calls = rest.split(',').find_map(|kv| kv.strip_prefix("calls="))?;
+            Some((name.to_owned(), calls.parse().ok()?))
+        })
+        .filter(|(name, _)| {
+            !matches!(
+                name.as_str(),
+                "info"
+                    | "config|resetstat"
+                    | "ping"
+                    | "client|setname"
+                    | "client|setinfo"
+                    | "hello"
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_read_costs_one_command_and_a_write_one_command() {
+    let server = redis().await;
+    let app = serve(layer(cookie(), store(&server.url()).await)).await;
+    let inspector = inspector(&server.url()).await;
+    let browser = app.browser();
+    // Warm up: load the scripts and create the session.
+    browser.get("/count").await;
+    browser.get("/count").await;
+
+    let _: () = inspector.config_resetstat().await.unwrap_or(());
+    assert_eq!(browser.get("/peek").await.body, "2");
+    let read = command_counts(&inspector).await;
+    assert_eq!(
+        read,
+        HashMap::from([
+            ("evalsha".to_owned(), 1),
+            ("hgetall".to_owned(), 1),
+            ("hmget".to_owned(), 1),
+            ("time".to_owned(), 1),
+            ("pexpireat".to_owned(), 1),
+        ]),
+        "a read-only request must be exactly one EVALSHA (the rest runs inside it)"
+    );
+
+    let _: () = inspector.config_resetstat().await.unwrap_or(());
+    assert_eq!(browser.get("/count").await.body, "3");
+    let write = command_counts(&inspector).await;
+    assert_eq!(write.get("evalsha"), Some(&2), "load + write: {write:?}");
+    let outside_scripts: Vec<_> = write
+        .keys()
+        .filter(|name| {
+            !matches!(
+                name.as_str(),
+                "evalsha" | "hgetall" | "hmget" | "time" | "pexpireat" | "exists" | "hset" | "hdel"
+            )
+        })
+        .collect();
+    assert!(
+        outside_scripts.is_empty(),
+        "commands outside the scripts: {write:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_concurrent_writers_all_survive_standalone_and_cluster() {
+    let server = redis().await;
+    let cluster = match RedisCluster::start().await {
+        Ok(cluster) => cluster,
+        Err(error) => panic!("{error}"),
+    };
+    for url in [server.url(), cluster_url(&cluster)] {
+        let app = serve(layer(cookie(), store(&url).await)).await;
+        let browser = app.browser();
+        browser.get("/count").await;
+        let writers: Vec<_> = (0..200)
+            .map(|i| {
+                let browser = browser.clone();
+                tokio::spawn(async move {
+                    browser
+                        .post_form(&format!("/set/k{i:03}/{i}"), "")
+                        .await
+                        .status
+                })
+            })
+            .collect();
+        for writer in writers {
+            assert_eq!(writer.await.ok(), Some(StatusCode::OK), "{url}");
+        }
+        let keys = browser.get("/keys").await.body;
+        assert_eq!(
+            keys.split(',').count(),
+            201,
+            "{url}: keys were lost: {keys}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn two_app_instances_share_sessions_through_one_redis() {
+    let server = redis().await;
+    let first = serve(layer(cookie(), store(&server.url()).await)).await;
+    let second = serve(layer(cookie(), store(&server.url()).await)).await;
+    let browser = first.browser();
+    assert_eq!(browser.get("/count").await.body, "1");
+    let session = browser.cookie(NAME).unwrap_or_default();
+
+    let elsewhere = second.browser();
+    elsewhere.set_cookie(NAME, &session);
+    assert_eq!(
+        elsewhere.get("/count").await.body,
+        "2",
+        "the second instance did not see the session"
+    );
+    assert_eq!(
+        browser.get("/peek").await.body,
+        "2",
+        "the first instance did not see the change"
+    );
+}
+
+#[tokio::test]
+async fn redis_ttl_and_cookie_max_age_agree() {
+    let server = redis().await;
+    let store = store(&server.url()).await;
+    let app = serve(layer(cookie(), store.clone()).idle_timeout(Duration::from_secs(1800))).await;
+    let inspector = inspector(&server.url()).await;
+    let browser = app.browser();
+    let response = browser.get("/count").await;
+    let sent = response.set_cookie(NAME).as_deref().and_then(max_age);
+    let id = browser.cookie(NAME).unwrap_or_default();
+    let id = SessionId::parse(id.split('.').next().unwrap_or_default());
+    let Some(id) = id else {
+        panic!("no session id")
+    };
+    let ttl: i64 = inspector.pttl(store.key(&id)).await.unwrap_or(-3);
+    assert_eq!(sent, Some(1800));
+    assert!(
+        (1_795_000..=1_800_000).contains(&ttl),
+        "Redis TTL {ttl} ms vs Max-Age 1800 s"
+    );
+
+    let response = browser.post_form("/remember", "").await;
+    let sent = response.set_cookie(NAME).as_deref().and_then(max_age);
+    let ttl: i64 = inspector.pttl(store.key(&id)).await.unwrap_or(-3);
+    assert_eq!(sent, Some(60 * 24 * 3600));
+    assert!(
+        ttl > 60 * 24 * 3600 * 1000 - 5_000,
+        "remember-me TTL {ttl} ms"
+    );
+}
+
+#[tokio::test]
+async fn redis_down_is_a_503_and_nothing_is_lost_when_it_returns() {
+    let mut server =
+        match RedisServer::start_with_args(&["--appendonly", "yes", "--appendfsync", "always"])
+            .await
+        {
+            Ok(server) => server,
+            Err(error) => panic!("{error}"),
+        };
+    let store = match RedisStore::builder()
+        .url(server.url())
+        .command_timeout(Duration::from_millis(500))
+        .build()
+        .await
+    {
+        Ok(store) => store,
+        Err(error) => panic!("{error}"),
+    };
+    let app = serve(layer(cookie(), store)).await;
+    let browser = app.browser();
+    for _ in 0..3 {
+        browser.get("/count").await;
+    }
+
+    server.stop();
+    for path in ["/peek", "/count"] {
+        let response = browser.get(path).await;
+        assert_eq!(
+            response.status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{path} while Redis is down"
+        );
+        assert!(
+            response.set_cookies().is_empty(),
+            "{path} set a cookie while Redis is down"
+        );
+    }
+    let newcomer = app.browser().get("/count").await;
+    assert_eq!(newcomer.status, StatusCode::SERVICE_UNAVAILABLE);
+
+    if let Err(error) = server.restart().await {
+        panic!("{error}");
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let body = loop {
+        let response = browser.get("/peek").await;
+        if response.status == StatusCode::OK || tokio::time::Instant::now() > deadline {
+            break response.body;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(
+        body, "3",
+        "after Redis came back the session was lost or overwritten"
+    );
+    assert_eq!(browser.get("/count").await.body, "4");
+}
+
+#[tokio::test]
+async fn a_key_written_by_another_program_is_a_clear_error_naming_it() {
+    let server = redis().await;
+    let store = store(&server.url()).await;
+    let inspector = inspector(&server.url()).await;
+    let id = SessionId::generate();
+    let key = store.key(&id);
+
+    let _: () = inspector
+        .set(&key, "not a session", None, None, false)
+        .await
+        .unwrap_or(());
+    let error = store.load(&id).await.err();
+    assert!(
+        matches!(&error, Some(RedisStoreError::Foreign { key: k, .. }) if *k == key),
+        "{error:?}"
+    );
+    assert!(
+        error
+            .map(|e| e.to_string())
+            .unwrap_or_default()
+            .contains(&key)
+    );
+
+    let _: () = inspector.del(&key).await.unwrap_or(());
+    let _: () = fred::interfaces::HashesInterface::hset(&inspector, &key, ("name", "bob"))
+        .await
+        .unwrap_or(());
+    let error = store
+        .load(&id)
+        .await
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        error.contains(&key) && error.contains("does not hold a cloakroom session"),
+        "{error}"
+    );
+
+    // Through the layer: the owner of a session whose key was overwritten gets a 503, not a
+    // crash and not a fresh session that would hide the problem.
+    let app = serve(layer(cookie(), store.clone())).await;
+    let browser = app.browser();
+    browser.get("/count").await;
+    let cookie_value = browser.cookie(NAME).unwrap_or_default();
+    let Some(id) = SessionId::parse(cookie_value.split('.').next().unwrap_or_default()) else {
+        panic!("no session id in {cookie_value:?}");
+    };
+    let _: () = inspector
+        .set(store.key(&id), "{}", None, None, false)
+        .await
+        .unwrap_or(());
+    let response = browser.get("/peek").await;
+    assert_eq!(response.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(response.set_cookies().is_empty());
+}
