@@ -160,8 +160,21 @@ impl SessionCookie {
         &self.name
     }
 
-    /// Checks the configuration and derives the signing keys.
-    pub(crate) fn build(self) -> Result<CookieSigner, ConfigError> {
+    /// Checks the configuration and derives the signing keys, for signing or verifying a
+    /// session cookie outside the layer (a WebSocket upgrade handled elsewhere, say). The
+    /// layer does this itself.
+    ///
+    /// # Errors
+    ///
+    /// As [`SessionLayer::new`](crate::SessionLayer::new).
+    ///
+    /// ```
+    /// let signer = cloakroom::SessionCookie::new("sid").secret([1u8; 32]).into_signer()?;
+    /// let signed = signer.sign("some-id");
+    /// assert_eq!(signer.verify(&signed).map(|v| v.value()), Some("some-id"));
+    /// # Ok::<(), cloakroom::ConfigError>(())
+    /// ```
+    pub fn into_signer(self) -> Result<CookieSigner, ConfigError> {
         if self.name.is_empty() || !self.name.bytes().all(is_token_byte) {
             return Err(ConfigError::InvalidName { name: self.name });
         }
@@ -249,9 +262,9 @@ fn signing_key(secret: &[u8]) -> hmac::Key {
     }
 }
 
-/// A session cookie found in a request and verified.
+/// A session cookie value whose signature verified.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) struct Verified<'a> {
+pub struct Verified<'a> {
     /// The signed value: the session id.
     pub(crate) value: &'a str,
     /// The whole cookie value as the browser sent it (value and signature).
@@ -260,9 +273,22 @@ pub(crate) struct Verified<'a> {
     pub(crate) current: bool,
 }
 
-/// The checked cookie configuration and signing keys the layer works with.
+impl<'a> Verified<'a> {
+    /// The signed value (the session id).
+    pub fn value(&self) -> &'a str {
+        self.value
+    }
+
+    /// Whether it was signed with the newest secret (if not, the layer re-signs it).
+    pub fn is_current(&self) -> bool {
+        self.current
+    }
+}
+
+/// A checked cookie configuration with its signing keys, from
+/// [`SessionCookie::into_signer`].
 #[derive(Clone)]
-pub(crate) struct CookieSigner {
+pub struct CookieSigner {
     name: String,
     /// `; Path=/; HttpOnly; Secure; SameSite=Lax` and so on, built once.
     attributes: String,
@@ -282,7 +308,7 @@ impl fmt::Debug for CookieSigner {
 impl CookieSigner {
     /// `value.signature`, signed with the newest secret over the cookie name and the value, so
     /// a signed value cannot be moved to another cookie name.
-    pub(crate) fn sign(&self, value: &str) -> String {
+    pub fn sign(&self, value: &str) -> String {
         let tag = hmac::sign(&self.keys[0], &self.message(value));
         let mut signed = String::with_capacity(value.len() + 1 + TAG_LEN);
         signed.push_str(value);
@@ -292,7 +318,7 @@ impl CookieSigner {
     }
 
     /// Checks `raw` against every secret (constant-time, by ring) and returns the signed value.
-    pub(crate) fn verify<'a>(&self, raw: &'a str) -> Option<Verified<'a>> {
+    pub fn verify<'a>(&self, raw: &'a str) -> Option<Verified<'a>> {
         let (value, tag) = raw.rsplit_once('.')?;
         if tag.len() != TAG_LEN {
             return None;
@@ -368,7 +394,7 @@ mod tests {
     const OLD: &[u8] = b"0123456789abcdef0123456789abcdef-old";
 
     fn signer(secrets: &[&[u8]]) -> CookieSigner {
-        match SessionCookie::new("sid").secrets(secrets).build() {
+        match SessionCookie::new("sid").secrets(secrets).into_signer() {
             Ok(signer) => signer,
             Err(error) => panic!("valid test configuration rejected: {error}"),
         }
@@ -408,7 +434,7 @@ mod tests {
         let mut flipped = signed.clone().into_bytes();
         flipped[0] ^= 1;
         let flipped = String::from_utf8(flipped).unwrap_or_default();
-        let other_name = match SessionCookie::new("other").secret(NEW).build() {
+        let other_name = match SessionCookie::new("other").secret(NEW).into_signer() {
             Ok(other) => other.sign("some-id"),
             Err(error) => panic!("{error}"),
         };
@@ -446,7 +472,7 @@ mod tests {
 
     #[test]
     fn configuration_errors_name_the_problem() {
-        let err = |cookie: SessionCookie| cookie.build().err().map(|e| e.to_string());
+        let err = |cookie: SessionCookie| cookie.into_signer().err().map(|e| e.to_string());
         let ok = SessionCookie::new("sid").secret(NEW);
         assert_eq!(
             err(SessionCookie::new("sid")),
@@ -479,7 +505,7 @@ mod tests {
             .domain("example.com")
             .path("/app")
             .same_site(SameSite::Strict)
-            .build()
+            .into_signer()
         {
             Ok(signer) => signer,
             Err(error) => panic!("{error}"),
@@ -519,7 +545,7 @@ mod tests {
         }
 
         fn build(secrets: &[Vec<u8>]) -> CookieSigner {
-            match SessionCookie::new("sid").secrets(secrets).build() {
+            match SessionCookie::new("sid").secrets(secrets).into_signer() {
                 Ok(signer) => signer,
                 Err(error) => panic!("{error}"),
             }

@@ -88,7 +88,7 @@ impl<St: SessionStore> SessionLayer<St> {
         Ok(Self {
             store: Arc::new(store),
             config: Arc::new(Config {
-                cookie: cookie.build()?,
+                cookie: cookie.into_signer()?,
                 idle_timeout: DEFAULT_IDLE_TIMEOUT,
                 lifetime: None,
                 save_uninitialized: false,

@@ -52,7 +52,7 @@ mod memory;
 mod session;
 pub mod store;
 
-pub use crate::cookie::{MIN_SECRET_LEN, SameSite, SessionCookie};
+pub use crate::cookie::{CookieSigner, MIN_SECRET_LEN, SameSite, SessionCookie, Verified};
 pub use crate::error::{ConfigError, SessionError};
 #[cfg(feature = "axum")]
 pub use crate::extract::MissingSessionLayer;

@@ -1,0 +1,174 @@
+//! The apps the benchmarks compare: the same three routes with no session layer, with
+//! cloakroom, and with tower-sessions, on the memory store or on Redis.
+//!
+//! - `GET /write`: reads `counter` and writes `counter + 1` (creates the session if needed);
+//! - `GET /read`: reads `counter` only; the idle expiry is refreshed (cloakroom always does
+//!   this; tower-sessions needs `with_always_save(true)` for it, which these apps set);
+//! - `GET /create`: writes `counter` into a new session (the client sends no cookie);
+//! - `GET /untouched`: does not use the session.
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::get;
+use cloakroom::{MemoryStore, SessionCookie, SessionLayer};
+use cloakroom_redis::RedisStore;
+
+/// Which session library an app uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flavor {
+    /// No session layer at all: the ceiling.
+    NoLayer,
+    /// cloakroom's `SessionLayer`.
+    Cloakroom,
+    /// tower-sessions' `SessionManagerLayer`.
+    TowerSessions,
+}
+
+impl Flavor {
+    /// Every flavor, in the order they are run and printed.
+    pub const ALL: [Flavor; 3] = [Flavor::NoLayer, Flavor::Cloakroom, Flavor::TowerSessions];
+
+    /// The name on the command line and in the report.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::NoLayer => "no-layer",
+            Self::Cloakroom => "cloakroom",
+            Self::TowerSessions => "tower-sessions",
+        }
+    }
+
+    /// The flavor called `name`.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|flavor| flavor.name() == name)
+    }
+}
+
+/// The idle timeout every app uses.
+pub const IDLE: Duration = Duration::from_secs(7 * 24 * 3600);
+const SECRET: &[u8] = b"benchmark secret, at least 32 bytes long";
+
+/// The app of `flavor` on the memory store, or on Redis at `redis_url`.
+pub async fn app(flavor: Flavor, redis_url: Option<&str>) -> Router {
+    match flavor {
+        Flavor::NoLayer => no_layer::routes(),
+        Flavor::Cloakroom => {
+            let cookie = SessionCookie::new("__session").secret(SECRET).secure(false);
+            match redis_url {
+                None => ours::routes().layer(layer(cookie, MemoryStore::new())),
+                Some(url) => {
+                    let store = RedisStore::builder().url(url).build().await;
+                    let store = store.unwrap_or_else(|error| panic!("redis: {error}"));
+                    ours::routes().layer(layer(cookie, store))
+                }
+            }
+        }
+        Flavor::TowerSessions => {
+            use tower_sessions::{Expiry, SessionManagerLayer, cookie::time};
+            let expiry = Expiry::OnInactivity(time::Duration::seconds(IDLE.as_secs() as i64));
+            match redis_url {
+                None => theirs::routes().layer(
+                    SessionManagerLayer::new(tower_sessions::MemoryStore::default())
+                        .with_secure(false)
+                        .with_always_save(true)
+                        .with_expiry(expiry),
+                ),
+                Some(url) => {
+                    use fred::interfaces::ClientLike;
+                    let config = fred::types::config::Config::from_url(url)
+                        .unwrap_or_else(|error| panic!("redis url: {error}"));
+                    let pool = fred::clients::Pool::new(config, None, None, None, 4)
+                        .unwrap_or_else(|error| panic!("redis pool: {error}"));
+                    pool.init()
+                        .await
+                        .unwrap_or_else(|error| panic!("redis: {error}"));
+                    let store = tower_sessions_redis_store::RedisStore::new(pool);
+                    theirs::routes().layer(
+                        SessionManagerLayer::new(store)
+                            .with_secure(false)
+                            .with_always_save(true)
+                            .with_expiry(expiry),
+                    )
+                }
+            }
+        }
+    }
+}
+
+fn layer<St: cloakroom::SessionStore>(cookie: SessionCookie, store: St) -> SessionLayer<St> {
+    SessionLayer::new(cookie, store)
+        .unwrap_or_else(|error| panic!("layer: {error}"))
+        .idle_timeout(IDLE)
+}
+
+mod no_layer {
+    use super::*;
+
+    pub(super) fn routes() -> Router {
+        Router::new()
+            .route("/read", get(|| async { "0" }))
+            .route("/write", get(|| async { "1" }))
+            .route("/create", get(|| async { "1" }))
+            .route("/untouched", get(|| async { "-" }))
+    }
+}
+
+mod ours {
+    use cloakroom::{Session, SessionError};
+
+    use super::*;
+
+    async fn read(session: Session) -> Result<String, SessionError> {
+        Ok(session.get::<u64>("counter")?.unwrap_or(0).to_string())
+    }
+
+    async fn write(session: Session) -> Result<String, SessionError> {
+        let counter = session.get::<u64>("counter")?.unwrap_or(0) + 1;
+        session.set("counter", counter)?;
+        Ok(counter.to_string())
+    }
+
+    pub(super) fn routes() -> Router {
+        Router::new()
+            .route("/read", get(read))
+            .route("/write", get(write))
+            .route("/create", get(write))
+            .route("/untouched", get(|| async { "-" }))
+    }
+}
+
+mod theirs {
+    use axum::http::StatusCode;
+    use tower_sessions::Session;
+
+    use super::*;
+
+    async fn read(session: Session) -> Result<String, StatusCode> {
+        let counter: Option<u64> = session
+            .get("counter")
+            .await
+            .map_err(|_| StatusCode::INTERNAL_SERVER_ERROR)?;
+        Ok(counter.unwrap_or(0).to_string())
+    }
+
+    async fn write(session: Session) -> Result<String, StatusCode> {
+        let counter: Option<u64> = session
+            .get("counter")
+            .await
+            .map_err(|_| StatusCode::INTERNAL_SERVER_ERROR)?;
+        let counter = counter.unwrap_or(0) + 1;
+        session
+            .insert("counter", counter)
+            .await
+            .map_err(|_| StatusCode::INTERNAL_SERVER_ERROR)?;
+        Ok(counter.to_string())
+    }
+
+    pub(super) fn routes() -> Router {
+        Router::new()
+            .route("/read", get(read))
+            .route("/write", get(write))
+            .route("/create", get(write))
+            .route("/untouched", get(|| async { "-" }))
+    }
+}

@@ -1,0 +1,348 @@
+//! The side-by-side load comparison: the same routes with no session layer, with cloakroom and
+//! with tower-sessions, on the memory store and on Redis, driven in alternation with the same
+//! load on this machine, in one run.
+//!
+//! ```sh
+//! cargo run --release -p cloakroom-bench --bin load            # defaults: 3 rounds of 3 s
+//! cargo run --release -p cloakroom-bench --bin load -- --seconds 5 --rounds 5 --connections 32
+//! ```
+//!
+//! Each app runs in its own process on one Tokio worker thread; the load generator runs on one
+//! thread with `--connections` keep-alive HTTP/1.1 connections, each its own user (its own
+//! session cookie). The command starts its own `redis-server` (see cloakroom-testkit).
+//! Reported: requests per second (median of the rounds), p99 latency, and the ratios
+//! cloakroom / tower-sessions and cloakroom / no layer.
+#![allow(clippy::print_stdout)] // a command-line report
+
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use cloakroom_bench::{Flavor, app};
+use http::header::{COOKIE, SET_COOKIE};
+use http_body_util::{BodyExt, Empty};
+use hyper_util::rt::TokioIo;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Scenario {
+    /// A read-only request on an existing session (idle expiry refreshed).
+    Read,
+    /// A request that writes one key of an existing session.
+    Write,
+    /// A request that creates a session (no cookie sent).
+    Create,
+}
+
+impl Scenario {
+    const ALL: [Scenario; 3] = [Scenario::Read, Scenario::Write, Scenario::Create];
+
+    fn path(self) -> &'static str {
+        match self {
+            Self::Read => "/read",
+            Self::Write => "/write",
+            Self::Create => "/create",
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Read => "read (TTL refresh)",
+            Self::Write => "write one key",
+            Self::Create => "create session",
+        }
+    }
+}
+
+struct Options {
+    seconds: f64,
+    rounds: usize,
+    connections: usize,
+    only: Option<String>,
+}
+
+fn options() -> Options {
+    let mut options = Options {
+        seconds: 3.0,
+        rounds: 3,
+        connections: 16,
+        only: None,
+    };
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    for pair in args.chunks(2) {
+        let (flag, value) = (
+            pair[0].as_str(),
+            pair.get(1).map(String::as_str).unwrap_or_default(),
+        );
+        match flag {
+            "--seconds" => options.seconds = parse(flag, value),
+            "--rounds" => options.rounds = parse(flag, value),
+            "--connections" => options.connections = parse(flag, value),
+            "--only" => options.only = Some(value.to_owned()),
+            other => panic!(
+                "unknown option {other:?}: use --seconds, --rounds, --connections, --only memory|redis"
+            ),
+        }
+    }
+    options
+}
+
+fn parse<T: std::str::FromStr>(flag: &str, value: &str) -> T {
+    value
+        .parse()
+        .unwrap_or_else(|_| panic!("bad value {value:?} for {flag}"))
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("serve") {
+        let flavor = args.get(2).and_then(|name| Flavor::parse(name));
+        let flavor = flavor.unwrap_or_else(|| panic!("serve needs a flavor: {args:?}"));
+        serve(flavor, args.get(3).cloned());
+        return;
+    }
+    let options = options();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap_or_else(|error| panic!("runtime: {error}"));
+    runtime.block_on(compare(options));
+}
+
+/// The app of one flavor, on one worker thread; prints its port.
+fn serve(flavor: Flavor, redis_url: Option<String>) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap_or_else(|error| panic!("runtime: {error}"));
+    runtime.block_on(async move {
+        let app = app(flavor, redis_url.as_deref()).await;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await;
+        let listener = listener.unwrap_or_else(|error| panic!("bind: {error}"));
+        let port = listener
+            .local_addr()
+            .map(|addr| addr.port())
+            .unwrap_or_default();
+        println!("{port}");
+        let _ = axum::serve(listener, app).await;
+    });
+}
+
+/// A server child process, killed on drop.
+struct Server {
+    addr: SocketAddr,
+    child: Child,
+}
+
+impl Server {
+    fn start(flavor: Flavor, redis_url: Option<&str>) -> Self {
+        let exe = std::env::current_exe().unwrap_or_else(|error| panic!("current_exe: {error}"));
+        let mut command = Command::new(exe);
+        command.arg("serve").arg(flavor.name());
+        if let Some(url) = redis_url {
+            command.arg(url);
+        }
+        let mut child = command
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|error| panic!("cannot start the {} app: {error}", flavor.name()));
+        let mut line = String::new();
+        if let Some(stdout) = child.stdout.take() {
+            let _ = std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line);
+        }
+        let port: u16 = line
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("the {} app printed {line:?}", flavor.name()));
+        Self {
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            child,
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[derive(Clone, Copy, Default)]
+struct Measurement {
+    rps: f64,
+    p99: Duration,
+    errors: u64,
+}
+
+async fn compare(options: Options) {
+    let redis = match cloakroom_testkit::RedisServer::start().await {
+        Ok(redis) => redis,
+        Err(error) => panic!("the Redis comparison needs redis-server: {error}"),
+    };
+    println!(
+        "load: {} connections, {} rounds of {} s per app and scenario, apps in alternation; {} cores",
+        options.connections,
+        options.rounds,
+        options.seconds,
+        std::thread::available_parallelism().map_or(0, usize::from)
+    );
+    println!(
+        "tower-sessions runs with with_always_save(true): without it, it does not refresh the idle expiry on reads.\n"
+    );
+    println!(
+        "{:<8} {:<20} {:>22} {:>22} {:>22} {:>13} {:>11}",
+        "store",
+        "scenario",
+        "no layer req/s (p99)",
+        "cloakroom req/s (p99)",
+        "tower-sess. req/s (p99)",
+        "ours/theirs",
+        "ours/none"
+    );
+    for (store, redis_url) in [("memory", None), ("redis", Some(redis.url()))] {
+        if options.only.as_deref().is_some_and(|only| only != store) {
+            continue;
+        }
+        let servers: Vec<(Flavor, Server)> = Flavor::ALL
+            .into_iter()
+            .map(|flavor| (flavor, Server::start(flavor, redis_url.as_deref())))
+            .collect();
+        for scenario in Scenario::ALL {
+            let mut runs: Vec<Vec<Measurement>> = vec![Vec::new(); servers.len()];
+            for _ in 0..options.rounds {
+                for (i, (_, server)) in servers.iter().enumerate() {
+                    runs[i].push(drive(server.addr, scenario, &options).await);
+                }
+            }
+            let medians: Vec<Measurement> = runs.into_iter().map(median).collect();
+            let cell = |m: &Measurement| {
+                let errors = if m.errors > 0 {
+                    format!(" {}err", m.errors)
+                } else {
+                    String::new()
+                };
+                format!(
+                    "{:.0} ({:.2} ms){errors}",
+                    m.rps,
+                    m.p99.as_secs_f64() * 1000.0
+                )
+            };
+            println!(
+                "{:<8} {:<20} {:>22} {:>22} {:>22} {:>12.2}x {:>10.2}x",
+                store,
+                scenario.name(),
+                cell(&medians[0]),
+                cell(&medians[1]),
+                cell(&medians[2]),
+                medians[1].rps / medians[2].rps,
+                medians[1].rps / medians[0].rps,
+            );
+        }
+    }
+}
+
+fn median(mut runs: Vec<Measurement>) -> Measurement {
+    runs.sort_by(|a, b| a.rps.total_cmp(&b.rps));
+    runs.get(runs.len() / 2).copied().unwrap_or_default()
+}
+
+/// `connections` users hammer `addr` for the configured time after a short warm-up.
+async fn drive(addr: SocketAddr, scenario: Scenario, options: &Options) -> Measurement {
+    let warmup = Duration::from_millis(300);
+    let start = Instant::now() + warmup;
+    let end = start + Duration::from_secs_f64(options.seconds);
+    let users: Vec<_> = (0..options.connections)
+        .map(|_| tokio::spawn(user(addr, scenario, start, end)))
+        .collect();
+    let mut latencies = Vec::new();
+    let mut errors = 0;
+    for user in users {
+        if let Ok((mut mine, failed)) = user.await {
+            latencies.append(&mut mine);
+            errors += failed;
+        }
+    }
+    latencies.sort_unstable();
+    let p99 = latencies
+        .get(latencies.len().saturating_mul(99) / 100)
+        .copied()
+        .unwrap_or_default();
+    Measurement {
+        rps: latencies.len() as f64 / options.seconds,
+        p99,
+        errors,
+    }
+}
+
+/// One user on one keep-alive connection: latencies measured between `start` and `end`, and
+/// the number of non-200 answers.
+async fn user(
+    addr: SocketAddr,
+    scenario: Scenario,
+    start: Instant,
+    end: Instant,
+) -> (Vec<Duration>, u64) {
+    let stream = tokio::net::TcpStream::connect(addr).await;
+    let stream = stream.unwrap_or_else(|error| panic!("connect {addr}: {error}"));
+    let _ = stream.set_nodelay(true);
+    let handshake = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await;
+    let (mut sender, connection) = handshake.unwrap_or_else(|error| panic!("handshake: {error}"));
+    tokio::spawn(connection);
+    let mut cookie: Option<String> = None;
+    if scenario != Scenario::Create {
+        cookie = send(&mut sender, "/write", None).await.1;
+    }
+    let mut latencies = Vec::with_capacity(100_000);
+    let mut errors = 0;
+    loop {
+        let began = Instant::now();
+        if began >= end {
+            break;
+        }
+        let sent = if scenario == Scenario::Create {
+            None
+        } else {
+            cookie.as_deref()
+        };
+        let (ok, set_cookie) = send(&mut sender, scenario.path(), sent).await;
+        if began >= start {
+            latencies.push(began.elapsed());
+            errors += u64::from(!ok);
+        }
+        if scenario != Scenario::Create && set_cookie.is_some() {
+            cookie = set_cookie;
+        }
+    }
+    (latencies, errors)
+}
+
+/// One request; whether it answered 200, and the `name=value` of its `Set-Cookie`.
+async fn send(
+    sender: &mut hyper::client::conn::http1::SendRequest<Empty<Bytes>>,
+    path: &str,
+    cookie: Option<&str>,
+) -> (bool, Option<String>) {
+    let mut request = http::Request::builder()
+        .uri(path)
+        .header("host", "127.0.0.1");
+    if let Some(cookie) = cookie {
+        request = request.header(COOKIE, cookie);
+    }
+    let request = request
+        .body(Empty::new())
+        .unwrap_or_else(|error| panic!("request: {error}"));
+    let Ok(response) = sender.send_request(request).await else {
+        return (false, None);
+    };
+    let ok = response.status() == http::StatusCode::OK;
+    let set_cookie = response
+        .headers()
+        .get(SET_COOKIE)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split(';').next())
+        .map(str::to_owned);
+    let _ = response.into_body().collect().await;
+    (ok, set_cookie)
+}

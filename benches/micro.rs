@@ -1,0 +1,91 @@
+//! Criterion micro benchmarks: the per-request cost of the layer in process
+//! (`tower::ServiceExt::oneshot` on a trivial handler), next to tower-sessions on the same
+//! handlers, and the costs of its parts (sign, verify, id generation).
+//!
+//! ```sh
+//! cargo bench -p cloakroom-bench --bench micro
+//! ```
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use cloakroom::{SessionCookie, SessionId};
+use cloakroom_bench::{Flavor, app};
+use criterion::{Criterion, criterion_group, criterion_main};
+use http::Request;
+use http::header::{COOKIE, SET_COOKIE};
+use tower::ServiceExt;
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap_or_else(|error| panic!("runtime: {error}"))
+}
+
+/// Sends `GET path` with `cookie` and returns the `name=value` of the response's cookie.
+async fn call(app: &Router, path: &str, cookie: Option<&str>) -> Option<String> {
+    let mut request = Request::builder().uri(path);
+    if let Some(cookie) = cookie {
+        request = request.header(COOKIE, cookie);
+    }
+    let request = request
+        .body(Body::empty())
+        .unwrap_or_else(|error| panic!("{error}"));
+    let response = app
+        .clone()
+        .oneshot(request)
+        .await
+        .unwrap_or_else(|never| match never {});
+    response
+        .headers()
+        .get(SET_COOKIE)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split(';').next())
+        .map(str::to_owned)
+}
+
+fn layer(c: &mut Criterion) {
+    let runtime = runtime();
+    let mut group = c.benchmark_group("layer");
+    group.measurement_time(Duration::from_secs(3));
+    for flavor in Flavor::ALL {
+        let app = runtime.block_on(app(flavor, None));
+        let cookie = runtime.block_on(call(&app, "/write", None));
+        let cookie = cookie.as_deref();
+        group.bench_function(format!("{}/new session, untouched", flavor.name()), |b| {
+            b.iter(|| runtime.block_on(call(&app, "/untouched", None)))
+        });
+        group.bench_function(format!("{}/read existing", flavor.name()), |b| {
+            b.iter(|| runtime.block_on(call(&app, "/read", cookie)))
+        });
+        group.bench_function(format!("{}/write one key", flavor.name()), |b| {
+            b.iter(|| runtime.block_on(call(&app, "/write", cookie)))
+        });
+    }
+    group.finish();
+}
+
+fn parts(c: &mut Criterion) {
+    let signer = SessionCookie::new("__session")
+        .secrets([[7u8; 32], [8u8; 32]])
+        .into_signer()
+        .unwrap_or_else(|error| panic!("{error}"));
+    let id = SessionId::generate();
+    let signed = signer.sign(id.as_str());
+    let mut group = c.benchmark_group("parts");
+    group.bench_function("sign", |b| b.iter(|| signer.sign(black_box(id.as_str()))));
+    group.bench_function("verify", |b| {
+        b.iter(|| signer.verify(black_box(&signed)).is_some())
+    });
+    group.bench_function("id generate", |b| b.iter(SessionId::generate));
+    group.bench_function("id parse", |b| {
+        b.iter(|| SessionId::parse(black_box(id.as_str())))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, layer, parts);
+criterion_main!(benches);
