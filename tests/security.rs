@@ -399,6 +399,17 @@ macro_rules! security_suite {
 
 security_suite!(memory, async { (cloakroom::MemoryStore::new(), ()) });
 
+security_suite!(fs, async {
+    let dir = match tempfile::tempdir() {
+        Ok(dir) => dir,
+        Err(error) => panic!("no temporary directory: {error}"),
+    };
+    match cloakroom_fs::FsStore::new(dir.path()) {
+        Ok(store) => (store, dir),
+        Err(error) => panic!("{error}"),
+    }
+});
+
 async fn redis_store(url: String) -> cloakroom_redis::RedisStore {
     match cloakroom_redis::RedisStore::builder()
         .url(&url)

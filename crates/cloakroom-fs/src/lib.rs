@@ -1,0 +1,427 @@
+//! A filesystem session store for [cloakroom](https://docs.rs/cloakroom): one file per
+//! session, for single-server deployments and development.
+//!
+//! ```no_run
+//! use cloakroom::{SessionCookie, SessionLayer};
+//! use cloakroom_fs::FsStore;
+//!
+//! # fn app() -> Result<(), Box<dyn std::error::Error>> {
+//! let store = FsStore::new("/var/lib/myapp/sessions")?;
+//! let cookie = SessionCookie::new("__session").secret(std::env::var("SESSION_SECRET")?);
+//! let layer = SessionLayer::new(cookie, store)?;
+//! # Ok(()) }
+//! ```
+//!
+//! - **Survives restarts**: sessions are files `<dir>/<id>.json`.
+//! - **Atomic writes**: a change is written to a temporary file, `fsync`ed and renamed over the
+//!   old one, so a crash leaves the old version or the new one, never a torn file.
+//! - **No lost updates, across processes**: every call holds an exclusive `flock` on one of
+//!   64 lock files in `<dir>/.locks` (chosen by the session id) while it reads, applies its
+//!   changes and writes, so several app instances on one machine can share the directory and
+//!   concurrent requests that change different keys all survive. A destroyed session is not
+//!   recreated by a late write.
+//! - **Ids never become paths** unless they have the exact shape of a generated id (32
+//!   base64url characters): no cookie can name a file outside the directory.
+//! - **Expiry**: the file's modification time is the last activity; a load refreshes it
+//!   (`futimens`, no rewrite). Expired sessions are never returned, and a background task
+//!   (every 5 minutes by default) deletes them so the directory does not grow without bound.
+//! - A corrupt or foreign file is an [`FsStoreError::Corrupt`] naming the file.
+
+#![forbid(unsafe_code)]
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write as _};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, SystemTime};
+
+use cloakroom::SessionId;
+use cloakroom::store::{Changes, Record, SessionStore, Update};
+use serde::{Deserialize, Serialize};
+
+/// Lock files, shared by all sessions whose id hashes to the same one.
+const LOCK_STRIPES: usize = 64;
+/// Temporary files older than this are leftovers of a crash and are swept.
+const STALE_TEMP: Duration = Duration::from_secs(3600);
+/// The on-disk format version.
+const FORMAT: u32 = 1;
+
+/// What went wrong on disk.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FsStoreError {
+    /// A file operation failed.
+    #[error("session store I/O on {path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// What the operating system said.
+        source: io::Error,
+    },
+    /// A session file that this store cannot read.
+    #[error("session file {path} is corrupt or not a cloakroom session: {reason}")]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// An id that is not safe to use as a file name reached the store.
+    #[error("refusing an id that is not a generated session id")]
+    InvalidId,
+    /// The blocking task running the file operation was lost (the runtime is shutting down).
+    #[error("the blocking task of a session file operation failed: {0}")]
+    Task(String),
+}
+
+/// What a session file holds.
+#[derive(Serialize, Deserialize)]
+struct File1 {
+    cloakroom_fs: u32,
+    record: Record,
+}
+
+/// Sessions as files in a directory. See the [crate documentation](crate).
+#[derive(Clone, Debug)]
+pub struct FsStore {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    dir: PathBuf,
+    locks: PathBuf,
+}
+
+/// Builds an [`FsStore`].
+#[derive(Debug)]
+#[must_use]
+pub struct FsStoreBuilder {
+    dir: PathBuf,
+    sweep_interval: Duration,
+}
+
+impl FsStoreBuilder {
+    /// How often expired sessions are deleted; every 5 minutes by default.
+    pub fn sweep_interval(mut self, interval: Duration) -> Self {
+        self.sweep_interval = interval.max(Duration::from_millis(1));
+        self
+    }
+
+    /// Creates the directory (and its `.locks`) if needed, and, inside a Tokio runtime, starts
+    /// the sweeping task, which ends when the last clone of the store is dropped.
+    ///
+    /// # Errors
+    ///
+    /// [`FsStoreError::Io`] if the directory cannot be created.
+    pub fn build(self) -> Result<FsStore, FsStoreError> {
+        let locks = self.dir.join(".locks");
+        fs::create_dir_all(&locks).map_err(io_at(&locks))?;
+        let inner = Arc::new(Inner {
+            dir: self.dir,
+            locks,
+        });
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(sweep_periodically(
+                Arc::downgrade(&inner),
+                self.sweep_interval,
+            ));
+        } else {
+            tracing::warn!(dir = %inner.dir.display(), "FsStore built outside a Tokio runtime: expired sessions are not swept; call FsStore::sweep");
+        }
+        Ok(FsStore { inner })
+    }
+}
+
+async fn sweep_periodically(store: Weak<Inner>, interval: Duration) {
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticks.tick().await;
+    loop {
+        ticks.tick().await;
+        let Some(store) = store.upgrade() else { return };
+        match tokio::task::spawn_blocking(move || store.sweep(SystemTime::now())).await {
+            Ok(Ok(removed)) => tracing::trace!(removed, "fs store swept expired sessions"),
+            Ok(Err(error)) => tracing::warn!(%error, "fs store sweep failed"),
+            Err(error) => tracing::warn!(%error, "fs store sweep task failed"),
+        }
+    }
+}
+
+fn io_at(path: &Path) -> impl FnOnce(io::Error) -> FsStoreError + '_ {
+    move |source| FsStoreError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+impl FsStore {
+    /// A store in `dir` with the default sweep interval; see [`FsStore::builder`].
+    ///
+    /// # Errors
+    ///
+    /// [`FsStoreError::Io`] if the directory cannot be created.
+    pub fn new(dir: impl Into<PathBuf>) -> Result<Self, FsStoreError> {
+        Self::builder(dir).build()
+    }
+
+    /// A builder for a store in `dir`.
+    pub fn builder(dir: impl Into<PathBuf>) -> FsStoreBuilder {
+        FsStoreBuilder {
+            dir: dir.into(),
+            sweep_interval: Duration::from_secs(300),
+        }
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// Deletes every expired session and crash leftover now; returns how many sessions it
+    /// deleted.
+    ///
+    /// # Errors
+    ///
+    /// [`FsStoreError::Io`] if the directory cannot be listed.
+    pub fn sweep(&self) -> Result<usize, FsStoreError> {
+        self.inner.sweep(SystemTime::now())
+    }
+
+    /// Runs `operation` on a blocking thread.
+    async fn blocking<T, F>(&self, operation: F) -> Result<T, FsStoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Inner) -> Result<T, FsStoreError> + Send + 'static,
+    {
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || operation(&inner))
+            .await
+            .map_err(|error| FsStoreError::Task(error.to_string()))?
+    }
+}
+
+/// An exclusive lock on a session's stripe, released on drop (closing the file).
+struct Locked {
+    _file: File,
+}
+
+impl Inner {
+    /// The session file of `id`, only for ids of the generated shape.
+    fn path(&self, id: &SessionId) -> Result<PathBuf, FsStoreError> {
+        // SessionId::parse admits only [A-Za-z0-9_-]{32}: no separator, dot or NUL.
+        SessionId::parse(id.as_str()).ok_or(FsStoreError::InvalidId)?;
+        Ok(self.dir.join(format!("{}.json", id.as_str())))
+    }
+
+    fn lock(&self, id: &SessionId) -> Result<Locked, FsStoreError> {
+        let digest = ring::digest::digest(&ring::digest::SHA256, id.as_str().as_bytes());
+        let stripe = usize::from(digest.as_ref()[0]) % LOCK_STRIPES;
+        let path = self.locks.join(stripe.to_string());
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io_at(&path))?;
+        file.lock().map_err(io_at(&path))?;
+        Ok(Locked { _file: file })
+    }
+
+    /// The record in `path` with its expiry from the file's modification time, or `None` if
+    /// there is no file.
+    fn read(&self, path: &Path) -> Result<Option<Record>, FsStoreError> {
+        let bytes = match fs::read(path) {
+            Ok(bytes) => bytes,
+            Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(error) => return Err(io_at(path)(error)),
+        };
+        let corrupt = |reason: String| FsStoreError::Corrupt {
+            path: path.to_owned(),
+            reason,
+        };
+        let file: File1 = serde_json::from_slice(&bytes).map_err(|e| corrupt(e.to_string()))?;
+        if file.cloakroom_fs != FORMAT {
+            return Err(corrupt(format!(
+                "unknown format version {}",
+                file.cloakroom_fs
+            )));
+        }
+        let mut record = file.record;
+        let modified = fs::metadata(path)
+            .and_then(|metadata| metadata.modified())
+            .map_err(io_at(path))?;
+        record.expires = expiry(modified, &record);
+        Ok(Some(record))
+    }
+
+    /// Writes `record` to `path` atomically: temporary file, fsync, rename.
+    fn write(&self, path: &Path, record: &Record) -> Result<(), FsStoreError> {
+        let temp = self.temp_path(path);
+        let result = self
+            .write_temp(&temp, record)
+            .and_then(|()| fs::rename(&temp, path).map_err(io_at(path)));
+        if result.is_err() {
+            let _ = fs::remove_file(&temp);
+        }
+        result
+    }
+
+    fn temp_path(&self, path: &Path) -> PathBuf {
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("session");
+        self.dir
+            .join(format!(".tmp-{}-{name}", SessionId::generate().as_str()))
+    }
+
+    fn write_temp(&self, temp: &Path, record: &Record) -> Result<(), FsStoreError> {
+        let contents = serde_json::to_vec(&File1 {
+            cloakroom_fs: FORMAT,
+            record: record.clone(),
+        })
+        .map_err(|error| FsStoreError::Corrupt {
+            path: temp.to_owned(),
+            reason: error.to_string(),
+        })?;
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(temp)
+            .map_err(io_at(temp))?;
+        file.write_all(&contents).map_err(io_at(temp))?;
+        file.sync_all().map_err(io_at(temp))
+    }
+
+    fn remove(&self, path: &Path) -> Result<(), FsStoreError> {
+        match fs::remove_file(path) {
+            Err(error) if error.kind() != io::ErrorKind::NotFound => Err(io_at(path)(error)),
+            _ => Ok(()),
+        }
+    }
+
+    fn load(&self, id: &SessionId) -> Result<Option<Record>, FsStoreError> {
+        let path = self.path(id)?;
+        let _lock = self.lock(id)?;
+        let Some(mut record) = self.read(&path)? else {
+            return Ok(None);
+        };
+        let now = SystemTime::now();
+        if !record.touch(now) {
+            self.remove(&path)?;
+            return Ok(None);
+        }
+        // The modification time is the last activity: refreshing it is the touch.
+        File::options()
+            .write(true)
+            .open(&path)
+            .and_then(|file| file.set_modified(now))
+            .map_err(io_at(&path))?;
+        Ok(Some(record))
+    }
+
+    fn create(&self, record: &Record) -> Result<SessionId, FsStoreError> {
+        loop {
+            let id = SessionId::generate();
+            let path = self.path(&id)?;
+            let _lock = self.lock(&id)?;
+            let temp = self.temp_path(&path);
+            self.write_temp(&temp, record)?;
+            // A hard link fails if the name exists: O_EXCL semantics for the final name.
+            let linked = fs::hard_link(&temp, &path);
+            let _ = fs::remove_file(&temp);
+            match linked {
+                Ok(()) => return Ok(id),
+                Err(error) if error.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(error) => return Err(io_at(&path)(error)),
+            }
+        }
+    }
+
+    fn update(&self, id: &SessionId, changes: &Changes) -> Result<Update, FsStoreError> {
+        let path = self.path(id)?;
+        let _lock = self.lock(id)?;
+        let now = SystemTime::now();
+        let Some(mut record) = self.read(&path)? else {
+            return Ok(Update::Missing);
+        };
+        if record.is_expired(now) {
+            self.remove(&path)?;
+            return Ok(Update::Missing);
+        }
+        record.apply(changes, now);
+        self.write(&path, &record)?;
+        Ok(Update::Applied)
+    }
+
+    fn delete(&self, id: &SessionId) -> Result<(), FsStoreError> {
+        let path = self.path(id)?;
+        let _lock = self.lock(id)?;
+        self.remove(&path)
+    }
+
+    fn sweep(&self, now: SystemTime) -> Result<usize, FsStoreError> {
+        let mut removed = 0;
+        for entry in fs::read_dir(&self.dir).map_err(io_at(&self.dir))? {
+            let Ok(entry) = entry else { continue };
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if name.starts_with(".tmp-") {
+                let stale = entry
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .is_ok_and(|modified| modified + STALE_TEMP < now);
+                if stale {
+                    let _ = fs::remove_file(entry.path());
+                }
+                continue;
+            }
+            let Some(id) = name.strip_suffix(".json").and_then(SessionId::parse) else {
+                continue;
+            };
+            let path = entry.path();
+            let _lock = self.lock(&id)?;
+            match self.read(&path) {
+                Ok(Some(record)) if record.is_expired(now) => {
+                    self.remove(&path)?;
+                    removed += 1;
+                }
+                Ok(_) => {}
+                Err(error) => tracing::warn!(%error, "fs store sweep skipped a file"),
+            }
+        }
+        Ok(removed)
+    }
+}
+
+/// `min(last activity + idle timeout, deadline)`.
+fn expiry(last_activity: SystemTime, record: &Record) -> SystemTime {
+    let idle = last_activity + record.idle_timeout;
+    record.deadline.map_or(idle, |deadline| idle.min(deadline))
+}
+
+impl SessionStore for FsStore {
+    type Error = FsStoreError;
+
+    async fn load(&self, id: &SessionId) -> Result<Option<Record>, FsStoreError> {
+        let id = id.clone();
+        self.blocking(move |inner| inner.load(&id)).await
+    }
+
+    async fn create(&self, record: &Record) -> Result<SessionId, FsStoreError> {
+        let record = record.clone();
+        self.blocking(move |inner| inner.create(&record)).await
+    }
+
+    async fn update(&self, id: &SessionId, changes: &Changes) -> Result<Update, FsStoreError> {
+        let (id, changes) = (id.clone(), changes.clone());
+        self.blocking(move |inner| inner.update(&id, &changes))
+            .await
+    }
+
+    async fn delete(&self, id: &SessionId) -> Result<(), FsStoreError> {
+        let id = id.clone();
+        self.blocking(move |inner| inner.delete(&id)).await
+    }
+}

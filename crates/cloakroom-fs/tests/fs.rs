@@ -1,0 +1,257 @@
+//! FsStore on a real filesystem (a temporary directory), through the store contract and over
+//! real HTTP.
+
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use cloakroom::SessionId;
+use cloakroom::store::{Changes, Entry, Record, SessionStore};
+use cloakroom_fs::{FsStore, FsStoreError};
+use cloakroom_testkit::Conformance;
+use cloakroom_tests::app::{NAME, cookie, layer, serve};
+
+fn dir() -> tempfile::TempDir {
+    match tempfile::tempdir() {
+        Ok(dir) => dir,
+        Err(error) => panic!("no temporary directory: {error}"),
+    }
+}
+
+fn store(dir: &std::path::Path) -> FsStore {
+    match FsStore::new(dir) {
+        Ok(store) => store,
+        Err(error) => panic!("{error}"),
+    }
+}
+
+fn session_files(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter(|e| e.file_name().to_string_lossy().ends_with(".json"))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fs_store_keeps_every_promise() {
+    let dir = dir();
+    let result = Conformance::new()
+        .tick(Duration::from_millis(100))
+        .sessions(2_000)
+        .large_value(1024 * 1024)
+        .run(store(dir.path()))
+        .await;
+    assert_eq!(result, Ok(()));
+}
+
+#[tokio::test]
+async fn sessions_survive_a_restart_of_the_app() {
+    let dir = dir();
+    let cookie_value = {
+        let server = serve(layer(cookie(), store(dir.path()))).await;
+        let browser = server.browser();
+        browser.get("/count").await;
+        browser.get("/count").await;
+        browser.cookie(NAME).unwrap_or_default()
+    };
+    let restarted = serve(layer(cookie(), store(dir.path()))).await;
+    let browser = restarted.browser();
+    browser.set_cookie(NAME, &cookie_value);
+    assert_eq!(browser.get("/count").await.body, "3");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_sharing_the_directory_lose_no_update() {
+    let dir = dir();
+    let first = serve(layer(cookie(), store(dir.path()))).await;
+    let second = serve(layer(cookie(), store(dir.path()))).await;
+    let browser = first.browser();
+    browser.get("/count").await;
+    let session = browser.cookie(NAME).unwrap_or_default();
+    let other = second.browser();
+    other.set_cookie(NAME, &session);
+    let writers: Vec<_> = (0..100)
+        .map(|i| {
+            let browser = if i % 2 == 0 {
+                browser.clone()
+            } else {
+                other.clone()
+            };
+            tokio::spawn(async move {
+                browser
+                    .post_form(&format!("/set/k{i:03}/{i}"), "")
+                    .await
+                    .status
+            })
+        })
+        .collect();
+    for writer in writers {
+        assert_eq!(writer.await.ok(), Some(StatusCode::OK));
+    }
+    let keys = browser.get("/keys").await.body;
+    assert_eq!(keys.split(',').count(), 101, "updates were lost: {keys}");
+}
+
+#[tokio::test]
+async fn crafted_ids_never_touch_paths_outside_the_directory() {
+    let parent = dir();
+    let sessions = parent.path().join("sessions");
+    let server = serve(layer(cookie(), store(&sessions))).await;
+    let long = "A".repeat(5000);
+    for crafted in [
+        "../escape.x",
+        "..%2F..%2Fetc%2Fpasswd.x",
+        "/etc/passwd.x",
+        "/tmp/x.sig",
+        "%00.x",
+        long.as_str(),
+        "ééééééééééééééééééééééééééééééé.x",
+        "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAA/A.x",
+    ] {
+        let browser = server.browser();
+        browser.set_cookie(NAME, crafted);
+        let response = browser.post_form("/set/k/v", "").await;
+        assert_eq!(response.status, StatusCode::OK, "{crafted}");
+    }
+    let outside: Vec<String> = std::fs::read_dir(parent.path())
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(
+        outside,
+        ["sessions"],
+        "files appeared outside the store directory"
+    );
+    for entry in std::fs::read_dir(&sessions)
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+    {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let id = name.strip_suffix(".json");
+        assert!(
+            name == ".locks" || id.and_then(SessionId::parse).is_some(),
+            "unexpected file {name:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn expired_sessions_are_swept_in_the_background() {
+    let dir = dir();
+    let store = match FsStore::builder(dir.path())
+        .sweep_interval(Duration::from_millis(100))
+        .build()
+    {
+        Ok(store) => store,
+        Err(error) => panic!("{error}"),
+    };
+    let short = Record::new(std::time::SystemTime::now(), Duration::from_secs(3), None);
+    let long = Record::new(std::time::SystemTime::now(), Duration::from_secs(600), None);
+    for _ in 0..50 {
+        if let Err(error) = store.create(&short).await {
+            panic!("{error}");
+        }
+    }
+    let keep = store.create(&long).await.ok();
+    assert_eq!(session_files(dir.path()), 51, "live sessions were swept");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while session_files(dir.path()) > 1 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        session_files(dir.path()),
+        1,
+        "expired session files were not swept"
+    );
+    let Some(keep) = keep else {
+        panic!("create failed")
+    };
+    assert!(matches!(store.load(&keep).await, Ok(Some(_))));
+}
+
+#[tokio::test]
+async fn a_corrupt_file_is_an_error_naming_it_and_a_503() {
+    let dir = dir();
+    let store = store(dir.path());
+    let server = serve(layer(cookie(), store.clone())).await;
+    let browser = server.browser();
+    browser.get("/count").await;
+    let value = browser.cookie(NAME).unwrap_or_default();
+    let Some(id) = SessionId::parse(value.split('.').next().unwrap_or_default()) else {
+        panic!("no id in {value}");
+    };
+    let path = dir.path().join(format!("{}.json", id.as_str()));
+    for garbage in [&b"{\"not\": \"ours\"}"[..], b"\xff\x00garbage", b""] {
+        if let Err(error) = std::fs::write(&path, garbage) {
+            panic!("{error}");
+        }
+        let error = store.load(&id).await.err();
+        assert!(
+            matches!(&error, Some(FsStoreError::Corrupt { path: p, .. }) if *p == path),
+            "{error:?}"
+        );
+        assert!(
+            error
+                .map(|e| e.to_string())
+                .unwrap_or_default()
+                .contains(&path.display().to_string())
+        );
+        let response = browser.get("/peek").await;
+        assert_eq!(response.status, StatusCode::SERVICE_UNAVAILABLE);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readers_never_see_a_torn_file_and_crash_leftovers_are_harmless() {
+    let dir = dir();
+    let store = store(dir.path());
+    let record = Record::new(std::time::SystemTime::now(), Duration::from_secs(600), None);
+    let id = match store.create(&record).await {
+        Ok(id) => id,
+        Err(error) => panic!("{error}"),
+    };
+    // A crash between writing the temporary file and renaming it leaves this behind.
+    let leftover = dir.path().join(format!(".tmp-crash-{}.json", id.as_str()));
+    if let Err(error) = std::fs::write(&leftover, b"{\"cloakroom_fs\":1,\"rec") {
+        panic!("{error}");
+    }
+    let writer = {
+        let store = store.clone();
+        let id = id.clone();
+        tokio::spawn(async move {
+            for round in 0..40 {
+                let big = format!("\"{}\"", "x".repeat(200_000 + round));
+                let changes = Changes {
+                    entries: vec![(
+                        "big".to_owned(),
+                        Some(Entry {
+                            json: big,
+                            flash: false,
+                        }),
+                    )],
+                    idle_timeout: None,
+                };
+                if let Err(error) = store.update(&id, &changes).await {
+                    panic!("{error}");
+                }
+            }
+        })
+    };
+    while !writer.is_finished() {
+        match store.load(&id).await {
+            Ok(Some(_)) => {}
+            other => panic!("a reader saw {other:?} during writes"),
+        }
+    }
+    let _ = writer.await;
+    assert!(leftover.exists(), "a fresh leftover must not be swept yet");
+    assert!(matches!(store.load(&id).await, Ok(Some(_))));
+}
