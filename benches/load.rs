@@ -174,6 +174,38 @@ struct Measurement {
     rps: f64,
     p99: Duration,
     errors: u64,
+    /// Server CPU time (user + system) per request, from `/proc/<pid>/stat`.
+    cpu_per_request: Duration,
+}
+
+/// User + system CPU time of process `pid` so far.
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which is in parentheses and may contain spaces).
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    // utime and stime are fields 14 and 15 of stat, 12 and 13 after the name and state.
+    Duration::from_secs_f64((ticks(11) + ticks(12)) as f64 / clock_ticks_per_second())
+}
+
+fn clock_ticks_per_second() -> f64 {
+    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|out| String::from_utf8_lossy(&out.stdout).trim().parse().ok())
+            .unwrap_or(100.0)
+    })
 }
 
 async fn compare(options: Options) {
@@ -191,15 +223,12 @@ async fn compare(options: Options) {
     println!(
         "tower-sessions runs with with_always_save(true): without it, it does not refresh the idle expiry on reads.\n"
     );
+    println!("each cell: req/s (p99 latency, server CPU time per request)");
+    println!("ratios: cloakroom / tower-sessions and cloakroom / no layer in req/s (median of the");
+    println!("per-round ratios), and tower-sessions' server CPU per request / cloakroom's\n");
     println!(
-        "{:<8} {:<20} {:>22} {:>22} {:>22} {:>13} {:>11}",
-        "store",
-        "scenario",
-        "no layer req/s (p99)",
-        "cloakroom req/s (p99)",
-        "tower-sess. req/s (p99)",
-        "ours/theirs",
-        "ours/none"
+        "{:<7} {:<19} {:>30} {:>30} {:>30} {:>7} {:>7} {:>7}",
+        "store", "scenario", "no layer", "cloakroom", "tower-sessions", "/theirs", "/none", "cpu"
     );
     for (store, redis_url) in [("memory", None), ("redis", Some(redis.url()))] {
         if options.only.as_deref().is_some_and(|only| only != store) {
@@ -213,9 +242,21 @@ async fn compare(options: Options) {
             let mut runs: Vec<Vec<Measurement>> = vec![Vec::new(); servers.len()];
             for _ in 0..options.rounds {
                 for (i, (_, server)) in servers.iter().enumerate() {
-                    runs[i].push(drive(server.addr, scenario, &options).await);
+                    runs[i].push(drive(server, scenario, &options).await);
                 }
             }
+            // Ratios per round (apps measured back to back) are steadier than ratios of
+            // medians when the machine's speed drifts.
+            let ratio = |a: usize, b: usize| {
+                let mut per_round: Vec<f64> = runs[a]
+                    .iter()
+                    .zip(&runs[b])
+                    .map(|(x, y)| x.rps / y.rps)
+                    .collect();
+                per_round.sort_by(f64::total_cmp);
+                per_round.get(per_round.len() / 2).copied().unwrap_or(0.0)
+            };
+            let (vs_theirs, vs_none) = (ratio(1, 2), ratio(1, 0));
             let medians: Vec<Measurement> = runs.into_iter().map(median).collect();
             let cell = |m: &Measurement| {
                 let errors = if m.errors > 0 {
@@ -224,20 +265,22 @@ async fn compare(options: Options) {
                     String::new()
                 };
                 format!(
-                    "{:.0} ({:.2} ms){errors}",
+                    "{:.0} ({:.2} ms, {:.1} us){errors}",
                     m.rps,
-                    m.p99.as_secs_f64() * 1000.0
+                    m.p99.as_secs_f64() * 1000.0,
+                    m.cpu_per_request.as_secs_f64() * 1e6
                 )
             };
             println!(
-                "{:<8} {:<20} {:>22} {:>22} {:>22} {:>12.2}x {:>10.2}x",
+                "{:<7} {:<19} {:>30} {:>30} {:>30} {:>6.2}x {:>6.2}x {:>6.2}x",
                 store,
                 scenario.name(),
                 cell(&medians[0]),
                 cell(&medians[1]),
                 cell(&medians[2]),
-                medians[1].rps / medians[2].rps,
-                medians[1].rps / medians[0].rps,
+                vs_theirs,
+                vs_none,
+                medians[2].cpu_per_request.as_secs_f64() / medians[1].cpu_per_request.as_secs_f64(),
             );
         }
     }
@@ -249,15 +292,20 @@ fn median(mut runs: Vec<Measurement>) -> Measurement {
 }
 
 /// `connections` users hammer `addr` for the configured time after a short warm-up.
-async fn drive(addr: SocketAddr, scenario: Scenario, options: &Options) -> Measurement {
+async fn drive(server: &Server, scenario: Scenario, options: &Options) -> Measurement {
     let warmup = Duration::from_millis(300);
     let start = Instant::now() + warmup;
     let end = start + Duration::from_secs_f64(options.seconds);
+    let addr = server.addr;
     let users: Vec<_> = (0..options.connections)
         .map(|_| tokio::spawn(user(addr, scenario, start, end)))
         .collect();
+    tokio::time::sleep_until(start.into()).await;
+    let cpu_before = cpu_time(server.child.id());
     let mut latencies = Vec::new();
     let mut errors = 0;
+    tokio::time::sleep_until(end.into()).await;
+    let cpu = cpu_time(server.child.id()).saturating_sub(cpu_before);
     for user in users {
         if let Ok((mut mine, failed)) = user.await {
             latencies.append(&mut mine);
@@ -269,10 +317,12 @@ async fn drive(addr: SocketAddr, scenario: Scenario, options: &Options) -> Measu
         .get(latencies.len().saturating_mul(99) / 100)
         .copied()
         .unwrap_or_default();
+    let requests = latencies.len().max(1) as u32;
     Measurement {
         rps: latencies.len() as f64 / options.seconds,
         p99,
         errors,
+        cpu_per_request: cpu / requests,
     }
 }
 

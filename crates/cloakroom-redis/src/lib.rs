@@ -373,9 +373,16 @@ fn encode(entry: &Entry) -> String {
     value
 }
 
-/// The hash fields of a new record.
+/// The create script's arguments: idle timeout and deadline, then the hash fields.
 fn record_fields(record: &Record) -> Vec<Value> {
-    let mut fields = Vec::with_capacity(record.entries.len() * 2 + 6);
+    let idle = duration_millis(record.idle_timeout).to_string();
+    let deadline = record
+        .deadline
+        .map(|d| millis(d).to_string())
+        .unwrap_or_default();
+    let mut fields = Vec::with_capacity(record.entries.len() * 2 + 8);
+    fields.push(Value::from(idle.clone()));
+    fields.push(Value::from(deadline));
     for (key, entry) in &record.entries {
         fields.push(Value::from(format!(".{key}")));
         fields.push(Value::from(encode(entry)));

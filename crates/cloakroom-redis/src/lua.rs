@@ -5,13 +5,11 @@
 //! Expiry is the key's own TTL, set by `PEXPIREAT` from the server's clock as
 //! `min(now + @idle, @deadline)`, so every app instance computes it the same way.
 
-/// Shared by the scripts: refreshes the expiry of `key` from its metadata. Returns the new
-/// expiry in milliseconds, or `nil` after deleting a record that is already dead.
+/// Shared by the scripts: sets the expiry of `key` to `min(now + idle, deadline)` on the
+/// server's clock. Returns the new expiry in milliseconds, or `nil` after deleting a record
+/// that is already dead.
 const REFRESH: &str = r#"
-local function refresh(key)
-  local meta = redis.call('HMGET', key, '@idle', '@deadline')
-  local idle, deadline = tonumber(meta[1]), tonumber(meta[2])
-  if not idle then return nil end
+local function refresh(key, idle, deadline)
   local time = redis.call('TIME')
   local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
   local expires = now + idle
@@ -30,27 +28,30 @@ end
 pub(crate) const LOAD: &str = r#"
 local fields = redis.call('HGETALL', KEYS[1])
 if #fields == 0 then return false end
-local ours = false
+local idle, deadline
 for i = 1, #fields, 2 do
-  if fields[i] == '@idle' then ours = true end
+  if fields[i] == '@idle' then idle = tonumber(fields[i + 1])
+  elseif fields[i] == '@deadline' then deadline = tonumber(fields[i + 1]) end
 end
-if not ours then return fields end
-local expires = refresh(KEYS[1])
+if not idle then return fields end
+local expires = refresh(KEYS[1], idle, deadline)
 if not expires then return false end
 fields[#fields + 1] = '@expires'
 fields[#fields + 1] = string.format('%d', expires)
 return fields
 "#;
 
-/// `KEYS[1]`: the new session; `ARGV`: field, value, ... Writes only if the key is free
-/// (NX semantics). Returns 1 if created, 0 if the id was taken, -1 if the record was already
-/// past its deadline (and so was not kept).
+/// `KEYS[1]`: the new session; `ARGV[1]`, `ARGV[2]`: its idle timeout and deadline ('' for
+/// none) in milliseconds; then field, value, ... Writes only if the key is free (NX
+/// semantics). Returns 1 if created, 0 if the id was taken, -1 if the record was already past
+/// its deadline (and so was not kept).
 pub(crate) const CREATE: &str = r#"
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-for i = 1, #ARGV, 2 do
+redis.call('HSET', KEYS[1], unpack(ARGV, 3, math.min(#ARGV, 7002)))
+for i = 7003, #ARGV, 2 do
   redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
 end
-if not refresh(KEYS[1]) then return -1 end
+if not refresh(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2])) then return -1 end
 return 1
 "#;
 
@@ -58,7 +59,9 @@ return 1
 /// empty value removes the field. Writes nothing if the session does not exist. Returns 1 if
 /// applied, 0 if missing.
 pub(crate) const UPDATE: &str = r#"
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local meta = redis.call('HMGET', KEYS[1], '@idle', '@deadline')
+local idle, deadline = tonumber(meta[1]), tonumber(meta[2])
+if not idle then return 0 end
 for i = 2, #ARGV, 2 do
   if ARGV[i + 1] == '' then
     redis.call('HDEL', KEYS[1], ARGV[i])
@@ -66,8 +69,11 @@ for i = 2, #ARGV, 2 do
     redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
   end
 end
-if ARGV[1] ~= '' then redis.call('HSET', KEYS[1], '@idle', ARGV[1]) end
-if not refresh(KEYS[1]) then return 0 end
+if ARGV[1] ~= '' then
+  idle = tonumber(ARGV[1])
+  redis.call('HSET', KEYS[1], '@idle', ARGV[1])
+end
+if not refresh(KEYS[1], idle, deadline) then return 0 end
 return 1
 "#;
 

@@ -135,7 +135,6 @@ async fn a_read_costs_one_command_and_a_write_one_command() {
         HashMap::from([
             ("evalsha".to_owned(), 1),
             ("hgetall".to_owned(), 1),
-            ("hmget".to_owned(), 1),
             ("time".to_owned(), 1),
             ("pexpireat".to_owned(), 1),
         ]),

@@ -372,10 +372,22 @@ impl CookieSigner {
     /// left would get `Max-Age=0`, which deletes the cookie of a live session.
     pub(crate) fn set_cookie(&self, signed: &str, max_age: Duration) -> String {
         let seconds = max_age.as_secs() + u64::from(max_age.subsec_nanos() > 0);
-        format!(
-            "{}={}; Max-Age={}{}",
-            self.name, signed, seconds, self.attributes
-        )
+        // Built by hand: this runs on every response of a live session.
+        let seconds = seconds.to_string();
+        let mut header = String::with_capacity(
+            self.name.len() + signed.len() + seconds.len() + self.attributes.len() + 11,
+        );
+        for part in [
+            &self.name,
+            "=",
+            signed,
+            "; Max-Age=",
+            &seconds,
+            &self.attributes,
+        ] {
+            header.push_str(part);
+        }
+        header
     }
 
     /// A `Set-Cookie` value that removes the cookie (same name, path and domain, `Max-Age=0`).

@@ -255,12 +255,12 @@ where
         let inner = std::mem::replace(&mut self.inner, clone);
         let store = Arc::clone(&shared.store);
         let span = tracing::debug_span!("session_store", operation = "load", session = %id);
-        let load = Box::pin(
+        let load = boxed(
             async move {
                 let loaded = store.load(&id).await;
                 (id, loaded)
-            }
-            .instrument(span),
+            },
+            span,
         );
         ResponseFuture {
             step: Step::Loading {
@@ -274,6 +274,19 @@ where
                 cookie_sent,
             },
         }
+    }
+}
+
+/// Boxes a store call, inside `span` when something listens to it (the wrapper costs a
+/// little on every poll even when disabled).
+fn boxed<F>(future: F, span: tracing::Span) -> BoxFuture<F::Output>
+where
+    F: Future + Send + 'static,
+{
+    if span.is_disabled() {
+        Box::pin(future)
+    } else {
+        Box::pin(future.instrument(span))
     }
 }
 
