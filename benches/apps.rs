@@ -57,7 +57,7 @@ pub async fn app(flavor: Flavor, redis_url: Option<&str>) -> Router {
             match redis_url {
                 None => ours::routes().layer(layer(cookie, MemoryStore::new())),
                 Some(url) => {
-                    let store = RedisStore::builder().url(url).build().await;
+                    let store = RedisStore::builder().url(url).pool_size(1).build().await;
                     let store = store.unwrap_or_else(|error| panic!("redis: {error}"));
                     ours::routes().layer(layer(cookie, store))
                 }
@@ -77,7 +77,7 @@ pub async fn app(flavor: Flavor, redis_url: Option<&str>) -> Router {
                     use fred::interfaces::ClientLike;
                     let config = fred::types::config::Config::from_url(url)
                         .unwrap_or_else(|error| panic!("redis url: {error}"));
-                    let pool = fred::clients::Pool::new(config, None, None, None, 4)
+                    let pool = fred::clients::Pool::new(config, None, None, None, 1)
                         .unwrap_or_else(|error| panic!("redis pool: {error}"));
                     pool.init()
                         .await

@@ -410,6 +410,20 @@ security_suite!(fs, async {
     }
 });
 
+security_suite!(memcache, async {
+    let server = match cloakroom_testkit::MemcachedServer::start().await {
+        Ok(server) => server,
+        Err(error) => panic!("{error}"),
+    };
+    match cloakroom_memcache::MemcacheStore::builder()
+        .servers([server.addr()])
+        .build()
+    {
+        Ok(store) => (store, server),
+        Err(error) => panic!("{error}"),
+    }
+});
+
 async fn redis_store(url: String) -> cloakroom_redis::RedisStore {
     match cloakroom_redis::RedisStore::builder()
         .url(&url)

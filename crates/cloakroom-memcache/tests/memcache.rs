@@ -1,0 +1,221 @@
+//! MemcacheStore against real `memcached` processes that the tests start on free loopback
+//! ports.
+
+use std::time::{Duration, SystemTime};
+
+use async_memcached::{Client, MetaProtocol};
+use axum::http::StatusCode;
+use cloakroom::SessionId;
+use cloakroom::store::{Entry, Record, SessionStore};
+use cloakroom_memcache::{MemcacheStore, MemcacheStoreError};
+use cloakroom_testkit::{Conformance, MemcachedServer};
+use cloakroom_tests::app::{NAME, cookie, layer, max_age, serve};
+
+async fn memcached() -> MemcachedServer {
+    match MemcachedServer::start().await {
+        Ok(server) => server,
+        Err(error) => panic!("{error}"),
+    }
+}
+
+fn store(servers: &[&MemcachedServer]) -> MemcacheStore {
+    let addrs: Vec<String> = servers.iter().map(|s| s.addr()).collect();
+    match MemcacheStore::builder()
+        .servers(addrs)
+        .timeout(Duration::from_millis(500))
+        .build()
+    {
+        Ok(store) => store,
+        Err(error) => panic!("{error}"),
+    }
+}
+
+async fn client(server: &MemcachedServer) -> Client {
+    match Client::new(format!("tcp://{}", server.addr())).await {
+        Ok(client) => client,
+        Err(error) => panic!("{error}"),
+    }
+}
+
+fn id_from(cookie_value: &str) -> SessionId {
+    match SessionId::parse(cookie_value.split('.').next().unwrap_or_default()) {
+        Some(id) => id,
+        None => panic!("no session id in {cookie_value:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memcached_keeps_every_promise() {
+    let server = memcached().await;
+    let result = Conformance::new()
+        .tick(Duration::from_secs(1))
+        .sessions(2_000)
+        .large_value(200 * 1024)
+        .run(store(&[&server]))
+        .await;
+    assert_eq!(result, Ok(()));
+}
+
+#[tokio::test]
+async fn sessions_spread_over_two_servers() {
+    let (a, b) = (memcached().await, memcached().await);
+    let store = store(&[&a, &b]);
+    let record = Record::new(SystemTime::now(), Duration::from_secs(600), None);
+    for _ in 0..200 {
+        if let Err(error) = store.create(&record).await {
+            panic!("{error}");
+        }
+    }
+    let mut counts = Vec::new();
+    for server in [&a, &b] {
+        let stats = client(server).await.stats().await.unwrap_or_default();
+        counts.push(
+            stats
+                .get("curr_items")
+                .and_then(|n| n.parse::<u64>().ok())
+                .unwrap_or(0),
+        );
+    }
+    assert_eq!(counts.iter().sum::<u64>(), 200, "{counts:?}");
+    assert!(
+        counts.iter().all(|&n| n >= 50),
+        "uneven spread over two servers: {counts:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_sixty_day_remember_me_works() {
+    let server = memcached().await;
+    let app = serve(layer(cookie(), store(&[&server]))).await;
+    let browser = app.browser();
+    let response = browser.post_form("/remember", "").await;
+    assert_eq!(
+        response.set_cookie(NAME).as_deref().and_then(max_age),
+        Some(60 * 86400)
+    );
+    // A plain relative expiry of 60 days would be read as a Unix time in 1970: gone at once.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(
+        browser.get("/whoami").await.body,
+        "ada",
+        "the 60-day session vanished"
+    );
+    let key = format!(
+        "session:{}",
+        id_from(&browser.cookie(NAME).unwrap_or_default()).as_str()
+    );
+    let item = client(&server)
+        .await
+        .meta_get(&key, false, None, Some(&["t"]))
+        .await;
+    let ttl = item
+        .ok()
+        .flatten()
+        .and_then(|value| value.ttl_remaining)
+        .unwrap_or(0);
+    assert!(
+        (60 * 86400 - 10..=60 * 86400).contains(&ttl),
+        "memcached TTL {ttl} s"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_concurrent_writers_all_survive() {
+    let server = memcached().await;
+    let app = serve(layer(cookie(), store(&[&server]))).await;
+    let browser = app.browser();
+    browser.get("/count").await;
+    let writers: Vec<_> = (0..200)
+        .map(|i| {
+            let browser = browser.clone();
+            tokio::spawn(async move {
+                browser
+                    .post_form(&format!("/set/k{i:03}/{i}"), "")
+                    .await
+                    .status
+            })
+        })
+        .collect();
+    for writer in writers {
+        assert_eq!(writer.await.ok(), Some(StatusCode::OK));
+    }
+    let keys = browser.get("/keys").await.body;
+    assert_eq!(keys.split(',').count(), 201, "updates were lost: {keys}");
+}
+
+#[tokio::test]
+async fn a_session_larger_than_an_item_is_a_clear_error() {
+    let server = memcached().await;
+    let store = store(&[&server]);
+    let mut record = Record::new(SystemTime::now(), Duration::from_secs(600), None);
+    let big = format!("\"{}\"", "x".repeat(2 * 1024 * 1024));
+    record.entries.insert(
+        "big".to_owned(),
+        Entry {
+            json: big,
+            flash: false,
+        },
+    );
+    let error = store.create(&record).await.err();
+    assert!(
+        matches!(
+            error,
+            Some(MemcacheStoreError::TooLarge {
+                limit: 1_048_576,
+                ..
+            })
+        ),
+        "{error:?}"
+    );
+    let message = error.map(|e| e.to_string()).unwrap_or_default();
+    assert!(
+        message.contains("bytes, more than memcached's item size limit of 1048576 bytes"),
+        "{message}"
+    );
+
+    // The server's own limit is reported the same way when the store's is set higher.
+    let lenient = match MemcacheStore::builder()
+        .servers([server.addr()])
+        .max_item_size(8 << 20)
+        .build()
+    {
+        Ok(store) => store,
+        Err(error) => panic!("{error}"),
+    };
+    let error = lenient.create(&record).await.err();
+    assert!(
+        matches!(error, Some(MemcacheStoreError::TooLarge { .. })),
+        "{error:?}"
+    );
+}
+
+#[tokio::test]
+async fn memcached_down_is_a_503_and_service_resumes_when_it_returns() {
+    let mut server = memcached().await;
+    let app = serve(layer(cookie(), store(&[&server]))).await;
+    let browser = app.browser();
+    assert_eq!(browser.get("/count").await.body, "1");
+
+    server.stop();
+    for path in ["/peek", "/count"] {
+        let response = browser.get(path).await;
+        assert_eq!(response.status, StatusCode::SERVICE_UNAVAILABLE, "{path}");
+        assert!(response.set_cookies().is_empty());
+    }
+    if let Err(error) = server.restart().await {
+        panic!("{error}");
+    }
+    // memcached keeps nothing across a restart: the session starts over, and works.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let mut status = StatusCode::SERVICE_UNAVAILABLE;
+    while status != StatusCode::OK && tokio::time::Instant::now() < deadline {
+        status = browser.get("/count").await.status;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "requests did not recover after memcached came back"
+    );
+    assert_eq!(browser.get("/peek").await.status, StatusCode::OK);
+}
