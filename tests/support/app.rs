@@ -137,7 +137,7 @@ pub fn routes() -> Router {
 }
 
 /// The test routes behind `layer`, on a loopback port.
-pub async fn serve<St: SessionStore + Clone>(layer: SessionLayer<St>) -> TestServer {
+pub async fn serve<St: SessionStore>(layer: SessionLayer<St>) -> TestServer {
     TestServer::start(routes().layer(layer)).await
 }
 

@@ -160,6 +160,40 @@ impl SessionCookie {
         &self.name
     }
 
+    /// One 32-byte key per secret, newest first, derived for `purpose` with HKDF: for a store
+    /// that seals sessions with the layer's secrets (the newest seals, all open).
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::NoSecret`] or [`ConfigError::SecretTooShort`].
+    pub fn derive_keys(&self, purpose: &str) -> Result<Vec<[u8; 32]>, ConfigError> {
+        self.check_secrets()?;
+        Ok(self
+            .secrets
+            .iter()
+            .map(|secret| derive(&secret.0, purpose))
+            .collect())
+    }
+
+    fn check_secrets(&self) -> Result<(), ConfigError> {
+        if self.secrets.is_empty() {
+            return Err(ConfigError::NoSecret);
+        }
+        match self
+            .secrets
+            .iter()
+            .enumerate()
+            .find(|(_, secret)| secret.0.len() < MIN_SECRET_LEN)
+        {
+            Some((index, secret)) => Err(ConfigError::SecretTooShort {
+                index,
+                len: secret.0.len(),
+                min: MIN_SECRET_LEN,
+            }),
+            None => Ok(()),
+        }
+    }
+
     /// Checks the configuration and derives the signing keys, for signing or verifying a
     /// session cookie outside the layer (a WebSocket upgrade handled elsewhere, say). The
     /// layer does this itself.
@@ -199,21 +233,7 @@ impl SessionCookie {
         if self.same_site == SameSite::None && !self.secure {
             return Err(ConfigError::SameSiteNoneWithoutSecure);
         }
-        if self.secrets.is_empty() {
-            return Err(ConfigError::NoSecret);
-        }
-        if let Some((index, secret)) = self
-            .secrets
-            .iter()
-            .enumerate()
-            .find(|(_, secret)| secret.0.len() < MIN_SECRET_LEN)
-        {
-            return Err(ConfigError::SecretTooShort {
-                index,
-                len: secret.0.len(),
-                min: MIN_SECRET_LEN,
-            });
-        }
+        self.check_secrets()?;
         let keys = self
             .secrets
             .iter()
@@ -250,16 +270,27 @@ fn is_attribute_byte(b: u8) -> bool {
     (0x21..0x7f).contains(&b) && b != b';'
 }
 
-/// The HMAC key for a secret, derived with HKDF so the same secret can safely key other uses
-/// (such as sealing) under a different label.
-fn signing_key(secret: &[u8]) -> hmac::Key {
-    let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, b"cloakroom").extract(secret);
-    let info: &[&[u8]] = &[b"cloakroom cookie signature v1"];
-    match prk.expand(info, hmac::HMAC_SHA256) {
-        Ok(okm) => hmac::Key::from(okm),
-        // expand fails only when the requested length exceeds 255 hash blocks; 32 bytes never does.
-        Err(ring::error::Unspecified) => unreachable!("HKDF output of one block"),
+/// 32 bytes derived from `secret` for one `purpose` with HKDF-SHA256, so one secret can key
+/// several uses (signing, sealing) without one revealing anything about another.
+fn derive(secret: &[u8], purpose: &str) -> [u8; 32] {
+    struct Len32;
+    impl hkdf::KeyType for Len32 {
+        fn len(&self) -> usize {
+            32
+        }
     }
+    let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, b"cloakroom").extract(secret);
+    let info: &[&[u8]] = &[b"cloakroom ", purpose.as_bytes()];
+    let mut key = [0u8; 32];
+    // expand and fill fail only for outputs over 255 hash blocks; 32 bytes never is.
+    if let Ok(okm) = prk.expand(info, Len32) {
+        let _ = okm.fill(&mut key);
+    }
+    key
+}
+
+fn signing_key(secret: &[u8]) -> hmac::Key {
+    hmac::Key::new(hmac::HMAC_SHA256, &derive(secret, "cookie signature v1"))
 }
 
 /// A session cookie value whose signature verified.

@@ -5,6 +5,8 @@ use std::fmt;
 
 use http::{Response, StatusCode};
 
+use crate::store::FailureKind;
+
 /// The store call that failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -34,20 +36,31 @@ impl fmt::Display for StoreOperation {
 #[derive(Debug)]
 pub struct StoreFailure<'a> {
     operation: StoreOperation,
+    kind: FailureKind,
     error: &'a (dyn StdError + Send + Sync + 'static),
 }
 
 impl<'a> StoreFailure<'a> {
     pub(crate) fn new(
         operation: StoreOperation,
+        kind: FailureKind,
         error: &'a (dyn StdError + Send + Sync + 'static),
     ) -> Self {
-        Self { operation, error }
+        Self {
+            operation,
+            kind,
+            error,
+        }
     }
 
     /// Which call failed.
     pub fn operation(&self) -> StoreOperation {
         self.operation
+    }
+
+    /// Whether the store was unavailable or refused the request.
+    pub fn kind(&self) -> FailureKind {
+        self.kind
     }
 
     /// The store's error; downcast it to the store's error type for details.
@@ -82,15 +95,20 @@ pub trait OnStoreError<B> {
     fn on_store_error(&self, failure: &StoreFailure<'_>) -> Response<B>;
 }
 
-/// The default store-failure response: `503 Service Unavailable` with an empty body, so the
-/// client can retry and nothing pretends the user is logged out.
+/// The default store-failure response, with an empty body: `503 Service Unavailable` when the
+/// store is unavailable, so the client can retry and nothing pretends the user is logged out;
+/// `500 Internal Server Error` when the store refused the request (a session too large for
+/// it), which is a bug in the app.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ServiceUnavailable;
 
 impl<B: Default> OnStoreError<B> for ServiceUnavailable {
-    fn on_store_error(&self, _failure: &StoreFailure<'_>) -> Response<B> {
+    fn on_store_error(&self, failure: &StoreFailure<'_>) -> Response<B> {
         let mut response = Response::new(B::default());
-        *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+        *response.status_mut() = match failure.kind() {
+            FailureKind::Rejected => StatusCode::INTERNAL_SERVER_ERROR,
+            _ => StatusCode::SERVICE_UNAVAILABLE,
+        };
         response
     }
 }

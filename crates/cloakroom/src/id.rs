@@ -62,6 +62,14 @@ impl SessionId {
         well_formed.then(|| Self(value.into()))
     }
 
+    /// An id a store made itself that is not of the generated shape: the sealed session of a
+    /// store that keeps the whole session in the cookie. Only such a store's
+    /// [`parse_id`](crate::SessionStore::parse_id) should call this, after checking the value;
+    /// stores that use ids as keys or file names must accept only [`SessionId::parse`]d ids.
+    pub fn opaque(value: impl Into<Arc<str>>) -> Self {
+        Self(value.into())
+    }
+
     /// The id itself, for stores to use as a key or file name. Treat it as a credential.
     pub fn as_str(&self) -> &str {
         &self.0

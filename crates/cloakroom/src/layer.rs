@@ -482,6 +482,7 @@ impl Write {
                 .map_err(fail(StoreOperation::Create)),
             Self::Update(id, changes) => match store.update(&id, &changes).await {
                 Ok(Update::Applied) => Ok(Written::Done),
+                Ok(Update::Reissued(id)) => Ok(Written::Created(id)),
                 Ok(_) => Ok(Written::Missing),
                 Err(error) => Err((StoreOperation::Update, error)),
             },
@@ -549,8 +550,8 @@ impl<St: SessionStore, H> RequestSession<St, H> {
                     id: Some(id.clone()),
                     max_age,
                 };
-                let write = state
-                    .is_modified()
+                // A stateless store refreshes the expiry by writing: always update.
+                let write = (state.is_modified() || self.shared.store.is_stateless())
                     .then(|| Write::Update(id.clone(), state.changes()));
                 (write, after)
             }
@@ -616,7 +617,11 @@ impl<St: SessionStore, H> RequestSession<St, H> {
         tracing::error!(%operation, %error, store = std::any::type_name::<St>(), "session store failed");
         self.shared
             .on_store_error
-            .on_store_error(&StoreFailure::new(operation, error))
+            .on_store_error(&StoreFailure::new(
+                operation,
+                St::failure_kind(error),
+                error,
+            ))
     }
 }
 

@@ -61,4 +61,4 @@ pub use crate::id::SessionId;
 pub use crate::layer::{DEFAULT_IDLE_TIMEOUT, ResponseFuture, SessionLayer, SessionService};
 pub use crate::memory::{MemoryStore, MemoryStoreBuilder, MemoryStoreError};
 pub use crate::session::Session;
-pub use crate::store::SessionStore;
+pub use crate::store::{FailureKind, SessionStore};

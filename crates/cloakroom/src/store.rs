@@ -121,13 +121,27 @@ pub struct Changes {
 }
 
 /// What [`SessionStore::update`] found.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Update {
     /// The changes were applied to the existing record.
     Applied,
+    /// The changes were applied and the session now goes by this id, which the cookie must
+    /// carry from now on (a store that keeps the session sealed in the id).
+    Reissued(SessionId),
     /// There was no live record (destroyed, expired or never saved); nothing was written.
     Missing,
+}
+
+/// How a failed store call should be answered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FailureKind {
+    /// The store cannot be reached or failed: try again later (503 by default).
+    Unavailable,
+    /// The store refused what the app asked (a session too large to keep, say): an error in
+    /// the app, not a passing outage (500 by default).
+    Rejected,
 }
 
 /// A place that keeps sessions: memory, files, Redis, memcached, or your own database.
@@ -152,8 +166,10 @@ pub enum Update {
 ///   `O_EXCL`), trying a fresh id otherwise. An existing session is never overwritten.
 /// - **Ids are the store's.** [`parse_id`](Self::parse_id) decides which cookie values are ids
 ///   of this store. Server-side stores keep the default, [`SessionId::parse`]; a store that
-///   keeps the whole session sealed in the cookie overrides it, and the id it returns from
-///   `create` is the sealed value itself.
+///   keeps the whole session sealed in the cookie overrides it (with [`SessionId::opaque`]),
+///   says so with [`is_stateless`](Self::is_stateless), and returns the new sealed value from
+///   `create` and, as [`Update::Reissued`], from `update`. Such a store cannot keep the
+///   promises that need server state (revocation by `delete`, merging concurrent writers).
 ///
 /// Failures are returned as `Self::Error`; the layer turns them into an error response and a
 /// `tracing` event and never treats them as "no session".
@@ -249,5 +265,19 @@ pub trait SessionStore: Send + Sync + 'static {
     /// The default accepts exactly the ids [`SessionId::generate`] makes.
     fn parse_id(&self, value: &str) -> Option<SessionId> {
         SessionId::parse(value)
+    }
+
+    /// Whether the session travels in the id itself, so a load cannot refresh its expiry. The
+    /// layer then calls [`update`](Self::update) after every request that loaded a session,
+    /// with no changes if there are none, and puts the id of [`Update::Reissued`] into the
+    /// cookie. `false` by default.
+    fn is_stateless(&self) -> bool {
+        false
+    }
+
+    /// How a failure of this store should be answered; [`FailureKind::Unavailable`] unless
+    /// the store says otherwise.
+    fn failure_kind(_error: &Self::Error) -> FailureKind {
+        FailureKind::Unavailable
     }
 }
