@@ -96,6 +96,11 @@ impl Example {
     /// `cargo test -p cloakroom-examples` builds the package's examples into the directory next
     /// to the test binaries' `deps`, which is where this looks.
     pub async fn start(name: &str) -> Self {
+        Self::start_with_env(name, &[]).await
+    }
+
+    /// As [`Example::start`], with more environment variables.
+    pub async fn start_with_env(name: &str, env: &[(&str, &str)]) -> Self {
         let exe = std::env::current_exe().unwrap_or_default();
         let dir = exe
             .parent()
@@ -113,6 +118,7 @@ impl Example {
                 "a test secret that is longer than 32 bytes",
             )
             .env("RUST_LOG", "warn")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .kill_on_drop(true)
             .spawn()

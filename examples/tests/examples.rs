@@ -1,0 +1,127 @@
+//! The hyper, axum + Redis and login-page examples, run as built and driven over real HTTP.
+
+use cloakroom_tests::{Browser, Example};
+
+fn max_age(set_cookie: &str) -> Option<u64> {
+    set_cookie
+        .split("; ")
+        .find_map(|attribute| attribute.strip_prefix("Max-Age="))
+        .and_then(|value| value.parse().ok())
+}
+
+#[tokio::test]
+async fn hyper_service_fn_counts_per_session() {
+    let example = Example::start("hyper_service_fn").await;
+    let browser = Browser::new(example.addr);
+    assert_eq!(browser.get("/").await.body, "visit 1\n");
+    assert_eq!(browser.get("/").await.body, "visit 2\n");
+    assert_eq!(Browser::new(example.addr).get("/").await.body, "visit 1\n");
+}
+
+#[tokio::test]
+async fn axum_redis_keeps_sessions_in_redis_with_secure_cookies_and_matching_ttl() {
+    let redis = match cloakroom_testkit::RedisServer::start().await {
+        Ok(redis) => redis,
+        Err(error) => panic!("{error}"),
+    };
+    let url = redis.url();
+    let secrets =
+        "first secret of at least thirty-two bytes,older secret of at least thirty-two bytes";
+    let example = Example::start_with_env(
+        "axum_redis",
+        &[("REDIS_URL", url.as_str()), ("SESSION_SECRETS", secrets)],
+    )
+    .await;
+    let browser = Browser::new(example.addr);
+    let first = browser.get("/").await;
+    assert_eq!(first.body, "visit 1\n");
+    let set_cookie = first.set_cookie("__Host-session").unwrap_or_default();
+    assert!(
+        set_cookie.contains("; Secure") && set_cookie.contains("; HttpOnly"),
+        "{set_cookie}"
+    );
+    assert_eq!(max_age(&set_cookie), Some(7 * 24 * 3600));
+    assert_eq!(browser.get("/").await.body, "visit 2\n");
+
+    // The session is in Redis under the example's prefix, with the same TTL as Max-Age.
+    let value = browser.cookie("__Host-session").unwrap_or_default();
+    let id = value.split('.').next().unwrap_or_default();
+    let key = format!("myapp:session:{id}");
+    let ttl = redis_pttl(redis.port(), &key).await;
+    assert!(
+        (7 * 24 * 3600 * 1000 - 10_000..=7 * 24 * 3600 * 1000).contains(&ttl),
+        "PTTL {ttl}"
+    );
+}
+
+/// `PTTL key` over a raw connection.
+async fn redis_pttl(port: u16, key: &str) -> i64 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(mut stream) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
+        return -3;
+    };
+    let command = format!("*2\r\n$4\r\nPTTL\r\n${}\r\n{key}\r\n", key.len());
+    if stream.write_all(command.as_bytes()).await.is_err() {
+        return -3;
+    }
+    let mut reply = [0u8; 64];
+    let read = stream.read(&mut reply).await.unwrap_or(0);
+    String::from_utf8_lossy(&reply[..read])
+        .trim()
+        .trim_start_matches(':')
+        .parse()
+        .unwrap_or(-3)
+}
+
+#[tokio::test]
+async fn login_page_flow_over_http() {
+    let example = Example::start("login_page").await;
+    let browser = Browser::new(example.addr);
+    let response = browser.get("/account").await;
+    assert_eq!(
+        (
+            response.status.as_u16(),
+            response.header("location").as_deref()
+        ),
+        (303, Some("/login"))
+    );
+
+    let wrong = browser
+        .post_form("/login", "username=ada&password=nope")
+        .await;
+    assert_eq!(wrong.header("location").as_deref(), Some("/login"));
+    assert!(
+        browser
+            .get("/login")
+            .await
+            .body
+            .contains("Wrong username or password.")
+    );
+
+    let before = browser.cookie("__session").unwrap_or_default();
+    let ok = browser
+        .post_form("/login", "username=ada&password=secret")
+        .await;
+    assert_eq!(ok.header("location").as_deref(), Some("/account"));
+    assert_ne!(
+        browser.cookie("__session").unwrap_or_default(),
+        before,
+        "login kept the old id"
+    );
+    let page = browser.get("/account").await.body;
+    assert!(
+        page.contains(r#"<p id="flash">Welcome, ada!</p>"#)
+            && page.contains(r#"<b id="user">ada</b>"#),
+        "{page}"
+    );
+    assert!(
+        !browser.get("/account").await.body.contains("Welcome"),
+        "the flash showed twice"
+    );
+
+    browser.post_form("/logout", "").await;
+    assert_eq!(
+        browser.get("/account").await.header("location").as_deref(),
+        Some("/login")
+    );
+}
