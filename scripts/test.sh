@@ -2,8 +2,8 @@
 # The whole test suite: the README's "run the tests" command, and what .ci/run runs.
 #
 # Tests start their own redis-server, Redis Cluster and memcached processes on free loopback
-# ports (see crates/cloakroom-testkit); this script installs the programs from Debian's
-# packages when they are missing.
+# ports (see crates/cloakroom-testkit), and headless Chromium for the browser test; this
+# script installs the programs from Debian's packages when they are missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,6 +11,8 @@ missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v redis-cli >/dev/null 2>&1 || missing+=(redis-tools)
 command -v memcached >/dev/null 2>&1 || missing+=(memcached)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
 if ((${#missing[@]})); then
     echo "==> installing ${missing[*]} (tests start their own servers)"
     sudo=()

@@ -1,0 +1,205 @@
+//! The login page example in a real browser: headless Chromium (Debian's `chromium` and
+//! `chromium-driver`) driven over WebDriver against the example on loopback.
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use cloakroom_tests::Example;
+use cookie::SameSite;
+use fantoccini::{Client, ClientBuilder, Locator};
+use hyper_util::client::legacy::connect::HttpConnector;
+
+/// A `chromedriver` on a free loopback port, killed on drop.
+struct ChromeDriver {
+    port: u16,
+    child: Child,
+}
+
+impl ChromeDriver {
+    async fn start() -> Self {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .map(|addr| addr.port())
+            .unwrap_or_else(|error| panic!("no free port: {error}"));
+        let child = Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|error| {
+                panic!("cannot run chromedriver ({error}): install it with `apt-get install chromium chromium-driver`")
+            });
+        for _ in 0..100 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Self { port, child }
+    }
+
+    /// A new browser with its own fresh profile: a separate user.
+    async fn browser(&self, profile: &std::path::Path) -> Client {
+        let args = [
+            "--headless".to_owned(),
+            "--no-sandbox".to_owned(),
+            "--disable-gpu".to_owned(),
+            "--no-first-run".to_owned(),
+            "--disable-background-networking".to_owned(),
+            "--disable-component-update".to_owned(),
+            "--disable-sync".to_owned(),
+            "--disable-quic".to_owned(),
+            format!("--user-data-dir={}", profile.display()),
+        ];
+        let mut capabilities = serde_json::Map::new();
+        capabilities.insert(
+            "goog:chromeOptions".to_owned(),
+            serde_json::json!({ "binary": "/usr/bin/chromium", "args": args }),
+        );
+        ClientBuilder::new(HttpConnector::new())
+            .capabilities(capabilities)
+            .connect(&format!("http://127.0.0.1:{}", self.port))
+            .await
+            .unwrap_or_else(|error| panic!("chromium did not start: {error}"))
+    }
+}
+
+impl Drop for ChromeDriver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn text(browser: &Client, css: &str) -> Option<String> {
+    browser
+        .find(Locator::Css(css))
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()
+}
+
+async fn path(browser: &Client) -> String {
+    browser
+        .current_url()
+        .await
+        .map(|url| url.path().to_owned())
+        .unwrap_or_default()
+}
+
+/// The path once a navigation started by a click has landed on `expected` (or after 10 s).
+async fn landed_on(browser: &Client, expected: &str) -> String {
+    for _ in 0..200 {
+        let now = path(browser).await;
+        if now == expected {
+            return now;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    path(browser).await
+}
+
+#[tokio::test]
+async fn login_flash_protected_page_and_logout_in_chromium() {
+    let example = Example::start("login_page").await;
+    let base = format!("http://{}", example.addr);
+    let driver = ChromeDriver::start().await;
+    let profiles = tempfile::tempdir().unwrap_or_else(|error| panic!("{error}"));
+    let browser = driver.browser(&profiles.path().join("first")).await;
+
+    // Logged out, the protected page sends us to the login form.
+    browser
+        .goto(&format!("{base}/account"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(path(&browser).await, "/login");
+
+    for (field, value) in [("#username", "ada"), ("#password", "secret")] {
+        let input = browser
+            .find(Locator::Css(field))
+            .await
+            .unwrap_or_else(|e| panic!("{field}: {e}"));
+        input
+            .send_keys(value)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let button = browser
+        .find(Locator::Css("#login"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    button.click().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(landed_on(&browser, "/account").await, "/account");
+    assert_eq!(
+        text(&browser, "#flash").await.as_deref(),
+        Some("Welcome, ada!")
+    );
+    assert_eq!(text(&browser, "#user").await.as_deref(), Some("ada"));
+
+    // The session cookie is HttpOnly, SameSite=Lax, and invisible to page scripts.
+    let cookie = browser
+        .get_named_cookie("__session")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(cookie.http_only(), Some(true));
+    assert_eq!(cookie.same_site(), Some(SameSite::Lax));
+    let visible = browser
+        .execute("return document.cookie", Vec::new())
+        .await
+        .unwrap_or_default();
+    assert!(
+        !visible.as_str().unwrap_or_default().contains("__session"),
+        "page JS saw {visible}"
+    );
+
+    // Login survives navigation; the flash does not survive a reload.
+    browser
+        .goto(&format!("{base}/"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(path(&browser).await, "/account");
+    assert_eq!(text(&browser, "#user").await.as_deref(), Some("ada"));
+    browser.refresh().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        text(&browser, "#flash").await,
+        None,
+        "the flash showed again on reload"
+    );
+
+    // Another browser context is another user.
+    let other = driver.browser(&profiles.path().join("second")).await;
+    other
+        .goto(&format!("{base}/account"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        path(&other).await,
+        "/login",
+        "a second browser shared the first one's session"
+    );
+    let _ = other.close().await;
+
+    // Logout, and the protected page redirects to login again.
+    let logout = browser
+        .find(Locator::Css("#logout"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    logout.click().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(landed_on(&browser, "/login").await, "/login");
+    browser
+        .goto(&format!("{base}/account"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        path(&browser).await,
+        "/login",
+        "the protected page was shown after logout"
+    );
+    let _ = browser.close().await;
+}
