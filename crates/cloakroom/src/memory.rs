@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::{Duration, SystemTime};
 
 use crate::SessionId;
-use crate::store::{Changes, Record, SessionStore, Update};
+use crate::store::{Changes, Entry, Record, SessionStore, Update};
 
 /// Independent locks, so concurrent requests of different sessions rarely wait on each other.
 const SHARDS: usize = 16;
@@ -46,7 +46,7 @@ pub struct MemoryStore {
 
 #[derive(Debug)]
 struct Inner {
-    shards: [Mutex<HashMap<SessionId, Record>>; SHARDS],
+    shards: [Mutex<HashMap<SessionId, Packed>>; SHARDS],
     len: AtomicUsize,
     max_sessions: Option<usize>,
     sweep_interval: Duration,
@@ -157,8 +157,69 @@ impl MemoryStore {
     }
 }
 
+/// A record in one allocation: its metadata (a `Record` without entries, which allocates
+/// nothing) and its entries packed as `key length, value length, flash, key, value`. A
+/// `HashMap` of `String`s would take about twice the memory of a typical session.
+#[derive(Debug)]
+struct Packed {
+    meta: Record,
+    entries: Box<[u8]>,
+}
+
+impl Packed {
+    fn pack(record: &Record) -> Self {
+        let size = record
+            .entries
+            .iter()
+            .map(|(key, entry)| 9 + key.len() + entry.json.len())
+            .sum();
+        let mut entries = Vec::with_capacity(size);
+        for (key, entry) in &record.entries {
+            // Lengths fit in u32: a session value of 4 GiB is not something a store keeps.
+            entries.extend_from_slice(&(key.len() as u32).to_le_bytes());
+            entries.extend_from_slice(&(entry.json.len() as u32).to_le_bytes());
+            entries.push(u8::from(entry.flash));
+            entries.extend_from_slice(key.as_bytes());
+            entries.extend_from_slice(entry.json.as_bytes());
+        }
+        let mut meta = record.clone();
+        meta.entries = HashMap::new();
+        Self {
+            meta,
+            entries: entries.into_boxed_slice(),
+        }
+    }
+
+    fn unpack(&self) -> Record {
+        let mut record = self.meta.clone();
+        let mut rest = &self.entries[..];
+        while let Some((key, entry, tail)) = Self::next(rest) {
+            record.entries.insert(key, entry);
+            rest = tail;
+        }
+        record
+    }
+
+    fn next(bytes: &[u8]) -> Option<(String, Entry, &[u8])> {
+        let length = |at: usize| -> Option<usize> {
+            let raw: [u8; 4] = bytes.get(at..at + 4)?.try_into().ok()?;
+            usize::try_from(u32::from_le_bytes(raw)).ok()
+        };
+        let (key_len, json_len) = (length(0)?, length(4)?);
+        let flash = *bytes.get(8)? == 1;
+        let key = std::str::from_utf8(bytes.get(9..9 + key_len)?).ok()?;
+        let end = 9 + key_len + json_len;
+        let json = std::str::from_utf8(bytes.get(9 + key_len..end)?).ok()?;
+        let entry = Entry {
+            json: json.to_owned(),
+            flash,
+        };
+        Some((key.to_owned(), entry, bytes.get(end..)?))
+    }
+}
+
 impl Inner {
-    fn shard(&self, id: &SessionId) -> MutexGuard<'_, HashMap<SessionId, Record>> {
+    fn shard(&self, id: &SessionId) -> MutexGuard<'_, HashMap<SessionId, Packed>> {
         // Ids are random, so their first character spreads them evenly over the shards.
         let first = id.as_str().as_bytes().first().copied().unwrap_or(0);
         self.shards[usize::from(first) % SHARDS]
@@ -171,7 +232,7 @@ impl Inner {
         for shard in &self.shards {
             let mut shard = shard.lock().unwrap_or_else(PoisonError::into_inner);
             let before = shard.len();
-            shard.retain(|_, record| !record.is_expired(now));
+            shard.retain(|_, packed| !packed.meta.is_expired(now));
             removed += before - shard.len();
         }
         self.len.fetch_sub(removed, Ordering::Relaxed);
@@ -192,7 +253,7 @@ impl Inner {
         self.sweep(now);
     }
 
-    fn remove(&self, shard: &mut HashMap<SessionId, Record>, id: &SessionId) {
+    fn remove(&self, shard: &mut HashMap<SessionId, Packed>, id: &SessionId) {
         if shard.remove(id).is_some() {
             self.len.fetch_sub(1, Ordering::Relaxed);
         }
@@ -205,11 +266,11 @@ impl SessionStore for MemoryStore {
     async fn load(&self, id: &SessionId) -> Result<Option<Record>, MemoryStoreError> {
         let now = SystemTime::now();
         let mut shard = self.inner.shard(id);
-        let Some(record) = shard.get_mut(id) else {
+        let Some(packed) = shard.get_mut(id) else {
             return Ok(None);
         };
-        if record.touch(now) {
-            return Ok(Some(record.clone()));
+        if packed.meta.touch(now) {
+            return Ok(Some(packed.unpack()));
         }
         self.inner.remove(&mut shard, id);
         Ok(None)
@@ -228,7 +289,7 @@ impl SessionStore for MemoryStore {
             let id = SessionId::generate();
             let mut shard = self.inner.shard(&id);
             if let std::collections::hash_map::Entry::Vacant(slot) = shard.entry(id.clone()) {
-                slot.insert(record.clone());
+                slot.insert(Packed::pack(record));
                 self.inner.len.fetch_add(1, Ordering::Relaxed);
                 return Ok(id);
             }
@@ -239,8 +300,10 @@ impl SessionStore for MemoryStore {
         let now = SystemTime::now();
         let mut shard = self.inner.shard(id);
         match shard.get_mut(id) {
-            Some(record) if !record.is_expired(now) => {
+            Some(packed) if !packed.meta.is_expired(now) => {
+                let mut record = packed.unpack();
                 record.apply(changes, now);
+                *packed = Packed::pack(&record);
                 Ok(Update::Applied)
             }
             Some(_) => {
@@ -278,6 +341,24 @@ mod tests {
             )],
             idle_timeout: None,
         }
+    }
+
+    #[test]
+    fn packing_keeps_every_entry_and_the_metadata() {
+        let mut original = record(Duration::from_secs(60));
+        for (key, json, flash) in [("a", "1", false), ("ünï", "\"ç\"", true), ("", "[]", false)]
+        {
+            original.entries.insert(
+                key.to_owned(),
+                Entry {
+                    json: json.to_owned(),
+                    flash,
+                },
+            );
+        }
+        assert_eq!(Packed::pack(&original).unpack(), original);
+        let empty = record(Duration::from_secs(1));
+        assert_eq!(Packed::pack(&empty).unpack(), empty);
     }
 
     #[tokio::test]
