@@ -156,21 +156,7 @@ async fn a_hundred_concurrent_writers_of_one_session_all_survive() {
     let (server, _) = memory_server().await;
     let browser = server.browser();
     browser.get("/count").await;
-    let writers: Vec<_> = (0..100)
-        .map(|i| {
-            let browser = browser.clone();
-            tokio::spawn(async move {
-                browser
-                    .post_form(&format!("/set/k{i:03}/{i}"), "")
-                    .await
-                    .status
-            })
-        })
-        .collect();
-    for writer in writers {
-        assert_eq!(writer.await.ok(), Some(StatusCode::OK));
-    }
-    let keys = browser.get("/keys").await.body;
+    let keys = write_concurrently(std::slice::from_ref(&browser), 100).await;
     let expected: Vec<String> = (0..100)
         .map(|i| format!("k{i:03}"))
         .chain(["visits".to_owned()])

@@ -154,3 +154,28 @@ pub fn max_age(set_cookie: &str) -> Option<u64> {
         .find_map(|attribute| attribute.strip_prefix("Max-Age="))
         .and_then(|value| value.parse().ok())
 }
+
+/// `count` concurrent requests of one session, spread over `browsers` (which share its
+/// cookie), each setting its own key `k000`, `k001`, ...; panics on any answer but 200.
+/// Returns the session's keys afterwards, as `/keys` lists them.
+pub async fn write_concurrently(browsers: &[crate::Browser], count: usize) -> String {
+    let writers: Vec<_> = (0..count)
+        .map(|i| {
+            let browser = browsers[i % browsers.len()].clone();
+            tokio::spawn(async move {
+                browser
+                    .post_form(&format!("/set/k{i:03}/{i}"), "")
+                    .await
+                    .status
+            })
+        })
+        .collect();
+    for writer in writers {
+        assert_eq!(
+            writer.await.ok(),
+            Some(StatusCode::OK),
+            "a concurrent writer failed"
+        );
+    }
+    browsers[0].get("/keys").await.body
+}

@@ -8,7 +8,7 @@ use cloakroom::SessionId;
 use cloakroom::store::{Changes, Entry, Record, SessionStore};
 use cloakroom_fs::{FsStore, FsStoreError};
 use cloakroom_testkit::Conformance;
-use cloakroom_tests::app::{NAME, cookie, layer, serve};
+use cloakroom_tests::app::{NAME, cookie, layer, serve, write_concurrently};
 
 fn dir() -> tempfile::TempDir {
     match tempfile::tempdir() {
@@ -73,25 +73,7 @@ async fn two_instances_sharing_the_directory_lose_no_update() {
     let session = browser.cookie(NAME).unwrap_or_default();
     let other = second.browser();
     other.set_cookie(NAME, &session);
-    let writers: Vec<_> = (0..100)
-        .map(|i| {
-            let browser = if i % 2 == 0 {
-                browser.clone()
-            } else {
-                other.clone()
-            };
-            tokio::spawn(async move {
-                browser
-                    .post_form(&format!("/set/k{i:03}/{i}"), "")
-                    .await
-                    .status
-            })
-        })
-        .collect();
-    for writer in writers {
-        assert_eq!(writer.await.ok(), Some(StatusCode::OK));
-    }
-    let keys = browser.get("/keys").await.body;
+    let keys = write_concurrently(&[browser, other], 100).await;
     assert_eq!(keys.split(',').count(), 101, "updates were lost: {keys}");
 }
 

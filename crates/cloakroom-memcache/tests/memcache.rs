@@ -9,7 +9,7 @@ use cloakroom::SessionId;
 use cloakroom::store::{Entry, Record, SessionStore};
 use cloakroom_memcache::{MemcacheStore, MemcacheStoreError};
 use cloakroom_testkit::{Conformance, MemcachedServer};
-use cloakroom_tests::app::{NAME, cookie, layer, max_age, serve};
+use cloakroom_tests::app::{NAME, cookie, layer, max_age, serve, write_concurrently};
 
 async fn memcached() -> MemcachedServer {
     match MemcachedServer::start().await {
@@ -125,21 +125,7 @@ async fn two_hundred_concurrent_writers_all_survive() {
     let app = serve(layer(cookie(), store(&[&server]))).await;
     let browser = app.browser();
     browser.get("/count").await;
-    let writers: Vec<_> = (0..200)
-        .map(|i| {
-            let browser = browser.clone();
-            tokio::spawn(async move {
-                browser
-                    .post_form(&format!("/set/k{i:03}/{i}"), "")
-                    .await
-                    .status
-            })
-        })
-        .collect();
-    for writer in writers {
-        assert_eq!(writer.await.ok(), Some(StatusCode::OK));
-    }
-    let keys = browser.get("/keys").await.body;
+    let keys = write_concurrently(std::slice::from_ref(&browser), 200).await;
     assert_eq!(keys.split(',').count(), 201, "updates were lost: {keys}");
 }
 
