@@ -95,6 +95,63 @@ pub async fn app(flavor: Flavor, redis_url: Option<&str>) -> Router {
     }
 }
 
+/// cloakroom's app on an [`FsStore`](cloakroom_fs::FsStore) in `dir`.
+pub async fn fs_app(dir: &std::path::Path) -> Router {
+    let cookie = SessionCookie::new("__session").secret(SECRET).secure(false);
+    let store = cloakroom_fs::FsStore::new(dir).unwrap_or_else(|error| panic!("fs: {error}"));
+    ours::routes().layer(layer(cookie, store))
+}
+
+/// cloakroom's app on a [`CookieStore`](cloakroom_cookie::CookieStore).
+pub fn cookie_app() -> Router {
+    let cookie = SessionCookie::new("__session").secret(SECRET).secure(false);
+    let store = cloakroom_cookie::CookieStore::new(&cookie).unwrap_or_else(|e| panic!("{e}"));
+    ours::routes().layer(layer(cookie, store))
+}
+
+/// Sealing and opening a typical session with the cookie store, as two closures to time.
+pub fn seal_and_open() -> (impl Fn() -> bool, impl Fn() -> bool) {
+    use cloakroom::store::{Entry, Record, SessionStore};
+    use std::future::Future;
+    use std::task::{Context, Poll, Waker};
+
+    /// The cookie store never waits: poll once.
+    fn now<F: Future>(future: F) -> Option<F::Output> {
+        let mut future = std::pin::pin!(future);
+        match future
+            .as_mut()
+            .poll(&mut Context::from_waker(Waker::noop()))
+        {
+            Poll::Ready(output) => Some(output),
+            Poll::Pending => None,
+        }
+    }
+    let cookie = SessionCookie::new("__session").secret(SECRET);
+    let store = std::sync::Arc::new(
+        cloakroom_cookie::CookieStore::new(&cookie).unwrap_or_else(|e| panic!("{e}")),
+    );
+    let mut record = Record::new(std::time::SystemTime::now(), IDLE, None);
+    for (key, json) in [
+        ("user_id", "123456"),
+        ("name", "\"Ada Lovelace\""),
+        ("csrf", "\"0123456789abcdef0123456789abcdef\""),
+    ] {
+        record.entries.insert(
+            key.to_owned(),
+            Entry {
+                json: json.to_owned(),
+                flash: false,
+            },
+        );
+    }
+    let sealed = now(store.create(&record)).and_then(Result::ok);
+    let sealed = sealed.unwrap_or_else(|| panic!("seal failed"));
+    let sealer = std::sync::Arc::clone(&store);
+    let seal = move || now(sealer.create(&record)).is_some_and(|r| r.is_ok());
+    let open = move || now(store.load(&sealed)).is_some_and(|r| matches!(r, Ok(Some(_))));
+    (seal, open)
+}
+
 fn layer<St: cloakroom::SessionStore>(cookie: SessionCookie, store: St) -> SessionLayer<St> {
     SessionLayer::new(cookie, store)
         .unwrap_or_else(|error| panic!("layer: {error}"))

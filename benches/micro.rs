@@ -1,6 +1,7 @@
 //! Criterion micro benchmarks: the per-request cost of the layer in process
 //! (`tower::ServiceExt::oneshot` on a trivial handler), next to tower-sessions on the same
-//! handlers, and the costs of its parts (sign, verify, id generation).
+//! handlers, cloakroom on the filesystem and cookie stores, and the costs of its parts (sign,
+//! verify, id generation, seal and open).
 //!
 //! ```sh
 //! cargo bench -p cloakroom-bench --bench micro
@@ -68,6 +69,28 @@ fn layer(c: &mut Criterion) {
     group.finish();
 }
 
+/// cloakroom's layer on the other in-process stores, read and write.
+fn stores(c: &mut Criterion) {
+    let runtime = runtime();
+    let dir = tempfile::tempdir().unwrap_or_else(|error| panic!("{error}"));
+    let mut group = c.benchmark_group("stores");
+    group.measurement_time(Duration::from_secs(3));
+    for (name, app) in [
+        ("fs", runtime.block_on(cloakroom_bench::fs_app(dir.path()))),
+        ("cookie", cloakroom_bench::cookie_app()),
+    ] {
+        let cookie = runtime.block_on(call(&app, "/write", None));
+        let cookie = cookie.as_deref();
+        group.bench_function(format!("{name}/read existing"), |b| {
+            b.iter(|| runtime.block_on(call(&app, "/read", cookie)))
+        });
+        group.bench_function(format!("{name}/write one key"), |b| {
+            b.iter(|| runtime.block_on(call(&app, "/write", cookie)))
+        });
+    }
+    group.finish();
+}
+
 fn parts(c: &mut Criterion) {
     let signer = SessionCookie::new("__session")
         .secrets([[7u8; 32], [8u8; 32]])
@@ -84,8 +107,11 @@ fn parts(c: &mut Criterion) {
     group.bench_function("id parse", |b| {
         b.iter(|| SessionId::parse(black_box(id.as_str())))
     });
+    let (seal, open) = cloakroom_bench::seal_and_open();
+    group.bench_function("cookie seal", |b| b.iter(&seal));
+    group.bench_function("cookie open", |b| b.iter(&open));
     group.finish();
 }
 
-criterion_group!(benches, layer, parts);
+criterion_group!(benches, layer, stores, parts);
 criterion_main!(benches);
