@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::{Duration, SystemTime};
 
 use crate::SessionId;
+use crate::id::ID_LEN;
 use crate::store::{Changes, Entry, Record, SessionStore, Update};
 
 /// Independent locks, so concurrent requests of different sessions rarely wait on each other.
@@ -46,7 +47,7 @@ pub struct MemoryStore {
 
 #[derive(Debug)]
 struct Inner {
-    shards: [Mutex<HashMap<SessionId, Packed>>; SHARDS],
+    shards: [Mutex<HashMap<Key, Packed>>; SHARDS],
     len: AtomicUsize,
     max_sessions: Option<usize>,
     sweep_interval: Duration,
@@ -157,6 +158,14 @@ impl MemoryStore {
     }
 }
 
+/// A session's id as the map key: its characters inline, so a session costs no allocation for
+/// its key. Ids of another shape (a cookie store's) are never in this store.
+type Key = [u8; ID_LEN];
+
+fn key(id: &SessionId) -> Option<Key> {
+    id.as_str().as_bytes().try_into().ok()
+}
+
 /// A record in one allocation: its metadata (a `Record` without entries, which allocates
 /// nothing) and its entries packed as `key length, value length, flash, key, value`. A
 /// `HashMap` of `String`s would take about twice the memory of a typical session.
@@ -219,10 +228,9 @@ impl Packed {
 }
 
 impl Inner {
-    fn shard(&self, id: &SessionId) -> MutexGuard<'_, HashMap<SessionId, Packed>> {
+    fn shard(&self, key: &Key) -> MutexGuard<'_, HashMap<Key, Packed>> {
         // Ids are random, so their first character spreads them evenly over the shards.
-        let first = id.as_str().as_bytes().first().copied().unwrap_or(0);
-        self.shards[usize::from(first) % SHARDS]
+        self.shards[usize::from(key[0]) % SHARDS]
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
     }
@@ -253,8 +261,8 @@ impl Inner {
         self.sweep(now);
     }
 
-    fn remove(&self, shard: &mut HashMap<SessionId, Packed>, id: &SessionId) {
-        if shard.remove(id).is_some() {
+    fn remove(&self, shard: &mut HashMap<Key, Packed>, key: &Key) {
+        if shard.remove(key).is_some() {
             self.len.fetch_sub(1, Ordering::Relaxed);
         }
     }
@@ -265,14 +273,15 @@ impl SessionStore for MemoryStore {
 
     async fn load(&self, id: &SessionId) -> Result<Option<Record>, MemoryStoreError> {
         let now = SystemTime::now();
-        let mut shard = self.inner.shard(id);
-        let Some(packed) = shard.get_mut(id) else {
+        let Some(key) = key(id) else { return Ok(None) };
+        let mut shard = self.inner.shard(&key);
+        let Some(packed) = shard.get_mut(&key) else {
             return Ok(None);
         };
         if packed.meta.touch(now) {
             return Ok(Some(packed.unpack()));
         }
-        self.inner.remove(&mut shard, id);
+        self.inner.remove(&mut shard, &key);
         Ok(None)
     }
 
@@ -287,8 +296,9 @@ impl SessionStore for MemoryStore {
         }
         loop {
             let id = SessionId::generate();
-            let mut shard = self.inner.shard(&id);
-            if let std::collections::hash_map::Entry::Vacant(slot) = shard.entry(id.clone()) {
+            let Some(key) = key(&id) else { continue };
+            let mut shard = self.inner.shard(&key);
+            if let std::collections::hash_map::Entry::Vacant(slot) = shard.entry(key) {
                 slot.insert(Packed::pack(record));
                 self.inner.len.fetch_add(1, Ordering::Relaxed);
                 return Ok(id);
@@ -298,8 +308,11 @@ impl SessionStore for MemoryStore {
 
     async fn update(&self, id: &SessionId, changes: &Changes) -> Result<Update, MemoryStoreError> {
         let now = SystemTime::now();
-        let mut shard = self.inner.shard(id);
-        match shard.get_mut(id) {
+        let Some(key) = key(id) else {
+            return Ok(Update::Missing);
+        };
+        let mut shard = self.inner.shard(&key);
+        match shard.get_mut(&key) {
             Some(packed) if !packed.meta.is_expired(now) => {
                 let mut record = packed.unpack();
                 record.apply(changes, now);
@@ -307,7 +320,7 @@ impl SessionStore for MemoryStore {
                 Ok(Update::Applied)
             }
             Some(_) => {
-                self.inner.remove(&mut shard, id);
+                self.inner.remove(&mut shard, &key);
                 Ok(Update::Missing)
             }
             None => Ok(Update::Missing),
@@ -315,8 +328,10 @@ impl SessionStore for MemoryStore {
     }
 
     async fn delete(&self, id: &SessionId) -> Result<(), MemoryStoreError> {
-        let mut shard = self.inner.shard(id);
-        self.inner.remove(&mut shard, id);
+        if let Some(key) = key(id) {
+            let mut shard = self.inner.shard(&key);
+            self.inner.remove(&mut shard, &key);
+        }
         Ok(())
     }
 }
