@@ -312,21 +312,23 @@ impl RedisStore {
 
     /// Runs a script by `EVALSHA`, loading it (on every primary, for a cluster) after a
     /// `NOSCRIPT`.
+    ///
+    /// `args` builds the arguments; it runs again only for the rare retry, so the common path
+    /// copies nothing.
     async fn eval(
         &self,
         script: &Script,
         key: &str,
-        args: Vec<Value>,
+        args: impl Fn() -> Vec<Value>,
     ) -> Result<Value, RedisStoreError> {
         let fail = |source: fred::error::Error| failure(script.name, key, source);
-        let keys = MultipleKeys::from(key);
-        let first = on_connection!(&self.inner.connection, c => c.evalsha::<Value, _, _, _>(script.sha1.as_str(), keys.clone(), args.clone()).await);
+        let first = on_connection!(&self.inner.connection, c => c.evalsha::<Value, _, _, _>(script.sha1.as_str(), MultipleKeys::from(key), args()).await);
         match first {
             Err(error) if error.details().starts_with("NOSCRIPT") => {
                 tracing::debug!(script = script.name, "loading session script into Redis");
                 on_connection!(&self.inner.connection, c => c.script_load_cluster::<(), _>(script.source.as_str()).await)
                     .map_err(fail)?;
-                on_connection!(&self.inner.connection, c => c.evalsha::<Value, _, _, _>(script.sha1.as_str(), keys, args).await)
+                on_connection!(&self.inner.connection, c => c.evalsha::<Value, _, _, _>(script.sha1.as_str(), MultipleKeys::from(key), args()).await)
                     .map_err(fail)
             }
             result => result.map_err(fail),
@@ -398,6 +400,23 @@ fn record_fields(record: &Record) -> Vec<Value> {
         fields.push(Value::from(millis(deadline).to_string()));
     }
     fields
+}
+
+/// The update script's arguments: a new idle timeout or '', then field, value pairs where an
+/// empty value removes the field.
+fn update_args(changes: &Changes) -> Vec<Value> {
+    let mut args = Vec::with_capacity(changes.entries.len() * 2 + 1);
+    args.push(Value::from(
+        changes
+            .idle_timeout
+            .map(|idle| duration_millis(idle).to_string())
+            .unwrap_or_default(),
+    ));
+    for (name, entry) in &changes.entries {
+        args.push(Value::from(format!(".{name}")));
+        args.push(Value::from(entry.as_ref().map(encode).unwrap_or_default()));
+    }
+    args
 }
 
 /// A record from the load script's reply: field, value, ..., `@expires`, millis.
@@ -473,17 +492,19 @@ impl SessionStore for RedisStore {
 
     async fn load(&self, id: &SessionId) -> Result<Option<Record>, RedisStoreError> {
         let key = self.key(id);
-        let reply = self.eval(&self.inner.load, &key, Vec::new()).await?;
+        let reply = self.eval(&self.inner.load, &key, Vec::new).await?;
         decode(&key, reply)
     }
 
     async fn create(&self, record: &Record) -> Result<SessionId, RedisStoreError> {
-        let fields = record_fields(record);
         let mut last_key = String::new();
         for _ in 0..CREATE_ATTEMPTS {
             let id = SessionId::generate();
             let key = self.key(&id);
-            match self.eval(&self.inner.create, &key, fields.clone()).await? {
+            match self
+                .eval(&self.inner.create, &key, || record_fields(record))
+                .await?
+            {
                 Value::Integer(0) => {
                     tracing::warn!(session = %id, "new session id already taken; trying another");
                     last_key = key;
@@ -499,18 +520,10 @@ impl SessionStore for RedisStore {
 
     async fn update(&self, id: &SessionId, changes: &Changes) -> Result<Update, RedisStoreError> {
         let key = self.key(id);
-        let mut args = Vec::with_capacity(changes.entries.len() * 2 + 1);
-        args.push(Value::from(
-            changes
-                .idle_timeout
-                .map(|idle| duration_millis(idle).to_string())
-                .unwrap_or_default(),
-        ));
-        for (name, entry) in &changes.entries {
-            args.push(Value::from(format!(".{name}")));
-            args.push(Value::from(entry.as_ref().map(encode).unwrap_or_default()));
-        }
-        match self.eval(&self.inner.update, &key, args).await? {
+        match self
+            .eval(&self.inner.update, &key, || update_args(changes))
+            .await?
+        {
             Value::Integer(1) => Ok(Update::Applied),
             _ => Ok(Update::Missing),
         }
