@@ -2,8 +2,9 @@
 //! cloakroom, and with tower-sessions, on the memory store or on Redis.
 //!
 //! - `GET /write`: reads `counter` and writes `counter + 1` (creates the session if needed);
-//! - `GET /read`: reads `counter` only; the idle expiry is refreshed (cloakroom always does
-//!   this; tower-sessions needs `with_always_save(true)` for it, which these apps set);
+//! - `GET /read`: reads `counter` only; the idle expiry is refreshed (cloakroom once per
+//!   refresh interval, or on every request in the `cloakroom-every` flavor; tower-sessions
+//!   needs `with_always_save(true)` for it, which these apps set);
 //! - `GET /create`: writes `counter` into a new session (the client sends no cookie);
 //! - `GET /untouched`: does not use the session.
 
@@ -19,21 +20,31 @@ use cloakroom_redis::RedisStore;
 pub enum Flavor {
     /// No session layer at all: the ceiling.
     NoLayer,
-    /// cloakroom's `SessionLayer`.
+    /// cloakroom's `SessionLayer` as configured by default: the expiry is refreshed (and the
+    /// cookie re-sent) once per refresh interval, 60 s.
     Cloakroom,
+    /// cloakroom's `SessionLayer` refreshing the expiry and re-sending the cookie on every
+    /// request (`refresh_interval(Duration::ZERO)`), as tower-sessions' `always_save` does.
+    CloakroomEvery,
     /// tower-sessions' `SessionManagerLayer`.
     TowerSessions,
 }
 
 impl Flavor {
     /// Every flavor, in the order they are run and printed.
-    pub const ALL: [Flavor; 3] = [Flavor::NoLayer, Flavor::Cloakroom, Flavor::TowerSessions];
+    pub const ALL: [Flavor; 4] = [
+        Flavor::NoLayer,
+        Flavor::Cloakroom,
+        Flavor::CloakroomEvery,
+        Flavor::TowerSessions,
+    ];
 
     /// The name on the command line and in the report.
     pub fn name(self) -> &'static str {
         match self {
             Self::NoLayer => "no-layer",
             Self::Cloakroom => "cloakroom",
+            Self::CloakroomEvery => "cloakroom-every",
             Self::TowerSessions => "tower-sessions",
         }
     }
@@ -52,14 +63,20 @@ const SECRET: &[u8] = b"benchmark secret, at least 32 bytes long";
 pub async fn app(flavor: Flavor, redis_url: Option<&str>) -> Router {
     match flavor {
         Flavor::NoLayer => no_layer::routes(),
-        Flavor::Cloakroom => {
+        Flavor::Cloakroom | Flavor::CloakroomEvery => {
             let cookie = SessionCookie::new("__session").secret(SECRET).secure(false);
+            let refresh = if flavor == Flavor::CloakroomEvery {
+                Duration::ZERO
+            } else {
+                cloakroom::DEFAULT_REFRESH_INTERVAL
+            };
             match redis_url {
-                None => ours::routes().layer(layer(cookie, MemoryStore::new())),
+                None => ours::routes()
+                    .layer(layer(cookie, MemoryStore::new()).refresh_interval(refresh)),
                 Some(url) => {
                     let store = RedisStore::builder().url(url).pool_size(1).build().await;
                     let store = store.unwrap_or_else(|error| panic!("redis: {error}"));
-                    ours::routes().layer(layer(cookie, store))
+                    ours::routes().layer(layer(cookie, store).refresh_interval(refresh))
                 }
             }
         }

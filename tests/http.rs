@@ -10,7 +10,7 @@ use axum::{Extension, Router};
 use bytes::Bytes;
 use cloakroom::{MemoryStore, Session, SessionError, StoreFailure};
 use cloakroom_tests::app::*;
-use cloakroom_tests::{Instrumented, TestServer};
+use cloakroom_tests::{Counts, Instrumented, TestServer};
 use http_body_util::Full;
 
 #[tokio::test]
@@ -43,7 +43,7 @@ async fn an_untouched_new_session_costs_no_store_call_and_no_cookie() {
         );
         assert_eq!(response.header("cache-control"), None);
     }
-    assert_eq!(store.calls.counts(), (0, 0, 0, 0));
+    assert_eq!(store.calls.counts(), Counts::default());
 }
 
 #[tokio::test]
@@ -144,9 +144,9 @@ async fn responses_that_read_the_session_vary_on_cookie() {
     assert_eq!(response.header("vary").as_deref(), Some("Cookie"));
     assert_eq!(response.headers.get_all("vary").iter().count(), 1);
     assert_eq!(
-        browser.get("/noop").await.header("vary").as_deref(),
-        Some("Cookie"),
-        "the cookie was re-sent"
+        browser.get("/noop").await.header("vary"),
+        None,
+        "a response that neither read the session nor re-sent its cookie varies on Cookie"
     );
     assert_eq!(server.browser().get("/noop").await.header("vary"), None);
 }
@@ -171,7 +171,13 @@ async fn only_the_changed_keys_are_written_and_reads_write_nothing() {
     let browser = server.browser();
     browser.post_form("/set/a/1", "").await;
     browser.post_form("/set/b/2", "").await;
-    assert_eq!(store.calls.counts(), (1, 1, 1, 0));
+    let written = Counts {
+        read: 1,
+        create: 1,
+        update: 1,
+        ..Counts::default()
+    };
+    assert_eq!(store.calls.counts(), written);
     assert_eq!(
         *store
             .calls
@@ -184,7 +190,7 @@ async fn only_the_changed_keys_are_written_and_reads_write_nothing() {
     browser.get("/noop").await;
     assert_eq!(
         store.calls.counts(),
-        (3, 1, 1, 0),
+        Counts { read: 3, ..written },
         "a read-only request wrote to the store"
     );
 }
@@ -220,6 +226,100 @@ async fn every_request_refreshes_the_idle_timeout_and_re_sends_max_age() {
 }
 
 #[tokio::test]
+async fn within_the_refresh_interval_requests_only_read_and_send_no_cookie() {
+    let store = Instrumented::new(MemoryStore::new());
+    let server = serve(
+        layer(cookie(), store.clone())
+            .idle_timeout(Duration::from_secs(60))
+            .refresh_interval(Duration::from_millis(400)),
+    )
+    .await;
+    let browser = server.browser();
+    let created = browser.get("/count").await;
+    assert_eq!(
+        created.set_cookie(NAME).as_deref().and_then(max_age),
+        Some(60)
+    );
+    for path in ["/peek", "/count", "/noop"] {
+        let response = browser.get(path).await;
+        assert!(
+            response.set_cookies().is_empty(),
+            "{path} re-sent a cookie issued just now: {:?}",
+            response.set_cookies()
+        );
+        assert_eq!(response.header("cache-control"), None, "{path}");
+    }
+    let quiet = Counts {
+        read: 3,
+        create: 1,
+        update: 1,
+        ..Counts::default()
+    };
+    assert_eq!(store.calls.counts(), quiet, "only reads, and the one write");
+    assert!(
+        !store
+            .calls
+            .last_update_touch
+            .load(std::sync::atomic::Ordering::SeqCst),
+        "a write within the interval asked for a refresh"
+    );
+
+    // Older than the interval: the load refreshes the store, the cookie comes back with a
+    // fresh Max-Age and a new issue time, so the next request is quiet again.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let old_cookie = browser.cookie(NAME).unwrap_or_default();
+    let response = browser.get("/peek").await;
+    assert_eq!(response.body, "2");
+    assert_eq!(
+        response.set_cookie(NAME).as_deref().and_then(max_age),
+        Some(60)
+    );
+    assert_eq!(
+        response.header("cache-control").as_deref(),
+        Some("no-store")
+    );
+    assert_ne!(browser.cookie(NAME), Some(old_cookie));
+    assert_eq!(store.calls.counts(), Counts { load: 1, ..quiet });
+    assert!(browser.get("/peek").await.set_cookies().is_empty());
+}
+
+#[tokio::test]
+async fn a_session_with_a_short_own_idle_timeout_is_refreshed_in_time() {
+    // The layer's interval is 60 s, but a session that lives 1 s without requests must be
+    // refreshed far more often: the layer finds out after loading it and refreshes then.
+    let store = Instrumented::new(MemoryStore::new());
+    let app = routes().route(
+        "/short",
+        get(|session: Session| async move {
+            session.set_idle_timeout(Duration::from_secs(1))?;
+            session.set("visits", 1u64)
+        }),
+    );
+    let server = TestServer::start(app.layer(layer(cookie(), store.clone()))).await;
+    let browser = server.browser();
+    browser.get("/short").await;
+    for round in 0..4 {
+        tokio::time::sleep(Duration::from_millis(450)).await;
+        let response = browser.get("/peek").await;
+        assert_eq!(response.body, "1", "expired while in use, round {round}");
+        assert_eq!(
+            response.set_cookie(NAME).as_deref().and_then(max_age),
+            Some(1),
+            "round {round}"
+        );
+        assert!(
+            store
+                .calls
+                .last_update_touch
+                .load(std::sync::atomic::Ordering::SeqCst),
+            "the refresh was not asked of the store"
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    assert_eq!(browser.get("/peek").await.body, "none");
+}
+
+#[tokio::test]
 async fn the_absolute_lifetime_ends_an_active_session() {
     let store = MemoryStore::new();
     let server = serve(
@@ -251,7 +351,7 @@ async fn the_absolute_lifetime_ends_an_active_session() {
 
 #[tokio::test]
 async fn remember_me_gives_one_session_its_own_idle_timeout() {
-    let (server, _) = memory_server().await;
+    let server = serve(layer(cookie(), MemoryStore::new()).refresh_interval(Duration::ZERO)).await;
     let sixty_days = 60 * 24 * 60 * 60;
     let browser = server.browser();
     let response = browser.post_form("/remember", "").await;
@@ -336,8 +436,11 @@ async fn a_failed_save_is_an_error_not_a_silent_loss() {
     let _ = handle.await;
     assert_eq!(response.status, StatusCode::SERVICE_UNAVAILABLE);
     assert!(response.set_cookies().is_empty());
-    let (loads, _, updates, _) = store.calls.counts();
-    assert_eq!((loads, updates), (calls_before.0 + 1, calls_before.2 + 1));
+    let calls = store.calls.counts();
+    assert_eq!(
+        (calls.read, calls.update),
+        (calls_before.read + 1, calls_before.update + 1)
+    );
     store.set_down(false);
     assert_eq!(browser.get("/peek").await.body, "1");
 }

@@ -9,9 +9,16 @@ use cloakroom_tests::TestServer;
 use cloakroom_tests::app::*;
 use http_body_util::Full;
 
-/// The id inside a signed cookie value `id.tag`.
+/// The parts of a signed cookie value `id.issued.tag`.
+fn parts(cookie: &str) -> (&str, &str, &str) {
+    let (signed, tag) = cookie.rsplit_once('.').unwrap_or_default();
+    let (id, issued) = signed.rsplit_once('.').unwrap_or_default();
+    (id, issued, tag)
+}
+
+/// The id inside a signed cookie value.
 fn id_of(cookie: &str) -> &str {
-    cookie.rsplit_once('.').map_or(cookie, |(id, _)| id)
+    parts(cookie).0
 }
 
 async fn victim(server: &TestServer) -> String {
@@ -46,23 +53,27 @@ async fn forged_truncated_and_reused_signatures<St: SessionStore + Clone>(store:
     let server = serve(layer(cookie(), store)).await;
     let stolen = victim(&server).await;
     let other = victim(&server).await;
-    let (id, tag) = stolen.rsplit_once('.').unwrap_or_default();
-    let (_, other_tag) = other.rsplit_once('.').unwrap_or_default();
+    let (id, issued, tag) = parts(&stolen);
+    let (_, other_issued, other_tag) = parts(&other);
     let mut flipped = tag.to_owned().into_bytes();
     flipped[5] = if flipped[5] == b'A' { b'B' } else { b'A' };
     let flipped = String::from_utf8(flipped).unwrap_or_default();
+    let later = issued.parse::<u64>().unwrap_or_default() + 3_600_000;
     let unsigned_valid_shape = SessionId::generate();
     for forged in [
-        id.to_owned(),                             // no signature
-        format!("{id}."),                          // empty signature
-        format!("{id}.{}", &tag[..tag.len() - 1]), // truncated signature
-        format!("{id}.{flipped}"),                 // altered signature
-        format!("{id}.{other_tag}"),               // another session's signature re-used
-        format!("{id}.{tag}.{tag}"),               // doubled
-        stolen[..stolen.len() - 10].to_owned(),    // cut short
-        format!("{stolen}x"),                      // extended
-        format!("{}.{tag}", &id[1..]),             // altered id
-        unsigned_valid_shape.as_str().to_owned(),  // a well-formed id, unsigned
+        id.to_owned(),                                      // no issue time, no signature
+        format!("{id}.{issued}"),                           // no signature
+        format!("{id}.{issued}."),                          // empty signature
+        format!("{id}.{tag}"),                              // no issue time
+        format!("{id}.{issued}.{}", &tag[..tag.len() - 1]), // truncated signature
+        format!("{id}.{issued}.{flipped}"),                 // altered signature
+        format!("{id}.{other_issued}.{other_tag}"),         // another session's signature
+        format!("{id}.{later}.{tag}"),                      // a later issue time
+        format!("{id}.{issued}.{tag}.{tag}"),               // doubled
+        stolen[..stolen.len() - 10].to_owned(),             // cut short
+        format!("{stolen}x"),                               // extended
+        format!("{}.{issued}.{tag}", &id[1..]),             // altered id
+        unsigned_valid_shape.as_str().to_owned(),           // a well-formed id, unsigned
         "garbage".to_owned(),
         String::new(),
     ] {

@@ -289,27 +289,42 @@ impl Browser {
 /// Which store calls an [`Instrumented`] store has seen.
 #[derive(Debug, Default)]
 pub struct Calls {
-    /// `load` calls.
-    pub load: AtomicUsize,
-    /// `create` calls.
-    pub create: AtomicUsize,
-    /// `update` calls.
-    pub update: AtomicUsize,
-    /// `delete` calls.
-    pub delete: AtomicUsize,
+    load: AtomicUsize,
+    read: AtomicUsize,
+    create: AtomicUsize,
+    update: AtomicUsize,
+    delete: AtomicUsize,
     /// The keys of the last `update`.
     pub last_update_keys: Mutex<Vec<String>>,
+    /// Whether the last `update` asked for the expiry to be refreshed.
+    pub last_update_touch: AtomicBool,
+}
+
+/// How many calls of each kind a store saw.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// `load` calls (read and refresh the expiry).
+    pub load: usize,
+    /// `read` calls (read only).
+    pub read: usize,
+    /// `create` calls.
+    pub create: usize,
+    /// `update` calls.
+    pub update: usize,
+    /// `delete` calls.
+    pub delete: usize,
 }
 
 impl Calls {
-    /// `(load, create, update, delete)` so far.
-    pub fn counts(&self) -> (usize, usize, usize, usize) {
-        (
-            self.load.load(Ordering::SeqCst),
-            self.create.load(Ordering::SeqCst),
-            self.update.load(Ordering::SeqCst),
-            self.delete.load(Ordering::SeqCst),
-        )
+    /// The calls so far.
+    pub fn counts(&self) -> Counts {
+        Counts {
+            load: self.load.load(Ordering::SeqCst),
+            read: self.read.load(Ordering::SeqCst),
+            create: self.create.load(Ordering::SeqCst),
+            update: self.update.load(Ordering::SeqCst),
+            delete: self.delete.load(Ordering::SeqCst),
+        }
     }
 }
 
@@ -367,6 +382,11 @@ impl<St: SessionStore> SessionStore for Instrumented<St> {
         self.inner.load(id).await.map_err(TestStoreError::Inner)
     }
 
+    async fn read(&self, id: &SessionId) -> Result<Option<Record>, Self::Error> {
+        self.check(&self.calls.read)?;
+        self.inner.read(id).await.map_err(TestStoreError::Inner)
+    }
+
     async fn create(&self, record: &Record) -> Result<SessionId, Self::Error> {
         self.check(&self.calls.create)?;
         self.inner
@@ -380,6 +400,9 @@ impl<St: SessionStore> SessionStore for Instrumented<St> {
         if let Ok(mut keys) = self.calls.last_update_keys.lock() {
             *keys = changes.entries.iter().map(|(key, _)| key.clone()).collect();
         }
+        self.calls
+            .last_update_touch
+            .store(changes.touch, Ordering::SeqCst);
         self.inner
             .update(id, changes)
             .await

@@ -301,17 +301,22 @@ impl Inner {
         }
     }
 
-    fn load(&self, id: &SessionId) -> Result<Option<Record>, FsStoreError> {
+    /// The live record, its expiry refreshed if `touch`.
+    fn load(&self, id: &SessionId, touch: bool) -> Result<Option<Record>, FsStoreError> {
         let path = self.path(id)?;
         let _lock = self.lock(id)?;
         let Some(mut record) = self.read(&path)? else {
             return Ok(None);
         };
         let now = SystemTime::now();
-        if !record.touch(now) {
+        if record.is_expired(now) {
             self.remove(&path)?;
             return Ok(None);
         }
+        if !touch {
+            return Ok(Some(record));
+        }
+        record.touch(now);
         // The modification time is the last activity: refreshing it is the touch.
         File::options()
             .write(true)
@@ -406,7 +411,13 @@ impl SessionStore for FsStore {
 
     async fn load(&self, id: &SessionId) -> Result<Option<Record>, FsStoreError> {
         let id = id.clone();
-        self.blocking(move |inner| inner.load(&id)).await
+        self.blocking(move |inner| inner.load(&id, true)).await
+    }
+
+    /// Reads the file without refreshing its modification time (one write fewer).
+    async fn read(&self, id: &SessionId) -> Result<Option<Record>, FsStoreError> {
+        let id = id.clone();
+        self.blocking(move |inner| inner.load(&id, false)).await
     }
 
     async fn create(&self, record: &Record) -> Result<SessionId, FsStoreError> {

@@ -219,7 +219,7 @@ async fn readers_never_see_a_torn_file_and_crash_leftovers_are_harmless() {
                             flash: false,
                         }),
                     )],
-                    idle_timeout: None,
+                    ..Changes::default()
                 };
                 if let Err(error) = store.update(&id, &changes).await {
                     panic!("{error}");

@@ -46,7 +46,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use async_memcached::{Client, Error as McError, MetaProtocol, Status};
+use async_memcached::{Client, Error as McError, MetaProtocol, MetaValue, Status};
 use cloakroom::SessionId;
 use cloakroom::store::{Changes, Record, SessionStore, Update};
 use serde::{Deserialize, Serialize};
@@ -429,6 +429,26 @@ impl MemcacheStore {
             _ => error,
         }
     }
+
+    /// The record in a `mg` reply and how long it may live from now, or `None` (deleting it)
+    /// if it is missing or past its deadline.
+    async fn live(
+        &self,
+        id: &SessionId,
+        key: &str,
+        found: Option<MetaValue>,
+    ) -> Result<Option<(Record, Duration)>, MemcacheStoreError> {
+        let Some(data) = found.and_then(|value| value.data) else {
+            return Ok(None);
+        };
+        let record = Self::decode(key, &data)?;
+        let left = remaining(&record, SystemTime::now());
+        if left.is_zero() {
+            let _ = self.delete(id).await;
+            return Ok(None);
+        }
+        Ok(Some((record, left)))
+    }
 }
 
 impl Inner {
@@ -454,17 +474,10 @@ impl SessionStore for MemcacheStore {
                 client.meta_get(&key, false, None, Some(&flags)).await
             })
             .await?;
-        let Some(data) = found.and_then(|value| value.data) else {
+        let Some((mut record, left)) = self.live(id, &key, found).await? else {
             return Ok(None);
         };
-        let mut record = Self::decode(&key, &data)?;
-        let now = SystemTime::now();
-        let left = remaining(&record, now);
-        if left.is_zero() {
-            let _ = self.delete(id).await;
-            return Ok(None);
-        }
-        record.expires = now + left;
+        record.expires = SystemTime::now() + left;
         if left != self.inner.ttl {
             // The session has its own idle timeout or is near its deadline: one more touch.
             let touch = ttl_arg(left);
@@ -474,6 +487,25 @@ impl SessionStore for MemcacheStore {
             })
             .await?;
         }
+        Ok(Some(record))
+    }
+
+    /// One `mg` for the value and its remaining time to live, touching nothing.
+    async fn read(&self, id: &SessionId) -> Result<Option<Record>, MemcacheStoreError> {
+        let key = self.key(id);
+        let found = self
+            .with_client(&key, "read", async |client| {
+                client.meta_get(&key, false, None, Some(&["v", "t"])).await
+            })
+            .await?;
+        let ttl = found.as_ref().and_then(|found| found.ttl_remaining);
+        let Some((mut record, left)) = self.live(id, &key, found).await? else {
+            return Ok(None);
+        };
+        let ttl = ttl
+            .and_then(|seconds| u64::try_from(seconds).ok())
+            .map_or(left, |seconds| Duration::from_secs(seconds).min(left));
+        record.expires = SystemTime::now() + ttl;
         Ok(Some(record))
     }
 

@@ -21,10 +21,12 @@
 //! # One round trip per request
 //!
 //! Each session is one Redis hash, one field per session key. Loading a session and refreshing
-//! its TTL is one `EVALSHA`; writing a request's changes is one `EVALSHA` that sets and deletes
-//! only the fields that request changed; a new session is one `EVALSHA` that writes only if the
-//! key is free (NX). Scripts are loaded on first use and again after a `NOSCRIPT` (a restarted
-//! or failed-over server). Deleting is one `DEL`.
+//! its TTL is one `EVALSHA`, which the layer asks for once per refresh interval (60 s by
+//! default, see [`SessionLayer::refresh_interval`]); in between, reading it is one plain
+//! `HGETALL`. Writing a request's changes is one `EVALSHA` that sets and deletes only the
+//! fields that request changed; a new session is one `EVALSHA` that writes only if the key is
+//! free (NX). Scripts are loaded on first use and again after a `NOSCRIPT` (a restarted or
+//! failed-over server). Deleting is one `DEL`.
 //!
 //! # No lost updates
 //!
@@ -35,12 +37,13 @@
 //! # Expiry
 //!
 //! The session's idle timeout is the layer's ([`SessionLayer::idle_timeout`], or the
-//! session's own from [`Session::set_idle_timeout`]); it is stored in the hash and every load
-//! moves the key's TTL (`PEXPIREAT`, from Redis's clock) to `min(now + idle, deadline)`. The
-//! cookie's `Max-Age` is computed from the same values, so the two always agree: there is no
-//! separate store TTL to keep in step.
+//! session's own from [`Session::set_idle_timeout`]); it is stored in the hash and every
+//! refresh moves the key's TTL (`PEXPIREAT`, from Redis's clock) to `min(now + idle,
+//! deadline)`. The layer re-sends the cookie with `Max-Age` computed from the same values in
+//! the same request, so the two agree: there is no separate store TTL to keep in step.
 //!
 //! [`SessionLayer::idle_timeout`]: cloakroom::SessionLayer::idle_timeout
+//! [`SessionLayer::refresh_interval`]: cloakroom::SessionLayer::refresh_interval
 //! [`Session::set_idle_timeout`]: cloakroom::Session::set_idle_timeout
 //!
 //! # Connecting
@@ -77,7 +80,7 @@ use cloakroom::store::{Changes, Entry, Record, SessionStore, Update};
 use fred::clients::{Client, Pool};
 use fred::interfaces::{ClientLike, KeysInterface, LuaInterface};
 use fred::types::config::{Config, ReconnectPolicy};
-use fred::types::{MultipleKeys, Value};
+use fred::types::{ClusterHash, CustomCommand, MultipleKeys, Value};
 
 use crate::lua::Script;
 
@@ -402,16 +405,17 @@ fn record_fields(record: &Record) -> Vec<Value> {
     fields
 }
 
-/// The update script's arguments: a new idle timeout or '', then field, value pairs where an
-/// empty value removes the field.
+/// The update script's arguments: a new idle timeout or '', '1' to refresh the expiry or '',
+/// then field, value pairs where an empty value removes the field.
 fn update_args(changes: &Changes) -> Vec<Value> {
-    let mut args = Vec::with_capacity(changes.entries.len() * 2 + 1);
+    let mut args = Vec::with_capacity(changes.entries.len() * 2 + 2);
     args.push(Value::from(
         changes
             .idle_timeout
             .map(|idle| duration_millis(idle).to_string())
             .unwrap_or_default(),
     ));
+    args.push(Value::from_static_str(if changes.touch { "1" } else { "" }));
     for (name, entry) in &changes.entries {
         args.push(Value::from(format!(".{name}")));
         args.push(Value::from(entry.as_ref().map(encode).unwrap_or_default()));
@@ -419,7 +423,8 @@ fn update_args(changes: &Changes) -> Vec<Value> {
     args
 }
 
-/// A record from the load script's reply: field, value, ..., `@expires`, millis.
+/// A record from the hash's fields and values, as `HGETALL` or the load script return them
+/// (an array of field, value, ...; a map under RESP3).
 fn decode(key: &str, reply: Value) -> Result<Option<Record>, RedisStoreError> {
     let foreign = |reason: String| RedisStoreError::Foreign {
         key: key.to_owned(),
@@ -428,13 +433,16 @@ fn decode(key: &str, reply: Value) -> Result<Option<Record>, RedisStoreError> {
     let items = match reply {
         Value::Null => return Ok(None),
         Value::Array(items) => items,
-        other => {
-            return Err(foreign(format!(
-                "the load script returned {:?}",
-                other.kind()
-            )));
-        }
+        Value::Map(map) => map
+            .inner()
+            .into_iter()
+            .flat_map(|(field, value)| [Value::Bytes(field.into_bytes()), value])
+            .collect(),
+        other => return Err(foreign(format!("Redis returned {:?}", other.kind()))),
     };
+    if items.is_empty() {
+        return Ok(None);
+    }
     let mut entries = HashMap::with_capacity(items.len() / 2);
     let (mut created, mut idle, mut deadline, mut expires) = (None, None, None, None);
     let mut items = items.into_iter();
@@ -472,7 +480,9 @@ fn decode(key: &str, reply: Value) -> Result<Option<Record>, RedisStoreError> {
         }
     }
     let (Some(created), Some(idle), Some(expires)) = (created, idle, expires) else {
-        return Err(foreign("it lacks the @created and @idle fields".to_owned()));
+        return Err(foreign(
+            "it lacks the @created, @idle and @expires fields".to_owned(),
+        ));
     };
     Ok(Some(Record {
         entries,
@@ -493,6 +503,17 @@ impl SessionStore for RedisStore {
     async fn load(&self, id: &SessionId) -> Result<Option<Record>, RedisStoreError> {
         let key = self.key(id);
         let reply = self.eval(&self.inner.load, &key, Vec::new).await?;
+        decode(&key, reply)
+    }
+
+    /// One plain `HGETALL`: Redis drops the key when it expires, so a key that exists is live.
+    async fn read(&self, id: &SessionId) -> Result<Option<Record>, RedisStoreError> {
+        // Through `custom`, to take the reply as field, value pairs: fred's typed `hgetall`
+        // builds a map that `decode` would only take apart again.
+        let hgetall = CustomCommand::new_static("HGETALL", ClusterHash::FirstKey, false);
+        let key = self.key(id);
+        let reply = on_connection!(&self.inner.connection, c => c.custom::<Value, _>(hgetall, vec![key.as_str()]).await)
+            .map_err(|source| failure("read", &key, source))?;
         decode(&key, reply)
     }
 

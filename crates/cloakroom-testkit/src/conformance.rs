@@ -65,6 +65,8 @@ const UNKNOWN: &str = "an unknown id loads nothing";
 const NO_RESURRECTION: &str =
     "update of a missing record writes nothing and returns Update::Missing";
 const TOUCH: &str = "load refreshes the idle expiry in the same call";
+const TOUCH_UPDATE: &str = "update with Changes::touch refreshes the idle expiry";
+const READ: &str = "read returns the live record as load does";
 const EXPIRED: &str = "a dead record is never returned";
 const DEADLINE: &str = "a record past its absolute deadline is never returned";
 const CHANGES: &str = "update sets and removes only the changed keys";
@@ -180,6 +182,17 @@ impl Conformance {
                 )
             },
         )?;
+        let read = call(store.read(&id).await)?;
+        ensure(
+            read.as_ref().map(|read| &read.entries) == Some(&record.entries),
+            READ,
+            || format!("load found {:?}, read found {read:?}", loaded.entries),
+        )?;
+        ensure(
+            read.is_some_and(|read| read.expires > SystemTime::now()),
+            READ,
+            || "read returned a live record whose expiry has passed".to_owned(),
+        )?;
         let empty = call(store.create(&self.record(600, &[])).await)?;
         let loaded = load(store, &empty, ROUND_TRIP).await?;
         ensure(loaded.entries.is_empty(), ROUND_TRIP, || {
@@ -193,6 +206,9 @@ impl Conformance {
         let unknown = SessionId::generate();
         ensure(call(store.load(&unknown).await)?.is_none(), UNKNOWN, || {
             "a never-created id loaded a record".to_owned()
+        })?;
+        ensure(call(store.read(&unknown).await)?.is_none(), UNKNOWN, || {
+            "a never-created id was read".to_owned()
         })?;
         let update = call(store.update(&unknown, &set("k", "1")).await)?;
         ensure(update == Update::Missing, NO_RESURRECTION, || {
@@ -215,6 +231,7 @@ impl Conformance {
         let changes = Changes {
             entries: vec![("c".to_owned(), Some(entry("3"))), ("a".to_owned(), None)],
             idle_timeout: Some(self.tick * 900),
+            touch: false,
         };
         let id = applied(store, &id, &changes, CHANGES).await?;
         let loaded = load(store, &id, CHANGES).await?;
@@ -283,6 +300,9 @@ impl Conformance {
         }
         ensure(call(store.load(&id).await)?.is_none(), DESTROY_WINS, || {
             "updates after delete brought the session back".to_owned()
+        })?;
+        ensure(call(store.read(&id).await)?.is_none(), DESTROY_WINS, || {
+            "a deleted session was read".to_owned()
         })
     }
 
@@ -370,8 +390,8 @@ impl Conformance {
     }
 
     async fn touch<St: SessionStore>(&self, store: &St) -> Result<(), Violation> {
-        // Loaded every 2.5 ticks with a 4-tick idle timeout, the session outlives 5 ticks only
-        // if each load refreshed it; the margins cover stores that count whole seconds.
+        // Refreshed every 2.5 ticks with a 4-tick idle timeout, the session outlives 5 ticks
+        // only if each refresh worked; the margins cover stores that count whole seconds.
         let mut id = call(store.create(&self.record(4, &[("k", "1")])).await)?;
         for round in 1..=2 {
             tokio::time::sleep(self.tick * 5 / 2).await;
@@ -388,12 +408,34 @@ impl Conformance {
                 )
             })?;
         }
+        // The layer refreshes through update when only the handler's answer shows it is due.
+        tokio::time::sleep(self.tick * 5 / 2).await;
+        let touch = Changes {
+            touch: true,
+            ..Changes::default()
+        };
+        id = applied(store, &id, &touch, TOUCH_UPDATE).await?;
+        tokio::time::sleep(self.tick * 5 / 2).await;
+        ensure(call(store.read(&id).await)?.is_some(), TOUCH_UPDATE, || {
+            format!(
+                "a session with a {:?} idle timeout, touched by update, was gone {:?} later",
+                self.tick * 4,
+                self.tick * 5 / 2
+            )
+        })?;
         call(store.delete(&id).await)
     }
 
     async fn expiry<St: SessionStore>(&self, store: &St) -> Result<(), Violation> {
         let id = call(store.create(&self.record(1, &[("k", "1")])).await)?;
         tokio::time::sleep(self.tick * 5 / 2).await;
+        ensure(call(store.read(&id).await)?.is_none(), EXPIRED, || {
+            format!(
+                "a session with a {:?} idle timeout was read after {:?}",
+                self.tick,
+                self.tick * 5 / 2
+            )
+        })?;
         ensure(call(store.load(&id).await)?.is_none(), EXPIRED, || {
             format!(
                 "a session with a {:?} idle timeout loaded after {:?}",
@@ -414,6 +456,13 @@ impl Conformance {
         let record = Record::new(SystemTime::now(), self.tick * 600, Some(self.tick));
         let id = call(store.create(&record).await)?;
         tokio::time::sleep(self.tick * 5 / 2).await;
+        ensure(call(store.read(&id).await)?.is_none(), DEADLINE, || {
+            format!(
+                "a session with a {:?} lifetime was read after {:?}",
+                self.tick,
+                self.tick * 5 / 2
+            )
+        })?;
         ensure(call(store.load(&id).await)?.is_none(), DEADLINE, || {
             format!(
                 "a session with a {:?} lifetime loaded after {:?}",
@@ -441,7 +490,7 @@ fn entries(pairs: &[(&str, &str)]) -> HashMap<String, Entry> {
 fn set(key: &str, json: &str) -> Changes {
     Changes {
         entries: vec![(key.to_owned(), Some(entry(json)))],
-        idle_timeout: None,
+        ..Changes::default()
     }
 }
 

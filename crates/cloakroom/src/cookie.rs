@@ -1,7 +1,7 @@
 //! The session cookie: its attributes, its signature and secret rotation.
 
 use std::fmt;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -20,6 +20,9 @@ const TAG_LEN: usize = 43;
 /// How many session cookies of one request are checked at most. Browsers send at most a few
 /// (one per matching path or domain); the cap bounds the HMAC work a hostile header can cause.
 const MAX_CANDIDATES: usize = 8;
+
+/// Digits of the issue time in a signed value: Unix milliseconds well past the year 30000.
+const MAX_ISSUED_DIGITS: usize = 15;
 
 /// The `SameSite` attribute of the session cookie.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -204,7 +207,7 @@ impl SessionCookie {
     ///
     /// ```
     /// let signer = cloakroom::SessionCookie::new("sid").secret([1u8; 32]).into_signer()?;
-    /// let signed = signer.sign("some-id");
+    /// let signed = signer.sign("some-id", std::time::SystemTime::now());
     /// assert_eq!(signer.verify(&signed).map(|v| v.value()), Some("some-id"));
     /// # Ok::<(), cloakroom::ConfigError>(())
     /// ```
@@ -237,7 +240,7 @@ impl SessionCookie {
         let keys = self
             .secrets
             .iter()
-            .map(|secret| signing_key(&secret.0))
+            .map(|secret| signing_key(&secret.0, &self.name))
             .collect();
         let mut attributes = format!("; Path={}", self.path);
         if let Some(domain) = &self.domain {
@@ -289,8 +292,12 @@ fn derive(secret: &[u8], purpose: &str) -> [u8; 32] {
     key
 }
 
-fn signing_key(secret: &[u8]) -> hmac::Key {
-    hmac::Key::new(hmac::HMAC_SHA256, &derive(secret, "cookie signature v1"))
+/// The HMAC key for cookies named `name`: the name is part of the derivation, so a value
+/// signed for one cookie name does not verify under another, and the signed message is the
+/// value alone (one SHA-256 block for a session id).
+fn signing_key(secret: &[u8], name: &str) -> hmac::Key {
+    let purpose = format!("cookie signature v2 {name}");
+    hmac::Key::new(hmac::HMAC_SHA256, &derive(secret, &purpose))
 }
 
 /// A session cookie value whose signature verified.
@@ -298,8 +305,8 @@ fn signing_key(secret: &[u8]) -> hmac::Key {
 pub struct Verified<'a> {
     /// The signed value: the session id.
     pub(crate) value: &'a str,
-    /// The whole cookie value as the browser sent it (value and signature).
-    pub(crate) raw: &'a str,
+    /// When the cookie was issued, to the millisecond (it is signed with the value).
+    pub(crate) issued: SystemTime,
     /// Whether it was signed with the newest secret; if not, it must be re-signed.
     pub(crate) current: bool,
 }
@@ -308,6 +315,12 @@ impl<'a> Verified<'a> {
     /// The signed value (the session id).
     pub fn value(&self) -> &'a str {
         self.value
+    }
+
+    /// When the layer issued this cookie, to the millisecond. The layer refreshes the session's
+    /// expiry and re-sends the cookie once it is older than the refresh interval.
+    pub fn issued(&self) -> SystemTime {
+        self.issued
     }
 
     /// Whether it was signed with the newest secret (if not, the layer re-signs it).
@@ -337,21 +350,45 @@ impl fmt::Debug for CookieSigner {
 }
 
 impl CookieSigner {
-    /// `value.signature`, signed with the newest secret over the cookie name and the value, so
-    /// a signed value cannot be moved to another cookie name.
-    pub fn sign(&self, value: &str) -> String {
-        let tag = hmac::sign(&self.keys[0], &self.message(value));
-        let mut signed = String::with_capacity(value.len() + 1 + TAG_LEN);
+    /// `value.issued.signature`: the value and `issued` in Unix milliseconds, signed with the
+    /// newest secret by a key derived for this cookie name, so a signed value cannot be moved to
+    /// another cookie name or given another issue time.
+    ///
+    /// ```
+    /// use std::time::SystemTime;
+    /// use cloakroom::SessionCookie;
+    ///
+    /// # fn main() -> Result<(), cloakroom::ConfigError> {
+    /// let signer = SessionCookie::new("__session").secret([7; 32]).into_signer()?;
+    /// let signed = signer.sign("the-session-id", SystemTime::now());
+    /// let verified = signer.verify(&signed).expect("our own signature verifies");
+    /// assert_eq!(verified.value(), "the-session-id");
+    /// assert!(verified.is_current());
+    /// # Ok(()) }
+    /// ```
+    pub fn sign(&self, value: &str, issued: SystemTime) -> String {
+        let millis = issued
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |since| since.as_millis());
+        let mut signed = String::with_capacity(value.len() + 2 + MAX_ISSUED_DIGITS + TAG_LEN);
         signed.push_str(value);
+        signed.push('.');
+        signed.push_str(&millis.to_string());
+        let tag = hmac::sign(&self.keys[0], signed.as_bytes());
         signed.push('.');
         URL_SAFE_NO_PAD.encode_string(tag.as_ref(), &mut signed);
         signed
     }
 
-    /// Checks `raw` against every secret (constant-time, by ring) and returns the signed value.
+    /// Checks `raw` against every secret (constant-time, by ring) and returns the signed value
+    /// and issue time.
     pub fn verify<'a>(&self, raw: &'a str) -> Option<Verified<'a>> {
-        let (value, tag) = raw.rsplit_once('.')?;
-        if tag.len() != TAG_LEN {
+        let (signed, tag) = raw.rsplit_once('.')?;
+        let (value, millis) = signed.rsplit_once('.')?;
+        if tag.len() != TAG_LEN
+            || !(1..=MAX_ISSUED_DIGITS).contains(&millis.len())
+            || !millis.bytes().all(|b| b.is_ascii_digit())
+        {
             return None;
         }
         let mut decoded = [0u8; 32];
@@ -359,24 +396,17 @@ impl CookieSigner {
             Ok(32) => {}
             _ => return None,
         }
-        let message = self.message(value);
         let index = self
             .keys
             .iter()
-            .position(|key| hmac::verify(key, &message, &decoded).is_ok())?;
+            .position(|key| hmac::verify(key, signed.as_bytes(), &decoded).is_ok())?;
+        let issued =
+            SystemTime::UNIX_EPOCH.checked_add(Duration::from_millis(millis.parse().ok()?))?;
         Some(Verified {
             value,
-            raw,
+            issued,
             current: index == 0,
         })
-    }
-
-    fn message(&self, value: &str) -> Vec<u8> {
-        let mut message = Vec::with_capacity(self.name.len() + 1 + value.len());
-        message.extend_from_slice(self.name.as_bytes());
-        message.push(b'=');
-        message.extend_from_slice(value.as_bytes());
-        message
     }
 
     /// The values of every cookie with our name in the request's `Cookie` headers, in order, at
@@ -385,14 +415,16 @@ impl CookieSigner {
         &'h self,
         headers: &'h HeaderMap,
     ) -> impl Iterator<Item = &'h str> + 'h {
+        // `name=value` pairs split by `;` (RFC 6265 section 4.2), scanned in place: this runs on
+        // every request, and a value that is not exactly what the layer issued fails to verify.
         headers
             .get_all(COOKIE)
             .iter()
             .filter_map(|header| header.to_str().ok())
-            .flat_map(cookie::Cookie::split_parse)
-            .filter_map(|parsed| {
-                let parsed = parsed.ok()?;
-                (parsed.name_raw()? == self.name).then(|| parsed.value_raw())?
+            .flat_map(|header| header.split(';'))
+            .filter_map(|pair| {
+                let (name, value) = pair.split_once('=')?;
+                (name.trim() == self.name).then(|| value.trim())
             })
             .take(MAX_CANDIDATES)
     }
@@ -443,16 +475,21 @@ mod tests {
         }
     }
 
+    /// A millisecond-aligned time, as a signed value carries it.
+    fn issued() -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_millis(1_795_000_000_123)
+    }
+
     #[test]
     fn sign_then_verify_round_trips_with_the_newest_secret() {
         let signer = signer(&[NEW, OLD]);
-        let signed = signer.sign("some-id");
-        let verified = signer.verify(&signed);
+        let signed = signer.sign("some-id", issued() + Duration::from_micros(999));
+        assert!(signed.starts_with("some-id.1795000000123."), "{signed}");
         assert_eq!(
-            verified,
+            signer.verify(&signed),
             Some(Verified {
                 value: "some-id",
-                raw: &signed,
+                issued: issued(),
                 current: true
             })
         );
@@ -460,7 +497,7 @@ mod tests {
 
     #[test]
     fn an_older_secret_verifies_but_asks_for_re_signing() {
-        let old = signer(&[OLD]).sign("some-id");
+        let old = signer(&[OLD]).sign("some-id", issued());
         let rotated = signer(&[NEW, OLD]);
         assert_eq!(rotated.verify(&old).map(|v| v.current), Some(false));
         assert_eq!(
@@ -473,20 +510,28 @@ mod tests {
     #[test]
     fn tampered_truncated_or_foreign_values_do_not_verify() {
         let signer = signer(&[NEW]);
-        let signed = signer.sign("some-id");
+        let signed = signer.sign("some-id", issued());
         let mut flipped = signed.clone().into_bytes();
         flipped[0] ^= 1;
         let flipped = String::from_utf8(flipped).unwrap_or_default();
         let other_name = match SessionCookie::new("other").secret(NEW).into_signer() {
-            Ok(other) => other.sign("some-id"),
+            Ok(other) => other.sign("some-id", issued()),
             Err(error) => panic!("{error}"),
         };
+        // The same signature with another issue time: a client cannot extend its cookie.
+        let later = signed.replacen(".1795000000123.", ".1795000600123.", 1);
+        let tag = signed.rsplit('.').next().unwrap_or_default();
         for bad in [
             &signed[..signed.len() - 1],
             &flipped,
+            &later,
             "some-id",
             "some-id.",
+            &format!("some-id.{tag}"),
+            &format!("some-id.x1795000000123.{tag}"),
+            &format!("some-id.1234567890123456.{tag}"),
             ".",
+            "..",
             "",
             &other_name,
             &format!("{signed}A"),
@@ -598,12 +643,14 @@ mod tests {
             #[test]
             fn what_is_signed_verifies_with_every_list_that_holds_the_secret(
                 value in "[ -~]{0,80}",
+                millis in 0..100_000_000_000_000u64,
                 secrets in secrets(),
                 newer in vec(any::<u8>(), MIN_SECRET_LEN..64),
             ) {
-                let signed = build(&secrets).sign(&value);
+                let issued = SystemTime::UNIX_EPOCH + Duration::from_millis(millis);
+                let signed = build(&secrets).sign(&value, issued);
                 let verified = build(&secrets).verify(&signed);
-                prop_assert_eq!(verified.map(|v| (v.value, v.current)), Some((value.as_str(), true)));
+                prop_assert_eq!(verified.map(|v| (v.value, v.issued, v.current)), Some((value.as_str(), issued, true)));
                 let rotated: Vec<Vec<u8>> = std::iter::once(newer.clone()).chain(secrets.iter().cloned()).collect();
                 let verified = build(&rotated).verify(&signed);
                 prop_assert_eq!(verified.map(|v| v.current), Some(newer == secrets[0]));
@@ -615,7 +662,7 @@ mod tests {
             fn only_exact_signatures_verify(raw in "\\PC{0,120}", secrets in secrets()) {
                 let signer = build(&secrets);
                 if let Some(verified) = signer.verify(&raw) {
-                    prop_assert_eq!(signer.sign(verified.value), raw);
+                    prop_assert_eq!(signer.sign(verified.value, verified.issued), raw);
                 }
             }
 
@@ -627,7 +674,7 @@ mod tests {
                 replacement in "[A-Za-z0-9_.-]",
             ) {
                 let signer = build(&secrets);
-                let signed = signer.sign(&value);
+                let signed = signer.sign(&value, SystemTime::now());
                 let at = at.index(signed.len());
                 let mut forged = signed.clone();
                 forged.replace_range(at..=at, &replacement);

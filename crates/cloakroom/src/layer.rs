@@ -25,6 +25,10 @@ use crate::{Session, SessionId};
 /// The idle timeout when none is configured: 7 days.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(7 * 24 * 60 * 60);
 
+/// How often a session in use has its expiry refreshed when none is configured: 60 seconds
+/// (at most a tenth of the idle timeout).
+pub const DEFAULT_REFRESH_INTERVAL: Duration = Duration::from_secs(60);
+
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
 /// Adds sessions to a Tower service: loads the session named by the request's signed cookie
@@ -54,10 +58,17 @@ type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 ///
 /// - a new session nobody wrote to is not stored and gets no cookie (unless
 ///   [`save_uninitialized`](Self::save_uninitialized));
-/// - changed keys are written (only those keys), and the cookie is re-sent with a fresh
-///   `Max-Age` (the store refreshed the expiry when it loaded the session);
+/// - changed keys are written (only those keys);
 /// - a destroyed session is deleted and its cookie cleared;
 /// - a regenerated session moves to a new id and the old one is deleted.
+///
+/// Every request keeps the session alive for the idle timeout, with a granularity of the
+/// [`refresh_interval`](Self::refresh_interval): once the cookie is older than that (60 s by
+/// default), the request's load refreshes the store's expiry in the same round trip and the
+/// response re-sends the cookie with a fresh `Max-Age`. Requests in between only read, and
+/// their responses carry no `Set-Cookie`, which saves the store a write and every response
+/// its largest header. The browser's cookie and the store's record therefore expire together,
+/// at most one interval before a refresh on every request would have put them.
 ///
 /// When the store fails, the client gets the [`OnStoreError`] response (503 by default)
 /// instead of the handler's, with a `tracing` error event; a failed load never runs the
@@ -72,6 +83,7 @@ pub struct SessionLayer<St, H = ServiceUnavailable> {
 struct Config {
     cookie: CookieSigner,
     idle_timeout: Duration,
+    refresh_interval: Duration,
     lifetime: Option<Duration>,
     save_uninitialized: bool,
     save_on_server_error: bool,
@@ -90,6 +102,7 @@ impl<St: SessionStore> SessionLayer<St> {
             config: Arc::new(Config {
                 cookie: cookie.into_signer()?,
                 idle_timeout: DEFAULT_IDLE_TIMEOUT,
+                refresh_interval: DEFAULT_REFRESH_INTERVAL,
                 lifetime: None,
                 save_uninitialized: false,
                 save_on_server_error: false,
@@ -101,10 +114,33 @@ impl<St: SessionStore> SessionLayer<St> {
 
 impl<St, H> SessionLayer<St, H> {
     /// How long a session lives without requests ([`DEFAULT_IDLE_TIMEOUT`], 7 days, unless
-    /// set). Every request restarts it, and the cookie's `Max-Age` follows it. A handler can
-    /// give one session its own with [`Session::set_idle_timeout`].
+    /// set). Every request restarts it (at the granularity of the
+    /// [`refresh_interval`](Self::refresh_interval)), and the cookie's `Max-Age` follows it. A
+    /// handler can give one session its own with [`Session::set_idle_timeout`].
     pub fn idle_timeout(mut self, idle_timeout: Duration) -> Self {
         Arc::make_mut(&mut self.config).idle_timeout = idle_timeout;
+        self
+    }
+
+    /// How old a session's cookie may get before a request refreshes the session's expiry
+    /// (in the store, in the same round trip as the load) and re-sends the cookie with a fresh
+    /// `Max-Age` ([`DEFAULT_REFRESH_INTERVAL`], 60 s, unless set). Never more than a tenth of
+    /// the session's idle timeout, so a session in use keeps at least nine tenths of it.
+    /// [`Duration::ZERO`] refreshes on every request.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use cloakroom::{MemoryStore, SessionCookie, SessionLayer};
+    ///
+    /// # fn main() -> Result<(), cloakroom::ConfigError> {
+    /// let cookie = SessionCookie::new("__session").secret([7; 32]);
+    /// let layer = SessionLayer::new(cookie, MemoryStore::new())?
+    ///     .idle_timeout(Duration::from_secs(30 * 60))
+    ///     .refresh_interval(Duration::from_secs(10));
+    /// # Ok(()) }
+    /// ```
+    pub fn refresh_interval(mut self, interval: Duration) -> Self {
+        Arc::make_mut(&mut self.config).refresh_interval = interval;
         self
     }
 
@@ -205,6 +241,20 @@ impl<S: fmt::Debug, St, H> fmt::Debug for SessionService<S, St, H> {
     }
 }
 
+impl Config {
+    /// Whether a cookie issued at `issued` is due for a refresh at `now`, for a session that
+    /// lives `idle` without requests.
+    fn refresh_due(&self, issued: SystemTime, now: SystemTime, idle: Duration) -> bool {
+        let interval = self.refresh_interval.min(idle / 10);
+        match now.duration_since(issued) {
+            Ok(age) => age >= interval,
+            // Issued "in the future": another instance's clock runs a little ahead, or this
+            // clock was set back, in which case waiting for it would let sessions expire.
+            Err(ahead) => ahead.duration() > interval,
+        }
+    }
+}
+
 impl<S, St, H, ReqB, ResB> Service<Request<ReqB>> for SessionService<S, St, H>
 where
     S: Service<Request<ReqB>, Response = Response<ResB>> + Clone,
@@ -230,13 +280,11 @@ where
                 continue;
             };
             if let Some(id) = shared.store.parse_id(verified.value) {
-                // A cookie signed with the newest secret is re-sent as it came; others re-signed.
-                let resend = verified.current.then(|| verified.raw.to_owned());
-                loaded = Some((id, resend));
+                loaded = Some((id, verified.issued, verified.current));
                 break;
             }
         }
-        let Some((id, resend)) = loaded else {
+        let Some((id, issued, current)) = loaded else {
             let session = Session::from_state(State::new(None, fresh_record(config)));
             request.extensions_mut().insert(session.clone());
             let future = self.inner.call(request);
@@ -245,19 +293,27 @@ where
                 request: RequestSession {
                     shared,
                     session: Some(session),
-                    resend: None,
+                    issued: None,
+                    touched: false,
                     cookie_sent,
                 },
             };
         };
+        // A cookie signed with an older secret is re-signed, so its session is refreshed too.
+        let touch = !current || config.refresh_due(issued, SystemTime::now(), config.idle_timeout);
         // Drive the service that was polled ready; leave a clone for the next request.
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
         let store = Arc::clone(&shared.store);
-        let span = tracing::debug_span!("session_store", operation = "load", session = %id);
+        let operation = if touch { "load" } else { "read" };
+        let span = tracing::debug_span!("session_store", operation, session = %id);
         let load = boxed(
             async move {
-                let loaded = store.load(&id).await;
+                let loaded = if touch {
+                    store.load(&id).await
+                } else {
+                    store.read(&id).await
+                };
                 (id, loaded)
             },
             span,
@@ -270,7 +326,8 @@ where
             request: RequestSession {
                 shared,
                 session: None,
-                resend,
+                issued: Some(issued),
+                touched: touch,
                 cookie_sent,
             },
         }
@@ -339,8 +396,10 @@ pin_project! {
 struct RequestSession<St, H> {
     shared: Arc<Shared<St, H>>,
     session: Option<Session>,
-    /// The incoming cookie value to re-send unchanged, if it was signed with the newest secret.
-    resend: Option<String>,
+    /// When the request's cookie was issued, if it named a session.
+    issued: Option<SystemTime>,
+    /// Whether the load refreshed the session's expiry.
+    touched: bool,
     /// Whether the request carried a cookie with our name, valid or not.
     cookie_sent: bool,
 }
@@ -366,7 +425,6 @@ where
                         Ok(Some(record)) => State::new(Some(id), record),
                         Ok(None) => {
                             tracing::debug!(session = %id, "session cookie names no live session; starting a new one");
-                            this.request.resend = None;
                             State::new(None, fresh_record(&this.request.shared.config))
                         }
                         Err(error) => {
@@ -392,11 +450,7 @@ where
                         )));
                     };
                     let span = write.span();
-                    let save = Box::pin(
-                        write
-                            .run(Arc::clone(&this.request.shared.store))
-                            .instrument(span),
-                    );
+                    let save = boxed(write.run(Arc::clone(&this.request.shared.store)), span);
                     this.step.set(Step::Saving {
                         save,
                         pending: Some((response, after)),
@@ -439,7 +493,7 @@ enum Written {
 enum CookieAfter {
     /// Leave it alone.
     Keep,
-    /// Send the session's id with a fresh `Max-Age`.
+    /// Send the session's id, signed now, with a fresh `Max-Age`.
     Send {
         id: Option<SessionId>,
         max_age: Duration,
@@ -546,13 +600,26 @@ impl<St: SessionStore, H> RequestSession<St, H> {
             ),
             (Fate::Keep, None) => (None, removal),
             (Fate::Keep, Some(id)) => {
-                let after = CookieAfter::Send {
-                    id: Some(id.clone()),
-                    max_age,
-                };
+                // Due now if the load refreshed, or if the session's own idle timeout (known
+                // only now) makes the cookie old enough; a new idle timeout needs a new Max-Age.
+                let refresh = self.touched
+                    || state.idle_timeout.is_some()
+                    || self
+                        .issued
+                        .is_some_and(|issued| config.refresh_due(issued, now, idle));
                 // A stateless store refreshes the expiry by writing: always update.
-                let write = (state.is_modified() || self.shared.store.is_stateless())
-                    .then(|| Write::Update(id.clone(), state.changes()));
+                let stateless = self.shared.store.is_stateless();
+                let touch = refresh && !self.touched;
+                let write = (state.is_modified() || stateless || touch)
+                    .then(|| Write::Update(id.clone(), state.changes(refresh)));
+                let after = if refresh || stateless {
+                    CookieAfter::Send {
+                        id: Some(id.clone()),
+                        max_age,
+                    }
+                } else {
+                    CookieAfter::Keep
+                };
                 (write, after)
             }
         }
@@ -567,26 +634,17 @@ impl<St: SessionStore, H> RequestSession<St, H> {
     ) -> Response<B> {
         let cookie = &self.shared.config.cookie;
         let set_cookie = match (after, written) {
+            // The session was gone when the update came (destroyed by another request).
+            (_, Written::Missing) | (CookieAfter::Remove, _) => Some(cookie.removal()),
             (CookieAfter::Keep, _) => None,
-            (CookieAfter::Remove, _) | (CookieAfter::Send { .. }, Written::Missing) => {
-                Some(cookie.removal())
-            }
-            (CookieAfter::Send { max_age, .. }, Written::Created(id)) => {
-                Some(cookie.set_cookie(&cookie.sign(id.as_str()), max_age))
-            }
-            (
+            (CookieAfter::Send { max_age, .. }, Written::Created(id))
+            | (
                 CookieAfter::Send {
                     id: Some(id),
                     max_age,
                 },
                 Written::Done,
-            ) => {
-                let signed = match &self.resend {
-                    Some(raw) => cookie.set_cookie(raw, max_age),
-                    None => cookie.set_cookie(&cookie.sign(id.as_str()), max_age),
-                };
-                Some(signed)
-            }
+            ) => Some(cookie.set_cookie(&cookie.sign(id.as_str(), SystemTime::now()), max_age)),
             (CookieAfter::Send { id: None, .. }, Written::Done) => None,
         };
         let headers = response.headers_mut();

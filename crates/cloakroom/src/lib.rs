@@ -58,7 +58,9 @@ pub use crate::error::{ConfigError, SessionError};
 pub use crate::extract::MissingSessionLayer;
 pub use crate::failure::{OnStoreError, ServiceUnavailable, StoreFailure, StoreOperation};
 pub use crate::id::SessionId;
-pub use crate::layer::{DEFAULT_IDLE_TIMEOUT, ResponseFuture, SessionLayer, SessionService};
+pub use crate::layer::{
+    DEFAULT_IDLE_TIMEOUT, DEFAULT_REFRESH_INTERVAL, ResponseFuture, SessionLayer, SessionService,
+};
 pub use crate::memory::{MemoryStore, MemoryStoreBuilder, MemoryStoreError};
 pub use crate::session::Session;
 pub use crate::store::{FailureKind, SessionStore};

@@ -354,7 +354,7 @@ mod tests {
                     flash: false,
                 }),
             )],
-            idle_timeout: None,
+            ..Changes::default()
         }
     }
 

@@ -72,13 +72,14 @@ impl State {
         }
     }
 
-    /// Whether there is anything to write besides the expiry refresh that the load did.
+    /// Whether the handler changed anything the store keeps.
     pub(crate) fn is_modified(&self) -> bool {
         !self.changed.is_empty() || self.idle_timeout.is_some()
     }
 
-    /// This request's changes, as the store contract wants them.
-    pub(crate) fn changes(&self) -> Changes {
+    /// This request's changes, as the store contract wants them; `touch` asks the store to
+    /// refresh the expiry too.
+    pub(crate) fn changes(&self, touch: bool) -> Changes {
         Changes {
             entries: self
                 .changed
@@ -86,6 +87,7 @@ impl State {
                 .map(|(key, entry)| (key.clone(), entry.clone()))
                 .collect(),
             idle_timeout: self.idle_timeout,
+            touch,
         }
     }
 
@@ -297,7 +299,7 @@ mod tests {
         session.unset("n")?;
         assert!(!session.has("n"));
         assert_eq!(
-            session.lock().changes().entries,
+            session.lock().changes(false).entries,
             vec![("n".to_owned(), None)]
         );
         Ok(())

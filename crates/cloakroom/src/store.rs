@@ -83,7 +83,7 @@ impl Record {
 
     /// Applies one request's changes at `now`: sets and removes the changed keys (all other
     /// keys stay as they are), takes a new idle timeout if there is one, and refreshes the
-    /// expiry. Stores that hold whole records use this inside their lock or CAS loop.
+    /// expiry (whatever [`Changes::touch`] says: refreshing is always allowed). Stores that hold whole records use this inside their lock or CAS loop.
     pub fn apply(&mut self, changes: &Changes, now: SystemTime) {
         for (key, entry) in &changes.entries {
             match entry {
@@ -118,6 +118,10 @@ pub struct Changes {
     pub entries: Vec<(String, Option<Entry>)>,
     /// A new idle timeout for this session ("remember me"), if the handler chose one.
     pub idle_timeout: Option<Duration>,
+    /// Whether the expiry must be refreshed too, as [`SessionStore::load`] does. When `false`
+    /// the store may leave the expiry where it is (or refresh it anyway: [`Record::apply`]
+    /// does): this request's load already did, or the refresh is not due yet.
+    pub touch: bool,
 }
 
 /// What [`SessionStore::update`] found.
@@ -146,8 +150,8 @@ pub enum FailureKind {
 
 /// A place that keeps sessions: memory, files, Redis, memcached, or your own database.
 ///
-/// The layer calls at most one of `load` per request before the handler and, after it, at
-/// most one of `create`, `update` or `delete` (or `create` then `delete` when the id is
+/// The layer calls at most one of `load` or `read` per request before the handler and, after
+/// it, at most one of `create`, `update` or `delete` (or `create` then `delete` when the id is
 /// regenerated). Implementations must keep these promises, which the conformance suite in
 /// `cloakroom-testkit` checks:
 ///
@@ -155,6 +159,11 @@ pub enum FailureKind {
 ///   and, in the same call, moves its expiry to `min(now + idle_timeout, deadline)` (see
 ///   [`Record::touch`]). A dead record (see [`Record::is_expired`]) is never returned, whatever
 ///   the backend still holds.
+/// - **Read is a load that need not refresh.** The layer refreshes a session's expiry at most
+///   once per refresh interval (when its cookie is older than that); in between it calls
+///   [`read`](Self::read), which returns the live record like `load` and may skip the
+///   refresh. The default calls `load`, which is always correct; a store where the refresh
+///   costs something (a write, a second command) skips it.
 /// - **Writes are changes.** [`update`](Self::update) sets and removes only the keys in
 ///   [`Changes`], leaving every other key as the store currently holds it, so concurrent
 ///   requests that change different keys all survive. A store that can only write whole
@@ -243,6 +252,16 @@ pub trait SessionStore: Send + Sync + 'static {
         &self,
         id: &SessionId,
     ) -> impl Future<Output = Result<Option<Record>, Self::Error>> + Send;
+
+    /// Like [`load`](Self::load), but without the need to refresh the expiry: the layer calls
+    /// this while the session's cookie is younger than the refresh interval. The record's
+    /// `expires` is the expiry as the store holds it. The default calls `load`.
+    fn read(
+        &self,
+        id: &SessionId,
+    ) -> impl Future<Output = Result<Option<Record>, Self::Error>> + Send {
+        self.load(id)
+    }
 
     /// Saves a new session under a fresh id that no other session has, and returns that id.
     fn create(
