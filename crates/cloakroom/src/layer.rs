@@ -493,10 +493,12 @@ enum Written {
 enum CookieAfter {
     /// Leave it alone.
     Keep,
-    /// Send the session's id, signed now, with a fresh `Max-Age`.
+    /// Send the session's id, signed with its issue time, with a fresh `Max-Age`.
     Send {
         id: Option<SessionId>,
         max_age: Duration,
+        /// The issue time signed into the cookie: when `plan` decided, as `max_age` was.
+        issued: SystemTime,
     },
     /// Clear it.
     Remove,
@@ -592,11 +594,19 @@ impl<St: SessionStore, H> RequestSession<St, H> {
                     old: old.clone(),
                     record: record_to_save(&state, idle, now),
                 }),
-                CookieAfter::Send { id: None, max_age },
+                CookieAfter::Send {
+                    id: None,
+                    max_age,
+                    issued: now,
+                },
             ),
             (Fate::Keep, None) if state.is_modified() || config.save_uninitialized => (
                 Some(Write::Create(record_to_save(&state, idle, now))),
-                CookieAfter::Send { id: None, max_age },
+                CookieAfter::Send {
+                    id: None,
+                    max_age,
+                    issued: now,
+                },
             ),
             (Fate::Keep, None) => (None, removal),
             (Fate::Keep, Some(id)) => {
@@ -616,6 +626,7 @@ impl<St: SessionStore, H> RequestSession<St, H> {
                     CookieAfter::Send {
                         id: Some(id.clone()),
                         max_age,
+                        issued: now,
                     }
                 } else {
                     CookieAfter::Keep
@@ -637,14 +648,20 @@ impl<St: SessionStore, H> RequestSession<St, H> {
             // The session was gone when the update came (destroyed by another request).
             (_, Written::Missing) | (CookieAfter::Remove, _) => Some(cookie.removal()),
             (CookieAfter::Keep, _) => None,
-            (CookieAfter::Send { max_age, .. }, Written::Created(id))
+            (
+                CookieAfter::Send {
+                    max_age, issued, ..
+                },
+                Written::Created(id),
+            )
             | (
                 CookieAfter::Send {
                     id: Some(id),
                     max_age,
+                    issued,
                 },
                 Written::Done,
-            ) => Some(cookie.set_cookie(&cookie.sign(id.as_str(), SystemTime::now()), max_age)),
+            ) => Some(cookie.set_cookie(&cookie.sign(id.as_str(), issued), max_age)),
             (CookieAfter::Send { id: None, .. }, Written::Done) => None,
         };
         let headers = response.headers_mut();
