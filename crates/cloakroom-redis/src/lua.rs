@@ -1,4 +1,5 @@
-//! The Lua scripts that make each store call one Redis command.
+//! The Lua script that makes each store call one Redis command, and lets one command carry the
+//! calls of many requests.
 //!
 //! A session is one hash. Its fields are `.`+key for values (`v` or `f`, for flash, followed by
 //! the JSON text) and `@created`, `@idle`, `@deadline`, `@expires` (milliseconds) for the
@@ -6,7 +7,7 @@
 //! as `min(now + @idle, @deadline)`, so every app instance computes it the same way; `@expires`
 //! keeps a copy, so a plain `HGETALL` reads the whole record.
 
-/// Shared by the scripts: sets the expiry of `key` (its TTL and `@expires`) to
+/// Shared by the operations: sets the expiry of `key` (its TTL and `@expires`) to
 /// `min(now + idle, deadline)` on the server's clock. Returns the new expiry in milliseconds as
 /// text, or `nil` after deleting a record that is already dead.
 const REFRESH: &str = r#"
@@ -26,77 +27,101 @@ local function refresh(key, idle, deadline)
 end
 "#;
 
-/// `KEYS[1]`: the session. Refreshes its expiry and returns every field and value (with the
-/// new `@expires`), or nil. A hash without `@idle` or `@expires` is not ours: it is returned
-/// untouched for the client to report.
-pub(crate) const LOAD: &str = r#"
-local fields = redis.call('HGETALL', KEYS[1])
-if #fields == 0 then return false end
-local idle, deadline, at
-for i = 1, #fields, 2 do
-  if fields[i] == '@idle' then idle = tonumber(fields[i + 1])
-  elseif fields[i] == '@deadline' then deadline = tonumber(fields[i + 1])
-  elseif fields[i] == '@expires' then at = i + 1 end
-end
-if not idle or not at then return fields end
-local expires = refresh(KEYS[1], idle, deadline)
-if not expires then return false end
-fields[at] = expires
-return fields
-"#;
-
-/// `KEYS[1]`: the new session; `ARGV[1]`, `ARGV[2]`: its idle timeout and deadline ('' for
-/// none) in milliseconds; then field, value, ... Writes only if the key is free (NX
-/// semantics). Returns 1 if created, 0 if the id was taken, -1 if the record was already past
-/// its deadline (and so was not kept).
-pub(crate) const CREATE: &str = r#"
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 3, math.min(#ARGV, 7002)))
-for i = 7003, #ARGV, 2 do
-  redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
-end
-if not refresh(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2])) then return -1 end
-return 1
-"#;
-
-/// `KEYS[1]`: the session; `ARGV[1]`: a new `@idle` or ''; `ARGV[2]`: '1' to refresh the
-/// expiry (always done with a new `@idle`) or ''; then field, value pairs where an empty value
-/// removes the field. Writes nothing if the session does not exist. Returns 1 if applied, 0 if
-/// missing.
-pub(crate) const UPDATE: &str = r#"
-local meta = redis.call('HMGET', KEYS[1], '@idle', '@deadline')
-local idle, deadline = tonumber(meta[1]), tonumber(meta[2])
-if not idle then return 0 end
-for i = 3, #ARGV, 2 do
-  if ARGV[i + 1] == '' then
-    redis.call('HDEL', KEYS[1], ARGV[i])
-  else
-    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+/// The session operations, each a function of the session's key and where its arguments
+/// start in `ARGV` (`a`) and how many there are (`n`).
+///
+/// - `load` (no arguments): refreshes the expiry and returns every field and value (with the
+///   new `@expires`), or false. A hash without `@idle` or `@expires` is not ours: it is
+///   returned untouched for the client to report.
+/// - `create` (idle timeout, deadline or '', in milliseconds, then field, value, ...): writes
+///   only if the key is free (NX semantics). Returns 1 if created, 0 if the id was taken, -1 if
+///   the record was already past its deadline (and so was not kept). `HSET` takes the fields
+///   7,000 arguments at a time, under Lua's stack limit.
+/// - `update` (a new `@idle` or '', '1' to refresh the expiry (always done with a new `@idle`)
+///   or '', then field, value, ... where an empty value removes the field): writes nothing if
+///   the session does not exist. Returns 1 if applied, 0 if missing.
+const OPERATIONS: &str = r#"
+local function load(key)
+  local fields = redis.call('HGETALL', key)
+  if #fields == 0 then return false end
+  local idle, deadline, at
+  for i = 1, #fields, 2 do
+    if fields[i] == '@idle' then idle = tonumber(fields[i + 1])
+    elseif fields[i] == '@deadline' then deadline = tonumber(fields[i + 1])
+    elseif fields[i] == '@expires' then at = i + 1 end
   end
+  if not idle or not at then return fields end
+  local expires = refresh(key, idle, deadline)
+  if not expires then return false end
+  fields[at] = expires
+  return fields
 end
-if ARGV[1] ~= '' then
-  idle = tonumber(ARGV[1])
-  redis.call('HSET', KEYS[1], '@idle', ARGV[1])
-elseif ARGV[2] == '' then
+
+local function create(key, a, n)
+  if redis.call('EXISTS', key) == 1 then return 0 end
+  local last = a + n - 1
+  for i = a + 2, last, 7000 do
+    redis.call('HSET', key, unpack(ARGV, i, math.min(i + 6999, last)))
+  end
+  if not refresh(key, tonumber(ARGV[a]), tonumber(ARGV[a + 1])) then return -1 end
   return 1
 end
-if not refresh(KEYS[1], idle, deadline) then return 0 end
-return 1
+
+local function update(key, a, n)
+  local meta = redis.call('HMGET', key, '@idle', '@deadline')
+  local idle, deadline = tonumber(meta[1]), tonumber(meta[2])
+  if not idle then return 0 end
+  for i = a + 2, a + n - 1, 2 do
+    if ARGV[i + 1] == '' then
+      redis.call('HDEL', key, ARGV[i])
+    else
+      redis.call('HSET', key, ARGV[i], ARGV[i + 1])
+    end
+  end
+  if ARGV[a] ~= '' then
+    idle = tonumber(ARGV[a])
+    redis.call('HSET', key, '@idle', ARGV[a])
+  elseif ARGV[a + 1] == '' then
+    return 1
+  end
+  if not refresh(key, idle, deadline) then return 0 end
+  return 1
+end
 "#;
 
-/// A script with its SHA-1, for `EVALSHA`.
+/// `KEYS`: the sessions; `ARGV`: for each key in turn, the operation's name, the number of its
+/// arguments, and those arguments. Returns one `{1, reply}` or `{0, error}` per key: an error
+/// (a key holding another program's data, say) fails only its own operation.
+const DISPATCH: &str = r#"
+local operations = { load = load, create = create, update = update }
+local replies = {}
+local a = 1
+for k = 1, #KEYS do
+  local n = tonumber(ARGV[a + 1])
+  local ok, reply = pcall(operations[ARGV[a]], KEYS[k], a + 2, n)
+  if ok then
+    replies[k] = { 1, reply }
+  else
+    replies[k] = { 0, type(reply) == 'table' and reply.err or tostring(reply) }
+  end
+  a = a + 2 + n
+end
+return replies
+"#;
+
+/// The script with its SHA-1, for `EVALSHA`.
 pub(crate) struct Script {
-    pub(crate) name: &'static str,
     pub(crate) source: String,
     pub(crate) sha1: String,
 }
 
 impl Script {
-    pub(crate) fn new(name: &'static str, body: &str) -> Self {
-        let source = format!("{REFRESH}{body}");
+    /// The session script.
+    pub(crate) fn sessions() -> Self {
+        let source = format!("{REFRESH}{OPERATIONS}{DISPATCH}");
         let digest =
             ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, source.as_bytes());
         let sha1 = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
-        Self { name, source, sha1 }
+        Self { source, sha1 }
     }
 }

@@ -374,3 +374,100 @@ async fn a_key_written_by_another_program_is_a_clear_error_naming_it() {
     assert_eq!(response.status, StatusCode::SERVICE_UNAVAILABLE);
     assert!(response.set_cookies().is_empty());
 }
+
+/// Updates `count` fresh sessions of `store` at once, plus one whose key holds another
+/// program's data; checks every update applied and only the foreign one failed, naming its
+/// key. Returns how many `EVALSHA`s the lot cost on `nodes`, the servers behind `url`.
+async fn update_together(store: &RedisStore, url: &str, nodes: &[String], count: usize) -> u64 {
+    use cloakroom::store::{Changes, Entry, Update};
+    let record = Record::new(std::time::SystemTime::now(), Duration::from_secs(60), None);
+    let mut ids = Vec::with_capacity(count);
+    for _ in 0..count {
+        match store.create(&record).await {
+            Ok(id) => ids.push(id),
+            Err(error) => panic!("create: {error}"),
+        }
+    }
+    let foreign = SessionId::generate();
+    let _: () = inspector(url)
+        .await
+        .set(store.key(&foreign), "not a session", None, None, false)
+        .await
+        .unwrap_or(());
+    let changes: Vec<Changes> = (0..count)
+        .map(|n| Changes {
+            entries: vec![(
+                "n".to_owned(),
+                Some(Entry {
+                    json: n.to_string(),
+                    flash: false,
+                }),
+            )],
+            ..Changes::default()
+        })
+        .collect();
+    let mut node_inspectors = Vec::new();
+    for node in nodes {
+        let inspector = inspector(node).await;
+        let _: () = inspector.config_resetstat().await.unwrap_or(());
+        node_inspectors.push(inspector);
+    }
+
+    let updates = ids.iter().zip(&changes).map(|(id, c)| store.update(id, c));
+    let (updates, foreign_update) = tokio::join!(
+        futures_util::future::join_all(updates),
+        store.update(&foreign, &changes[0]),
+    );
+
+    let mut evalsha = 0;
+    for inspector in &node_inspectors {
+        evalsha += command_counts(inspector)
+            .await
+            .get("evalsha")
+            .copied()
+            .unwrap_or(0);
+    }
+    for (n, update) in updates.into_iter().enumerate() {
+        assert!(
+            matches!(update, Ok(Update::Applied)),
+            "update {n}: {update:?}"
+        );
+    }
+    assert!(
+        matches!(&foreign_update, Err(RedisStoreError::Foreign { key, .. }) if *key == store.key(&foreign)),
+        "{foreign_update:?}"
+    );
+    for (n, id) in ids.iter().enumerate() {
+        let record = store.read(id).await.ok().flatten();
+        let value = record.and_then(|r| r.entries.get("n").map(|e| e.json.clone()));
+        assert_eq!(value, Some(n.to_string()), "session {n}");
+    }
+    evalsha
+}
+
+#[tokio::test]
+async fn concurrent_calls_share_one_script_call_and_fail_alone() {
+    let server = redis().await;
+    let (url, nodes) = (server.url(), [server.url()]);
+    let store = store(&url).await;
+    // After a SCRIPT FLUSH (as on a restarted server) the batch loads the script and retries.
+    let _: () = fred::interfaces::LuaInterface::script_flush(&inspector(&url).await, false)
+        .await
+        .unwrap_or(());
+    update_together(&store, &url, &nodes, 100).await;
+    // On one thread every call is queued before the batch is sent: 101 updates, one EVALSHA.
+    assert_eq!(update_together(&store, &url, &nodes, 100).await, 1);
+}
+
+#[tokio::test]
+async fn concurrent_calls_on_a_cluster_go_one_script_call_per_slot() {
+    let cluster = match RedisCluster::start().await {
+        Ok(cluster) => cluster,
+        Err(error) => panic!("{error}"),
+    };
+    let url = cluster_url(&cluster);
+    let store = store(&url).await;
+    // A script's keys must share a hash slot: 101 random keys fall in (nearly) as many slots.
+    let evalsha = update_together(&store, &url, &cluster.urls(), 100).await;
+    assert!((95..=101).contains(&evalsha), "{evalsha} EVALSHAs");
+}
