@@ -223,8 +223,10 @@ impl Shared {
         while sending.next().await.is_some() {}
     }
 
-    /// One `EVALSHA` for `calls` (whose keys share a slot), loading the script and trying
-    /// again after a `NOSCRIPT` (a restarted or failed-over server).
+    /// One `EVALSHA` for `calls` (whose keys share a slot). After a `NOSCRIPT` (a restarted
+    /// or failed-over server) it loads the script and answers every call with that error, for
+    /// the caller to send again ([`is_noscript`]): the arguments went with the command, and
+    /// keeping a copy of every batch for this rare case would cost an allocation per argument.
     async fn run_script(&self, calls: Vec<ScriptCall>) {
         let mut keys = Vec::with_capacity(calls.len());
         let mut args = Vec::new();
@@ -237,20 +239,16 @@ impl Shared {
             replies.push(call.reply);
         }
         let sha1 = self.script.sha1.as_str();
-        let first = on_connection!(&self.connection, c => c.evalsha::<Value, _, _, _>(sha1, keys.clone(), args.clone()).await);
-        let result = match first {
-            Err(error) if error.details().starts_with("NOSCRIPT") => {
-                tracing::debug!("loading the session script into Redis");
-                match on_connection!(&self.connection, c => c.script_load_cluster::<(), _>(self.script.source.as_str()).await)
-                {
-                    Ok(()) => {
-                        on_connection!(&self.connection, c => c.evalsha::<Value, _, _, _>(sha1, keys, args).await)
-                    }
-                    Err(error) => Err(error),
-                }
+        let mut result = on_connection!(&self.connection, c => c.evalsha::<Value, _, _, _>(sha1, keys, args).await);
+        if result.as_ref().is_err_and(is_noscript) {
+            tracing::debug!("loading the session script into Redis");
+            let source = self.script.source.as_str();
+            if let Err(failed) =
+                on_connection!(&self.connection, c => c.script_load_cluster::<(), _>(source).await)
+            {
+                result = Err(failed);
             }
-            result => result,
-        };
+        }
         let error = match result {
             Ok(Value::Array(items)) if items.len() == replies.len() => {
                 for (item, reply) in items.into_iter().zip(replies) {
@@ -268,6 +266,12 @@ impl Shared {
             let _ = reply.send(Err(error.clone()));
         }
     }
+}
+
+/// Whether `error` says Redis does not have the session script (yet): the batch that got it
+/// has loaded the script, so the call can be sent again.
+pub(crate) fn is_noscript(error: &Error) -> bool {
+    error.details().starts_with("NOSCRIPT")
 }
 
 /// One operation's `{1, reply}` or `{0, error}` from the script.

@@ -94,7 +94,7 @@ use fred::interfaces::ClientLike;
 use fred::types::Value;
 use fred::types::config::{Config, ReconnectPolicy};
 
-use crate::batch::{Batcher, Connection, Operation};
+use crate::batch::{Batcher, Connection, Operation, is_noscript};
 
 /// The default key prefix.
 pub const DEFAULT_PREFIX: &str = "session:";
@@ -302,14 +302,18 @@ impl RedisStore {
         format!("{}{}", self.inner.prefix, id.as_str())
     }
 
-    /// `operation` of the session script on `key`.
+    /// `operation` of the session script on `key`, with the arguments `args` builds, sent once
+    /// more after a `NOSCRIPT` (the batch has loaded the script by then).
     async fn script(
         &self,
         operation: Operation,
         key: &str,
-        args: Vec<Value>,
+        args: impl Fn() -> Vec<Value>,
     ) -> Result<Value, RedisStoreError> {
-        let reply = self.inner.batcher.script(operation, key, args).await;
+        let mut reply = self.inner.batcher.script(operation, key, args()).await;
+        if reply.as_ref().is_err_and(is_noscript) {
+            reply = self.inner.batcher.script(operation, key, args()).await;
+        }
         reply.map_err(|source| failure(operation.name(), key, source))
     }
 }
@@ -497,7 +501,7 @@ impl SessionStore for RedisStore {
 
     async fn load(&self, id: &SessionId) -> Result<Option<Record>, RedisStoreError> {
         let key = self.key(id);
-        let reply = self.script(Operation::Load, &key, Vec::new()).await?;
+        let reply = self.script(Operation::Load, &key, Vec::new).await?;
         decode(&key, reply)
     }
 
@@ -514,7 +518,7 @@ impl SessionStore for RedisStore {
             let id = SessionId::generate();
             let key = self.key(&id);
             match self
-                .script(Operation::Create, &key, record_fields(record))
+                .script(Operation::Create, &key, || record_fields(record))
                 .await?
             {
                 Value::Integer(0) => {
@@ -533,7 +537,7 @@ impl SessionStore for RedisStore {
     async fn update(&self, id: &SessionId, changes: &Changes) -> Result<Update, RedisStoreError> {
         let key = self.key(id);
         match self
-            .script(Operation::Update, &key, update_args(changes))
+            .script(Operation::Update, &key, || update_args(changes))
             .await?
         {
             Value::Integer(1) => Ok(Update::Applied),
