@@ -34,7 +34,7 @@
 //! Redis. So the store queues its calls until the requests that are ready at the same time
 //! have had their turn (one task yield), then sends them together: the reads and deletes as
 //! one pipelined write, and every script call as a single `EVALSHA` with all their keys
-//! (on a cluster, one per hash slot, since a script's keys must share a slot). Each key's
+//! (at most 128; on a cluster, one per hash slot, since a script's keys must share a slot). Each key's
 //! result is its own: a key that holds another program's data fails only its own call. With
 //! 16 concurrent users this about halves Redis's CPU time per request; a lone request pays
 //! only the yield.

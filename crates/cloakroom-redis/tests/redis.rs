@@ -457,6 +457,8 @@ async fn concurrent_calls_share_one_script_call_and_fail_alone() {
     update_together(&store, &url, &nodes, 100).await;
     // On one thread every call is queued before the batch is sent: 101 updates, one EVALSHA.
     assert_eq!(update_together(&store, &url, &nodes, 100).await, 1);
+    // At most 128 calls ride one script, so a batch never holds Redis up for long.
+    assert_eq!(update_together(&store, &url, &nodes, 300).await, 3);
 }
 
 #[tokio::test]
