@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::SessionId;
 use crate::id::ID_LEN;
@@ -166,14 +166,23 @@ fn key(id: &SessionId) -> Option<Key> {
     id.as_str().as_bytes().try_into().ok()
 }
 
-/// A record in one allocation: its metadata (a `Record` without entries, which allocates
-/// nothing) and its entries packed as `key length, value length, flash, key, value`. A
-/// `HashMap` of `String`s would take about twice the memory of a typical session.
+/// A record in one allocation (a `Box<[u8]>`, 16 bytes in the map): a header with its
+/// metadata, then its entries packed as `key length, value length, flash, key, value`. A
+/// `Record` in the map would cost about 250 bytes more per session than the payload.
+///
+/// The header holds `created`, `expires` and `deadline` as time since the Unix epoch, and
+/// `idle_timeout`, each as seconds (8 bytes) and nanoseconds (4 bytes), so they come back
+/// exactly; then whether there is a deadline (1 byte). A time before the epoch (no real
+/// session has one) is kept as the epoch.
 #[derive(Debug)]
-struct Packed {
-    meta: Record,
-    entries: Box<[u8]>,
-}
+struct Packed(Box<[u8]>);
+
+const CREATED: usize = 0;
+const EXPIRES: usize = 12;
+const DEADLINE: usize = 24;
+const IDLE: usize = 36;
+const HAS_DEADLINE: usize = 48;
+const HEADER: usize = 49;
 
 impl Packed {
     fn pack(record: &Record) -> Self {
@@ -181,32 +190,76 @@ impl Packed {
             .entries
             .iter()
             .map(|(key, entry)| 9 + key.len() + entry.json.len())
-            .sum();
-        let mut entries = Vec::with_capacity(size);
+            .sum::<usize>();
+        let mut bytes = Vec::with_capacity(HEADER + size);
+        let since_epoch = |time: SystemTime| time.duration_since(UNIX_EPOCH).unwrap_or_default();
+        for duration in [
+            since_epoch(record.created),
+            since_epoch(record.expires),
+            record.deadline.map(since_epoch).unwrap_or_default(),
+            record.idle_timeout,
+        ] {
+            bytes.extend_from_slice(&duration.as_secs().to_le_bytes());
+            bytes.extend_from_slice(&duration.subsec_nanos().to_le_bytes());
+        }
+        bytes.push(u8::from(record.deadline.is_some()));
         for (key, entry) in &record.entries {
             // Lengths fit in u32: a session value of 4 GiB is not something a store keeps.
-            entries.extend_from_slice(&(key.len() as u32).to_le_bytes());
-            entries.extend_from_slice(&(entry.json.len() as u32).to_le_bytes());
-            entries.push(u8::from(entry.flash));
-            entries.extend_from_slice(key.as_bytes());
-            entries.extend_from_slice(entry.json.as_bytes());
+            bytes.extend_from_slice(&(key.len() as u32).to_le_bytes());
+            bytes.extend_from_slice(&(entry.json.len() as u32).to_le_bytes());
+            bytes.push(u8::from(entry.flash));
+            bytes.extend_from_slice(key.as_bytes());
+            bytes.extend_from_slice(entry.json.as_bytes());
         }
-        let mut meta = record.clone();
-        meta.entries = HashMap::new();
-        Self {
-            meta,
-            entries: entries.into_boxed_slice(),
+        Self(bytes.into_boxed_slice())
+    }
+
+    /// The record without its entries (which allocates nothing).
+    fn meta(&self) -> Record {
+        Record {
+            entries: HashMap::new(),
+            created: self.time(CREATED),
+            expires: self.time(EXPIRES),
+            idle_timeout: self.duration(IDLE),
+            deadline: (self.0.get(HAS_DEADLINE) == Some(&1)).then(|| self.time(DEADLINE)),
         }
     }
 
     fn unpack(&self) -> Record {
-        let mut record = self.meta.clone();
-        let mut rest = &self.entries[..];
+        let mut record = self.meta();
+        let mut rest = self.0.get(HEADER..).unwrap_or_default();
         while let Some((key, entry, tail)) = Self::next(rest) {
             record.entries.insert(key, entry);
             rest = tail;
         }
         record
+    }
+
+    fn set_expires(&mut self, expires: SystemTime) {
+        let since = expires.duration_since(UNIX_EPOCH).unwrap_or_default();
+        if let Some(field) = self.0.get_mut(EXPIRES..EXPIRES + 12) {
+            field[..8].copy_from_slice(&since.as_secs().to_le_bytes());
+            field[8..].copy_from_slice(&since.subsec_nanos().to_le_bytes());
+        }
+    }
+
+    fn is_expired(&self, now: SystemTime) -> bool {
+        self.meta().is_expired(now)
+    }
+
+    fn duration(&self, at: usize) -> Duration {
+        let secs = self.0.get(at..at + 8).and_then(|b| b.try_into().ok());
+        let nanos = self.0.get(at + 8..at + 12).and_then(|b| b.try_into().ok());
+        let secs = Duration::from_secs(secs.map_or(0, u64::from_le_bytes));
+        secs.saturating_add(Duration::from_nanos(
+            nanos.map_or(0, u32::from_le_bytes).into(),
+        ))
+    }
+
+    fn time(&self, at: usize) -> SystemTime {
+        UNIX_EPOCH
+            .checked_add(self.duration(at))
+            .unwrap_or(UNIX_EPOCH)
     }
 
     fn next(bytes: &[u8]) -> Option<(String, Entry, &[u8])> {
@@ -240,7 +293,7 @@ impl Inner {
         for shard in &self.shards {
             let mut shard = shard.lock().unwrap_or_else(PoisonError::into_inner);
             let before = shard.len();
-            shard.retain(|_, packed| !packed.meta.is_expired(now));
+            shard.retain(|_, packed| !packed.is_expired(now));
             removed += before - shard.len();
         }
         self.len.fetch_sub(removed, Ordering::Relaxed);
@@ -278,8 +331,10 @@ impl SessionStore for MemoryStore {
         let Some(packed) = shard.get_mut(&key) else {
             return Ok(None);
         };
-        if packed.meta.touch(now) {
-            return Ok(Some(packed.unpack()));
+        let mut record = packed.unpack();
+        if record.touch(now) {
+            packed.set_expires(record.expires);
+            return Ok(Some(record));
         }
         self.inner.remove(&mut shard, &key);
         Ok(None)
@@ -313,7 +368,7 @@ impl SessionStore for MemoryStore {
         };
         let mut shard = self.inner.shard(&key);
         match shard.get_mut(&key) {
-            Some(packed) if !packed.meta.is_expired(now) => {
+            Some(packed) if !packed.is_expired(now) => {
                 let mut record = packed.unpack();
                 record.apply(changes, now);
                 *packed = Packed::pack(&record);
@@ -374,6 +429,15 @@ mod tests {
         assert_eq!(Packed::pack(&original).unpack(), original);
         let empty = record(Duration::from_secs(1));
         assert_eq!(Packed::pack(&empty).unpack(), empty);
+        let now = SystemTime::now();
+        let mut limited = Record::new(now, Duration::new(60, 123), Some(Duration::new(9, 7)));
+        assert_eq!(Packed::pack(&limited).unpack(), limited);
+        let mut packed = Packed::pack(&limited);
+        limited.expires = now + Duration::new(5, 999_999_999);
+        packed.set_expires(limited.expires);
+        assert_eq!(packed.unpack(), limited);
+        assert!(!packed.is_expired(now + Duration::new(5, 999_999_998)));
+        assert!(packed.is_expired(limited.expires));
     }
 
     #[tokio::test]
