@@ -12,9 +12,9 @@
 //! until the tasks that are ready now have had their turn (one
 //! [`yield_now`](tokio::task::yield_now)), then sends everything queued at once: reads and
 //! deletes as plain commands, which then leave in one write, and every script call as a
-//! single `EVALSHA` of the session script with one key per call (one per hash slot on a
-//! cluster, where a script's keys must share a slot). When one request is in flight, it
-//! costs that one yield.
+//! single `EVALSHA` of the session script with one key per call (at most
+//! [`MAX_SCRIPT_CALLS`]; one per hash slot on a cluster, where a script's keys must share a
+//! slot). When one request is in flight, it costs that one yield.
 
 use std::future::Future;
 use std::mem;

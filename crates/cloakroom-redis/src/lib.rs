@@ -33,11 +33,11 @@
 //! Under load, a system call per command is most of what a session costs, in the app and in
 //! Redis. So the store queues its calls until the requests that are ready at the same time
 //! have had their turn (one task yield), then sends them together: the reads and deletes as
-//! one pipelined write, and every script call as a single `EVALSHA` with all their keys
-//! (at most 128; on a cluster, one per hash slot, since a script's keys must share a slot). Each key's
-//! result is its own: a key that holds another program's data fails only its own call. With
-//! 16 concurrent users this about halves Redis's CPU time per request; a lone request pays
-//! only the yield.
+//! one pipelined write, and every script call as a single `EVALSHA` with all their keys (at
+//! most 128; on a cluster, one per hash slot, since a script's keys must share a slot). Each
+//! key's result is its own: a key that holds another program's data fails only its own call.
+//! With 16 concurrent users this about halves Redis's CPU time per request; a lone request
+//! pays only the yield.
 //!
 //! # No lost updates
 //!
@@ -66,8 +66,8 @@
 //! | `redis-sentinel://host:26379?node=host2:26379&sentinelServiceName=mymaster` | behind Sentinel |
 //! | `rediss://host:6380` (and `rediss-cluster://`, `rediss-sentinel://`) | TLS, with the `tls` feature |
 //!
-//! Or hand over a fred [`Client`](fred::clients::Client) or [`Pool`](fred::clients::Pool)
-//! you configured yourself ([`RedisStoreBuilder::client`], [`RedisStoreBuilder::pool`]).
+//! Or hand over a fred [`Client`] or [`Pool`] you configured yourself
+//! ([`RedisStoreBuilder::client`], [`RedisStoreBuilder::pool`]).
 //!
 //! # When Redis is down
 //!
