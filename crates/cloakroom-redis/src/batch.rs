@@ -102,6 +102,8 @@ pub(crate) struct Batcher {
 
 struct Shared {
     connection: Connection,
+    /// Whether script calls must be grouped by hash slot.
+    clustered: bool,
     script: Script,
     waiting: Mutex<Vec<Call>>,
 }
@@ -110,6 +112,7 @@ impl Batcher {
     pub(crate) fn new(connection: Connection) -> Self {
         Self {
             shared: Arc::new(Shared {
+                clustered: on_connection!(&connection, c => c.is_clustered()),
                 connection,
                 script: Script::sessions(),
                 waiting: Mutex::new(Vec::new()),
@@ -188,7 +191,6 @@ impl Shared {
             calls = calls.len(),
             "sending a batch of session calls to Redis"
         );
-        let clustered = on_connection!(&self.connection, c => c.is_clustered());
         let mut sending: FuturesUnordered<Sending<'_>> = FuturesUnordered::new();
         let mut scripts: Vec<(u16, Vec<ScriptCall>)> = Vec::new();
         for call in calls {
@@ -202,7 +204,7 @@ impl Shared {
                     let _ = call.reply.send(reply);
                 })),
                 Command::Script(operation, args) => {
-                    let slot = if clustered {
+                    let slot = if self.clustered {
                         fred::util::redis_keyslot(call.key.as_bytes())
                     } else {
                         0
