@@ -39,6 +39,16 @@ pub(crate) enum Connection {
     Pool(Pool),
 }
 
+impl Connection {
+    /// Every client behind the handle: one, or each of the pool's.
+    pub(crate) fn clients(&self) -> Vec<Client> {
+        match self {
+            Self::Client(client) => vec![client.clone()],
+            Self::Pool(pool) => pool.clients().to_vec(),
+        }
+    }
+}
+
 /// Calls `$call` on whichever handle `$connection` is.
 macro_rules! on_connection {
     ($connection:expr, $handle:ident => $call:expr) => {

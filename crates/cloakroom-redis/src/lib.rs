@@ -80,6 +80,7 @@
 #![forbid(unsafe_code)]
 
 mod batch;
+mod cache;
 mod lua;
 
 use std::collections::HashMap;
@@ -91,13 +92,17 @@ use cloakroom::SessionId;
 use cloakroom::store::{Changes, Entry, Record, SessionStore, Update};
 use fred::clients::{Client, Pool};
 use fred::interfaces::ClientLike;
-use fred::types::Value;
 use fred::types::config::{Config, ReconnectPolicy};
+use fred::types::{RespVersion, Value};
 
 use crate::batch::{Batcher, Connection, Operation, is_noscript};
+use crate::cache::Cache;
 
 /// The default key prefix.
 pub const DEFAULT_PREFIX: &str = "session:";
+
+/// How many sessions the local cache holds when nothing else is configured.
+pub const DEFAULT_LOCAL_CACHE: usize = 10_000;
 
 /// What went wrong talking to Redis.
 #[derive(Debug, thiserror::Error)]
@@ -147,12 +152,14 @@ pub struct RedisStore {
 struct Inner {
     batcher: Batcher,
     prefix: String,
+    cache: Option<Arc<Cache>>,
 }
 
 impl fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisStore")
             .field("prefix", &self.inner.prefix)
+            .field("local_cache", &self.inner.cache.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -164,6 +171,7 @@ pub struct RedisStoreBuilder {
     prefix: String,
     pool_size: usize,
     command_timeout: Duration,
+    local_cache: usize,
 }
 
 enum Source {
@@ -218,6 +226,32 @@ impl RedisStoreBuilder {
         self
     }
 
+    /// How many sessions this instance keeps a local copy of ([`DEFAULT_LOCAL_CACHE`] unless
+    /// set; 0 turns the cache off). Redis's client-side caching (`CLIENT TRACKING`, RESP3)
+    /// tells the store when another instance, another program or expiry changes one, so the
+    /// copy stays true: reads within the refresh interval cost no round trip, and a writing
+    /// request only its write. URL connections speak RESP3; a `Config`, `Client` or `Pool`
+    /// you bring must be set to RESP3 for the cache to work (it is off otherwise, with an
+    /// `info` event).
+    ///
+    /// A change made through another instance is seen here once Redis's invalidation
+    /// message has arrived, which Redis sends before it answers the instance that made the
+    /// change. While the connection is down nothing is served from the copy.
+    ///
+    /// ```no_run
+    /// # async fn store() -> Result<(), cloakroom_redis::RedisStoreError> {
+    /// let store = cloakroom_redis::RedisStore::builder()
+    ///     .url("redis://127.0.0.1:6379")
+    ///     .local_cache(100_000)
+    ///     .build()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn local_cache(mut self, sessions: usize) -> Self {
+        self.local_cache = sessions;
+        self
+    }
+
     /// Connects (for a URL or `Config`) and returns the store.
     ///
     /// # Errors
@@ -231,20 +265,23 @@ impl RedisStoreBuilder {
             Some(Source::Client(client)) => Connection::Client(client),
             Some(Source::Pool(pool)) => Connection::Pool(pool),
             Some(Source::Url(url)) => {
-                let config = Config::from_url(&url).map_err(|source| RedisStoreError::Url {
+                let mut config = Config::from_url(&url).map_err(|source| RedisStoreError::Url {
                     url: redact(&url),
                     source,
                 })?;
+                config.version = RespVersion::RESP3;
                 connect(config, self.pool_size, self.command_timeout).await?
             }
             Some(Source::Config(config)) => {
                 connect(*config, self.pool_size, self.command_timeout).await?
             }
         };
+        let cache = Cache::start(self.local_cache, connection.clients()).await;
         Ok(RedisStore {
             inner: Arc::new(Inner {
                 batcher: Batcher::new(connection),
                 prefix: self.prefix,
+                cache,
             }),
         })
     }
@@ -258,6 +295,8 @@ async fn connect(
     let pool = fred::types::Builder::from_config(config)
         .with_performance_config(|performance| {
             performance.default_command_timeout = command_timeout;
+            // Invalidations queue here between two store calls; losing some empties the cache.
+            performance.broadcast_channel_capacity = 1024;
         })
         .with_connection_config(|connection| {
             connection.connection_timeout = command_timeout;
@@ -294,12 +333,24 @@ impl RedisStore {
             prefix: DEFAULT_PREFIX.to_owned(),
             pool_size: 4,
             command_timeout: Duration::from_secs(2),
+            local_cache: DEFAULT_LOCAL_CACHE,
         }
     }
 
     /// The Redis key of a session.
     pub fn key(&self, id: &SessionId) -> String {
         format!("{}{}", self.inner.prefix, id.as_str())
+    }
+
+    /// The local copy of the live session under `key`, if the cache holds it.
+    fn cached(&self, key: &str) -> Option<Record> {
+        let cache = self.inner.cache.as_ref()?;
+        cache.get(key, SystemTime::now())
+    }
+
+    /// A ticket for a call on `key`, when the cache is on.
+    fn ticket<'a>(&'a self, key: &'a str, write: bool) -> Option<cache::Ticket<'a>> {
+        Some(self.inner.cache.as_ref()?.begin(key, write))
     }
 
     /// `operation` of the session script on `key`, with the arguments `args` builds, sent once
@@ -316,6 +367,14 @@ impl RedisStore {
         }
         reply.map_err(|source| failure(operation.name(), key, source))
     }
+}
+
+/// Keeps a copy of `record` through `ticket` (when the cache is on) and returns it.
+fn keep(ticket: Option<cache::Ticket<'_>>, record: Option<Record>) -> Option<Record> {
+    if let Some(ticket) = ticket {
+        ticket.finish(record.clone());
+    }
+    record
 }
 
 /// A failed command; `WRONGTYPE` means the key holds another program's data.
@@ -385,16 +444,19 @@ fn record_fields(record: &Record) -> Vec<Value> {
 }
 
 /// The update script's arguments: a new idle timeout or '', '1' to refresh the expiry or '',
-/// then field, value pairs where an empty value removes the field.
-fn update_args(changes: &Changes) -> Vec<Value> {
-    let mut args = Vec::with_capacity(changes.entries.len() * 2 + 2);
+/// '1' to return the session as it now is or '', then field, value pairs where an empty value
+/// removes the field.
+fn update_args(changes: &Changes, returned: bool) -> Vec<Value> {
+    let flag = |on: bool| Value::from_static_str(if on { "1" } else { "" });
+    let mut args = Vec::with_capacity(changes.entries.len() * 2 + 3);
     args.push(Value::from(
         changes
             .idle_timeout
             .map(|idle| duration_millis(idle).to_string())
             .unwrap_or_default(),
     ));
-    args.push(Value::from_static_str(if changes.touch { "1" } else { "" }));
+    args.push(flag(changes.touch));
+    args.push(flag(returned));
     for (name, entry) in &changes.entries {
         args.push(Value::from(format!(".{name}")));
         args.push(Value::from(entry.as_ref().map(encode).unwrap_or_default()));
@@ -501,15 +563,23 @@ impl SessionStore for RedisStore {
 
     async fn load(&self, id: &SessionId) -> Result<Option<Record>, RedisStoreError> {
         let key = self.key(id);
+        let ticket = self.ticket(&key, false);
         let reply = self.script(Operation::Load, &key, Vec::new).await?;
-        decode(&key, reply)
+        let record = decode(&key, reply)?;
+        Ok(keep(ticket, record))
     }
 
-    /// One plain `HGETALL`: Redis drops the key when it expires, so a key that exists is live.
+    /// The local copy if there is one; otherwise one plain `HGETALL` (Redis drops the key when
+    /// it expires, so a key that exists is live).
     async fn read(&self, id: &SessionId) -> Result<Option<Record>, RedisStoreError> {
         let key = self.key(id);
+        if let Some(record) = self.cached(&key) {
+            return Ok(Some(record));
+        }
+        let ticket = self.ticket(&key, false);
         let reply = self.inner.batcher.read(&key).await;
-        decode(&key, reply.map_err(|source| failure("read", &key, source))?)
+        let record = decode(&key, reply.map_err(|source| failure("read", &key, source))?)?;
+        Ok(keep(ticket, record))
     }
 
     async fn create(&self, record: &Record) -> Result<SessionId, RedisStoreError> {
@@ -536,17 +606,26 @@ impl SessionStore for RedisStore {
 
     async fn update(&self, id: &SessionId, changes: &Changes) -> Result<Update, RedisStoreError> {
         let key = self.key(id);
-        match self
-            .script(Operation::Update, &key, || update_args(changes))
-            .await?
-        {
-            Value::Integer(1) => Ok(Update::Applied),
-            _ => Ok(Update::Missing),
+        let ticket = self.ticket(&key, true);
+        let returned = ticket.as_ref().is_some_and(cache::Ticket::may_keep);
+        let reply = self
+            .script(Operation::Update, &key, || update_args(changes, returned))
+            .await?;
+        match reply {
+            Value::Integer(0) | Value::Null => Ok(Update::Missing),
+            Value::Integer(_) => Ok(Update::Applied),
+            fields => {
+                // The write is done whatever the copy becomes: a reply that cannot be read
+                // (another program raced us to the key) is simply not kept.
+                keep(ticket, decode(&key, fields).ok().flatten());
+                Ok(Update::Applied)
+            }
         }
     }
 
     async fn delete(&self, id: &SessionId) -> Result<(), RedisStoreError> {
         let key = self.key(id);
+        let _ticket = self.ticket(&key, true);
         let reply = self.inner.batcher.delete(&key).await;
         reply
             .map(drop)

@@ -38,8 +38,10 @@ end
 ///   the record was already past its deadline (and so was not kept). `HSET` takes the fields
 ///   7,000 arguments at a time, under Lua's stack limit.
 /// - `update` (a new `@idle` or '', '1' to refresh the expiry (always done with a new `@idle`)
-///   or '', then field, value, ... where an empty value removes the field): writes nothing if
-///   the session does not exist. Returns 1 if applied, 0 if missing.
+///   or '', '1' to return the session or '', then field, value, ... where an empty value
+///   removes the field): writes nothing if the session does not exist. Returns 0 if missing;
+///   if applied, every field and value of the session as it now is (for the local cache) or
+///   1.
 const OPERATIONS: &str = r#"
 local function load(key)
   local fields = redis.call('HGETALL', key)
@@ -71,7 +73,7 @@ local function update(key, a, n)
   local meta = redis.call('HMGET', key, '@idle', '@deadline')
   local idle, deadline = tonumber(meta[1]), tonumber(meta[2])
   if not idle then return 0 end
-  for i = a + 2, a + n - 1, 2 do
+  for i = a + 3, a + n - 1, 2 do
     if ARGV[i + 1] == '' then
       redis.call('HDEL', key, ARGV[i])
     else
@@ -81,10 +83,11 @@ local function update(key, a, n)
   if ARGV[a] ~= '' then
     idle = tonumber(ARGV[a])
     redis.call('HSET', key, '@idle', ARGV[a])
-  elseif ARGV[a + 1] == '' then
-    return 1
   end
-  if not refresh(key, idle, deadline) then return 0 end
+  if ARGV[a] ~= '' or ARGV[a + 1] ~= '' then
+    if not refresh(key, idle, deadline) then return 0 end
+  end
+  if ARGV[a + 2] ~= '' then return redis.call('HGETALL', key) end
   return 1
 end
 "#;

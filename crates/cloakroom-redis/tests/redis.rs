@@ -28,6 +28,14 @@ async fn store(url: &str) -> RedisStore {
     }
 }
 
+/// A store that keeps no local copy: every read goes to Redis.
+async fn uncached_store(url: &str) -> RedisStore {
+    match RedisStore::builder().url(url).local_cache(0).build().await {
+        Ok(store) => store,
+        Err(error) => panic!("cannot connect to {url}: {error}"),
+    }
+}
+
 /// A plain fred client for inspecting the server.
 async fn inspector(url: &str) -> Client {
     let config = match Config::from_url(url) {
@@ -135,10 +143,11 @@ fn counts(pairs: &[(&str, u64)]) -> HashMap<String, u64> {
 }
 
 #[tokio::test]
-async fn a_read_costs_one_command_and_a_write_one_command() {
+async fn without_the_local_cache_a_read_costs_one_command_and_a_write_one_command() {
     let server = redis().await;
     let refresh = Duration::from_millis(300);
-    let app = serve(layer(cookie(), store(&server.url()).await).refresh_interval(refresh)).await;
+    let store = uncached_store(&server.url()).await;
+    let app = serve(layer(cookie(), store).refresh_interval(refresh)).await;
     let inspector = inspector(&server.url()).await;
     let browser = app.browser();
     // Warm up: create the session, load the update and load scripts.
@@ -285,7 +294,9 @@ async fn redis_down_is_a_503_and_nothing_is_lost_when_it_returns() {
     }
 
     server.stop();
-    for path in ["/peek", "/count"] {
+    // The write goes to Redis whatever the local copy holds; once it has failed, the client
+    // has seen the connection drop and the copy is gone too.
+    for path in ["/count", "/peek"] {
         let response = browser.get(path).await;
         assert_eq!(
             response.status,
@@ -373,6 +384,138 @@ async fn a_key_written_by_another_program_is_a_clear_error_naming_it() {
     let response = browser.get("/peek").await;
     assert_eq!(response.status, StatusCode::SERVICE_UNAVAILABLE);
     assert!(response.set_cookies().is_empty());
+}
+
+#[tokio::test]
+async fn with_the_local_cache_a_read_costs_no_command_and_a_write_one() {
+    let server = redis().await;
+    let refresh = Duration::from_millis(300);
+    let app = serve(layer(cookie(), store(&server.url()).await).refresh_interval(refresh)).await;
+    let inspector = inspector(&server.url()).await;
+    let browser = app.browser();
+    // Create the session, then read it from Redis once (and load the scripts).
+    browser.get("/count").await;
+    browser.get("/count").await;
+
+    let read = commands_of(&inspector, async { browser.get("/peek").await.body }).await;
+    assert_eq!(
+        read,
+        counts(&[]),
+        "a read-only request within the refresh interval must be served from the local copy"
+    );
+    let write = commands_of(&inspector, async { browser.get("/count").await.body }).await;
+    assert_eq!(
+        write,
+        counts(&[("evalsha", 1), ("hmget", 1), ("hset", 1), ("hgetall", 1)]),
+        "a writing request must be one EVALSHA (which returns the session as it now is)"
+    );
+    let read = commands_of(&inspector, async { browser.get("/peek").await.body }).await;
+    assert_eq!(read, counts(&[]), "the write's reply must be the new copy");
+    assert_eq!(browser.get("/peek").await.body, "3");
+
+    tokio::time::sleep(refresh).await;
+    let refreshed = commands_of(&inspector, async { browser.get("/peek").await.body }).await;
+    assert_eq!(
+        refreshed.get("evalsha"),
+        Some(&1),
+        "a due refresh must still go to Redis, as one EVALSHA: {refreshed:?}"
+    );
+}
+
+/// Reads `id` through `store` until `done` says yes, for up to two seconds (an invalidation
+/// travels from Redis to the store's connection); returns the last read.
+async fn read_until(
+    store: &RedisStore,
+    id: &SessionId,
+    done: impl Fn(&Option<Record>) -> bool,
+) -> Option<Record> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    loop {
+        let record = match store.read(id).await {
+            Ok(record) => record,
+            Err(error) => panic!("read: {error}"),
+        };
+        if done(&record) || tokio::time::Instant::now() > deadline {
+            return record;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_local_copy_follows_changes_from_other_instances_and_programs() {
+    let server = redis().await;
+    let cluster = match RedisCluster::start().await {
+        Ok(cluster) => cluster,
+        Err(error) => panic!("{error}"),
+    };
+    follow_changes(&server.url(), true).await;
+    // A cluster's INFO comes from one node, so commands are counted on the standalone only.
+    follow_changes(&cluster_url(&cluster), false).await;
+}
+
+/// The local copy of a store on `url` follows another store's change, another program's and
+/// a deletion; `counted`: check that a second read costs no command.
+async fn follow_changes(url: &str, counted: bool) {
+    let here = store(url).await;
+    let there = store(url).await;
+    let inspector = inspector(url).await;
+    let value = |record: &Option<Record>, key: &str| {
+        record
+            .as_ref()
+            .and_then(|r| r.entries.get(key))
+            .map(|e| e.json.clone())
+    };
+    let record = Record::new(std::time::SystemTime::now(), Duration::from_secs(600), None);
+    let id = match here.create(&record).await {
+        Ok(id) => id,
+        Err(error) => panic!("create: {error}"),
+    };
+    assert!(matches!(here.read(&id).await, Ok(Some(_))));
+    if counted {
+        let cached = commands_of(&inspector, async {
+            let _ = here.read(&id).await;
+            String::new()
+        })
+        .await;
+        assert_eq!(
+            cached,
+            counts(&[]),
+            "the second read must use the local copy"
+        );
+    }
+
+    let changes = cloakroom::store::Changes {
+        entries: vec![(
+            "cart".to_owned(),
+            Some(cloakroom::store::Entry {
+                json: "[1]".to_owned(),
+                flash: false,
+            }),
+        )],
+        ..Default::default()
+    };
+    assert!(there.update(&id, &changes).await.is_ok());
+    let seen = read_until(&here, &id, |r| value(r, "cart").is_some()).await;
+    assert_eq!(
+        value(&seen, "cart").as_deref(),
+        Some("[1]"),
+        "another instance's change never reached the local copy"
+    );
+
+    let _: () =
+        fred::interfaces::HashesInterface::hset(&inspector, here.key(&id), (".cart", "v[1,2]"))
+            .await
+            .unwrap_or(());
+    let seen = read_until(&here, &id, |r| value(r, "cart").as_deref() == Some("[1,2]")).await;
+    assert_eq!(value(&seen, "cart").as_deref(), Some("[1,2]"));
+
+    let _: () = inspector.del(here.key(&id)).await.unwrap_or(());
+    let seen = read_until(&here, &id, Option::is_none).await;
+    assert!(
+        seen.is_none(),
+        "a deleted session was still served: {seen:?}"
+    );
 }
 
 /// Updates `count` fresh sessions of `store` at once, plus one whose key holds another

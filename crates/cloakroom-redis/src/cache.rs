@@ -1,0 +1,506 @@
+//! A local copy of the sessions this instance uses, kept true by Redis itself.
+//!
+//! With RESP3, `CLIENT TRACKING` makes Redis remember which keys a connection read and push an
+//! invalidation to it when any other connection changes or deletes one of them, or when one
+//! expires. So a session this instance has read stays valid in memory until Redis says it
+//! changed: a read within the refresh interval costs no round trip at all, and a writing
+//! request only its write (the update script returns the session as it now is).
+//!
+//! The hard part is the order of events. Replies and invalidations arrive on the same
+//! connection, in the order Redis produced them, but fred hands them to different tasks, so a
+//! reply can reach the cache after an invalidation that came behind it. Every call therefore
+//! takes a [`Ticket`] before it is sent, and its reply is kept only if nothing could have made
+//! it stale since:
+//!
+//! - each key has a generation, moved on by every invalidation of it and every write to it
+//!   from this instance; a reply is kept only if the generation is the one its ticket saw;
+//! - a reply is kept only if no write of the same key from this instance was in flight when
+//!   the call was sent or is still in flight (with a pool, two connections' commands may run
+//!   in either order);
+//! - pending invalidations, errors and reconnections are taken in before a reply is kept, so
+//!   one that fred has already received is never applied after the reply;
+//! - a connection error drops everything; a reconnection also stops caching until tracking
+//!   is on again on the new connection (fred does not restore it).
+//!
+//! A change from another instance is therefore seen as soon as its invalidation arrives, which
+//! Redis sends before it answers the writer. The layer's periodic refresh still goes to Redis
+//! (it must move the TTL), which bounds how long anything missed could live.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::time::SystemTime;
+
+use cloakroom::store::Record;
+use fred::clients::Client;
+use fred::error::Error;
+use fred::interfaces::{ClientLike, EventInterface, TrackingInterface};
+use fred::types::RespVersion;
+use fred::types::client::Invalidation;
+use fred::types::config::Server;
+use tokio::sync::Notify;
+use tokio::sync::broadcast::{Receiver, error::TryRecvError};
+
+/// The sessions this instance holds, and what it listens to in order to keep them true.
+pub(crate) struct Cache {
+    capacity: usize,
+    state: Mutex<State>,
+    /// Wakes the task that turns tracking back on after a reconnection.
+    retrack: Arc<Notify>,
+}
+
+struct State {
+    slots: Slots,
+    listeners: Vec<Listener>,
+    /// A reconnection was seen and tracking is not on again yet.
+    retrack_pending: bool,
+}
+
+/// One fred client's notifications.
+struct Listener {
+    invalidations: Receiver<Invalidation>,
+    errors: Receiver<(Error, Option<Server>)>,
+    reconnections: Receiver<Server>,
+}
+
+impl Cache {
+    /// Turns tracking on for every client and returns the cache, or `None` when the clients
+    /// do not speak RESP3 (tracking needs it) or Redis refused.
+    pub(crate) async fn start(capacity: usize, clients: Vec<Client>) -> Option<Arc<Self>> {
+        if capacity == 0 {
+            return None;
+        }
+        if let Some(client) = clients
+            .iter()
+            .find(|c| c.protocol_version() != RespVersion::RESP3)
+        {
+            tracing::info!(
+                client = client.id(),
+                "the Redis client speaks RESP2: the local session cache needs RESP3 and is off"
+            );
+            return None;
+        }
+        let listeners = clients
+            .iter()
+            .map(|client| Listener {
+                invalidations: client.invalidation_rx(),
+                errors: client.error_rx(),
+                reconnections: client.reconnect_rx(),
+            })
+            .collect();
+        let cache = Arc::new(Self {
+            capacity,
+            state: Mutex::new(State {
+                slots: Slots::default(),
+                listeners,
+                retrack_pending: false,
+            }),
+            retrack: Arc::new(Notify::new()),
+        });
+        if let Err(error) = track(&clients).await {
+            tracing::warn!(%error, "CLIENT TRACKING failed: the local session cache is off");
+            return None;
+        }
+        cache.lock().slots.set_tracking(true);
+        tokio::spawn(retrack(
+            Arc::downgrade(&cache),
+            Arc::clone(&cache.retrack),
+            clients,
+        ));
+        Some(cache)
+    }
+
+    /// The state, with every notification fred has received so far taken in.
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Nothing panics while holding the lock; the bookkeeping stays consistent.
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        if state.take_notifications() {
+            self.retrack.notify_one();
+        }
+        state
+    }
+
+    /// The live session under `key`, if this instance holds it.
+    pub(crate) fn get(&self, key: &str, now: SystemTime) -> Option<Record> {
+        self.lock().slots.get(key, now)
+    }
+
+    /// Announces a call on `key` (a `write` changes or deletes it); its reply may be kept
+    /// through the ticket.
+    pub(crate) fn begin<'a>(&'a self, key: &'a str, write: bool) -> Ticket<'a> {
+        let claim = self.lock().slots.begin(key, write);
+        Ticket {
+            cache: self,
+            key,
+            claim,
+            done: false,
+        }
+    }
+
+    fn finish(&self, key: &str, claim: Claim, record: Option<Record>) {
+        let capacity = self.capacity;
+        self.lock().slots.finish(key, claim, record, capacity);
+    }
+}
+
+impl Drop for Cache {
+    fn drop(&mut self) {
+        // Lets the retracking task see that the cache is gone.
+        self.retrack.notify_one();
+    }
+}
+
+impl State {
+    /// Applies pending invalidations, errors and reconnections; returns whether tracking
+    /// must be turned on again.
+    fn take_notifications(&mut self) -> bool {
+        let mut retrack = false;
+        for listener in &mut self.listeners {
+            loop {
+                match listener.invalidations.try_recv() {
+                    Ok(invalidation) => {
+                        for key in &invalidation.keys {
+                            if let Some(key) = key.as_str() {
+                                self.slots.invalidate(key);
+                            }
+                        }
+                    }
+                    Err(TryRecvError::Empty) => break,
+                    // Some invalidations were lost: nothing held can be trusted.
+                    Err(TryRecvError::Lagged(_)) => self.slots.reset(),
+                    Err(TryRecvError::Closed) => {
+                        self.slots.set_tracking(false);
+                        break;
+                    }
+                }
+            }
+            while let Ok(_) | Err(TryRecvError::Lagged(_)) = listener.errors.try_recv() {
+                self.slots.reset();
+            }
+            while let Ok(_) | Err(TryRecvError::Lagged(_)) = listener.reconnections.try_recv() {
+                self.slots.set_tracking(false);
+                self.retrack_pending = true;
+                retrack = true;
+            }
+        }
+        retrack
+    }
+}
+
+/// `CLIENT TRACKING on NOLOOP` on every connection: this instance's own writes keep its copy
+/// up to date through their replies instead.
+async fn track(clients: &[Client]) -> Result<(), Error> {
+    for client in clients {
+        client
+            .start_tracking(Vec::<String>::new(), false, false, false, true)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Turns tracking on again after every reconnection, until the cache is dropped.
+async fn retrack(cache: Weak<Cache>, wake: Arc<Notify>, clients: Vec<Client>) {
+    loop {
+        wake.notified().await;
+        let Some(cache) = cache.upgrade() else {
+            return;
+        };
+        if !cache.lock().retrack_pending {
+            continue;
+        }
+        cache.lock().retrack_pending = false;
+        match track(&clients).await {
+            Ok(()) => {
+                let mut state = cache.lock();
+                // Another reconnection in the meantime needs its own round.
+                if !state.retrack_pending {
+                    state.slots.set_tracking(true);
+                    tracing::debug!("Redis client tracking is on again: caching sessions");
+                }
+            }
+            Err(error) => {
+                cache.lock().retrack_pending = true;
+                tracing::warn!(%error, "CLIENT TRACKING failed after a reconnection; retrying on the next call");
+            }
+        }
+    }
+}
+
+/// A call in flight on one key. Dropped without [`finish`](Self::finish) (the request was
+/// cancelled), it keeps nothing.
+pub(crate) struct Ticket<'a> {
+    cache: &'a Cache,
+    key: &'a str,
+    claim: Claim,
+    done: bool,
+}
+
+/// What a call saw of its key when it was sent.
+#[derive(Clone, Copy, Debug)]
+struct Claim {
+    generation: u64,
+    /// Caching was on and no write of the key was in flight.
+    clean: bool,
+    write: bool,
+}
+
+impl Ticket<'_> {
+    /// Whether the reply can be kept at all, as far as is known when the call is sent.
+    pub(crate) fn may_keep(&self) -> bool {
+        self.claim.clean
+    }
+
+    /// The call's outcome: `record` is what Redis now holds under the key (if it said).
+    pub(crate) fn finish(mut self, record: Option<Record>) {
+        self.done = true;
+        self.cache.finish(self.key, self.claim, record);
+    }
+}
+
+impl Drop for Ticket<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.cache.finish(self.key, self.claim, None);
+        }
+    }
+}
+
+/// The bookkeeping itself, free of fred.
+#[derive(Default)]
+struct Slots {
+    map: HashMap<String, Slot>,
+    /// The last generation handed out.
+    generation: u64,
+    /// How many slots hold a record.
+    cached: usize,
+    tracking: bool,
+}
+
+#[derive(Default)]
+struct Slot {
+    record: Option<Record>,
+    generation: u64,
+    /// Calls in flight, and how many of them write.
+    calls: u32,
+    writes: u32,
+}
+
+impl Slots {
+    fn next_generation(&mut self) -> u64 {
+        self.generation += 1;
+        self.generation
+    }
+
+    fn get(&mut self, key: &str, now: SystemTime) -> Option<Record> {
+        if !self.tracking {
+            return None;
+        }
+        let slot = self.map.get_mut(key)?;
+        match &slot.record {
+            Some(record) if !record.is_expired(now) => Some(record.clone()),
+            Some(_) => {
+                self.invalidate(key);
+                None
+            }
+            None => None,
+        }
+    }
+
+    fn begin(&mut self, key: &str, write: bool) -> Claim {
+        let generation = if write {
+            Some(self.next_generation())
+        } else {
+            None
+        };
+        let slot = self.map.entry(key.to_owned()).or_default();
+        let clean = slot.writes == 0;
+        if let Some(generation) = generation {
+            slot.generation = generation;
+            if slot.record.take().is_some() {
+                self.cached -= 1;
+            }
+            slot.writes += 1;
+        }
+        slot.calls += 1;
+        Claim {
+            generation: slot.generation,
+            clean: clean && self.tracking,
+            write,
+        }
+    }
+
+    fn finish(&mut self, key: &str, claim: Claim, record: Option<Record>, capacity: usize) {
+        let Some(slot) = self.map.get_mut(key) else {
+            return;
+        };
+        slot.calls -= 1;
+        if claim.write {
+            slot.writes -= 1;
+        }
+        let keep = claim.clean
+            && self.tracking
+            && slot.generation == claim.generation
+            && slot.writes == 0
+            && (slot.record.is_some() || self.cached < capacity);
+        if let (true, Some(record)) = (keep, record) {
+            if slot.record.replace(record).is_none() {
+                self.cached += 1;
+            }
+        }
+        if slot.calls == 0 && slot.record.is_none() {
+            self.map.remove(key);
+        }
+    }
+
+    /// Forgets `key`, and any reply in flight for it.
+    fn invalidate(&mut self, key: &str) {
+        let generation = self.next_generation();
+        let Some(slot) = self.map.get_mut(key) else {
+            return;
+        };
+        slot.generation = generation;
+        if slot.record.take().is_some() {
+            self.cached -= 1;
+        }
+        if slot.calls == 0 {
+            self.map.remove(key);
+        }
+    }
+
+    /// Forgets everything, and every reply in flight.
+    fn reset(&mut self) {
+        let generation = self.next_generation();
+        self.map.retain(|_, slot| {
+            slot.generation = generation;
+            slot.record = None;
+            slot.calls > 0
+        });
+        self.cached = 0;
+    }
+
+    fn set_tracking(&mut self, tracking: bool) {
+        self.reset();
+        self.tracking = tracking;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    const KEY: &str = "session:a";
+
+    fn record(value: &str) -> Record {
+        let mut record = Record::new(SystemTime::now(), Duration::from_secs(60), None);
+        record.entries.insert(
+            "k".to_owned(),
+            cloakroom::store::Entry {
+                json: value.to_owned(),
+                flash: false,
+            },
+        );
+        record
+    }
+
+    fn slots() -> Slots {
+        let mut slots = Slots::default();
+        slots.set_tracking(true);
+        slots
+    }
+
+    fn held(slots: &mut Slots) -> Option<String> {
+        let record = slots.get(KEY, SystemTime::now())?;
+        Some(record.entries.get("k")?.json.clone())
+    }
+
+    #[test]
+    fn a_reply_is_kept_and_served_until_invalidated() {
+        let mut slots = slots();
+        let claim = slots.begin(KEY, false);
+        slots.finish(KEY, claim, Some(record("1")), 10);
+        assert_eq!(held(&mut slots).as_deref(), Some("1"));
+        slots.invalidate(KEY);
+        assert_eq!(held(&mut slots), None);
+        assert!(slots.map.is_empty(), "an idle, empty slot must not stay");
+    }
+
+    #[test]
+    fn an_invalidation_between_send_and_reply_discards_the_reply() {
+        let mut slots = slots();
+        let claim = slots.begin(KEY, false);
+        slots.invalidate(KEY);
+        slots.finish(KEY, claim, Some(record("stale")), 10);
+        assert_eq!(held(&mut slots), None);
+    }
+
+    #[test]
+    fn a_read_sent_while_a_write_is_in_flight_is_not_kept() {
+        let mut slots = slots();
+        let write = slots.begin(KEY, true);
+        let read = slots.begin(KEY, false);
+        slots.finish(KEY, read, Some(record("maybe before the write")), 10);
+        assert_eq!(held(&mut slots), None);
+        slots.finish(KEY, write, Some(record("after the write")), 10);
+        assert_eq!(held(&mut slots).as_deref(), Some("after the write"));
+    }
+
+    #[test]
+    fn overlapping_writes_keep_neither_reply() {
+        let mut slots = slots();
+        let first = slots.begin(KEY, true);
+        let second = slots.begin(KEY, true);
+        // On two pooled connections they may have run in either order.
+        slots.finish(KEY, second, Some(record("2")), 10);
+        slots.finish(KEY, first, Some(record("1")), 10);
+        assert_eq!(held(&mut slots), None);
+    }
+
+    #[test]
+    fn a_write_drops_the_copy_until_its_reply() {
+        let mut slots = slots();
+        let read = slots.begin(KEY, false);
+        slots.finish(KEY, read, Some(record("1")), 10);
+        let write = slots.begin(KEY, true);
+        assert_eq!(held(&mut slots), None);
+        // A failed or cancelled write keeps nothing.
+        slots.finish(KEY, write, None, 10);
+        assert_eq!(held(&mut slots), None);
+    }
+
+    #[test]
+    fn a_reset_or_tracking_off_forgets_everything_in_flight_too() {
+        let mut slots = slots();
+        let read = slots.begin(KEY, false);
+        slots.finish(KEY, read, Some(record("1")), 10);
+        let in_flight = slots.begin(KEY, false);
+        slots.reset();
+        assert_eq!(held(&mut slots), None);
+        slots.finish(KEY, in_flight, Some(record("2")), 10);
+        assert_eq!(held(&mut slots), None);
+
+        slots.set_tracking(false);
+        let untracked = slots.begin(KEY, false);
+        slots.set_tracking(true);
+        slots.finish(KEY, untracked, Some(record("3")), 10);
+        assert_eq!(held(&mut slots), None, "a read sent while tracking was off");
+    }
+
+    #[test]
+    fn expired_copies_are_not_served_and_capacity_is_kept() {
+        let mut slots = slots();
+        let mut expired = record("old");
+        expired.expires = SystemTime::now() - Duration::from_secs(1);
+        let claim = slots.begin(KEY, false);
+        slots.finish(KEY, claim, Some(expired), 10);
+        assert_eq!(held(&mut slots), None);
+
+        for n in 0..5 {
+            let key = format!("session:{n}");
+            let claim = slots.begin(&key, false);
+            slots.finish(&key, claim, Some(record("1")), 3);
+        }
+        assert_eq!(slots.cached, 3);
+        assert_eq!(slots.map.len(), 3);
+    }
+}
