@@ -23,10 +23,23 @@
 //! Each session is one Redis hash, one field per session key. Loading a session and refreshing
 //! its TTL is one call of the session script, which the layer asks for once per refresh
 //! interval (60 s by default, see [`SessionLayer::refresh_interval`]); in between, reading it
-//! is one plain `HGETALL`. Writing a request's changes is one script call that sets and
+//! is one plain `HGETALL`, or nothing when the local copy below has it. Writing a request's changes is one script call that sets and
 //! deletes only the fields that request changed; a new session is one script call that writes
 //! only if the key is free (NX). The script is loaded on first use and again after a
 //! `NOSCRIPT` (a restarted or failed-over server). Deleting is one `DEL`.
+//!
+//! # A local copy, kept true by Redis
+//!
+//! The store keeps the sessions it has read in memory ([`RedisStoreBuilder::local_cache`],
+//! 10,000 by default). With RESP3, `CLIENT TRACKING` (NOLOOP) makes Redis push an
+//! invalidation when another connection changes or deletes one of them, or when it expires,
+//! so a read within the refresh interval is served without a command, and a writing request
+//! costs only its update, whose reply is the session as it now is. A reply is kept only when
+//! nothing could have made it stale on the way: no invalidation of that key and no write of it
+//! from this instance since the call was sent, nor in flight. A change made through another
+//! instance is seen here once its invalidation has arrived (Redis sends it before it answers
+//! that instance). A connection error drops the copy; after a reconnection nothing is kept
+//! until tracking is on again. The periodic refresh always goes to Redis.
 //!
 //! # Concurrent requests share commands
 //!
@@ -72,7 +85,9 @@
 //! # When Redis is down
 //!
 //! Every call fails after the [command timeout](RedisStoreBuilder::command_timeout) (2 s by
-//! default) and the layer answers with its store-error response (503 by default): requests are
+//! default) and the layer answers with its store-error response (503 by default; a read in the
+//! instant before the client has seen the connection drop may still come from the local
+//! copy): requests are
 //! never served as if the user were logged out, and nothing is written over a session. fred
 //! reconnects in the background, so requests succeed again as soon as Redis is back, without a
 //! restart.
