@@ -23,10 +23,11 @@
 //! Each session is one Redis hash, one field per session key. Loading a session and refreshing
 //! its TTL is one call of the session script, which the layer asks for once per refresh
 //! interval (60 s by default, see [`SessionLayer::refresh_interval`]); in between, reading it
-//! is one plain `HGETALL`, or nothing when the local copy below has it. Writing a request's changes is one script call that sets and
-//! deletes only the fields that request changed; a new session is one script call that writes
-//! only if the key is free (NX). The script is loaded on first use and again after a
-//! `NOSCRIPT` (a restarted or failed-over server). Deleting is one `DEL`.
+//! is one plain `HGETALL`, or nothing when the local copy below has it. Writing a request's
+//! changes is one script call that sets and deletes only the fields that request changed; a
+//! new session is one script call that writes only if the key is free (NX). The script is
+//! loaded on first use and again after a `NOSCRIPT` (a restarted or failed-over server).
+//! Deleting is one `DEL`.
 //!
 //! # A local copy, kept true by Redis
 //!
@@ -251,7 +252,8 @@ impl RedisStoreBuilder {
     ///
     /// A change made through another instance is seen here once Redis's invalidation
     /// message has arrived, which Redis sends before it answers the instance that made the
-    /// change. While the connection is down nothing is served from the copy.
+    /// change. Once the client has seen the connection drop, nothing is served from the copy
+    /// until tracking is on again.
     ///
     /// ```no_run
     /// # async fn store() -> Result<(), cloakroom_redis::RedisStoreError> {
@@ -384,10 +386,12 @@ impl RedisStore {
     }
 }
 
-/// Keeps a copy of `record` through `ticket` (when the cache is on) and returns it.
+/// Keeps a copy of `record` through `ticket` (when the cache is on and may keep it) and
+/// returns it.
 fn keep(ticket: Option<cache::Ticket<'_>>, record: Option<Record>) -> Option<Record> {
     if let Some(ticket) = ticket {
-        ticket.finish(record.clone());
+        let copy = record.as_ref().filter(|_| ticket.may_keep()).cloned();
+        ticket.finish(copy);
     }
     record
 }
