@@ -15,13 +15,17 @@
 //! single `EVALSHA` of the session script with one key per call (at most
 //! [`MAX_SCRIPT_CALLS`]; one per hash slot on a cluster, where a script's keys must share a
 //! slot). When one request is in flight, it costs that one yield.
+//!
+//! With a pool, every call of one key goes to the same pooled client (by the key's hash slot),
+//! so Redis runs a session's commands in the order they were sent and the local copy's
+//! tracking sees the same connection read and write it.
 
 use std::future::Future;
 use std::mem;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use fred::clients::{Client, Pool};
+use fred::clients::Client;
 use fred::error::{Error, ErrorKind};
 use fred::interfaces::{ClientLike, HashesInterface, KeysInterface, LuaInterface};
 use fred::types::{Key, Value};
@@ -31,33 +35,6 @@ use tokio::runtime::Handle;
 use tokio::sync::oneshot;
 
 use crate::lua::Script;
-
-/// Either kind of fred handle.
-#[derive(Clone)]
-pub(crate) enum Connection {
-    Client(Client),
-    Pool(Pool),
-}
-
-impl Connection {
-    /// Every client behind the handle: one, or each of the pool's.
-    pub(crate) fn clients(&self) -> Vec<Client> {
-        match self {
-            Self::Client(client) => vec![client.clone()],
-            Self::Pool(pool) => pool.clients().to_vec(),
-        }
-    }
-}
-
-/// Calls `$call` on whichever handle `$connection` is.
-macro_rules! on_connection {
-    ($connection:expr, $handle:ident => $call:expr) => {
-        match $connection {
-            Connection::Client($handle) => $call,
-            Connection::Pool($handle) => $call,
-        }
-    };
-}
 
 /// An operation of the session script (see [`lua`](crate::lua)).
 #[derive(Clone, Copy, Debug)]
@@ -111,7 +88,9 @@ pub(crate) struct Batcher {
 }
 
 struct Shared {
-    connection: Connection,
+    /// One client, or a pool's; a key's calls always go to the same one (see
+    /// [`Shared::route`]).
+    clients: Vec<Client>,
     /// Whether script calls must be grouped by hash slot.
     clustered: bool,
     script: Script,
@@ -119,11 +98,12 @@ struct Shared {
 }
 
 impl Batcher {
-    pub(crate) fn new(connection: Connection) -> Self {
+    /// A batcher sending through `clients` (one, or a pool's).
+    pub(crate) fn new(clients: Vec<Client>) -> Self {
         Self {
             shared: Arc::new(Shared {
-                clustered: on_connection!(&connection, c => c.is_clustered()),
-                connection,
+                clustered: clients.first().is_some_and(ClientLike::is_clustered),
+                clients,
                 script: Script::sessions(),
                 waiting: Mutex::new(Vec::new()),
             }),
@@ -194,8 +174,28 @@ impl Shared {
         self.waiting.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Sends `calls` (reads and deletes one command each, script calls one `EVALSHA` per hash
-    /// slot) and delivers every reply.
+    /// Where the calls of `key` go: the hash slot on a cluster, else which of the clients
+    /// (0 for one). A key's calls always take the same connection, so Redis runs them in the
+    /// order they were sent, and its client tracking (see [`cache`](crate::cache)) sees one
+    /// connection read and write it.
+    fn route(&self, key: &str) -> u16 {
+        match self.clients.len() {
+            _ if self.clustered => fred::util::redis_keyslot(key.as_bytes()),
+            0 | 1 => 0,
+            n => fred::util::redis_keyslot(key.as_bytes()) % u16::try_from(n).unwrap_or(u16::MAX),
+        }
+    }
+
+    /// The client of a [`route`](Self::route).
+    fn client(&self, route: u16) -> Result<&Client, Error> {
+        let count = self.clients.len().max(1);
+        self.clients
+            .get(usize::from(route) % count)
+            .ok_or_else(|| Error::new(ErrorKind::Config, "the fred pool has no clients"))
+    }
+
+    /// Sends `calls` (reads and deletes one command each, script calls one `EVALSHA` per
+    /// route) and delivers every reply.
     async fn send(&self, calls: Vec<Call>) {
         tracing::trace!(
             calls = calls.len(),
@@ -206,49 +206,51 @@ impl Shared {
         for call in calls {
             match call.command {
                 Command::Read => sending.push(Box::pin(async move {
-                    let reply = on_connection!(&self.connection, c => c.hgetall(call.key).await);
+                    let reply = match self.client(self.route(&call.key)) {
+                        Ok(client) => client.hgetall(call.key).await,
+                        Err(error) => Err(error),
+                    };
                     let _ = call.reply.send(reply);
                 })),
                 Command::Delete => sending.push(Box::pin(async move {
-                    let reply = on_connection!(&self.connection, c => c.del(call.key).await);
+                    let reply = match self.client(self.route(&call.key)) {
+                        Ok(client) => client.del(call.key).await,
+                        Err(error) => Err(error),
+                    };
                     let _ = call.reply.send(reply);
                 })),
                 Command::Script(operation, args) => {
-                    let slot = if self.clustered {
-                        fred::util::redis_keyslot(call.key.as_bytes())
-                    } else {
-                        0
-                    };
+                    let route = self.route(&call.key);
                     let call = ScriptCall {
                         key: Key::from(call.key),
                         operation,
                         args,
                         reply: call.reply,
                     };
-                    match scripts.iter_mut().find(|(s, _)| *s == slot) {
+                    match scripts.iter_mut().find(|(r, _)| *r == route) {
                         Some((_, group)) => group.push(call),
-                        None => scripts.push((slot, vec![call])),
+                        None => scripts.push((route, vec![call])),
                     }
                 }
             }
         }
-        for (_, mut group) in scripts {
+        for (route, mut group) in scripts {
             while group.len() > MAX_SCRIPT_CALLS {
                 let rest = group.split_off(MAX_SCRIPT_CALLS);
-                sending.push(Box::pin(self.run_script(group)));
+                sending.push(Box::pin(self.run_script(route, group)));
                 group = rest;
             }
-            sending.push(Box::pin(self.run_script(group)));
+            sending.push(Box::pin(self.run_script(route, group)));
         }
         // The first poll starts every command, so they reach fred's queue together.
         while sending.next().await.is_some() {}
     }
 
-    /// One `EVALSHA` for `calls` (whose keys share a slot). After a `NOSCRIPT` (a restarted
+    /// One `EVALSHA` for `calls` (whose keys share a route). After a `NOSCRIPT` (a restarted
     /// or failed-over server) it loads the script and answers every call with that error, for
     /// the caller to send again ([`is_noscript`]): the arguments went with the command, and
     /// keeping a copy of every batch for this rare case would cost an allocation per argument.
-    async fn run_script(&self, calls: Vec<ScriptCall>) {
+    async fn run_script(&self, route: u16, calls: Vec<ScriptCall>) {
         let mut keys = Vec::with_capacity(calls.len());
         let mut args = Vec::new();
         let mut replies = Vec::with_capacity(calls.len());
@@ -260,16 +262,20 @@ impl Shared {
             replies.push(call.reply);
         }
         let sha1 = self.script.sha1.as_str();
-        let mut result = on_connection!(&self.connection, c => c.evalsha::<Value, _, _, _>(sha1, keys, args).await);
-        if result.as_ref().is_err_and(is_noscript) {
-            tracing::debug!("loading the session script into Redis");
-            let source = self.script.source.as_str();
-            if let Err(failed) =
-                on_connection!(&self.connection, c => c.script_load_cluster::<(), _>(source).await)
-            {
-                result = Err(failed);
+        let result = match self.client(route) {
+            Ok(client) => {
+                let mut result = client.evalsha::<Value, _, _, _>(sha1, keys, args).await;
+                if result.as_ref().is_err_and(is_noscript) {
+                    tracing::debug!("loading the session script into Redis");
+                    let source = self.script.source.as_str();
+                    if let Err(failed) = client.script_load_cluster::<(), _>(source).await {
+                        result = Err(failed);
+                    }
+                }
+                result
             }
-        }
+            Err(error) => Err(error),
+        };
         let error = match result {
             Ok(Value::Array(items)) if items.len() == replies.len() => {
                 for (item, reply) in items.into_iter().zip(replies) {

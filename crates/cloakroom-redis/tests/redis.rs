@@ -592,7 +592,11 @@ async fn update_together(store: &RedisStore, url: &str, nodes: &[String], count:
 async fn concurrent_calls_share_one_script_call_and_fail_alone() {
     let server = redis().await;
     let (url, nodes) = (server.url(), [server.url()]);
-    let store = store(&url).await;
+    let pooled = |size| RedisStore::builder().url(&url).pool_size(size).build();
+    let store = match pooled(1).await {
+        Ok(store) => store,
+        Err(error) => panic!("{error}"),
+    };
     // After a SCRIPT FLUSH (as on a restarted server) the batch loads the script and retries.
     let _: () = fred::interfaces::LuaInterface::script_flush(&inspector(&url).await, false)
         .await
@@ -602,6 +606,13 @@ async fn concurrent_calls_share_one_script_call_and_fail_alone() {
     assert_eq!(update_together(&store, &url, &nodes, 100).await, 1);
     // At most 128 calls ride one script, so a batch never holds Redis up for long.
     assert_eq!(update_together(&store, &url, &nodes, 300).await, 3);
+    // With a pool, a session's calls keep to one connection (by hash slot), so each of the
+    // four connections carries its share in one script call.
+    let store = match pooled(4).await {
+        Ok(store) => store,
+        Err(error) => panic!("{error}"),
+    };
+    assert_eq!(update_together(&store, &url, &nodes, 100).await, 4);
 }
 
 #[tokio::test]
