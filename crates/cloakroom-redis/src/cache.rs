@@ -4,7 +4,8 @@
 //! invalidation to it when any other connection changes or deletes one of them, or when one
 //! expires. So a session this instance has read stays valid in memory until Redis says it
 //! changed: a read within the refresh interval costs no round trip at all, and a writing
-//! request only its write (the update script returns the session as it now is).
+//! request only its write: the new copy is the held one with the request's changes, or, when
+//! none was held or the TTL moved, the session as the update script sends it back.
 //!
 //! The hard part is the order of events. Replies and invalidations arrive on the same
 //! connection, in the order Redis produced them, but fred hands them to different tasks, so a
@@ -127,11 +128,12 @@ impl Cache {
     /// Announces a call on `key` (a `write` changes or deletes it); its reply may be kept
     /// through the ticket.
     pub(crate) fn begin<'a>(&'a self, key: &'a str, write: bool) -> Ticket<'a> {
-        let claim = self.lock().slots.begin(key, write);
+        let (claim, base) = self.lock().slots.begin(key, write);
         Ticket {
             cache: self,
             key,
             claim,
+            base,
             done: false,
         }
     }
@@ -231,6 +233,8 @@ pub(crate) struct Ticket<'a> {
     cache: &'a Cache,
     key: &'a str,
     claim: Claim,
+    /// For a write, the copy it replaces: what the key held before, if this instance knew.
+    base: Option<Record>,
     done: bool,
 }
 
@@ -247,6 +251,14 @@ impl Ticket<'_> {
     /// Whether the reply can be kept at all, as far as is known when the call is sent.
     pub(crate) fn may_keep(&self) -> bool {
         self.claim.clean
+    }
+
+    /// For a write that may keep its reply, the copy it started from: with the write's
+    /// changes applied, that is what Redis now holds, unless an invalidation says otherwise
+    /// before [`finish`](Self::finish) (a key's calls and its invalidations share one
+    /// connection, so one for a change made before this write arrives ahead of its reply).
+    pub(crate) fn take_base(&mut self) -> Option<Record> {
+        self.base.take().filter(|_| self.claim.clean)
     }
 
     /// The call's outcome: `record` is what Redis now holds under the key (if it said).
@@ -305,7 +317,8 @@ impl Slots {
         }
     }
 
-    fn begin(&mut self, key: &str, write: bool) -> Claim {
+    /// A call on `key` starts; a write takes the copy out (and returns it).
+    fn begin(&mut self, key: &str, write: bool) -> (Claim, Option<Record>) {
         let generation = if write {
             Some(self.next_generation())
         } else {
@@ -313,19 +326,22 @@ impl Slots {
         };
         let slot = self.map.entry(key.to_owned()).or_default();
         let clean = slot.writes == 0;
+        let mut base = None;
         if let Some(generation) = generation {
             slot.generation = generation;
-            if slot.record.take().is_some() {
+            base = slot.record.take();
+            if base.is_some() {
                 self.cached -= 1;
             }
             slot.writes += 1;
         }
         slot.calls += 1;
-        Claim {
+        let claim = Claim {
             generation: slot.generation,
             clean: clean && self.tracking,
             write,
-        }
+        };
+        (claim, base)
     }
 
     fn finish(&mut self, key: &str, claim: Claim, record: Option<Record>, capacity: usize) {
@@ -417,7 +433,7 @@ mod tests {
     #[test]
     fn a_reply_is_kept_and_served_until_invalidated() {
         let mut slots = slots();
-        let claim = slots.begin(KEY, false);
+        let (claim, _) = slots.begin(KEY, false);
         slots.finish(KEY, claim, Some(record("1")), 10);
         assert_eq!(held(&mut slots).as_deref(), Some("1"));
         slots.invalidate(KEY);
@@ -428,7 +444,7 @@ mod tests {
     #[test]
     fn an_invalidation_between_send_and_reply_discards_the_reply() {
         let mut slots = slots();
-        let claim = slots.begin(KEY, false);
+        let (claim, _) = slots.begin(KEY, false);
         slots.invalidate(KEY);
         slots.finish(KEY, claim, Some(record("stale")), 10);
         assert_eq!(held(&mut slots), None);
@@ -437,8 +453,8 @@ mod tests {
     #[test]
     fn a_read_sent_while_a_write_is_in_flight_is_not_kept() {
         let mut slots = slots();
-        let write = slots.begin(KEY, true);
-        let read = slots.begin(KEY, false);
+        let (write, _) = slots.begin(KEY, true);
+        let (read, _) = slots.begin(KEY, false);
         slots.finish(KEY, read, Some(record("maybe before the write")), 10);
         assert_eq!(held(&mut slots), None);
         slots.finish(KEY, write, Some(record("after the write")), 10);
@@ -446,10 +462,30 @@ mod tests {
     }
 
     #[test]
+    fn a_write_takes_the_copy_out_as_its_base() {
+        let mut slots = slots();
+        let (read, _) = slots.begin(KEY, false);
+        slots.finish(KEY, read, Some(record("1")), 10);
+        let (write, base) = slots.begin(KEY, true);
+        assert_eq!(
+            base.map(|r| r.entries["k"].json.clone()).as_deref(),
+            Some("1")
+        );
+        assert_eq!(
+            held(&mut slots),
+            None,
+            "no copy is served while the write is in flight"
+        );
+        let (_, none) = slots.begin(KEY, true);
+        assert!(none.is_none(), "an overlapping write has no base");
+        slots.finish(KEY, write, Some(record("2")), 10);
+    }
+
+    #[test]
     fn overlapping_writes_keep_neither_reply() {
         let mut slots = slots();
-        let first = slots.begin(KEY, true);
-        let second = slots.begin(KEY, true);
+        let (first, _) = slots.begin(KEY, true);
+        let (second, _) = slots.begin(KEY, true);
         // On two pooled connections they may have run in either order.
         slots.finish(KEY, second, Some(record("2")), 10);
         slots.finish(KEY, first, Some(record("1")), 10);
@@ -459,9 +495,9 @@ mod tests {
     #[test]
     fn a_write_drops_the_copy_until_its_reply() {
         let mut slots = slots();
-        let read = slots.begin(KEY, false);
+        let (read, _) = slots.begin(KEY, false);
         slots.finish(KEY, read, Some(record("1")), 10);
-        let write = slots.begin(KEY, true);
+        let (write, _) = slots.begin(KEY, true);
         assert_eq!(held(&mut slots), None);
         // A failed or cancelled write keeps nothing.
         slots.finish(KEY, write, None, 10);
@@ -471,16 +507,16 @@ mod tests {
     #[test]
     fn a_reset_or_tracking_off_forgets_everything_in_flight_too() {
         let mut slots = slots();
-        let read = slots.begin(KEY, false);
+        let (read, _) = slots.begin(KEY, false);
         slots.finish(KEY, read, Some(record("1")), 10);
-        let in_flight = slots.begin(KEY, false);
+        let (in_flight, _) = slots.begin(KEY, false);
         slots.reset();
         assert_eq!(held(&mut slots), None);
         slots.finish(KEY, in_flight, Some(record("2")), 10);
         assert_eq!(held(&mut slots), None);
 
         slots.set_tracking(false);
-        let untracked = slots.begin(KEY, false);
+        let (untracked, _) = slots.begin(KEY, false);
         slots.set_tracking(true);
         slots.finish(KEY, untracked, Some(record("3")), 10);
         assert_eq!(held(&mut slots), None, "a read sent while tracking was off");
@@ -491,13 +527,13 @@ mod tests {
         let mut slots = slots();
         let mut expired = record("old");
         expired.expires = SystemTime::now() - Duration::from_secs(1);
-        let claim = slots.begin(KEY, false);
+        let (claim, _) = slots.begin(KEY, false);
         slots.finish(KEY, claim, Some(expired), 10);
         assert_eq!(held(&mut slots), None);
 
         for n in 0..5 {
             let key = format!("session:{n}");
-            let claim = slots.begin(&key, false);
+            let (claim, _) = slots.begin(&key, false);
             slots.finish(&key, claim, Some(record("1")), 3);
         }
         assert_eq!(slots.cached, 3);

@@ -35,7 +35,8 @@
 //! 10,000 by default). With RESP3, `CLIENT TRACKING` (NOLOOP) makes Redis push an
 //! invalidation when another connection changes or deletes one of them, or when it expires,
 //! so a read within the refresh interval is served without a command, and a writing request
-//! costs only its update, whose reply is the session as it now is. A reply is kept only when
+//! costs only its update (the new copy is the held one with the request's changes, or the
+//! session as the script sends it back when none was held). A reply is kept only when
 //! nothing could have made it stale on the way: no invalidation of that key and no write of it
 //! from this instance since the call was sent, nor in flight. A change made through another
 //! instance is seen here once its invalidation has arrived (Redis sends it before it answers
@@ -629,14 +630,28 @@ impl SessionStore for RedisStore {
 
     async fn update(&self, id: &SessionId, changes: &Changes) -> Result<Update, RedisStoreError> {
         let key = self.key(id);
-        let ticket = self.ticket(&key, true);
-        let returned = ticket.as_ref().is_some_and(cache::Ticket::may_keep);
+        let mut ticket = self.ticket(&key, true);
+        // When only entries change (the TTL stays put), the copy this write starts from plus
+        // its changes is the new copy, and the script need not send the session back.
+        let base = match &mut ticket {
+            Some(ticket) if !changes.touch && changes.idle_timeout.is_none() => ticket.take_base(),
+            _ => None,
+        };
+        let returned = base.is_none() && ticket.as_ref().is_some_and(cache::Ticket::may_keep);
         let reply = self
             .script(Operation::Update, &key, || update_args(changes, returned))
             .await?;
         match reply {
             Value::Integer(0) | Value::Null => Ok(Update::Missing),
-            Value::Integer(_) => Ok(Update::Applied),
+            Value::Integer(_) => {
+                if let (Some(ticket), Some(mut record)) = (ticket, base) {
+                    let expires = record.expires;
+                    record.apply(changes, SystemTime::now());
+                    record.expires = expires;
+                    ticket.finish(Some(record));
+                }
+                Ok(Update::Applied)
+            }
             fields => {
                 // The write is done whatever the copy becomes: a reply that cannot be read
                 // (another program raced us to the key) is simply not kept.
