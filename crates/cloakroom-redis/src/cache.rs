@@ -356,14 +356,32 @@ impl Slots {
             && self.tracking
             && slot.generation == claim.generation
             && slot.writes == 0
-            && (slot.record.is_some() || self.cached < capacity);
+            && capacity > 0;
+        let mut added = false;
         if let (true, Some(record)) = (keep, record) {
-            if slot.record.replace(record).is_none() {
-                self.cached += 1;
-            }
+            added = slot.record.replace(record).is_none();
         }
         if slot.calls == 0 && slot.record.is_none() {
             self.map.remove(key);
+        }
+        if added {
+            self.cached += 1;
+            if self.cached > capacity {
+                self.evict_other_than(key);
+            }
+        }
+    }
+
+    /// Drops one copy other than `key`'s to make room: the first in the map's (hash) order,
+    /// which is as good as random and costs no bookkeeping per read.
+    fn evict_other_than(&mut self, key: &str) {
+        let victim = self
+            .map
+            .iter()
+            .find(|(k, slot)| slot.record.is_some() && k.as_str() != key)
+            .map(|(k, _)| k.clone());
+        if let Some(victim) = victim {
+            self.invalidate(&victim);
         }
     }
 
@@ -535,6 +553,10 @@ mod tests {
             let key = format!("session:{n}");
             let (claim, _) = slots.begin(&key, false);
             slots.finish(&key, claim, Some(record("1")), 3);
+            assert!(
+                slots.get(&key, SystemTime::now()).is_some(),
+                "the newest copy makes room for itself"
+            );
         }
         assert_eq!(slots.cached, 3);
         assert_eq!(slots.map.len(), 3);

@@ -32,19 +32,20 @@
 //! # A local copy, kept true by Redis
 //!
 //! The store keeps the sessions it has read in memory ([`RedisStoreBuilder::local_cache`],
-//! 10,000 by default). With RESP3, `CLIENT TRACKING` (NOLOOP) makes Redis push an
-//! invalidation when another connection changes or deletes one of them, or when it expires,
-//! so a read within the refresh interval is served without a command, and a writing request
-//! costs only its update (the new copy is the held one with the request's changes, or the
-//! session as the script sends it back when none was held). A reply is kept only when
-//! nothing could have made it stale on the way: no invalidation of that key and no write of it
-//! from this instance since the call was sent, nor in flight. A change made through another
-//! instance is seen here once its invalidation has arrived (Redis sends it before it answers
-//! that instance). A connection error drops the copy; after a reconnection nothing is kept
-//! until tracking is on again. The periodic refresh always goes to Redis. One gap: fred drops
-//! the invalidation `FLUSHALL`/`FLUSHDB` sends, so after a flush a copy may still be read
-//! until the session's next refresh or write (which then finds it gone); to log everyone out,
-//! delete the session keys instead, or turn the copy off with `local_cache(0)`.
+//! 10,000 by default; when it is full, a new copy replaces an arbitrary other). With RESP3,
+//! `CLIENT TRACKING` (NOLOOP) makes Redis push an invalidation when another connection changes
+//! or deletes one of them, or when it expires, so a read within the refresh interval is served
+//! without a command, and a writing request costs only its update (the new copy is the held one
+//! with the request's changes, or the session as the script sends it back when none was held).
+//! A reply is kept only when nothing could have made it stale on the way: no invalidation of
+//! that key and no write of it from this instance since the call was sent, nor in flight. A
+//! change made through another instance is seen here once its invalidation has arrived (Redis
+//! sends it before it answers that instance). A connection error drops the copy; after a
+//! reconnection nothing is kept until tracking is on again. The periodic refresh always goes to
+//! Redis. One gap: fred drops the invalidation `FLUSHALL`/`FLUSHDB` sends, so after a flush a
+//! copy may still be read until the session's next refresh or write (which then finds it gone);
+//! to log everyone out, delete the session keys instead, or turn the copy off with
+//! `local_cache(0)`.
 //!
 //! # Concurrent requests share commands
 //!
@@ -247,13 +248,13 @@ impl RedisStoreBuilder {
         self
     }
 
-    /// How many sessions this instance keeps a local copy of ([`DEFAULT_LOCAL_CACHE`] unless
-    /// set; 0 turns the cache off). Redis's client-side caching (`CLIENT TRACKING`, RESP3)
-    /// tells the store when another instance, another program or expiry changes one, so the
-    /// copy stays true: reads within the refresh interval cost no round trip, and a writing
-    /// request only its write. URL connections speak RESP3; a `Config`, `Client` or `Pool`
-    /// you bring must be set to RESP3 for the cache to work (it is off otherwise, with an
-    /// `info` event).
+    /// How many sessions this instance keeps a local copy of ([`DEFAULT_LOCAL_CACHE`] unless set; 0
+    /// turns the cache off; when full, a new copy replaces an arbitrary other). Redis's client-side
+    /// caching (`CLIENT TRACKING`, RESP3) tells the store when another instance, another program or
+    /// expiry changes one, so the copy stays true: reads within the refresh interval cost no round
+    /// trip, and a writing request only its write. URL connections speak RESP3; a `Config`,
+    /// `Client` or `Pool` you bring must be set to RESP3 for the cache to work (it is off
+    /// otherwise, with an `info` event).
     ///
     /// A change made through another instance is seen here once Redis's invalidation
     /// message has arrived, which Redis sends before it answers the instance that made the
