@@ -523,6 +523,72 @@ async fn follow_changes(url: &str, counted: bool) {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_redis_restarts_the_local_copy_is_tracked_again() {
+    let mut server =
+        match RedisServer::start_with_args(&["--appendonly", "yes", "--appendfsync", "always"])
+            .await
+        {
+            Ok(server) => server,
+            Err(error) => panic!("{error}"),
+        };
+    // One connection, so that one reconnection is all there is.
+    let store = match RedisStore::builder()
+        .url(server.url())
+        .pool_size(1)
+        .command_timeout(Duration::from_millis(500))
+        .build()
+        .await
+    {
+        Ok(store) => store,
+        Err(error) => panic!("{error}"),
+    };
+    let record = Record::new(std::time::SystemTime::now(), Duration::from_secs(600), None);
+    let id = match store.create(&record).await {
+        Ok(id) => id,
+        Err(error) => panic!("create: {error}"),
+    };
+    assert!(matches!(store.read(&id).await, Ok(Some(_))));
+
+    if let Err(error) = server.restart().await {
+        panic!("{error}");
+    }
+    // Once a read succeeds again, the client has reconnected.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while store.read(&id).await.is_err() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Caching resumes (tracking is turned on again in the background)...
+    let inspector = inspector(&server.url()).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let cached = loop {
+        let _ = store.read(&id).await;
+        let cost = commands_of(&inspector, async {
+            let _ = store.read(&id).await;
+            String::new()
+        })
+        .await;
+        if cost.is_empty() || tokio::time::Instant::now() > deadline {
+            break cost;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(cached, counts(&[]), "reads never came from the copy again");
+    // ...and the copy is tracked on the new connection: another program's change reaches it.
+    let _: () =
+        fred::interfaces::HashesInterface::hset(&inspector, store.key(&id), (".seen", "v1"))
+            .await
+            .unwrap_or(());
+    let seen = read_until(&store, &id, |r| {
+        r.as_ref().is_some_and(|r| r.entries.contains_key("seen"))
+    })
+    .await;
+    assert!(
+        seen.is_some_and(|r| r.entries.contains_key("seen")),
+        "after the reconnection the copy went stale"
+    );
+}
+
 /// Updates `count` fresh sessions of `store` at once, plus one whose key holds another
 /// program's data; checks every update applied and only the foreign one failed, naming its
 /// key. Returns how many `EVALSHA`s the lot cost on `nodes`, the servers behind `url`.
