@@ -101,7 +101,13 @@ impl Cache {
             tracing::warn!(%error, "CLIENT TRACKING failed: the local session cache is off");
             return None;
         }
-        cache.lock().slots.set_tracking(true);
+        {
+            let mut state = cache.lock();
+            // A reconnection while tracking was being turned on is the task's to handle.
+            if !state.retrack_pending {
+                state.slots.set_tracking(true);
+            }
+        }
         tokio::spawn(retrack(
             Arc::downgrade(&cache),
             Arc::clone(&cache.retrack),
@@ -206,10 +212,13 @@ async fn retrack(cache: Weak<Cache>, wake: Arc<Notify>, clients: Vec<Client>) {
         let Some(cache) = cache.upgrade() else {
             return;
         };
-        if !cache.lock().retrack_pending {
-            continue;
+        {
+            let mut state = cache.lock();
+            if !state.retrack_pending {
+                continue;
+            }
+            state.retrack_pending = false;
         }
-        cache.lock().retrack_pending = false;
         match track(&clients).await {
             Ok(()) => {
                 let mut state = cache.lock();
@@ -221,7 +230,7 @@ async fn retrack(cache: Weak<Cache>, wake: Arc<Notify>, clients: Vec<Client>) {
             }
             Err(error) => {
                 cache.lock().retrack_pending = true;
-                tracing::warn!(%error, "CLIENT TRACKING failed after a reconnection; retrying on the next call");
+                tracing::warn!(%error, "CLIENT TRACKING failed after a reconnection: no local session copies until the next one");
             }
         }
     }
