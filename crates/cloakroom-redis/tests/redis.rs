@@ -28,6 +28,14 @@ async fn store(url: &str) -> RedisStore {
     }
 }
 
+/// A server that keeps its data across a restart (an append-only file, synced per write).
+async fn durable_redis() -> RedisServer {
+    match RedisServer::start_with_args(&["--appendonly", "yes", "--appendfsync", "always"]).await {
+        Ok(server) => server,
+        Err(error) => panic!("{error}"),
+    }
+}
+
 /// A store that keeps no local copy: every read goes to Redis.
 async fn uncached_store(url: &str) -> RedisStore {
     match RedisStore::builder().url(url).local_cache(0).build().await {
@@ -271,13 +279,7 @@ async fn redis_ttl_and_cookie_max_age_agree() {
 
 #[tokio::test]
 async fn redis_down_is_a_503_and_nothing_is_lost_when_it_returns() {
-    let mut server =
-        match RedisServer::start_with_args(&["--appendonly", "yes", "--appendfsync", "always"])
-            .await
-        {
-            Ok(server) => server,
-            Err(error) => panic!("{error}"),
-        };
+    let mut server = durable_redis().await;
     let store = match RedisStore::builder()
         .url(server.url())
         .command_timeout(Duration::from_millis(500))
@@ -525,13 +527,7 @@ async fn follow_changes(url: &str, counted: bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_redis_restarts_the_local_copy_is_tracked_again() {
-    let mut server =
-        match RedisServer::start_with_args(&["--appendonly", "yes", "--appendfsync", "always"])
-            .await
-        {
-            Ok(server) => server,
-            Err(error) => panic!("{error}"),
-        };
+    let mut server = durable_redis().await;
     // One connection, so that one reconnection is all there is.
     let store = match RedisStore::builder()
         .url(server.url())
