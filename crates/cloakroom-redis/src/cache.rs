@@ -16,8 +16,8 @@
 //! - each key has a generation, moved on by every invalidation of it and every write to it
 //!   from this instance; a reply is kept only if the generation is the one its ticket saw;
 //! - a reply is kept only if no write of the same key from this instance was in flight when
-//!   the call was sent or is still in flight (with a pool, two connections' commands may run
-//!   in either order);
+//!   the call was sent or is still in flight (a key keeps to one pooled connection, but a
+//!   cluster's redirections or a reconnection can still reorder its commands);
 //! - pending invalidations, errors and reconnections are taken in before a reply is kept, so
 //!   one that fred has already received is never applied after the reply;
 //! - a connection error drops everything; a reconnection also stops caching until tracking
