@@ -28,6 +28,14 @@ async fn store(url: &str) -> RedisStore {
     }
 }
 
+/// A 3-master Redis Cluster on loopback.
+async fn cluster() -> RedisCluster {
+    match RedisCluster::start().await {
+        Ok(cluster) => cluster,
+        Err(error) => panic!("{error}"),
+    }
+}
+
 /// A server that keeps its data across a restart (an append-only file, synced per write).
 async fn durable_redis() -> RedisServer {
     match RedisServer::start_with_args(&["--appendonly", "yes", "--appendfsync", "always"]).await {
@@ -77,10 +85,7 @@ async fn standalone_keeps_every_promise() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_keeps_every_promise() {
-    let cluster = match RedisCluster::start().await {
-        Ok(cluster) => cluster,
-        Err(error) => panic!("{error}"),
-    };
+    let cluster = cluster().await;
     let store = store(&cluster_url(&cluster)).await;
     let result = Conformance::new()
         .tick(Duration::from_millis(200))
@@ -206,10 +211,7 @@ async fn without_the_local_cache_a_read_costs_one_command_and_a_write_one_comman
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hundred_concurrent_writers_all_survive_standalone_and_cluster() {
     let server = redis().await;
-    let cluster = match RedisCluster::start().await {
-        Ok(cluster) => cluster,
-        Err(error) => panic!("{error}"),
-    };
+    let cluster = cluster().await;
     for url in [server.url(), cluster_url(&cluster)] {
         let app = serve(layer(cookie(), store(&url).await)).await;
         let browser = app.browser();
@@ -452,10 +454,7 @@ async fn read_until(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_local_copy_follows_changes_from_other_instances_and_programs() {
     let server = redis().await;
-    let cluster = match RedisCluster::start().await {
-        Ok(cluster) => cluster,
-        Err(error) => panic!("{error}"),
-    };
+    let cluster = cluster().await;
     follow_changes(&server.url(), true).await;
     // A cluster's INFO comes from one node, so commands are counted on the standalone only.
     follow_changes(&cluster_url(&cluster), false).await;
@@ -684,10 +683,7 @@ async fn concurrent_calls_share_one_script_call_and_fail_alone() {
 
 #[tokio::test]
 async fn concurrent_calls_on_a_cluster_go_one_script_call_per_slot() {
-    let cluster = match RedisCluster::start().await {
-        Ok(cluster) => cluster,
-        Err(error) => panic!("{error}"),
-    };
+    let cluster = cluster().await;
     let url = cluster_url(&cluster);
     let store = store(&url).await;
     // A script's keys must share a hash slot: 101 random keys fall in (nearly) as many slots.
