@@ -9,7 +9,7 @@ use ring::digest;
 use ring::rand::{SecureRandom, SystemRandom};
 
 /// Random bytes in a generated id: 192 bits, well above the 128 the OWASP session guidance asks for.
-const ID_BYTES: usize = 24;
+pub(crate) const ID_BYTES: usize = 24;
 /// Length of a generated id in base64url without padding.
 pub(crate) const ID_LEN: usize = ID_BYTES / 3 * 4;
 
@@ -75,6 +75,15 @@ impl SessionId {
         &self.0
     }
 
+    /// The random bytes a generated or parsed id stands for (`None` for an opaque id). Every
+    /// 32-character base64url string decodes to exactly one 24-byte value, so distinct ids
+    /// never share their bytes.
+    pub(crate) fn bytes(&self) -> Option<[u8; ID_BYTES]> {
+        let mut bytes = [0; ID_BYTES];
+        let decoded = URL_SAFE_NO_PAD.decode_slice(self.0.as_bytes(), &mut bytes);
+        (decoded.ok()? == ID_BYTES && self.0.len() == ID_LEN).then_some(bytes)
+    }
+
     /// A short, stable hash of the id (8 hex digits of SHA-256) that names the session in logs.
     pub fn short_hash(&self) -> String {
         let digest = digest::digest(&digest::SHA256, self.0.as_bytes());
@@ -110,6 +119,25 @@ mod tests {
         for id in &ids {
             assert_eq!(id.as_str().len(), ID_LEN);
             assert_eq!(SessionId::parse(id.as_str()).as_ref(), Some(id));
+        }
+        let bytes: HashSet<_> = ids.iter().map(SessionId::bytes).collect();
+        assert_eq!(bytes.len(), 10_000);
+        assert!(!bytes.contains(&None));
+    }
+
+    #[test]
+    fn only_ids_of_the_generated_shape_have_bytes() {
+        let id = SessionId::generate();
+        let bytes = id.bytes();
+        let encoded = bytes.map(|bytes| URL_SAFE_NO_PAD.encode(bytes));
+        assert_eq!(encoded.as_deref(), Some(id.as_str()));
+        for opaque in [
+            "",
+            "short",
+            "not base64url but 32 characters!",
+            &"A".repeat(36),
+        ] {
+            assert_eq!(SessionId::opaque(opaque).bytes(), None, "{opaque:?}");
         }
     }
 

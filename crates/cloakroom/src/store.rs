@@ -55,7 +55,7 @@ impl Record {
     /// assert_eq!(record.expires, now + Duration::from_secs(30)); // the deadline comes first
     /// ```
     pub fn new(now: SystemTime, idle_timeout: Duration, lifetime: Option<Duration>) -> Self {
-        let deadline = lifetime.map(|lifetime| now + lifetime);
+        let deadline = lifetime.map(|lifetime| later(now, lifetime));
         Self {
             entries: HashMap::new(),
             created: now,
@@ -104,8 +104,18 @@ pub(crate) fn expiry(
     idle_timeout: Duration,
     deadline: Option<SystemTime>,
 ) -> SystemTime {
-    let idle = now + idle_timeout;
+    let idle = later(now, idle_timeout);
     deadline.map_or(idle, |deadline| idle.min(deadline))
+}
+
+/// The longest duration a record counts with: 10,000 years is "forever" to a session, and
+/// `SystemTime` holds `now` plus it on every platform, so a handler asking for
+/// `Duration::MAX` gets a session that lasts, not a panic.
+const FOREVER: Duration = Duration::from_secs(10_000 * 365 * 86_400);
+
+/// `now + duration`, with `duration` at most [`FOREVER`].
+fn later(now: SystemTime, duration: Duration) -> SystemTime {
+    now + duration.min(FOREVER)
 }
 
 /// What one request changed in an existing session.
