@@ -7,20 +7,26 @@
 //! as `min(now + @idle, @deadline)`, so every app instance computes it the same way; `@expires`
 //! keeps a copy, so a plain `HGETALL` reads the whole record.
 
-/// Shared by the operations: sets the expiry of `key` (its TTL and `@expires`) to
-/// `min(now + idle, deadline)` on the server's clock. Returns the new expiry in milliseconds as
-/// text, or `nil` after deleting a record that is already dead.
+/// Shared by the operations. `expiry` is `min(now + idle, deadline)` in milliseconds as text
+/// on the server's clock, or `nil` if that is already past. `refresh` sets the expiry of `key`
+/// (its TTL and `@expires`) to it and returns it, or `nil` after deleting a record that is
+/// already dead.
 const REFRESH: &str = r#"
-local function refresh(key, idle, deadline)
+local function expiry(idle, deadline)
   local time = redis.call('TIME')
   local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
   local expires = now + idle
   if deadline and deadline < expires then expires = deadline end
-  if expires <= now then
+  if expires <= now then return nil end
+  return string.format('%d', expires)
+end
+
+local function refresh(key, idle, deadline)
+  local expires = expiry(idle, deadline)
+  if not expires then
     redis.call('DEL', key)
     return nil
   end
-  expires = string.format('%d', expires)
   redis.call('HSET', key, '@expires', expires)
   redis.call('PEXPIREAT', key, expires)
   return expires
@@ -35,8 +41,9 @@ end
 ///   returned untouched for the client to report.
 /// - `create` (idle timeout, deadline or '', in milliseconds, then field, value, ...): writes
 ///   only if the key is free (NX semantics). Returns 1 if created, 0 if the id was taken, -1 if
-///   the record was already past its deadline (and so was not kept). `HSET` takes the fields
-///   7,000 arguments at a time, under Lua's stack limit.
+///   the record was already past its deadline (and so was not written). The first `HSET`
+///   carries `@expires` too, so a new session is `EXISTS`, `TIME`, `HSET`, `PEXPIREAT`;
+///   `HSET` takes the fields 7,000 arguments at a time, under Lua's stack limit.
 /// - `update` (a new `@idle` or '', '1' to refresh the expiry (always done with a new `@idle`)
 ///   or '', '1' to return the session or '', then field, value, ... where an empty value
 ///   removes the field): writes nothing if the session does not exist. Returns 0 if missing;
@@ -61,11 +68,14 @@ end
 
 local function create(key, a, n)
   if redis.call('EXISTS', key) == 1 then return 0 end
+  local expires = expiry(tonumber(ARGV[a]), tonumber(ARGV[a + 1]))
+  if not expires then return -1 end
   local last = a + n - 1
-  for i = a + 2, last, 7000 do
+  redis.call('HSET', key, '@expires', expires, unpack(ARGV, a + 2, math.min(a + 7001, last)))
+  for i = a + 7002, last, 7000 do
     redis.call('HSET', key, unpack(ARGV, i, math.min(i + 6999, last)))
   end
-  if not refresh(key, tonumber(ARGV[a]), tonumber(ARGV[a + 1])) then return -1 end
+  redis.call('PEXPIREAT', key, expires)
   return 1
 end
 

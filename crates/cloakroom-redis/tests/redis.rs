@@ -2,11 +2,11 @@
 //! the tests start on free loopback ports.
 
 use std::collections::HashMap;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use axum::http::StatusCode;
 use cloakroom::SessionId;
-use cloakroom::store::{Record, SessionStore};
+use cloakroom::store::{Entry, Record, SessionStore};
 use cloakroom_redis::{RedisStore, RedisStoreError};
 use cloakroom_testkit::{Conformance, RedisCluster, RedisServer};
 use cloakroom_tests::app::{NAME, cookie, layer, max_age, serve, write_concurrently};
@@ -245,6 +245,68 @@ async fn two_app_instances_share_sessions_through_one_redis() {
         browser.get("/peek").await.body,
         "2",
         "the first instance did not see the change"
+    );
+}
+
+/// A record of `keys` entries, `k0: 0`, `k1: 1`, ...
+fn record_of(keys: usize) -> Record {
+    let mut record = Record::new(SystemTime::now(), Duration::from_secs(600), None);
+    for i in 0..keys {
+        let entry = Entry {
+            json: i.to_string(),
+            flash: false,
+        };
+        record.entries.insert(format!("k{i}"), entry);
+    }
+    record
+}
+
+#[tokio::test]
+async fn a_new_session_is_one_script_call_however_many_keys_it_has() {
+    let server = redis().await;
+    let store = uncached_store(&server.url()).await;
+    let inspector = inspector(&server.url()).await;
+    // Load the script.
+    if let Err(error) = store.create(&record_of(1)).await {
+        panic!("{error}");
+    }
+    let small = record_of(3);
+    let mut created = None;
+    let commands = commands_of(&inspector, async {
+        created = store.create(&small).await.ok();
+        String::new()
+    })
+    .await;
+    assert_eq!(
+        commands,
+        counts(&[
+            ("evalsha", 1),
+            ("exists", 1),
+            ("time", 1),
+            ("hset", 1),
+            ("pexpireat", 1)
+        ]),
+        "a new session must be one EVALSHA: EXISTS, TIME, one HSET with its expiry, PEXPIREAT"
+    );
+    let Some(created) = created else {
+        panic!("the session was not created")
+    };
+    let loaded = store.load(&created).await.ok().flatten();
+    assert_eq!(loaded.map(|record| record.entries), Some(small.entries));
+
+    // 5,000 keys are 10,000 field arguments, more than one HSET takes inside the script.
+    let large = record_of(5_000);
+    let id = match store.create(&large).await {
+        Ok(id) => id,
+        Err(error) => panic!("{error}"),
+    };
+    let loaded = store.load(&id).await.ok().flatten();
+    let expires = loaded.as_ref().map(|record| record.expires);
+    assert_eq!(loaded.map(|record| record.entries), Some(large.entries));
+    let ttl: i64 = inspector.pttl(store.key(&id)).await.unwrap_or(-3);
+    assert!(
+        (595_000..=600_000).contains(&ttl) && expires.is_some_and(|at| at > SystemTime::now()),
+        "a large session's TTL is {ttl} ms, its expiry {expires:?}"
     );
 }
 
