@@ -584,6 +584,52 @@ mod tests {
         assert_eq!(Packed(overlong.into()).unpack(), None);
     }
 
+    mod properties {
+        use proptest::collection::{hash_map, vec};
+        use proptest::prelude::*;
+
+        use super::*;
+
+        fn entries() -> impl Strategy<Value = HashMap<String, Entry>> {
+            let entry =
+                ("\\PC{0,300}", any::<bool>()).prop_map(|(json, flash)| Entry { json, flash });
+            hash_map("\\PC{0,200}", entry, 0..20)
+        }
+
+        proptest! {
+            #[test]
+            fn any_record_round_trips_to_the_millisecond(
+                key in any::<[u8; ID_BYTES]>(),
+                entries in entries(),
+                created in 0..1u64 << 47,
+                idle in 0..1u64 << 40,
+                deadline in proptest::option::of(0..1u64 << 47),
+            ) {
+                let at = |millis| UNIX_EPOCH + Duration::from_millis(millis);
+                let record = Record {
+                    entries,
+                    created: at(created),
+                    expires: at(created + idle),
+                    idle_timeout: Duration::from_millis(idle),
+                    deadline: deadline.map(at),
+                };
+                let packed = Packed::pack(&key, &record);
+                prop_assert!(packed.is(&key));
+                prop_assert_eq!(packed.unpack(), Some(record));
+            }
+
+            #[test]
+            fn any_bytes_read_without_a_panic(bytes in vec(any::<u8>(), 0..160)) {
+                let packed = Packed(bytes.into());
+                let now = SystemTime::now();
+                // The sweep's expiry check agrees with the record that loads, if any does.
+                if let Some(record) = packed.unpack() {
+                    prop_assert_eq!(packed.is_expired(now), record.is_expired(now));
+                }
+            }
+        }
+    }
+
     #[test]
     fn varints_round_trip_at_every_length() {
         for value in [
