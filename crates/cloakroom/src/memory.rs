@@ -1,6 +1,7 @@
 //! `MemoryStore`: sessions in this process's memory, the embedded default.
 
 use std::collections::HashMap;
+use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -43,12 +44,11 @@ const SHARDS: usize = 16;
 /// assert_eq!(store.len(), 0);
 /// # }
 /// ```
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct MemoryStore {
     inner: Arc<Inner>,
 }
 
-#[derive(Debug)]
 struct Inner {
     shards: [Mutex<Table>; SHARDS],
     len: AtomicUsize,
@@ -125,6 +125,18 @@ async fn sweep_periodically(store: Weak<Inner>, interval: Duration) {
     }
 }
 
+/// Shows the store's settings and size, never its sessions: they hold ids (credentials) and
+/// users' data.
+impl fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MemoryStore")
+            .field("len", &self.len())
+            .field("max_sessions", &self.inner.max_sessions)
+            .field("sweep_interval", &self.inner.sweep_interval)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Default for MemoryStore {
     fn default() -> Self {
         Self::new()
@@ -194,7 +206,6 @@ const EXPIRES: usize = CREATED + TIME;
 /// pointer. A session of four small keys (86 bytes of keys and values) costs 167 bytes of
 /// resident memory in all, table and allocator included (`benches/memory.rs`, 100,000
 /// sessions); a `Record` per session cost about 460.
-#[derive(Debug)]
 struct Packed(Box<[u8]>);
 
 impl Packed {
@@ -742,6 +753,35 @@ mod tests {
         assert_eq!(
             refused.err().map(|e| e.to_string()).as_deref(),
             Some("memory store is full: it holds its limit of 2 live sessions")
+        );
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn debug_shows_the_settings_and_never_a_session() -> Result<(), MemoryStoreError> {
+        let store = MemoryStore::builder().max_sessions(9).build();
+        let mut session = record(Duration::from_secs(60));
+        session.entries.insert(
+            "email".to_owned(),
+            Entry {
+                json: "\"ada@example.com\"".to_owned(),
+                flash: false,
+            },
+        );
+        let id = store.create(&session).await?;
+        let shown = format!("{store:?}");
+        assert!(
+            shown.contains("len: 1") && shown.contains("max_sessions: Some(9)"),
+            "{shown}"
+        );
+        assert!(
+            !shown.contains(id.as_str()) && !shown.contains("ada@example.com"),
+            "{shown}"
+        );
+        let id_bytes = key(&id).map(|key| format!("{:?}", &key[..4]));
+        assert!(
+            !id_bytes.is_some_and(|bytes| shown.contains(&bytes[1..bytes.len() - 1])),
+            "{shown}"
         );
         Ok(())
     }
