@@ -177,10 +177,6 @@ impl MemoryStore {
 /// store's) are never in this store.
 type Key = [u8; ID_BYTES];
 
-fn key(id: &SessionId) -> Option<Key> {
-    id.bytes()
-}
-
 /// A key's hash. Ids come from the CSPRNG, so their bytes are already uniformly distributed
 /// and serve as the hash as they are. Only ids this store generated are ever inserted, so a
 /// client choosing the id it sends cannot crowd a bucket. (The first byte picks the shard.)
@@ -412,7 +408,9 @@ impl SessionStore for MemoryStore {
 
     async fn load(&self, id: &SessionId) -> Result<Option<Record>, MemoryStoreError> {
         let now = SystemTime::now();
-        let Some(key) = key(id) else { return Ok(None) };
+        let Some(key) = id.bytes() else {
+            return Ok(None);
+        };
         let mut shard = self.inner.shard(&key);
         let Some(packed) = shard.find_mut(hash(&key), |packed| packed.is(&key)) else {
             return Ok(None);
@@ -438,7 +436,7 @@ impl SessionStore for MemoryStore {
         }
         loop {
             let id = SessionId::generate();
-            let Some(key) = key(&id) else { continue };
+            let Some(key) = id.bytes() else { continue };
             let mut shard = self.inner.shard(&key);
             let slot = shard.entry(
                 hash(&key),
@@ -455,7 +453,7 @@ impl SessionStore for MemoryStore {
 
     async fn update(&self, id: &SessionId, changes: &Changes) -> Result<Update, MemoryStoreError> {
         let now = SystemTime::now();
-        let Some(key) = key(id) else {
+        let Some(key) = id.bytes() else {
             return Ok(Update::Missing);
         };
         let mut shard = self.inner.shard(&key);
@@ -476,7 +474,7 @@ impl SessionStore for MemoryStore {
     }
 
     async fn delete(&self, id: &SessionId) -> Result<(), MemoryStoreError> {
-        if let Some(key) = key(id) {
+        if let Some(key) = id.bytes() {
             let mut shard = self.inner.shard(&key);
             self.inner.remove(&mut shard, &key);
         }
@@ -778,7 +776,7 @@ mod tests {
             !shown.contains(id.as_str()) && !shown.contains("ada@example.com"),
             "{shown}"
         );
-        let id_bytes = key(&id).map(|key| format!("{:?}", &key[..4]));
+        let id_bytes = id.bytes().map(|key| format!("{:?}", &key[..4]));
         assert!(
             !id_bytes.is_some_and(|bytes| shown.contains(&bytes[1..bytes.len() - 1])),
             "{shown}"
