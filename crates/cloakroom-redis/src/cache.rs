@@ -29,7 +29,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use cloakroom::store::Record;
 use fred::clients::Client;
@@ -205,8 +205,16 @@ async fn track(clients: &[Client]) -> Result<(), Error> {
     Ok(())
 }
 
-/// Turns tracking on again after every reconnection, until the cache is dropped.
+/// How long the retracking task waits after a failed `CLIENT TRACKING` before it tries again,
+/// at first and at most (it doubles in between).
+const RETRACK_DELAY: Duration = Duration::from_millis(500);
+const MAX_RETRACK_DELAY: Duration = Duration::from_secs(30);
+
+/// Turns tracking on again after every reconnection, until the cache is dropped. A failed
+/// attempt (the server refusing the command, or dropping again) is retried with a growing
+/// delay, so the copy does not stay off until some later reconnection.
 async fn retrack(cache: Weak<Cache>, wake: Arc<Notify>, clients: Vec<Client>) {
+    let mut delay = RETRACK_DELAY;
     loop {
         wake.notified().await;
         let Some(cache) = cache.upgrade() else {
@@ -221,6 +229,7 @@ async fn retrack(cache: Weak<Cache>, wake: Arc<Notify>, clients: Vec<Client>) {
         }
         match track(&clients).await {
             Ok(()) => {
+                delay = RETRACK_DELAY;
                 let mut state = cache.lock();
                 // Another reconnection in the meantime needs its own round.
                 if !state.retrack_pending {
@@ -230,7 +239,12 @@ async fn retrack(cache: Weak<Cache>, wake: Arc<Notify>, clients: Vec<Client>) {
             }
             Err(error) => {
                 cache.lock().retrack_pending = true;
-                tracing::warn!(%error, "CLIENT TRACKING failed after a reconnection: no local session copies until the next one");
+                tracing::warn!(%error, retry_in = ?delay, "CLIENT TRACKING failed after a reconnection: no local session copies until it is on again");
+                // Waiting must not keep the cache alive.
+                drop(cache);
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(MAX_RETRACK_DELAY);
+                wake.notify_one();
             }
         }
     }

@@ -41,8 +41,8 @@
 //! that key and no write of it from this instance since the call was sent, nor in flight. A
 //! change made through another instance is seen here once its invalidation has arrived (Redis
 //! sends it before it answers that instance). A connection error drops the copy; after a
-//! reconnection nothing is kept until tracking is on again. The periodic refresh always goes to
-//! Redis. One gap: fred drops the invalidation `FLUSHALL`/`FLUSHDB` sends, so after a flush a
+//! reconnection nothing is kept until tracking is on again (a refused `CLIENT TRACKING` is
+//! retried, from 0.5 s up to every 30 s). The periodic refresh always goes to Redis. One gap: fred drops the invalidation `FLUSHALL`/`FLUSHDB` sends, so after a flush a
 //! copy may still be read until the session's next refresh or write (which then finds it gone);
 //! to log everyone out, delete the session keys instead, or turn the copy off with
 //! `local_cache(0)`.

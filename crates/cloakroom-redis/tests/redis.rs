@@ -617,32 +617,138 @@ async fn after_redis_restarts_the_local_copy_is_tracked_again() {
     }
     // Caching resumes (tracking is turned on again in the background)...
     let inspector = inspector(&server.url()).await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    let cached = loop {
-        let _ = store.read(&id).await;
-        let cost = commands_of(&inspector, async {
-            let _ = store.read(&id).await;
+    let cached = until_cached(&store, &inspector, &id, Duration::from_secs(5)).await;
+    assert_eq!(cached, counts(&[]), "reads never came from the copy again");
+    // ...and the copy is tracked on the new connection: another program's change reaches it.
+    assert!(
+        followed_elsewhere(&store, &inspector, &id).await,
+        "after the reconnection the copy went stale"
+    );
+}
+
+/// Whether a change another program makes to `id` (an `HSET` through `inspector`) reaches
+/// what `store` reads: its copy, if it holds one, is tracked.
+async fn followed_elsewhere(store: &RedisStore, inspector: &Client, id: &SessionId) -> bool {
+    let _: () = fred::interfaces::HashesInterface::hset(inspector, store.key(id), (".seen", "v1"))
+        .await
+        .unwrap_or(());
+    let seen = read_until(store, id, |r| {
+        r.as_ref().is_some_and(|r| r.entries.contains_key("seen"))
+    })
+    .await;
+    seen.is_some_and(|r| r.entries.contains_key("seen"))
+}
+
+/// Sends `name args...` through `client`, failing the test if Redis refuses.
+async fn command(client: &Client, name: &'static str, args: &[&str]) {
+    let custom = fred::types::CustomCommand::new_static(name, None, false);
+    let reply: Result<fred::types::Value, _> = client.custom(custom, args.to_vec()).await;
+    if let Err(error) = reply {
+        panic!("{name} {args:?}: {error}");
+    }
+}
+
+/// Reads `id` until a read costs no command (it came from the copy), for up to `patience`;
+/// returns the commands the last read cost.
+async fn until_cached(
+    store: &RedisStore,
+    inspector: &Client,
+    id: &SessionId,
+    patience: Duration,
+) -> HashMap<String, u64> {
+    let deadline = tokio::time::Instant::now() + patience;
+    loop {
+        let _ = store.read(id).await;
+        let cost = commands_of(inspector, async {
+            let _ = store.read(id).await;
             String::new()
         })
         .await;
         if cost.is_empty() || tokio::time::Instant::now() > deadline {
-            break cost;
+            return cost;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_client_tracking_is_retried_until_the_copy_is_tracked_again() {
+    let server = redis().await;
+    let store = match RedisStore::builder()
+        .url(server.url())
+        .pool_size(1)
+        .build()
+        .await
+    {
+        Ok(store) => store,
+        Err(error) => panic!("{error}"),
     };
-    assert_eq!(cached, counts(&[]), "reads never came from the copy again");
-    // ...and the copy is tracked on the new connection: another program's change reaches it.
-    let _: () =
-        fred::interfaces::HashesInterface::hset(&inspector, store.key(&id), (".seen", "v1"))
-            .await
-            .unwrap_or(());
-    let seen = read_until(&store, &id, |r| {
-        r.as_ref().is_some_and(|r| r.entries.contains_key("seen"))
-    })
+    let inspector = inspector(&server.url()).await;
+    let record = Record::new(SystemTime::now(), Duration::from_secs(600), None);
+    let id = match store.create(&record).await {
+        Ok(id) => id,
+        Err(error) => panic!("create: {error}"),
+    };
+    assert_eq!(
+        until_cached(&store, &inspector, &id, Duration::from_secs(5)).await,
+        counts(&[])
+    );
+
+    // Redis refuses CLIENT TRACKING, then the store's connection drops and comes back.
+    command(
+        &inspector,
+        "ACL",
+        &["SETUSER", "default", "-client|tracking"],
+    )
     .await;
+    command(
+        &inspector,
+        "CLIENT",
+        &["KILL", "TYPE", "normal", "SKIPME", "yes"],
+    )
+    .await;
+    // What a read costs, without the store's own reconnection and tracking attempts.
+    let read_cost = || async {
+        let mut cost = commands_of(&inspector, async {
+            let _ = store.read(&id).await;
+            String::new()
+        })
+        .await;
+        cost.retain(|name, _| !name.starts_with("client|"));
+        cost
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while read_cost().await != counts(&[("hgetall", 1)]) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "without tracking, reads must go to Redis"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Refused attempts come and go; reads keep going to Redis meanwhile.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(
+        read_cost().await,
+        counts(&[("hgetall", 1)]),
+        "reads came from an untracked copy"
+    );
+
+    // Once Redis allows it again, the store tries again by itself: no reconnection needed.
+    command(
+        &inspector,
+        "ACL",
+        &["SETUSER", "default", "+client|tracking"],
+    )
+    .await;
+    let cached = until_cached(&store, &inspector, &id, Duration::from_secs(10)).await;
+    assert_eq!(
+        cached,
+        counts(&[]),
+        "the copy stayed off after tracking was refused once"
+    );
     assert!(
-        seen.is_some_and(|r| r.entries.contains_key("seen")),
-        "after the reconnection the copy went stale"
+        followed_elsewhere(&store, &inspector, &id).await,
+        "the copy is not tracked after the retry"
     );
 }
 
