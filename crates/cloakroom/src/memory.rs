@@ -435,8 +435,7 @@ impl SessionStore for MemoryStore {
             }
         }
         loop {
-            let id = SessionId::generate();
-            let Some(key) = id.bytes() else { continue };
+            let key = SessionId::random_bytes();
             let mut shard = self.inner.shard(&key);
             let slot = shard.entry(
                 hash(&key),
@@ -446,7 +445,7 @@ impl SessionStore for MemoryStore {
             if let hash_table::Entry::Vacant(slot) = slot {
                 slot.insert(Packed::pack(&key, record));
                 self.inner.len.fetch_add(1, Ordering::Relaxed);
-                return Ok(id);
+                return Ok(SessionId::from_bytes(&key));
             }
         }
     }
