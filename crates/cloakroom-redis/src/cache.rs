@@ -466,6 +466,12 @@ mod tests {
         slots
     }
 
+    /// A read of `KEY` whose reply, `k: value`, is kept.
+    fn hold(slots: &mut Slots, value: &str) {
+        let (read, _) = slots.begin(KEY, false);
+        slots.finish(KEY, read, Some(record(value)), 10);
+    }
+
     fn held(slots: &mut Slots) -> Option<String> {
         let record = slots.get(KEY, SystemTime::now())?;
         Some(record.entries.get("k")?.json.clone())
@@ -505,8 +511,7 @@ mod tests {
     #[test]
     fn a_write_takes_the_copy_out_as_its_base() {
         let mut slots = slots();
-        let (read, _) = slots.begin(KEY, false);
-        slots.finish(KEY, read, Some(record("1")), 10);
+        hold(&mut slots, "1");
         let (write, base) = slots.begin(KEY, true);
         assert_eq!(
             base.map(|r| r.entries["k"].json.clone()).as_deref(),
@@ -536,8 +541,7 @@ mod tests {
     #[test]
     fn a_write_drops_the_copy_until_its_reply() {
         let mut slots = slots();
-        let (read, _) = slots.begin(KEY, false);
-        slots.finish(KEY, read, Some(record("1")), 10);
+        hold(&mut slots, "1");
         let (write, _) = slots.begin(KEY, true);
         assert_eq!(held(&mut slots), None);
         // A failed or cancelled write keeps nothing.
@@ -548,8 +552,7 @@ mod tests {
     #[test]
     fn a_reset_or_tracking_off_forgets_everything_in_flight_too() {
         let mut slots = slots();
-        let (read, _) = slots.begin(KEY, false);
-        slots.finish(KEY, read, Some(record("1")), 10);
+        hold(&mut slots, "1");
         let (in_flight, _) = slots.begin(KEY, false);
         slots.reset();
         assert_eq!(held(&mut slots), None);
