@@ -26,6 +26,12 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap_or_else(|error| panic!("runtime: {error}"))
 }
 
+/// `app` as `axum::serve` runs it: its handlers turned into services once. A bare `Router`
+/// called as a service does that (and builds every layer's service) on each request.
+fn serving(app: Router) -> Router {
+    app.with_state(())
+}
+
 /// Sends `GET path` with `cookie` and returns the `name=value` of the response's cookie.
 async fn call(app: &Router, path: &str, cookie: Option<&str>) -> Option<String> {
     let mut request = Request::builder().uri(path);
@@ -53,7 +59,7 @@ fn layer(c: &mut Criterion) {
     let mut group = c.benchmark_group("layer");
     group.measurement_time(Duration::from_secs(3));
     for flavor in Flavor::ALL {
-        let app = runtime.block_on(app(flavor, None));
+        let app = serving(runtime.block_on(app(flavor, None)));
         let cookie = runtime.block_on(call(&app, "/write", None));
         let cookie = cookie.as_deref();
         group.bench_function(format!("{}/new session, untouched", flavor.name()), |b| {
@@ -79,6 +85,7 @@ fn stores(c: &mut Criterion) {
         ("fs", runtime.block_on(cloakroom_bench::fs_app(dir.path()))),
         ("cookie", cloakroom_bench::cookie_app()),
     ] {
+        let app = serving(app);
         let cookie = runtime.block_on(call(&app, "/write", None));
         let cookie = cookie.as_deref();
         group.bench_function(format!("{name}/read existing"), |b| {

@@ -352,6 +352,14 @@ async fn hostile_cookie_headers_never_panic<St: SessionStore + Clone>(store: St)
     let victim = server.browser();
     victim.set_cookie(NAME, &stolen);
     assert_eq!(victim.get("/peek").await.body, "2");
+    // Another site's cookie with a non-ASCII value in the same header does not hide the session.
+    let neighbour = format!("lang=fran\u{e7}ais; {NAME}={stolen}");
+    let request = http::Request::builder()
+        .uri(format!("http://{}/peek", server.addr))
+        .header(header::COOKIE, neighbour.as_bytes())
+        .body(Full::new(Bytes::new()));
+    let request = request.unwrap_or_else(|error| panic!("bad test request: {error}"));
+    assert_eq!(browser.raw(request).await.body, "2");
 }
 
 /// One test per check for a store; `$make` is an async block giving the store and whatever

@@ -387,6 +387,15 @@ impl<St: SessionStore> SessionStore for Instrumented<St> {
         self.inner.read(id).await.map_err(TestStoreError::Inner)
     }
 
+    /// Answers when the wrapped store does, counted as a `read` (and failing when down).
+    fn read_now(&self, id: &SessionId) -> Option<Result<Option<Record>, Self::Error>> {
+        let answer = self.inner.read_now(id)?;
+        Some(
+            self.check(&self.calls.read)
+                .and_then(|()| answer.map_err(TestStoreError::Inner)),
+        )
+    }
+
     async fn create(&self, record: &Record) -> Result<SessionId, Self::Error> {
         self.check(&self.calls.create)?;
         self.inner

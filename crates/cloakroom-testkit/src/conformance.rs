@@ -76,6 +76,7 @@ const NO_COLLISION: &str = "create never reuses an id or overwrites a session";
 const LARGE: &str = "large values round-trip unchanged";
 const UNICODE: &str = "unicode keys and values round-trip unchanged";
 const STORE_CALL: &str = "store calls succeed against a healthy store";
+const READ_NOW: &str = "read_now, when it answers, answers as read does";
 
 impl Conformance {
     /// The default settings: a 1 second tick, 10,000 sessions, a 256 KiB large value.
@@ -182,7 +183,7 @@ impl Conformance {
                 )
             },
         )?;
-        let read = call(store.read(&id).await)?;
+        let read = read(store, &id).await?;
         ensure(
             read.as_ref().map(|read| &read.entries) == Some(&record.entries),
             READ,
@@ -207,7 +208,7 @@ impl Conformance {
         ensure(call(store.load(&unknown).await)?.is_none(), UNKNOWN, || {
             "a never-created id loaded a record".to_owned()
         })?;
-        ensure(call(store.read(&unknown).await)?.is_none(), UNKNOWN, || {
+        ensure(read(store, &unknown).await?.is_none(), UNKNOWN, || {
             "a never-created id was read".to_owned()
         })?;
         let update = call(store.update(&unknown, &set("k", "1")).await)?;
@@ -301,9 +302,11 @@ impl Conformance {
         ensure(call(store.load(&id).await)?.is_none(), DESTROY_WINS, || {
             "updates after delete brought the session back".to_owned()
         })?;
-        ensure(call(store.read(&id).await)?.is_none(), DESTROY_WINS, || {
-            "a deleted session was read".to_owned()
-        })
+        ensure(
+            read(store.as_ref(), &id).await?.is_none(),
+            DESTROY_WINS,
+            || "a deleted session was read".to_owned(),
+        )
     }
 
     async fn unicode<St: SessionStore>(&self, store: &St) -> Result<(), Violation> {
@@ -416,7 +419,7 @@ impl Conformance {
         };
         id = applied(store, &id, &touch, TOUCH_UPDATE).await?;
         tokio::time::sleep(self.tick * 5 / 2).await;
-        ensure(call(store.read(&id).await)?.is_some(), TOUCH_UPDATE, || {
+        ensure(read(store, &id).await?.is_some(), TOUCH_UPDATE, || {
             format!(
                 "a session with a {:?} idle timeout, touched by update, was gone {:?} later",
                 self.tick * 4,
@@ -429,7 +432,7 @@ impl Conformance {
     async fn expiry<St: SessionStore>(&self, store: &St) -> Result<(), Violation> {
         let id = call(store.create(&self.record(1, &[("k", "1")])).await)?;
         tokio::time::sleep(self.tick * 5 / 2).await;
-        ensure(call(store.read(&id).await)?.is_none(), EXPIRED, || {
+        ensure(read(store, &id).await?.is_none(), EXPIRED, || {
             format!(
                 "a session with a {:?} idle timeout was read after {:?}",
                 self.tick,
@@ -456,7 +459,7 @@ impl Conformance {
         let record = Record::new(SystemTime::now(), self.tick * 600, Some(self.tick));
         let id = call(store.create(&record).await)?;
         tokio::time::sleep(self.tick * 5 / 2).await;
-        ensure(call(store.read(&id).await)?.is_none(), DEADLINE, || {
+        ensure(read(store, &id).await?.is_none(), DEADLINE, || {
             format!(
                 "a session with a {:?} lifetime was read after {:?}",
                 self.tick,
@@ -520,6 +523,19 @@ fn call<T, E: Display>(result: Result<T, E>) -> Result<T, Violation> {
         promise: STORE_CALL,
         detail: error.to_string(),
     })
+}
+
+/// `read`, after checking that `read_now` answers the same when it answers at all.
+async fn read<St: SessionStore>(store: &St, id: &SessionId) -> Result<Option<Record>, Violation> {
+    let now = store.read_now(id).map(call).transpose()?;
+    let read = call(store.read(id).await)?;
+    let entries = |record: &Option<Record>| record.as_ref().map(|record| record.entries.clone());
+    if let Some(now) = now {
+        ensure(entries(&now) == entries(&read), READ_NOW, || {
+            format!("read_now found {now:?}, read found {read:?}")
+        })?;
+    }
+    Ok(read)
 }
 
 /// Applies `changes`, which must find the session, and returns the id it goes by afterwards.

@@ -383,14 +383,19 @@ impl CookieSigner {
     /// Checks `raw` against every secret (constant-time, by ring) and returns the signed value
     /// and issue time.
     pub fn verify<'a>(&self, raw: &'a str) -> Option<Verified<'a>> {
-        let (signed, tag) = raw.rsplit_once('.')?;
-        let (value, millis) = signed.rsplit_once('.')?;
-        if tag.len() != TAG_LEN
-            || !(1..=MAX_ISSUED_DIGITS).contains(&millis.len())
-            || !millis.bytes().all(|b| b.is_ascii_digit())
-        {
+        // `value.millis.tag`, taken apart from the end without searching: the tag has a fixed
+        // length (a value may itself contain dots).
+        let split = raw.len().checked_sub(TAG_LEN + 1)?;
+        if raw.as_bytes().get(split) != Some(&b'.') {
             return None;
         }
+        let (signed, tag) = (raw.get(..split)?, raw.get(split + 1..)?);
+        let digits = signed.bytes().rev().take_while(u8::is_ascii_digit).count();
+        let dot = signed.len().checked_sub(digits + 1)?;
+        if !(1..=MAX_ISSUED_DIGITS).contains(&digits) || signed.as_bytes().get(dot) != Some(&b'.') {
+            return None;
+        }
+        let (value, millis) = (signed.get(..dot)?, signed.get(dot + 1..)?);
         let mut decoded = [0u8; 32];
         match URL_SAFE_NO_PAD.decode_slice(tag, &mut decoded) {
             Ok(32) => {}
@@ -410,7 +415,8 @@ impl CookieSigner {
     }
 
     /// The values of every cookie with our name in the request's `Cookie` headers, in order, at
-    /// most [`MAX_CANDIDATES`]. Headers that are not valid UTF-8 and malformed pairs are skipped.
+    /// most [`MAX_CANDIDATES`]. Malformed pairs and values that are not UTF-8 are skipped; other
+    /// cookies' bytes do not matter (browsers send non-ASCII values other sites' code set).
     pub(crate) fn candidates<'h>(
         &'h self,
         headers: &'h HeaderMap,
@@ -420,11 +426,11 @@ impl CookieSigner {
         headers
             .get_all(COOKIE)
             .iter()
-            .filter_map(|header| header.to_str().ok())
-            .flat_map(|header| header.split(';'))
+            .flat_map(|header| header.as_bytes().split(|&byte| byte == b';'))
             .filter_map(|pair| {
-                let (name, value) = pair.split_once('=')?;
-                (name.trim() == self.name).then(|| value.trim())
+                let rest = pair.trim_ascii_start().strip_prefix(self.name.as_bytes())?;
+                let value = rest.trim_ascii_start().strip_prefix(b"=")?;
+                std::str::from_utf8(value.trim_ascii()).ok()
             })
             .take(MAX_CANDIDATES)
     }
@@ -552,9 +558,15 @@ mod tests {
                 .unwrap_or_else(|_| HeaderValue::from_static("x=y")),
         );
         headers.append(COOKIE, HeaderValue::from_static(";;=;sidx=no; sid"));
+        // Another cookie's non-ASCII value must not hide ours in the same header.
+        headers.append(
+            COOKIE,
+            HeaderValue::from_bytes(b"lang=fran\xc3\xa7ais; sid = third ")
+                .unwrap_or_else(|_| HeaderValue::from_static("x=y")),
+        );
         assert_eq!(
             signer.candidates(&headers).collect::<Vec<_>>(),
-            ["first", "second"]
+            ["first", "second", "third"]
         );
     }
 

@@ -32,7 +32,20 @@ pub(crate) const ID_LEN: usize = ID_BYTES / 3 * 4;
 /// assert!(!format!("{id:?}").contains(id.as_str()));
 /// ```
 #[derive(Clone, PartialEq, Eq, Hash)]
-pub struct SessionId(Arc<str>);
+pub struct SessionId(Repr);
+
+/// Ids of the generated shape are kept inline with their bytes: parsing the cookie of every
+/// request allocates nothing, and a store keyed by bytes does not decode again. Only a store's
+/// own opaque ids are shared strings, and [`SessionId::opaque`] never makes one of the generated
+/// shape, so equal ids have equal representations.
+#[derive(Clone, PartialEq, Eq, Hash)]
+enum Repr {
+    Generated {
+        bytes: [u8; ID_BYTES],
+        text: [u8; ID_LEN],
+    },
+    Opaque(Arc<str>),
+}
 
 impl SessionId {
     /// Generates a fresh id from ring's `SystemRandom`.
@@ -59,45 +72,65 @@ impl SessionId {
 
     /// The id that stands for `bytes`: the inverse of [`bytes`](Self::bytes).
     pub(crate) fn from_bytes(bytes: &[u8; ID_BYTES]) -> Self {
-        Self(URL_SAFE_NO_PAD.encode(bytes).into())
+        let mut text = [0; ID_LEN];
+        let written = URL_SAFE_NO_PAD.encode_slice(bytes, &mut text);
+        debug_assert_eq!(
+            written.ok(),
+            Some(ID_LEN),
+            "24 bytes are 32 base64url characters"
+        );
+        Self(Repr::Generated {
+            bytes: *bytes,
+            text,
+        })
     }
 
     /// Accepts `value` only if it has exactly the shape of a generated id: 32 characters of the
     /// base64url alphabet (`A-Z a-z 0-9 - _`). Anything else (paths, NUL, non-ASCII, too long,
     /// too short) is `None`.
     pub fn parse(value: &str) -> Option<Self> {
-        let well_formed = value.len() == ID_LEN
-            && value
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-        well_formed.then(|| Self(value.into()))
+        let text: [u8; ID_LEN] = value.as_bytes().try_into().ok()?;
+        // Decoding is the check: every 32 characters of the alphabet (and nothing else, not
+        // even padding) decode to exactly 24 bytes.
+        let mut bytes = [0; ID_BYTES];
+        match URL_SAFE_NO_PAD.decode_slice(text, &mut bytes) {
+            Ok(ID_BYTES) => Some(Self(Repr::Generated { bytes, text })),
+            _ => None,
+        }
     }
 
     /// An id a store made itself that is not of the generated shape: the sealed session of a
     /// store that keeps the whole session in the cookie. Only such a store's
     /// [`parse_id`](crate::SessionStore::parse_id) should call this, after checking the value;
     /// stores that use ids as keys or file names must accept only [`SessionId::parse`]d ids.
+    /// A value of the generated shape gives the same id as [`parse`](Self::parse).
     pub fn opaque(value: impl Into<Arc<str>>) -> Self {
-        Self(value.into())
+        let value = value.into();
+        Self::parse(&value).unwrap_or(Self(Repr::Opaque(value)))
     }
 
     /// The id itself, for stores to use as a key or file name. Treat it as a credential.
     pub fn as_str(&self) -> &str {
-        &self.0
+        match &self.0 {
+            // Always ASCII: it was decoded from, or encoded to, base64url.
+            Repr::Generated { text, .. } => std::str::from_utf8(text).unwrap_or_default(),
+            Repr::Opaque(value) => value,
+        }
     }
 
     /// The random bytes a generated or parsed id stands for (`None` for an opaque id). Every
     /// 32-character base64url string decodes to exactly one 24-byte value, so distinct ids
     /// never share their bytes.
     pub(crate) fn bytes(&self) -> Option<[u8; ID_BYTES]> {
-        let mut bytes = [0; ID_BYTES];
-        let decoded = URL_SAFE_NO_PAD.decode_slice(self.0.as_bytes(), &mut bytes);
-        (decoded.ok()? == ID_BYTES && self.0.len() == ID_LEN).then_some(bytes)
+        match &self.0 {
+            Repr::Generated { bytes, .. } => Some(*bytes),
+            Repr::Opaque(_) => None,
+        }
     }
 
     /// A short, stable hash of the id (8 hex digits of SHA-256) that names the session in logs.
     pub fn short_hash(&self) -> String {
-        let digest = digest::digest(&digest::SHA256, self.0.as_bytes());
+        let digest = digest::digest(&digest::SHA256, self.as_str().as_bytes());
         digest.as_ref()[..4]
             .iter()
             .map(|b| format!("{b:02x}"))
@@ -171,6 +204,32 @@ mod tests {
             "/etc/passwd",
         ] {
             assert_eq!(SessionId::parse(bad), None, "accepted {bad:?}");
+        }
+    }
+
+    #[test]
+    fn an_opaque_value_of_the_generated_shape_is_the_parsed_id() {
+        let id = SessionId::generate();
+        let opaque = SessionId::opaque(id.as_str());
+        assert_eq!(opaque, id);
+        assert_eq!(opaque.bytes(), id.bytes());
+        assert_eq!(SessionId::opaque("sealed.value").as_str(), "sealed.value");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn parse_accepts_exactly_32_base64url_characters(
+            value in "[A-Za-z0-9_-]{32}|[A-Za-z0-9_=+/.\\-]{30,34}|\\PC{0,40}",
+        ) {
+            let shaped = value.len() == ID_LEN
+                && value.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            let parsed = SessionId::parse(&value);
+            proptest::prop_assert_eq!(parsed.is_some(), shaped, "{:?}", value);
+            if let Some(id) = parsed {
+                proptest::prop_assert_eq!(id.as_str(), value.as_str());
+                let bytes = id.bytes();
+                proptest::prop_assert_eq!(bytes.map(|bytes| SessionId::from_bytes(&bytes)), Some(id));
+            }
         }
     }
 

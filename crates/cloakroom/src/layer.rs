@@ -269,9 +269,11 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut request: Request<ReqB>) -> Self::Future {
-        let shared = Arc::clone(&self.shared);
-        let config = &shared.config;
+    fn call(&mut self, request: Request<ReqB>) -> Self::Future {
+        let config = &self.shared.config;
+        // The request's one clock reading: its refresh decision, and every time it stores or
+        // signs, are taken from it.
+        let now = SystemTime::now();
         let mut cookie_sent = false;
         let mut loaded = None;
         for raw in config.cookie.candidates(request.headers()) {
@@ -279,59 +281,84 @@ where
             let Some(verified) = config.cookie.verify(raw) else {
                 continue;
             };
-            if let Some(id) = shared.store.parse_id(verified.value) {
+            if let Some(id) = self.shared.store.parse_id(verified.value) {
                 loaded = Some((id, verified.issued, verified.current));
                 break;
             }
         }
+        let mut session = RequestSession {
+            shared: Arc::clone(&self.shared),
+            session: None,
+            arrived: now,
+            issued: None,
+            touched: false,
+            cookie_sent,
+        };
         let Some((id, issued, current)) = loaded else {
-            let session = Session::from_state(State::new(None, fresh_record(config)));
-            request.extensions_mut().insert(session.clone());
-            let future = self.inner.call(request);
+            let fresh = Session::from_state(State::new(None, fresh_record(config, now)));
+            let future = session.start(&mut self.inner, request, fresh);
             return ResponseFuture {
                 step: Step::Calling { future },
-                request: RequestSession {
-                    shared,
-                    session: Some(session),
-                    issued: None,
-                    touched: false,
-                    cookie_sent,
-                },
+                request: session,
             };
         };
         // A cookie signed with an older secret is re-signed, so its session is refreshed too.
-        let touch = !current || config.refresh_due(issued, SystemTime::now(), config.idle_timeout);
+        let touch = !current || config.refresh_due(issued, now, config.idle_timeout);
+        session.issued = Some(issued);
+        session.touched = touch;
+        let store = Arc::clone(&self.shared.store);
+        let operation = if touch { "load" } else { "read" };
+        let span = tracing::debug_span!("session_store", operation, session = %id);
+        let at_once = if touch {
+            None
+        } else {
+            span.in_scope(|| store.read_now(&id))
+        };
+        let load = match at_once {
+            Some(Ok(record)) => {
+                let found = found(config, id, record, now);
+                let future = session.start(&mut self.inner, request, found);
+                return ResponseFuture {
+                    step: Step::Calling { future },
+                    request: session,
+                };
+            }
+            Some(Err(error)) => boxed(std::future::ready((id, Err(error))), span),
+            None => boxed(
+                async move {
+                    let loaded = if touch {
+                        store.load(&id).await
+                    } else {
+                        store.read(&id).await
+                    };
+                    (id, loaded)
+                },
+                span,
+            ),
+        };
         // Drive the service that was polled ready; leave a clone for the next request.
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
-        let store = Arc::clone(&shared.store);
-        let operation = if touch { "load" } else { "read" };
-        let span = tracing::debug_span!("session_store", operation, session = %id);
-        let load = boxed(
-            async move {
-                let loaded = if touch {
-                    store.load(&id).await
-                } else {
-                    store.read(&id).await
-                };
-                (id, loaded)
-            },
-            span,
-        );
         ResponseFuture {
             step: Step::Loading {
                 load,
                 pending: Some((inner, request)),
             },
-            request: RequestSession {
-                shared,
-                session: None,
-                issued: Some(issued),
-                touched: touch,
-                cookie_sent,
-            },
+            request: session,
         }
     }
+}
+
+/// The session of a request whose cookie named `id`, from the record the store found for it.
+fn found(config: &Config, id: SessionId, record: Option<Record>, now: SystemTime) -> Session {
+    let state = match record {
+        Some(record) => State::new(Some(id), record),
+        None => {
+            tracing::debug!(session = %id, "session cookie names no live session; starting a new one");
+            State::new(None, fresh_record(config, now))
+        }
+    };
+    Session::from_state(state)
 }
 
 /// Boxes a store call, inside `span` when something listens to it (the wrapper costs a
@@ -347,8 +374,8 @@ where
     }
 }
 
-fn fresh_record(config: &Config) -> Record {
-    Record::new(SystemTime::now(), config.idle_timeout, config.lifetime)
+fn fresh_record(config: &Config, now: SystemTime) -> Record {
+    Record::new(now, config.idle_timeout, config.lifetime)
 }
 
 type Loaded<E> = (SessionId, Result<Option<Record>, E>);
@@ -356,8 +383,9 @@ type Loaded<E> = (SessionId, Result<Option<Record>, E>);
 pin_project! {
     /// The response future of [`SessionService`]: load, call the inner service, save.
     ///
-    /// A hand-written state machine; only store calls are boxed, so a request that touches no
-    /// store (no session cookie and nothing written) boxes no future.
+    /// A hand-written state machine; only store calls that wait are boxed, so a request that
+    /// needs no such call (no session cookie, or one the store answers with
+    /// [`read_now`](SessionStore::read_now), and nothing written) boxes no future.
     pub struct ResponseFuture<S, ReqB, St, H>
     where
         S: Service<Request<ReqB>>,
@@ -396,6 +424,8 @@ pin_project! {
 struct RequestSession<St, H> {
     shared: Arc<Shared<St, H>>,
     session: Option<Session>,
+    /// When the request came: the time the session's expiry and cookie are reckoned from.
+    arrived: SystemTime,
     /// When the request's cookie was issued, if it named a session.
     issued: Option<SystemTime>,
     /// Whether the load refreshed the session's expiry.
@@ -418,25 +448,20 @@ where
             match this.step.as_mut().project() {
                 StepProj::Loading { load, pending } => {
                     let (id, loaded) = ready!(load.poll(cx));
-                    let Some((mut inner, mut request)) = pending.take() else {
+                    let Some((mut inner, request)) = pending.take() else {
                         unreachable!("ResponseFuture polled after completion");
                     };
-                    let state = match loaded {
-                        Ok(Some(record)) => State::new(Some(id), record),
-                        Ok(None) => {
-                            tracing::debug!(session = %id, "session cookie names no live session; starting a new one");
-                            State::new(None, fresh_record(&this.request.shared.config))
-                        }
+                    let record = match loaded {
+                        Ok(record) => record,
                         Err(error) => {
                             return Poll::Ready(Ok(this
                                 .request
                                 .failed(StoreOperation::Load, &error)));
                         }
                     };
-                    let session = Session::from_state(state);
-                    request.extensions_mut().insert(session.clone());
-                    this.request.session = Some(session);
-                    let future = inner.call(request);
+                    let config = &this.request.shared.config;
+                    let session = found(config, id, record, this.request.arrived);
+                    let future = this.request.start(&mut inner, request, session);
                     this.step.set(Step::Calling { future });
                 }
                 StepProj::Calling { future } => {
@@ -497,7 +522,7 @@ enum CookieAfter {
     Send {
         id: Option<SessionId>,
         max_age: Duration,
-        /// The issue time signed into the cookie: when `plan` decided, as `max_age` was.
+        /// The issue time signed into the cookie: when the request came, as for `max_age`.
         issued: SystemTime,
     },
     /// Clear it.
@@ -565,6 +590,21 @@ impl Write {
 }
 
 impl<St: SessionStore, H> RequestSession<St, H> {
+    /// Hands `session` to the handler: into the request's extensions, and kept here for after.
+    fn start<S, ReqB>(
+        &mut self,
+        inner: &mut S,
+        mut request: Request<ReqB>,
+        session: Session,
+    ) -> S::Future
+    where
+        S: Service<Request<ReqB>>,
+    {
+        request.extensions_mut().insert(session.clone());
+        self.session = Some(session);
+        inner.call(request)
+    }
+
     /// Decides, from the session's state and the response status, the store call and the
     /// cookie change.
     fn plan<B>(&self, response: &Response<B>) -> (Option<Write>, CookieAfter) {
@@ -576,7 +616,7 @@ impl<St: SessionStore, H> RequestSession<St, H> {
             return (None, CookieAfter::Keep);
         }
         let state = session.lock();
-        let now = SystemTime::now();
+        let now = self.arrived;
         let idle = state.idle_timeout.unwrap_or(state.record.idle_timeout);
         let max_age = state.record.deadline.map_or(idle, |deadline| {
             deadline.duration_since(now).unwrap_or_default().min(idle)

@@ -369,6 +369,16 @@ impl Inner {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// The live record of `id`, copied out without moving its expiry (the layer reads within
+    /// the refresh interval). An expired one reads as missing and is left to the sweep.
+    fn read(&self, id: &SessionId) -> Option<Record> {
+        let now = SystemTime::now();
+        let key = id.bytes()?;
+        let shard = self.shard(&key);
+        let record = shard.find(hash(&key), |packed| packed.is(&key))?.unpack()?;
+        (!record.is_expired(now)).then_some(record)
+    }
+
     fn sweep(&self, now: SystemTime) -> usize {
         let mut removed = 0;
         for shard in &self.shards {
@@ -423,6 +433,14 @@ impl SessionStore for MemoryStore {
         }
         self.inner.remove(&mut shard, &key);
         Ok(None)
+    }
+
+    async fn read(&self, id: &SessionId) -> Result<Option<Record>, MemoryStoreError> {
+        Ok(self.inner.read(id))
+    }
+
+    fn read_now(&self, id: &SessionId) -> Option<Result<Option<Record>, MemoryStoreError>> {
+        Some(Ok(self.inner.read(id)))
     }
 
     async fn create(&self, record: &Record) -> Result<SessionId, MemoryStoreError> {

@@ -273,6 +273,25 @@ pub trait SessionStore: Send + Sync + 'static {
         self.load(id)
     }
 
+    /// The answer [`read`](Self::read) would give, if the store has it at hand without
+    /// waiting; `None` to have the layer await `read` instead (the default).
+    ///
+    /// A store that keeps sessions in process, or a copy of them, answers here: the layer then
+    /// runs the handler straight from `call`, without boxing a store future or cloning the
+    /// inner service. It must never block, and when it answers it must answer as `read` would.
+    ///
+    /// ```
+    /// use cloakroom::{MemoryStore, SessionId, SessionStore};
+    ///
+    /// let store = MemoryStore::new();
+    /// let unknown = SessionId::generate();
+    /// assert!(matches!(store.read_now(&unknown), Some(Ok(None))));
+    /// ```
+    fn read_now(&self, id: &SessionId) -> Option<Result<Option<Record>, Self::Error>> {
+        let _ = id;
+        None
+    }
+
     /// Saves a new session under a fresh id that no other session has, and returns that id.
     fn create(
         &self,
