@@ -161,6 +161,13 @@ impl CookieStore {
         Ok(SessionId::opaque(value))
     }
 
+    /// The live session sealed in `id`, its expiry refreshed (the layer re-seals it through
+    /// `update` after the request).
+    fn live(&self, id: &SessionId) -> Option<Record> {
+        let mut record = self.open(id)?;
+        record.touch(SystemTime::now()).then_some(record)
+    }
+
     /// Opens a sealed id with any key; `None` if it does not open.
     fn open(&self, id: &SessionId) -> Option<Record> {
         let sealed = URL_SAFE_NO_PAD.decode(id.as_str()).ok()?;
@@ -184,11 +191,12 @@ impl SessionStore for CookieStore {
     type Error = CookieStoreError;
 
     async fn load(&self, id: &SessionId) -> Result<Option<Record>, CookieStoreError> {
-        let Some(mut record) = self.open(id) else {
-            return Ok(None);
-        };
-        // Refreshed here; the layer re-seals it through `update` after the request.
-        Ok(record.touch(SystemTime::now()).then_some(record))
+        Ok(self.live(id))
+    }
+
+    /// The session is in the id: always at hand.
+    fn read_now(&self, id: &SessionId) -> Option<Result<Option<Record>, CookieStoreError>> {
+        Some(Ok(self.live(id)))
     }
 
     async fn create(&self, record: &Record) -> Result<SessionId, CookieStoreError> {

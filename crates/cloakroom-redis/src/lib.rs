@@ -607,6 +607,12 @@ impl SessionStore for RedisStore {
         Ok(keep(ticket, record))
     }
 
+    /// The local copy when there is one, without a command or a wait; otherwise the layer
+    /// awaits [`read`](Self::read).
+    fn read_now(&self, id: &SessionId) -> Option<Result<Option<Record>, RedisStoreError>> {
+        self.cached(&self.key(id)).map(|record| Ok(Some(record)))
+    }
+
     async fn create(&self, record: &Record) -> Result<SessionId, RedisStoreError> {
         let mut last_key = String::new();
         for _ in 0..CREATE_ATTEMPTS {
