@@ -306,13 +306,12 @@ where
         let touch = !current || config.refresh_due(issued, now, config.idle_timeout);
         session.issued = Some(issued);
         session.touched = touch;
-        let store = Arc::clone(&self.shared.store);
         let operation = if touch { "load" } else { "read" };
         let span = tracing::debug_span!("session_store", operation, session = %id);
         let at_once = if touch {
             None
         } else {
-            span.in_scope(|| store.read_now(&id))
+            span.in_scope(|| self.shared.store.read_now(&id))
         };
         let load = match at_once {
             Some(Ok(record)) => {
@@ -324,17 +323,20 @@ where
                 };
             }
             Some(Err(error)) => boxed(std::future::ready((id, Err(error))), span),
-            None => boxed(
-                async move {
-                    let loaded = if touch {
-                        store.load(&id).await
-                    } else {
-                        store.read(&id).await
-                    };
-                    (id, loaded)
-                },
-                span,
-            ),
+            None => {
+                let store = Arc::clone(&self.shared.store);
+                boxed(
+                    async move {
+                        let loaded = if touch {
+                            store.load(&id).await
+                        } else {
+                            store.read(&id).await
+                        };
+                        (id, loaded)
+                    },
+                    span,
+                )
+            }
         };
         // Drive the service that was polled ready; leave a clone for the next request.
         let clone = self.inner.clone();
