@@ -227,7 +227,22 @@ async fn every_request_refreshes_the_idle_timeout_and_re_sends_max_age() {
 
 #[tokio::test]
 async fn within_the_refresh_interval_requests_only_read_and_send_no_cookie() {
+    within_the_refresh_interval(true).await;
+}
+
+#[tokio::test]
+async fn within_the_refresh_interval_a_store_that_waits_only_reads_too() {
+    within_the_refresh_interval(false).await;
+}
+
+/// `at_once`: the store answers `read_now` (as the memory store does) or always waits.
+async fn within_the_refresh_interval(at_once: bool) {
     let store = Instrumented::new(MemoryStore::new());
+    let store = if at_once {
+        store
+    } else {
+        store.always_waiting()
+    };
     let server = serve(
         layer(cookie(), store.clone())
             .idle_timeout(Duration::from_secs(60))
@@ -256,16 +271,20 @@ async fn within_the_refresh_interval_requests_only_read_and_send_no_cookie() {
         ..Counts::default()
     };
     assert_eq!(store.calls.counts(), quiet, "only reads, and the one write");
-    assert!(
-        !store
+    let touched = || {
+        store
             .calls
             .last_update_touch
-            .load(std::sync::atomic::Ordering::SeqCst),
+            .load(std::sync::atomic::Ordering::SeqCst)
+    };
+    assert!(
+        !touched(),
         "a write within the interval asked for a refresh"
     );
 
-    // Older than the interval: the load refreshes the store, the cookie comes back with a
-    // fresh Max-Age and a new issue time, so the next request is quiet again.
+    // Older than the interval: the store's expiry is refreshed (by the load, or, from a store
+    // that has the session at hand, by an update after the handler), the cookie comes back
+    // with a fresh Max-Age and a new issue time, so the next request is quiet again.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let old_cookie = browser.cookie(NAME).unwrap_or_default();
     let response = browser.get("/peek").await;
@@ -279,7 +298,17 @@ async fn within_the_refresh_interval_requests_only_read_and_send_no_cookie() {
         Some("no-store")
     );
     assert_ne!(browser.cookie(NAME), Some(old_cookie));
-    assert_eq!(store.calls.counts(), Counts { load: 1, ..quiet });
+    let refreshed = if at_once {
+        assert!(touched(), "the update after a due read did not refresh");
+        Counts {
+            read: quiet.read + 1,
+            update: quiet.update + 1,
+            ..quiet
+        }
+    } else {
+        Counts { load: 1, ..quiet }
+    };
+    assert_eq!(store.calls.counts(), refreshed);
     assert!(browser.get("/peek").await.set_cookies().is_empty());
 }
 

@@ -347,6 +347,7 @@ pub struct Instrumented<St> {
     /// The calls seen.
     pub calls: Arc<Calls>,
     down: Arc<AtomicBool>,
+    at_once: bool,
 }
 
 impl<St> Instrumented<St> {
@@ -356,7 +357,15 @@ impl<St> Instrumented<St> {
             inner,
             calls: Arc::default(),
             down: Arc::default(),
+            at_once: true,
         }
+    }
+
+    /// Never answers `read_now`, as a store that must always wait (a database) does, so the
+    /// layer takes its boxed path even where the wrapped store could answer at once.
+    pub fn always_waiting(mut self) -> Self {
+        self.at_once = false;
+        self
     }
 
     /// Switches the store off (`true`) or back on.
@@ -389,6 +398,9 @@ impl<St: SessionStore> SessionStore for Instrumented<St> {
 
     /// Answers when the wrapped store does, counted as a `read` (and failing when down).
     fn read_now(&self, id: &SessionId) -> Option<Result<Option<Record>, Self::Error>> {
+        if !self.at_once {
+            return None;
+        }
         let answer = self.inner.read_now(id)?;
         Some(
             self.check(&self.calls.read)

@@ -64,8 +64,10 @@ type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 ///
 /// Every request keeps the session alive for the idle timeout, with a granularity of the
 /// [`refresh_interval`](Self::refresh_interval): once the cookie is older than that (60 s by
-/// default), the request's load refreshes the store's expiry in the same round trip and the
-/// response re-sends the cookie with a fresh `Max-Age`. Requests in between only read, and
+/// default), the request refreshes the store's expiry and the response re-sends the cookie with
+/// a fresh `Max-Age`. The refresh rides on the load's round trip, or, when the store has the
+/// session at hand ([`read_now`](SessionStore::read_now)), on the update after the handler,
+/// together with the handler's changes. Requests in between only read, and
 /// their responses carry no `Set-Cookie`, which saves the store a write and every response
 /// its largest header. The browser's cookie and the store's record therefore expire together,
 /// at most one interval before a refresh on every request would have put them.
@@ -123,8 +125,8 @@ impl<St, H> SessionLayer<St, H> {
     }
 
     /// How old a session's cookie may get before a request refreshes the session's expiry
-    /// (in the store, in the same round trip as the load) and re-sends the cookie with a fresh
-    /// `Max-Age` ([`DEFAULT_REFRESH_INTERVAL`], 60 s, unless set). Never more than a tenth of
+    /// (in the store, with the load or the update it makes anyway) and re-sends the cookie with
+    /// a fresh `Max-Age` ([`DEFAULT_REFRESH_INTERVAL`], 60 s, unless set). Never more than a tenth of
     /// the session's idle timeout, so a session in use keeps at least nine tenths of it.
     /// [`Duration::ZERO`] refreshes on every request.
     ///
@@ -291,6 +293,7 @@ where
             session: None,
             arrived: now,
             issued: None,
+            due: false,
             touched: false,
             cookie_sent,
         };
@@ -303,16 +306,14 @@ where
             };
         };
         // A cookie signed with an older secret is re-signed, so its session is refreshed too.
-        let touch = !current || config.refresh_due(issued, now, config.idle_timeout);
+        let due = !current || config.refresh_due(issued, now, config.idle_timeout);
         session.issued = Some(issued);
-        session.touched = touch;
-        let operation = if touch { "load" } else { "read" };
-        let span = tracing::debug_span!("session_store", operation, session = %id);
-        let at_once = if touch {
-            None
-        } else {
-            span.in_scope(|| self.shared.store.read_now(&id))
-        };
+        session.due = due;
+        // A store that has the record at hand answers at once, due or not: a due refresh then
+        // rides on the update after the handler, so a writing request makes one store call
+        // instead of a load and an update.
+        let read = tracing::debug_span!("session_store", operation = "read", session = %id);
+        let at_once = read.in_scope(|| self.shared.store.read_now(&id));
         let load = match at_once {
             Some(Ok(record)) => {
                 let found = found(config, id, record, now);
@@ -322,12 +323,18 @@ where
                     request: session,
                 };
             }
-            Some(Err(error)) => boxed(std::future::ready((id, Err(error))), span),
+            Some(Err(error)) => boxed(std::future::ready((id, Err(error))), read),
             None => {
+                session.touched = due;
+                let span = if due {
+                    tracing::debug_span!("session_store", operation = "load", session = %id)
+                } else {
+                    read
+                };
                 let store = Arc::clone(&self.shared.store);
                 boxed(
                     async move {
-                        let loaded = if touch {
+                        let loaded = if due {
                             store.load(&id).await
                         } else {
                             store.read(&id).await
@@ -430,7 +437,10 @@ struct RequestSession<St, H> {
     arrived: SystemTime,
     /// When the request's cookie was issued, if it named a session.
     issued: Option<SystemTime>,
-    /// Whether the load refreshed the session's expiry.
+    /// Whether the cookie asked for a refresh when the request came (old enough, or signed
+    /// with an older secret).
+    due: bool,
+    /// Whether the load refreshed the session's expiry (or else the update must).
     touched: bool,
     /// Whether the request carried a cookie with our name, valid or not.
     cookie_sent: bool,
@@ -652,9 +662,10 @@ impl<St: SessionStore, H> RequestSession<St, H> {
             ),
             (Fate::Keep, None) => (None, removal),
             (Fate::Keep, Some(id)) => {
-                // Due now if the load refreshed, or if the session's own idle timeout (known
-                // only now) makes the cookie old enough; a new idle timeout needs a new Max-Age.
-                let refresh = self.touched
+                // Due now if it was when the request came, or if the session's own idle timeout
+                // (known only now) makes the cookie old enough; a new idle timeout needs a new
+                // Max-Age.
+                let refresh = self.due
                     || state.idle_timeout.is_some()
                     || self
                         .issued

@@ -278,7 +278,10 @@ pub trait SessionStore: Send + Sync + 'static {
     ///
     /// A store that keeps sessions in process, or a copy of them, answers here: the layer then
     /// runs the handler straight from `call`, without boxing a store future or cloning the
-    /// inner service. It must never block, and when it answers it must answer as `read` would.
+    /// inner service. The layer asks even when the session is due for a refresh, and then
+    /// refreshes through [`update`](Self::update) (with [`Changes::touch`]) after the handler,
+    /// so a writing request makes one store call. It must never block, and when it answers it
+    /// must answer as `read` would.
     ///
     /// ```
     /// use cloakroom::{MemoryStore, SessionId, SessionStore};
