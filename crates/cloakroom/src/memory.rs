@@ -477,17 +477,21 @@ impl SessionStore for MemoryStore {
         let Some(packed) = shard.find_mut(hash(&key), |packed| packed.is(&key)) else {
             return Ok(Update::Missing);
         };
-        match packed.unpack() {
-            Some(mut record) if !record.is_expired(now) => {
-                record.apply(changes, now);
-                *packed = Packed::pack(&key, &record);
-                Ok(Update::Applied)
+        if changes.entries.is_empty() && changes.idle_timeout.is_none() {
+            // Only the expiry moves (a refresh): rewritten in place, as `load` does.
+            if let Some((mut record, _)) = packed.meta() {
+                if record.touch(now) {
+                    packed.set_expires(record.expires);
+                    return Ok(Update::Applied);
+                }
             }
-            _ => {
-                self.inner.remove(&mut shard, &key);
-                Ok(Update::Missing)
-            }
+        } else if let Some(mut record) = packed.unpack().filter(|record| !record.is_expired(now)) {
+            record.apply(changes, now);
+            *packed = Packed::pack(&key, &record);
+            return Ok(Update::Applied);
         }
+        self.inner.remove(&mut shard, &key);
+        Ok(Update::Missing)
     }
 
     async fn delete(&self, id: &SessionId) -> Result<(), MemoryStoreError> {
@@ -752,6 +756,34 @@ mod tests {
         store.delete(&id).await?;
         assert_eq!(store.update(&id, &set("late", "1")).await?, Update::Missing);
         assert_eq!(store.load(&id).await?, None);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_refresh_moves_only_the_expiry_and_never_revives() -> Result<(), MemoryStoreError> {
+        let store = MemoryStore::new();
+        let mut live = record(Duration::from_secs(60));
+        let entry = Entry {
+            json: "1".to_owned(),
+            flash: false,
+        };
+        live.entries.insert("k".to_owned(), entry);
+        let id = store.create(&live).await?;
+        let before = store.read(&id).await?.map(|record| record.expires);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let refresh = Changes {
+            touch: true,
+            ..Changes::default()
+        };
+        assert_eq!(store.update(&id, &refresh).await?, Update::Applied);
+        let after = store.read(&id).await?;
+        assert!(after.as_ref().map(|record| record.expires) > before);
+        assert_eq!(after.map(|record| record.entries), Some(live.entries));
+
+        let dying = store.create(&record(Duration::from_millis(10))).await?;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(store.update(&dying, &refresh).await?, Update::Missing);
+        assert_eq!(store.load(&dying).await?, None);
         Ok(())
     }
 
