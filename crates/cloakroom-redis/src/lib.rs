@@ -42,7 +42,9 @@
 //! change made through another instance is seen here once its invalidation has arrived (Redis
 //! sends it before it answers that instance). A connection error drops the copy; after a
 //! reconnection nothing is kept until tracking is on again (a refused `CLIENT TRACKING` is
-//! retried, from 0.5 s up to every 30 s). The periodic refresh always goes to Redis. One gap: fred drops the invalidation `FLUSHALL`/`FLUSHDB` sends, so after a flush a
+//! retried, from 0.5 s up to every 30 s). The periodic refresh always goes to Redis: for a
+//! held session, as the request's update after the handler (one script call, whether or not
+//! the handler wrote). One gap: fred drops the invalidation `FLUSHALL`/`FLUSHDB` sends, so after a flush a
 //! copy may still be read until the session's next refresh or write (which then finds it gone);
 //! to log everyone out, delete the session keys instead, or turn the copy off with
 //! `local_cache(0)`.
