@@ -514,6 +514,13 @@ fn decode(key: &str, reply: Value) -> Result<Option<Record>, RedisStoreError> {
     }
 }
 
+/// The held copy `record` with `changes` applied and the expiry Redis holds.
+fn applied(mut record: Record, changes: &Changes, expires: SystemTime) -> Record {
+    record.apply(changes, SystemTime::now());
+    record.expires = expires;
+    record
+}
+
 /// The error for a key that does not hold what the store writes.
 fn foreign(key: &str, reason: String) -> RedisStoreError {
     RedisStoreError::Foreign {
@@ -640,10 +647,11 @@ impl SessionStore for RedisStore {
     async fn update(&self, id: &SessionId, changes: &Changes) -> Result<Update, RedisStoreError> {
         let key = self.key(id);
         let mut ticket = self.ticket(&key, true);
-        // When only entries change (the TTL stays put), the copy this write starts from plus
-        // its changes is the new copy, and the script need not send the session back.
+        // When the idle timeout stays, the copy this write starts from plus its changes (and
+        // the new expiry, if the script moved it) is the new copy, and the script need not
+        // send the session back.
         let base = match &mut ticket {
-            Some(ticket) if !changes.touch && changes.idle_timeout.is_none() => ticket.take_base(),
+            Some(ticket) if changes.idle_timeout.is_none() => ticket.take_base(),
             _ => None,
         };
         let returned = base.is_none() && ticket.as_ref().is_some_and(cache::Ticket::may_keep);
@@ -653,11 +661,16 @@ impl SessionStore for RedisStore {
         match reply {
             Value::Integer(0) | Value::Null => Ok(Update::Missing),
             Value::Integer(_) => {
-                if let (Some(ticket), Some(mut record)) = (ticket, base) {
+                if let (Some(ticket), Some(record)) = (ticket, base) {
                     let expires = record.expires;
-                    record.apply(changes, SystemTime::now());
-                    record.expires = expires;
-                    ticket.finish(Some(record));
+                    ticket.finish(Some(applied(record, changes, expires)));
+                }
+                Ok(Update::Applied)
+            }
+            Value::String(_) | Value::Bytes(_) => {
+                let expires = reply.as_str().and_then(|text| text.parse::<u64>().ok());
+                if let (Some(ticket), Some(record), Some(expires)) = (ticket, base, expires) {
+                    ticket.finish(Some(applied(record, changes, from_millis(expires))));
                 }
                 Ok(Update::Applied)
             }

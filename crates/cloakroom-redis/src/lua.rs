@@ -47,8 +47,8 @@ end
 /// - `update` (a new `@idle` or '', '1' to refresh the expiry (always done with a new `@idle`)
 ///   or '', '1' to return the session or '', then field, value, ... where an empty value
 ///   removes the field): writes nothing if the session does not exist. Returns 0 if missing;
-///   if applied, every field and value of the session as it now is (for the local cache) or
-///   1.
+///   if applied, every field and value of the session as it now is (when asked, for the local
+///   cache), else the new `@expires` if the expiry moved, or 1.
 const OPERATIONS: &str = r#"
 local function load(key)
   local fields = redis.call('HGETALL', key)
@@ -94,11 +94,13 @@ local function update(key, a, n)
     idle = tonumber(ARGV[a])
     redis.call('HSET', key, '@idle', ARGV[a])
   end
+  local expires
   if ARGV[a] ~= '' or ARGV[a + 1] ~= '' then
-    if not refresh(key, idle, deadline) then return 0 end
+    expires = refresh(key, idle, deadline)
+    if not expires then return 0 end
   end
   if ARGV[a + 2] ~= '' then return redis.call('HGETALL', key) end
-  return 1
+  return expires or 1
 end
 "#;
 

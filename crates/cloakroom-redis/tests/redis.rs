@@ -6,12 +6,12 @@ use std::time::{Duration, SystemTime};
 
 use axum::http::StatusCode;
 use cloakroom::SessionId;
-use cloakroom::store::{Entry, Record, SessionStore};
+use cloakroom::store::{Changes, Entry, Record, SessionStore, Update};
 use cloakroom_redis::{RedisStore, RedisStoreError};
 use cloakroom_testkit::{Conformance, RedisCluster, RedisServer};
 use cloakroom_tests::app::{NAME, cookie, layer, max_age, serve, write_concurrently};
 use fred::clients::Client;
-use fred::interfaces::{ClientLike, ConfigInterface, KeysInterface};
+use fred::interfaces::{ClientLike, ConfigInterface, HashesInterface, KeysInterface};
 use fred::types::config::Config;
 
 async fn redis() -> RedisServer {
@@ -491,6 +491,59 @@ async fn with_the_local_cache_a_read_costs_no_command_and_a_write_one() {
         Some(&1),
         "a due refresh must still go to Redis, as one EVALSHA: {refreshed:?}"
     );
+    assert_eq!(
+        refreshed.get("hgetall"),
+        None,
+        "a held session's refresh needs back only its new expiry: {refreshed:?}"
+    );
+    let read = commands_of(&inspector, async { browser.get("/peek").await.body }).await;
+    assert_eq!(read, counts(&[]), "the refresh must leave the copy");
+    tokio::time::sleep(refresh).await;
+    let write = commands_of(&inspector, async { browser.get("/count").await.body }).await;
+    assert_eq!(
+        write.get("evalsha"),
+        Some(&1),
+        "a due refresh of a writing request rides on its one EVALSHA: {write:?}"
+    );
+    // The copy carries the expiry Redis set: another instance reads the same.
+    assert_eq!(uncached.get("/peek").await.body, "4");
+    assert_eq!(browser.get("/peek").await.body, "4");
+}
+
+#[tokio::test]
+async fn a_refreshed_copy_carries_the_expiry_redis_set() {
+    let server = redis().await;
+    let store = store(&server.url()).await;
+    let inspector = inspector(&server.url()).await;
+    let record = Record::new(SystemTime::now(), Duration::from_secs(60), None);
+    let id = match store.create(&record).await {
+        Ok(id) => id,
+        Err(error) => panic!("create: {error}"),
+    };
+    let cost = until_cached(&store, &inspector, &id, Duration::from_secs(2)).await;
+    assert!(cost.is_empty(), "the session was never held: {cost:?}");
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let refresh = Changes {
+        touch: true,
+        ..Changes::default()
+    };
+    assert!(matches!(
+        store.update(&id, &refresh).await,
+        Ok(Update::Applied)
+    ));
+    let held = store.read_now(&id).and_then(Result::ok).flatten();
+    let key = store.key(&id);
+    let stored: Option<String> = inspector.hget(&key, "@expires").await.unwrap_or(None);
+    let millis = |time: SystemTime| {
+        time.duration_since(SystemTime::UNIX_EPOCH)
+            .map(|since| since.as_millis().to_string())
+            .ok()
+    };
+    assert!(
+        held.as_ref()
+            .is_some_and(|held| held.expires > record.expires)
+    );
+    assert_eq!(held.and_then(|held| millis(held.expires)), stored);
 }
 
 /// Reads `id` through `store` until `done` says yes, for up to two seconds (an invalidation
