@@ -5,7 +5,8 @@
 //! cargo run -p cloakroom-examples --example custom_store
 //! ```
 //!
-//! Swap the map for your database: the four methods and their promises stay the same.
+//! Swap the map for your database: the four methods and their promises stay the same (and
+//! drop `read_now`, which only a store that never waits implements).
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -41,6 +42,16 @@ impl SessionStore for MapStore {
         }
         sessions.remove(id);
         Ok(None)
+    }
+
+    /// Optional: the map is in process, so a plain read (no refresh) can answer at once and
+    /// spare the request a boxed future. A database-backed store leaves this out.
+    fn read_now(&self, id: &SessionId) -> Option<Result<Option<Record>, Infallible>> {
+        let sessions = self.sessions();
+        let live = sessions
+            .get(id)
+            .filter(|record| !record.is_expired(SystemTime::now()));
+        Some(Ok(live.cloned()))
     }
 
     /// A fresh id that no session has; never overwrite.
