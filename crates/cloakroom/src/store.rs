@@ -160,10 +160,10 @@ pub enum FailureKind {
 
 /// A place that keeps sessions: memory, files, Redis, memcached, or your own database.
 ///
-/// The layer calls at most one of `load` or `read` per request before the handler and, after
-/// it, at most one of `create`, `update` or `delete` (or `create` then `delete` when the id is
-/// regenerated). Implementations must keep these promises, which the conformance suite in
-/// `cloakroom-testkit` checks:
+/// Before the handler, the layer asks [`read_now`](Self::read_now) and, if the store cannot
+/// answer at once, calls one of `load` or `read`; after it, at most one of `create`, `update`
+/// or `delete` (or `create` then `delete` when the id is regenerated). Implementations must
+/// keep these promises, which the conformance suite in `cloakroom-testkit` checks:
 ///
 /// - **Load refreshes in the same round trip.** [`load`](Self::load) returns the live record
 ///   and, in the same call, moves its expiry to `min(now + idle_timeout, deadline)` (see
@@ -173,7 +173,11 @@ pub enum FailureKind {
 ///   once per refresh interval (when its cookie is older than that); in between it calls
 ///   [`read`](Self::read), which returns the live record like `load` and may skip the
 ///   refresh. The default calls `load`, which is always correct; a store where the refresh
-///   costs something (a write, a second command) skips it.
+///   costs something (a write, a second command) skips it. When `read_now` answers for a
+///   session that is due, the layer refreshes it through `update` with [`Changes::touch`]
+///   after the handler instead.
+/// - **At once means as read.** [`read_now`](Self::read_now), when it answers, answers as
+///   `read` would, and never blocks.
 /// - **Writes are changes.** [`update`](Self::update) sets and removes only the keys in
 ///   [`Changes`], leaving every other key as the store currently holds it, so concurrent
 ///   requests that change different keys all survive. A store that can only write whole
