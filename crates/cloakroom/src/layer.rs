@@ -161,7 +161,10 @@ impl<St, H> SessionLayer<St, H> {
     }
 
     /// Whether changes are saved when the inner service answers with a 5xx status. Off by
-    /// default: a handler that failed half-way should not leave half its changes behind.
+    /// default: a handler that failed half-way should not leave half its changes behind. Such
+    /// a response re-sends no cookie either, and a refresh that was due is left to the next
+    /// request unless the load already made it (it rides on the update when the store had the
+    /// session at hand).
     pub fn save_on_server_error(mut self, save: bool) -> Self {
         Arc::make_mut(&mut self.config).save_on_server_error = save;
         self
