@@ -7,11 +7,29 @@
 //! request only its write: the new copy is the held one with the request's changes, or, when
 //! none was held or the TTL moved, the session as the update script sends it back.
 //!
-//! The hard part is the order of events. Replies and invalidations arrive on the same
-//! connection, in the order Redis produced them, but fred hands them to different tasks, so a
-//! reply can reach the cache after an invalidation that came behind it. Every call therefore
-//! takes a [`Ticket`] before it is sent, and its reply is kept only if nothing could have made
-//! it stale since:
+//! # The invariant
+//!
+//! **A copy is served only while Redis will tell us about its next change.** Three things
+//! keep it:
+//!
+//! - Redis forgets who tracks a key when anyone writes it, this connection included (NOLOOP
+//!   only spares us the message). So every script call ends by reading its key again (see
+//!   [`lua`](crate::lua)), and a copy made from a script's reply (a load's refresh, an update
+//!   with or without the session sent back) is tracked like one made from a plain `HGETALL`.
+//!   `create` keeps no copy, and a delete drops it.
+//! - A flush empties the tracking table and says so in a message fred drops on our
+//!   connections; the [`flush`](crate::flush) watchers hear it instead, and it drops
+//!   everything.
+//! - A connection that drops loses its tracking: the copy is dropped and nothing is kept until
+//!   tracking is on again on every connection and the watchers are listening (fred restores
+//!   neither).
+//!
+//! # The order of events
+//!
+//! Replies and invalidations arrive on the same connection, in the order Redis produced them,
+//! but fred hands them to different tasks, so a reply can reach the cache after an
+//! invalidation that came behind it. Every call therefore takes a [`Ticket`] before it is sent,
+//! and its reply is kept only if nothing could have made it stale since:
 //!
 //! - each key has a generation, moved on by every invalidation of it and every write to it
 //!   from this instance; a reply is kept only if the generation is the one its ticket saw;
@@ -19,13 +37,11 @@
 //!   the call was sent or is still in flight (a key keeps to one pooled connection, but a
 //!   cluster's redirections or a reconnection can still reorder its commands);
 //! - pending invalidations, errors and reconnections are taken in before a reply is kept, so
-//!   one that fred has already received is never applied after the reply;
-//! - a connection error drops everything; a reconnection also stops caching until tracking
-//!   is on again on the new connection (fred does not restore it).
+//!   one that fred has already received is never applied after the reply.
 //!
 //! A change from another instance is therefore seen as soon as its invalidation arrives, which
-//! Redis sends before it answers the writer. The layer's periodic refresh still goes to Redis
-//! (it must move the TTL), which bounds how long anything missed could live.
+//! Redis sends before it answers the writer; a read here in the instant between the two can
+//! still be served from the copy (the README states the bound the tests hold it to).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
@@ -41,6 +57,8 @@ use fred::types::config::Server;
 use tokio::sync::Notify;
 use tokio::sync::broadcast::{Receiver, error::TryRecvError};
 
+use crate::flush::Watchers;
+
 /// The sessions this instance holds, and what it listens to in order to keep them true.
 pub(crate) struct Cache {
     capacity: usize,
@@ -51,7 +69,10 @@ pub(crate) struct Cache {
 
 struct State {
     slots: Slots,
+    /// The store's own connections'.
     listeners: Vec<Listener>,
+    /// The current flush watchers' (replaced with the watchers).
+    watchers: Vec<Listener>,
     /// A reconnection was seen and tracking is not on again yet.
     retrack_pending: bool,
 }
@@ -61,6 +82,17 @@ struct Listener {
     invalidations: Receiver<Invalidation>,
     errors: Receiver<(Error, Option<Server>)>,
     reconnections: Receiver<Server>,
+}
+
+impl Listener {
+    /// Listens to `client` from now on.
+    fn of(client: &Client) -> Self {
+        Self {
+            invalidations: client.invalidation_rx(),
+            errors: client.error_rx(),
+            reconnections: client.reconnect_rx(),
+        }
+    }
 }
 
 impl Cache {
@@ -80,25 +112,20 @@ impl Cache {
             );
             return None;
         }
-        let listeners = clients
-            .iter()
-            .map(|client| Listener {
-                invalidations: client.invalidation_rx(),
-                errors: client.error_rx(),
-                reconnections: client.reconnect_rx(),
-            })
-            .collect();
+        let watchers = Watchers::new(clients.first()?);
         let cache = Arc::new(Self {
             capacity,
             state: Mutex::new(State {
                 slots: Slots::default(),
-                listeners,
+                listeners: clients.iter().map(Listener::of).collect(),
+                watchers: watchers.clients().iter().map(Listener::of).collect(),
                 retrack_pending: false,
             }),
             retrack: Arc::new(Notify::new()),
         });
-        if let Err(error) = track(&clients).await {
+        if let Err(error) = track(&clients, &watchers).await {
             tracing::warn!(%error, "CLIENT TRACKING failed: the local session cache is off");
+            watchers.close().await;
             return None;
         }
         {
@@ -112,6 +139,7 @@ impl Cache {
             Arc::downgrade(&cache),
             Arc::clone(&cache.retrack),
             clients,
+            watchers,
         ));
         Some(cache)
     }
@@ -162,9 +190,17 @@ impl State {
     /// must be turned on again.
     fn take_notifications(&mut self) -> bool {
         let mut retrack = false;
-        for listener in &mut self.listeners {
+        let watchers = self.watchers.iter_mut().map(|listener| (listener, true));
+        for (listener, watcher) in self
+            .listeners
+            .iter_mut()
+            .map(|l| (l, false))
+            .chain(watchers)
+        {
             loop {
                 match listener.invalidations.try_recv() {
+                    // A flush (see `flush`): everything is gone.
+                    Ok(invalidation) if invalidation.keys.is_empty() => self.slots.reset(),
                     Ok(invalidation) => {
                         for key in &invalidation.keys {
                             if let Some(key) = key.as_str() {
@@ -181,10 +217,17 @@ impl State {
                     }
                 }
             }
+            // A watcher is never reconnected (its one connection event is its first), and its
+            // error means no one hears a flush until the watchers are replaced.
+            let mut lost = false;
             while let Ok(_) | Err(TryRecvError::Lagged(_)) = listener.errors.try_recv() {
+                lost |= watcher;
                 self.slots.reset();
             }
             while let Ok(_) | Err(TryRecvError::Lagged(_)) = listener.reconnections.try_recv() {
+                lost |= !watcher;
+            }
+            if lost {
                 self.slots.set_tracking(false);
                 self.retrack_pending = true;
                 retrack = true;
@@ -194,15 +237,15 @@ impl State {
     }
 }
 
-/// `CLIENT TRACKING on NOLOOP` on every connection: this instance's own writes keep its copy
-/// up to date through their replies instead.
-async fn track(clients: &[Client]) -> Result<(), Error> {
+/// `CLIENT TRACKING on NOLOOP` on every connection (this instance's own writes keep its copy
+/// up to date through their replies instead), then the flush watchers.
+async fn track(clients: &[Client], watchers: &Watchers) -> Result<(), Error> {
     for client in clients {
         client
             .start_tracking(Vec::<String>::new(), false, false, false, true)
             .await?;
     }
-    Ok(())
+    watchers.connect().await
 }
 
 /// How long the retracking task waits after a failed `CLIENT TRACKING` before it tries again,
@@ -210,24 +253,39 @@ async fn track(clients: &[Client]) -> Result<(), Error> {
 const RETRACK_DELAY: Duration = Duration::from_millis(500);
 const MAX_RETRACK_DELAY: Duration = Duration::from_secs(30);
 
-/// Turns tracking on again after every reconnection, until the cache is dropped. A failed
-/// attempt (the server refusing the command, or dropping again) is retried with a growing
-/// delay, so the copy does not stay off until some later reconnection.
-async fn retrack(cache: Weak<Cache>, wake: Arc<Notify>, clients: Vec<Client>) {
+/// Turns tracking on again after every reconnection, until the cache is dropped, with new
+/// flush watchers (a cluster's primaries may have changed, and a watcher's new connection would
+/// be neither tracking nor subscribed). A failed attempt (the server refusing the command, or
+/// dropping again) is retried with a growing delay, so the copy does not stay off until some
+/// later reconnection.
+async fn retrack(cache: Weak<Cache>, wake: Arc<Notify>, clients: Vec<Client>, watchers: Watchers) {
     let mut delay = RETRACK_DELAY;
+    let mut current = Some(watchers);
     loop {
         wake.notified().await;
         let Some(cache) = cache.upgrade() else {
-            return;
+            break;
         };
-        {
+        let watchers = {
             let mut state = cache.lock();
             if !state.retrack_pending {
                 continue;
             }
             state.retrack_pending = false;
+            let Some(first) = clients.first() else {
+                break;
+            };
+            let watchers = Watchers::new(first);
+            state.watchers = watchers.clients().iter().map(Listener::of).collect();
+            watchers
+        };
+        if let Some(old) = current.replace(watchers) {
+            old.close().await;
         }
-        match track(&clients).await {
+        let Some(watchers) = current.as_ref() else {
+            break;
+        };
+        match track(&clients, watchers).await {
             Ok(()) => {
                 delay = RETRACK_DELAY;
                 let mut state = cache.lock();
@@ -247,6 +305,9 @@ async fn retrack(cache: Weak<Cache>, wake: Arc<Notify>, clients: Vec<Client>) {
                 wake.notify_one();
             }
         }
+    }
+    if let Some(watchers) = current {
+        watchers.close().await;
     }
 }
 

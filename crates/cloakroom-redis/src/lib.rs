@@ -44,10 +44,10 @@
 //! reconnection nothing is kept until tracking is on again (a refused `CLIENT TRACKING` is
 //! retried, from 0.5 s up to every 30 s). The periodic refresh always goes to Redis: for a
 //! held session, as the request's update after the handler (one script call, whether or not
-//! the handler wrote). One gap: fred drops the invalidation `FLUSHALL`/`FLUSHDB` sends, so after a flush a
-//! copy may still be read until the session's next refresh or write (which then finds it gone);
-//! to log everyone out, delete the session keys instead, or turn the copy off with
-//! `local_cache(0)`.
+//! the handler wrote). A `FLUSHALL` or `FLUSHDB` empties the copy too: the store keeps one
+//! more connection per primary that hears it (fred drops the flush's message on RESP3
+//! connections). Redis 7 or later: every script call ends by reading its key again, and only
+//! from Redis 7 on does a read inside a script make Redis track the key for the caller.
 //!
 //! # Concurrent requests share commands
 //!
@@ -105,6 +105,7 @@
 
 mod batch;
 mod cache;
+mod flush;
 mod lua;
 
 use std::collections::HashMap;

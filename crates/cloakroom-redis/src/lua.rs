@@ -107,6 +107,12 @@ end
 /// `KEYS`: the sessions; `ARGV`: for each key in turn, the operation's name, the number of its
 /// arguments, and those arguments. Returns one `{1, reply}` or `{0, error}` per key: an error
 /// (a key holding another program's data, say) fails only its own operation.
+///
+/// Every operation ends with a read of its key (`EXISTS`), for the local copy's invariant (see
+/// [`cache`](crate::cache)): a write to a key takes it out of every connection's tracking
+/// table, this one's included (NOLOOP only spares us the message), so without a read after
+/// the write Redis would never tell this connection of the key's next change. Redis 7 tracks
+/// the keys a script reads for the connection that called it.
 const DISPATCH: &str = r#"
 local operations = { load = load, create = create, update = update }
 local replies = {}
@@ -114,6 +120,7 @@ local a = 1
 for k = 1, #KEYS do
   local n = tonumber(ARGV[a + 1])
   local ok, reply = pcall(operations[ARGV[a]], KEYS[k], a + 2, n)
+  redis.call('EXISTS', KEYS[k])
   if ok then
     replies[k] = { 1, reply }
   else

@@ -186,8 +186,15 @@ async fn without_the_local_cache_a_read_costs_one_command_and_a_write_one_comman
     let write = commands_of(&inspector, async { browser.get("/count").await.body }).await;
     assert_eq!(
         write,
-        counts(&[("hgetall", 1), ("evalsha", 1), ("hmget", 1), ("hset", 1)]),
-        "a writing request must be the read and one EVALSHA (HMGET and HSET run inside it)"
+        counts(&[
+            ("hgetall", 1),
+            ("evalsha", 1),
+            ("hmget", 1),
+            ("hset", 1),
+            ("exists", 1)
+        ]),
+        "a writing request must be the read and one EVALSHA (HMGET, HSET and the closing \
+         EXISTS that keeps the key tracked run inside it)"
     );
 
     tokio::time::sleep(refresh).await;
@@ -205,7 +212,8 @@ async fn without_the_local_cache_a_read_costs_one_command_and_a_write_one_comman
             ("hgetall", 1),
             ("time", 1),
             ("hset", 1),
-            ("pexpireat", 1)
+            ("pexpireat", 1),
+            ("exists", 1)
         ]),
         "a read that refreshes the TTL must be exactly one EVALSHA (the rest runs inside it)"
     );
@@ -289,12 +297,13 @@ async fn a_new_session_is_one_script_call_however_many_keys_it_has() {
         commands,
         counts(&[
             ("evalsha", 1),
-            ("exists", 1),
+            ("exists", 2),
             ("time", 1),
             ("hset", 1),
             ("pexpireat", 1)
         ]),
-        "a new session must be one EVALSHA: EXISTS, TIME, one HSET with its expiry, PEXPIREAT"
+        "a new session must be one EVALSHA: EXISTS, TIME, one HSET with its expiry, PEXPIREAT, \
+         and the closing EXISTS every script call ends with"
     );
     let Some(created) = created else {
         panic!("the session was not created")
@@ -478,7 +487,7 @@ async fn with_the_local_cache_a_read_costs_no_command_and_a_write_one() {
     let write = commands_of(&inspector, async { browser.get("/count").await.body }).await;
     assert_eq!(
         write,
-        counts(&[("evalsha", 1), ("hmget", 1), ("hset", 1)]),
+        counts(&[("evalsha", 1), ("hmget", 1), ("hset", 1), ("exists", 1)]),
         "a writing request on a held session must be one EVALSHA, the new copy made here"
     );
     let read = commands_of(&inspector, async { browser.get("/peek").await.body }).await;
@@ -494,7 +503,13 @@ async fn with_the_local_cache_a_read_costs_no_command_and_a_write_one() {
     // Due: served from the copy, refreshed by one EVALSHA after the handler, which sends back
     // only the new expiry (no HGETALL); a writing request's refresh rides on its own EVALSHA.
     let refresh_commands = |hset| {
-        let commands = [("evalsha", 1), ("hmget", 1), ("time", 1), ("pexpireat", 1)];
+        let commands = [
+            ("evalsha", 1),
+            ("hmget", 1),
+            ("time", 1),
+            ("pexpireat", 1),
+            ("exists", 1),
+        ];
         let mut expected = counts(&commands);
         expected.insert("hset".to_owned(), hset);
         expected

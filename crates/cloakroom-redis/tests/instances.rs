@@ -1,0 +1,284 @@
+//! Several app instances on one Redis: what one instance writes or deletes reaches every
+//! other instance's local copy, whichever path made that copy (a plain read, a load's refresh,
+//! an update with or without a session sent back). Each instance is its own `RedisStore`,
+//! with its own connections, as separate app processes have.
+
+use std::time::Duration;
+
+use cloakroom::SessionId;
+use cloakroom::store::{Changes, Entry, Record, SessionStore};
+use cloakroom_redis::RedisStore;
+use cloakroom_testkit::{RedisCluster, RedisServer};
+use cloakroom_tests::app::{NAME, cookie, layer, serve};
+use fred::clients::Client;
+use fred::interfaces::ClientLike;
+use fred::types::config::Config;
+
+/// How long an instance may still serve a copy after another instance's change returned: the
+/// time Redis's invalidation takes to reach it. The README states this bound.
+const STALENESS: Duration = Duration::from_millis(100);
+
+async fn store(url: &str) -> RedisStore {
+    match RedisStore::builder().url(url).build().await {
+        Ok(store) => store,
+        Err(error) => panic!("cannot connect to {url}: {error}"),
+    }
+}
+
+fn cluster_url(cluster: &RedisCluster) -> String {
+    let ports = cluster.ports();
+    format!(
+        "redis-cluster://127.0.0.1:{}?node=127.0.0.1:{}&node=127.0.0.1:{}",
+        ports[0], ports[1], ports[2]
+    )
+}
+
+fn set(key: &str, json: &str) -> Changes {
+    Changes {
+        entries: vec![(
+            key.to_owned(),
+            Some(Entry {
+                json: json.to_owned(),
+                flash: false,
+            }),
+        )],
+        ..Changes::default()
+    }
+}
+
+fn value(record: &Option<Record>, key: &str) -> Option<String> {
+    Some(record.as_ref()?.entries.get(key)?.json.clone())
+}
+
+async fn create(store: &RedisStore) -> SessionId {
+    let record = Record::new(std::time::SystemTime::now(), Duration::from_secs(600), None);
+    match store.create(&record).await {
+        Ok(id) => id,
+        Err(error) => panic!("create: {error}"),
+    }
+}
+
+async fn read(store: &RedisStore, id: &SessionId) -> Option<Record> {
+    match store.read(id).await {
+        Ok(record) => record,
+        Err(error) => panic!("read: {error}"),
+    }
+}
+
+/// What `store` answers for `id` once [`STALENESS`] has passed, by `read` and by `read_now`
+/// (which must agree when it answers).
+async fn settled(store: &RedisStore, id: &SessionId) -> Option<Record> {
+    tokio::time::sleep(STALENESS).await;
+    let read = read(store, id).await;
+    if let Some(now) = store.read_now(id) {
+        let now = now.unwrap_or_else(|error| panic!("read_now: {error}"));
+        assert_eq!(
+            now.map(|r| r.entries),
+            read.as_ref().map(|r| r.entries.clone()),
+            "read_now and read disagree"
+        );
+    }
+    read
+}
+
+/// The ways an instance comes to hold a copy: each leaves `here` holding `id`.
+#[derive(Clone, Copy, Debug)]
+enum Held {
+    /// A plain read (`HGETALL`).
+    Read,
+    /// A load, whose script refreshes the expiry (a write) and sends the session back.
+    Load,
+    /// An update built on the held copy: the script writes and sends only the expiry back.
+    UpdateOnCopy,
+    /// An update with a new idle timeout: the script writes and sends the session back.
+    UpdateReturned,
+    /// An update that only refreshes the expiry (`Changes::touch`).
+    Refresh,
+}
+
+const HELD: [Held; 5] = [
+    Held::Read,
+    Held::Load,
+    Held::UpdateOnCopy,
+    Held::UpdateReturned,
+    Held::Refresh,
+];
+
+async fn hold(here: &RedisStore, id: &SessionId, how: Held) {
+    // Held first by a read, so that the updates below have a copy to build on.
+    assert!(read(here, id).await.is_some());
+    let outcome = match how {
+        Held::Read => return,
+        Held::Load => here.load(id).await.map(drop),
+        Held::UpdateOnCopy => here.update(id, &set("mine", "1")).await.map(drop),
+        Held::UpdateReturned => {
+            let changes = Changes {
+                idle_timeout: Some(Duration::from_secs(900)),
+                ..set("mine", "1")
+            };
+            here.update(id, &changes).await.map(drop)
+        }
+        Held::Refresh => {
+            let changes = Changes {
+                touch: true,
+                ..Changes::default()
+            };
+            here.update(id, &changes).await.map(drop)
+        }
+    };
+    if let Err(error) = outcome {
+        panic!("{how:?}: {error}");
+    }
+    assert!(
+        here.read_now(id).is_some(),
+        "{how:?} left no local copy: nothing is tested"
+    );
+}
+
+/// For every way of holding a copy: another instance's update, then its delete, reach it.
+async fn changes_elsewhere_reach_every_copy(url: &str) {
+    let here = store(url).await;
+    let there = store(url).await;
+    for how in HELD {
+        let id = create(&here).await;
+        hold(&here, &id, how).await;
+        if let Err(error) = there.update(&id, &set("cart", "[1]")).await {
+            panic!("update elsewhere: {error}");
+        }
+        let seen = settled(&here, &id).await;
+        assert_eq!(
+            value(&seen, "cart").as_deref(),
+            Some("[1]"),
+            "{url}: held by {how:?}, another instance's update never reached the copy"
+        );
+
+        // The read above re-made the copy; hold it the same way again, then delete elsewhere.
+        hold(&here, &id, how).await;
+        if let Err(error) = there.delete(&id).await {
+            panic!("delete elsewhere: {error}");
+        }
+        let seen = settled(&here, &id).await;
+        assert!(
+            seen.is_none(),
+            "{url}: held by {how:?}, a session deleted through another instance was still served"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_instances_update_and_delete_reach_every_copy_standalone() {
+    let server = RedisServer::start()
+        .await
+        .unwrap_or_else(|error| panic!("{error}"));
+    changes_elsewhere_reach_every_copy(&server.url()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_instances_update_and_delete_reach_every_copy_on_a_cluster() {
+    let cluster = RedisCluster::start()
+        .await
+        .unwrap_or_else(|error| panic!("{error}"));
+    changes_elsewhere_reach_every_copy(&cluster_url(&cluster)).await;
+}
+
+/// The reproduction through HTTP: log in on A, one writing request on A, log out
+/// through B; A must answer "anonymous". With `refresh_interval(0)` every request on A also
+/// refreshes (a write of its own), which must not blind A's copy either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_logout_through_one_instance_holds_on_the_other() {
+    let server = RedisServer::start()
+        .await
+        .unwrap_or_else(|error| panic!("{error}"));
+    for refresh in [Duration::from_secs(60), Duration::ZERO] {
+        let a = serve(layer(cookie(), store(&server.url()).await).refresh_interval(refresh)).await;
+        let b = serve(layer(cookie(), store(&server.url()).await).refresh_interval(refresh)).await;
+        let on_a = a.browser();
+        assert_eq!(on_a.post_form("/login", "").await.body, "logged in");
+        assert_eq!(on_a.get("/count").await.body, "1");
+        assert_eq!(on_a.get("/whoami").await.body, "ada");
+        let session = on_a.cookie(NAME).unwrap_or_default();
+
+        let on_b = b.browser();
+        on_b.set_cookie(NAME, &session);
+        assert_eq!(on_b.get("/count").await.body, "2", "B must see A's write");
+        tokio::time::sleep(STALENESS).await;
+        assert_eq!(
+            on_a.get("/peek").await.body,
+            "2",
+            "refresh {refresh:?}: A kept serving its own write over B's"
+        );
+        assert_eq!(on_b.post_form("/logout", "").await.body, "logged out");
+        tokio::time::sleep(STALENESS).await;
+        // The browser on A still sends the old cookie, as a second tab would.
+        on_a.set_cookie(NAME, &session);
+        assert_eq!(
+            on_a.get("/whoami").await.body,
+            "anonymous",
+            "refresh {refresh:?}: A still served a session logged out through B"
+        );
+    }
+}
+
+/// An inspector connection for `FLUSHALL`.
+async fn admin(url: &str) -> Client {
+    let config = Config::from_url(url).unwrap_or_else(|error| panic!("{error}"));
+    let client = Client::new(config, None, None, None);
+    if let Err(error) = client.init().await {
+        panic!("cannot connect: {error}");
+    }
+    client
+}
+
+/// Three instances on `url` hold sessions (each in every way there is); `flush` empties Redis
+/// through `nodes` (every node of a cluster); then no instance serves any of them.
+async fn a_flush_logs_everybody_out(url: &str, nodes: &[String], command: &'static str) {
+    let instances = [store(url).await, store(url).await, store(url).await];
+    let mut ids = Vec::new();
+    for (n, how) in HELD.into_iter().enumerate() {
+        for _ in 0..4 {
+            let id = create(&instances[n % 3]).await;
+            for instance in &instances {
+                hold(instance, &id, how).await;
+            }
+            ids.push(id);
+        }
+    }
+    for node in nodes {
+        let admin = admin(node).await;
+        let custom = fred::types::CustomCommand::new_static(command, None, false);
+        let reply: Result<fred::types::Value, _> = admin.custom(custom, Vec::<String>::new()).await;
+        if let Err(error) = reply {
+            panic!("{command} on {node}: {error}");
+        }
+    }
+    tokio::time::sleep(STALENESS).await;
+    for (n, instance) in instances.iter().enumerate() {
+        for id in &ids {
+            assert!(
+                instance.read_now(id).is_none(),
+                "{url}: instance {n} kept a copy through {command}"
+            );
+            assert!(
+                read(instance, id).await.is_none(),
+                "{url}: instance {n} served a session after {command}"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flush_logs_everybody_out_on_every_instance_standalone() {
+    let server = RedisServer::start()
+        .await
+        .unwrap_or_else(|error| panic!("{error}"));
+    a_flush_logs_everybody_out(&server.url(), &[server.url()], "FLUSHALL").await;
+    a_flush_logs_everybody_out(&server.url(), &[server.url()], "FLUSHDB").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flush_logs_everybody_out_on_every_instance_on_a_cluster() {
+    let cluster = RedisCluster::start()
+        .await
+        .unwrap_or_else(|error| panic!("{error}"));
+    a_flush_logs_everybody_out(&cluster_url(&cluster), &cluster.urls(), "FLUSHALL").await;
+}
