@@ -237,3 +237,20 @@ async fn readers_never_see_a_torn_file_and_crash_leftovers_are_harmless() {
     assert!(leftover.exists(), "a fresh leftover must not be swept yet");
     assert!(matches!(store.load(&id).await, Ok(Some(_))));
 }
+
+/// Three `FsStore`s on one directory, as three processes on one server would have: the
+/// consistency checker finds no stale read, lost update or revived session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_instances_on_one_directory_agree() {
+    let dir = dir();
+    let instances = vec![store(dir.path()), store(dir.path()), store(dir.path())];
+    let report = cloakroom_testkit::Consistency::new()
+        .duration(Duration::from_secs(2))
+        .soak_from_env()
+        .run(instances)
+        .await;
+    match report {
+        Ok(report) => assert!(report.operations > 500, "{report}"),
+        Err(violation) => panic!("{violation}"),
+    }
+}

@@ -207,3 +207,42 @@ async fn memcached_down_is_a_503_and_service_resumes_when_it_returns() {
     );
     assert_eq!(browser.get("/peek").await.status, StatusCode::OK);
 }
+
+/// Three `MemcacheStore` instances (each with its own connections) on one memcached, restarted
+/// twice while the consistency checker runs: a restart loses every session (the checker is told),
+/// and the calls that succeeded still agree.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_instances_agree_through_restarts() {
+    let server = tokio::sync::Mutex::new(memcached().await);
+    let instances = {
+        let server = server.lock().await;
+        vec![store(&[&server]), store(&[&server]), store(&[&server])]
+    };
+    let faults = cloakroom_testkit::Faults::new();
+    let checker = cloakroom_testkit::Consistency::new()
+        .duration(Duration::from_secs(3))
+        .expiry(Duration::from_secs(1))
+        .faults(faults.clone())
+        .soak_from_env();
+    let restarts = async {
+        let rounds = checker.planned_duration().as_secs().max(2) - 1;
+        for _ in 0..rounds {
+            tokio::time::sleep(Duration::from_millis(1000)).await;
+            let restarted = faults
+                .wipe(async { server.lock().await.restart().await })
+                .await;
+            restarted.unwrap_or_else(|error| panic!("{error}"));
+        }
+    };
+    let (report, ()) = tokio::join!(checker.run(instances), restarts);
+    match report {
+        Ok(report) => {
+            assert!(report.operations > 500, "{report}");
+            assert!(
+                report.indeterminate > 0,
+                "no call failed: the restarts were not seen"
+            );
+        }
+        Err(violation) => panic!("{violation}"),
+    }
+}

@@ -28,6 +28,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use fred::clients::Client;
 use fred::error::{Error, ErrorKind};
 use fred::interfaces::{ClientLike, HashesInterface, KeysInterface, LuaInterface};
+use fred::types::config::Options;
+use fred::types::{ClusterHash, CustomCommand};
 use fred::types::{Key, Value};
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
@@ -251,20 +253,30 @@ impl Shared {
     /// the caller to send again ([`is_noscript`]): the arguments went with the command, and
     /// keeping a copy of every batch for this rare case would cost an allocation per argument.
     async fn run_script(&self, route: u16, calls: Vec<ScriptCall>) {
-        let mut keys = Vec::with_capacity(calls.len());
+        // EVALSHA sha1 numkeys key... arg...
+        let mut command = Vec::with_capacity(2 + calls.len());
+        command.push(Value::from(self.script.sha1.as_str()));
+        command.push(Value::Integer(calls.len() as i64));
         let mut args = Vec::new();
         let mut replies = Vec::with_capacity(calls.len());
         for mut call in calls {
-            keys.push(call.key);
+            command.push(Value::from(call.key));
             args.push(Value::from_static_str(call.operation.name()));
             args.push(Value::Integer(call.args.len() as i64));
             args.append(&mut call.args);
             replies.push(call.reply);
         }
-        let sha1 = self.script.sha1.as_str();
+        command.append(&mut args);
         let result = match self.client(route) {
             Ok(client) => {
-                let mut result = client.evalsha::<Value, _, _, _>(sha1, keys, args).await;
+                // fred's `evalsha` ignores `with_options`; a custom command takes them. On a
+                // cluster the route is the keys' hash slot.
+                let evalsha =
+                    CustomCommand::new_static("EVALSHA", ClusterHash::Custom(route), false);
+                let mut result = client
+                    .with_options(&once())
+                    .custom::<Value, Value>(evalsha, command)
+                    .await;
                 if result.as_ref().is_err_and(is_noscript) {
                     tracing::debug!("loading the session script into Redis");
                     let source = self.script.source.as_str();
@@ -292,6 +304,19 @@ impl Shared {
         for reply in replies {
             let _ = reply.send(Err(error.clone()));
         }
+    }
+}
+
+/// Script calls are sent once: fred re-sends a command whose connection closed before the
+/// reply, and a script call that ran before the close would then run twice, its second answer
+/// hiding the first (an update applied, then reported missing because a delete came between).
+/// A call that lost its connection fails instead, and may or may not have applied. fred counts
+/// following a cluster's `MOVED` or `ASK` as an attempt too, so while slots move a script call
+/// fails rather than being redirected (it did not run: the request gets the store error).
+fn once() -> Options {
+    Options {
+        max_attempts: Some(1),
+        ..Options::default()
     }
 }
 

@@ -492,9 +492,16 @@ fn update_args(changes: &Changes, returned: bool) -> Vec<Value> {
     args
 }
 
-/// A record from the hash's fields and values, as `HGETALL` returns them (a map) or the load
-/// script does (an array of field, value, ...).
+/// A live record from the hash's fields and values, as `HGETALL` returns them (a map) or the
+/// load script does (an array of field, value, ...). A record already dead by this clock is
+/// none: Redis expires the key on its own clock, to the millisecond, and a dead record is
+/// never returned.
 fn decode(key: &str, reply: Value) -> Result<Option<Record>, RedisStoreError> {
+    let record = decode_any(key, reply)?;
+    Ok(record.filter(|record| !record.is_expired(SystemTime::now())))
+}
+
+fn decode_any(key: &str, reply: Value) -> Result<Option<Record>, RedisStoreError> {
     match reply {
         Value::Null => Ok(None),
         Value::Array(items) => {

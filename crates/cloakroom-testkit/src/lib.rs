@@ -16,6 +16,27 @@
 //!   # Ok(()) }
 //!   ```
 //!
+//! - [`Consistency`]: several instances of a store (one per app process, each with its own
+//!   connections), random concurrent calls over a handful of sessions, and a check of the
+//!   history: nothing is read after its delete returned, no read is older than a write that
+//!   returned before it began (within a [`staleness`](Consistency::staleness) you state), no
+//!   update is lost, nothing expired is served. [`Faults`] tells it of the sessions a fault
+//!   destroyed (a flush, a restart without persistence); calls that fail are indeterminate.
+//!
+//!   ```
+//!   # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), cloakroom_testkit::Violation> {
+//!   # let url = ();
+//!   // With Redis: `vec![RedisStore::builder().url(&url).build().await?, ...]`, one per app.
+//!   let instances = vec![cloakroom::MemoryStore::new()];
+//!   let report = cloakroom_testkit::Consistency::new()
+//!       .duration(std::time::Duration::from_millis(200))
+//!       .expiry(std::time::Duration::from_millis(100))
+//!       .run(instances)
+//!       .await?;
+//!   println!("{report}");
+//!   # Ok(()) }
+//!   ```
+//!
 //! - [`RedisServer`], [`RedisCluster`], [`MemcachedServer`]: real servers on free loopback
 //!   ports for a test, stopped when dropped; a missing binary is a [`ServerError`] naming the
 //!   Debian package to install.
@@ -23,7 +44,11 @@
 #![forbid(unsafe_code)]
 
 mod conformance;
+mod consistency;
+mod history;
 mod server;
 
 pub use crate::conformance::{Conformance, Violation, conformance};
+pub use crate::consistency::{Consistency, Faults};
+pub use crate::history::Report;
 pub use crate::server::{MemcachedServer, RedisCluster, RedisServer, ServerError};

@@ -163,6 +163,22 @@ impl Process {
         }
     }
 
+    /// Sends `signal` (`STOP`, `CONT`) to the process.
+    fn signal(&self, signal: &str) -> Result<(), ServerError> {
+        let Some(child) = &self.child else {
+            return Ok(());
+        };
+        let status = Command::new("kill")
+            .args([format!("-{signal}"), child.id().to_string()])
+            .status()
+            .map_err(self.program.io())?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(self.not_ready(format!("kill -{signal} failed: {status}")))
+        }
+    }
+
     /// Waits until the server answers `probe` with a reply starting with `expect`.
     async fn wait_ready(&mut self, probe: &[u8], expect: &[u8]) -> Result<(), ServerError> {
         let started = Instant::now();
@@ -316,6 +332,17 @@ impl RedisServer {
         self.process.start()?;
         self.process.wait_ready(b"PING\r\n", b"+PONG").await
     }
+
+    /// Freezes the server (`SIGSTOP`): connections stay open and commands queue unanswered,
+    /// as with a server stuck on a slow disk or a long fork.
+    pub fn pause(&self) -> Result<(), ServerError> {
+        self.process.signal("STOP")
+    }
+
+    /// Lets a [paused](Self::pause) server run again: it answers what queued meanwhile.
+    pub fn resume(&self) -> Result<(), ServerError> {
+        self.process.signal("CONT")
+    }
 }
 
 impl fmt::Debug for RedisServer {
@@ -396,6 +423,20 @@ impl RedisCluster {
     /// The nodes' ports.
     pub fn ports(&self) -> Vec<u16> {
         self.nodes.iter().map(|node| node.port).collect()
+    }
+
+    /// Freezes node `index` (`SIGSTOP`); see [`RedisServer::pause`].
+    pub fn pause(&self, index: usize) -> Result<(), ServerError> {
+        self.nodes
+            .get(index)
+            .map_or(Ok(()), |node| node.signal("STOP"))
+    }
+
+    /// Lets node `index` run again after [`pause`](Self::pause).
+    pub fn resume(&self, index: usize) -> Result<(), ServerError> {
+        self.nodes
+            .get(index)
+            .map_or(Ok(()), |node| node.signal("CONT"))
     }
 
     /// `redis://127.0.0.1:<port>` of each node.

@@ -1,0 +1,274 @@
+//! The consistency checker on three `RedisStore` instances (each with its own connections, as
+//! three app processes have), with and without the local copy, standalone and on a cluster,
+//! and with faults while it runs: killed connections, a restart, a pause past the command
+//! timeout, a flush.
+//!
+//! `CLOAKROOM_SOAK_SECS=600 cargo test -p cloakroom-redis --test consistency` soaks instead
+//! (see `scripts/soak.sh`).
+
+use std::future::Future;
+use std::time::Duration;
+
+use cloakroom_redis::RedisStore;
+use cloakroom_testkit::{Consistency, Faults, RedisCluster, RedisServer, Report};
+use fred::clients::Client;
+use fred::interfaces::ClientLike;
+use fred::types::config::Config;
+
+/// The tolerance for the local copy: the time an invalidation takes to arrive after the
+/// write that caused it returned (the README states it).
+const STALENESS: Duration = Duration::from_millis(100);
+const INSTANCES: usize = 3;
+const TIMEOUT: Duration = Duration::from_millis(500);
+
+async fn instances(url: &str, cached: bool) -> Vec<RedisStore> {
+    let mut stores = Vec::new();
+    for _ in 0..INSTANCES {
+        let builder = RedisStore::builder()
+            .url(url)
+            .command_timeout(TIMEOUT)
+            .local_cache(if cached { 10_000 } else { 0 });
+        match builder.build().await {
+            Ok(store) => stores.push(store),
+            Err(error) => panic!("cannot connect to {url}: {error}"),
+        }
+    }
+    stores
+}
+
+fn checker(cached: bool) -> Consistency {
+    Consistency::new()
+        .duration(Duration::from_secs(3))
+        .staleness(if cached { STALENESS } else { Duration::ZERO })
+        .call_timeout(Duration::from_secs(5))
+        .soak_from_env()
+}
+
+/// Checks `instances` while `faults` runs, and returns the report (printed: the soak's
+/// result).
+#[allow(clippy::print_stdout)]
+async fn check(
+    checker: Consistency,
+    instances: Vec<RedisStore>,
+    faults: impl Future<Output = ()>,
+    what: &str,
+) -> Report {
+    let started = std::time::Instant::now();
+    let (report, ()) = tokio::join!(checker.run(instances), faults);
+    match report {
+        Ok(report) => {
+            println!("{what}: {report}, in {:?}", started.elapsed());
+            report
+        }
+        Err(violation) => panic!("{what}: {violation}"),
+    }
+}
+
+fn cluster_url(cluster: &RedisCluster) -> String {
+    let ports = cluster.ports();
+    format!(
+        "redis-cluster://127.0.0.1:{}?node=127.0.0.1:{}&node=127.0.0.1:{}",
+        ports[0], ports[1], ports[2]
+    )
+}
+
+async fn admin(url: &str) -> Client {
+    let config = Config::from_url(url).unwrap_or_else(|error| panic!("{error}"));
+    let client = Client::new(config, None, None, None);
+    if let Err(error) = client.init().await {
+        panic!("cannot connect: {error}");
+    }
+    client
+}
+
+async fn command(client: &Client, args: &[&str]) {
+    let (name, args) = args.split_first().unwrap_or((&"PING", &[]));
+    let custom = fred::types::CustomCommand::new(
+        name.to_string(),
+        fred::types::ClusterHash::FirstKey,
+        false,
+    );
+    let reply: Result<fred::types::Value, _> = client.custom(custom, args.to_vec()).await;
+    if let Err(error) = reply {
+        panic!("{name} {args:?}: {error}");
+    }
+}
+
+/// Every `every`, `fault` once more, for the checker's run (`duration`).
+async fn repeatedly<F, Fut>(duration: Duration, every: Duration, mut fault: F)
+where
+    F: FnMut(u32) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let end = tokio::time::Instant::now() + duration - every.min(duration);
+    let mut round = 0;
+    while tokio::time::Instant::now() < end {
+        tokio::time::sleep(every).await;
+        fault(round).await;
+        round += 1;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_instances_agree_standalone_with_and_without_the_local_copy() {
+    let server = RedisServer::start()
+        .await
+        .unwrap_or_else(|error| panic!("{error}"));
+    for cached in [true, false] {
+        let report = check(
+            checker(cached),
+            instances(&server.url(), cached).await,
+            async {},
+            &format!("standalone, local copy {cached}"),
+        )
+        .await;
+        assert!(report.operations > 1_000, "{report}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_instances_agree_on_a_cluster_with_and_without_the_local_copy() {
+    let cluster = RedisCluster::start()
+        .await
+        .unwrap_or_else(|error| panic!("{error}"));
+    for cached in [true, false] {
+        let report = check(
+            checker(cached),
+            instances(&cluster_url(&cluster), cached).await,
+            async {},
+            &format!("cluster, local copy {cached}"),
+        )
+        .await;
+        assert!(report.operations > 1_000, "{report}");
+    }
+}
+
+/// Killed connections (the store's and the flush watchers'), a flush and a pause past the
+/// command timeout, in turn, while the checker runs on a server that keeps its data.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_instances_agree_through_killed_connections_flushes_and_pauses() {
+    let server = RedisServer::start_with_args(&["--appendonly", "yes", "--appendfsync", "always"])
+        .await
+        .unwrap_or_else(|error| panic!("{error}"));
+    let admin = admin(&server.url()).await;
+    for cached in [true, false] {
+        let checker = checker(cached);
+        let faults = Faults::new();
+        let injected = repeatedly(
+            checker.planned_duration(),
+            Duration::from_millis(700),
+            |round| {
+                let (admin, faults, server) = (&admin, faults.clone(), &server);
+                async move {
+                    match round % 3 {
+                        0 => {
+                            command(
+                                admin,
+                                &["CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes"],
+                            )
+                            .await;
+                            command(admin, &["CLIENT", "KILL", "TYPE", "pubsub"]).await;
+                        }
+                        1 => faults.wipe(command(admin, &["FLUSHALL"])).await,
+                        _ => {
+                            server.pause().unwrap_or_else(|error| panic!("{error}"));
+                            tokio::time::sleep(TIMEOUT * 2).await;
+                            server.resume().unwrap_or_else(|error| panic!("{error}"));
+                        }
+                    }
+                }
+            },
+        );
+        let report = check(
+            checker.faults(faults.clone()),
+            instances(&server.url(), cached).await,
+            injected,
+            &format!("standalone with faults, local copy {cached}"),
+        )
+        .await;
+        assert!(
+            report.indeterminate > 0,
+            "the pause made no call fail: nothing was tested ({report})"
+        );
+    }
+}
+
+/// A restart of a server with persistence on: connections drop, the copy is dropped, tracking
+/// and the watchers come back on the new connections.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_instances_agree_through_a_restart() {
+    let server = RedisServer::start_with_args(&["--appendonly", "yes", "--appendfsync", "always"])
+        .await
+        .unwrap_or_else(|error| panic!("{error}"));
+    let server = std::sync::Arc::new(tokio::sync::Mutex::new(server));
+    let url = server.lock().await.url();
+    let restarts = repeatedly(
+        checker(true).planned_duration(),
+        Duration::from_secs(1),
+        |_| {
+            let server = std::sync::Arc::clone(&server);
+            async move {
+                let restarted = server.lock().await.restart().await;
+                restarted.unwrap_or_else(|error| panic!("{error}"));
+            }
+        },
+    );
+    check(
+        checker(true),
+        instances(&url, true).await,
+        restarts,
+        "restarts",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_instances_agree_on_a_cluster_through_killed_connections_flushes_and_pauses() {
+    let cluster = RedisCluster::start()
+        .await
+        .unwrap_or_else(|error| panic!("{error}"));
+    let mut nodes = Vec::new();
+    for url in cluster.urls() {
+        nodes.push(admin(&url).await);
+    }
+    let faults = Faults::new();
+    let run_for = checker(true).planned_duration();
+    let injected = repeatedly(run_for, Duration::from_millis(700), |round| {
+        let (nodes, faults, cluster) = (&nodes, faults.clone(), &cluster);
+        async move {
+            match round % 3 {
+                0 => {
+                    for node in nodes {
+                        command(node, &["CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes"]).await;
+                    }
+                }
+                1 => {
+                    faults
+                        .wipe(async {
+                            for node in nodes {
+                                command(node, &["FLUSHALL"]).await;
+                            }
+                        })
+                        .await;
+                }
+                _ => {
+                    let node = round as usize % 3;
+                    cluster
+                        .pause(node)
+                        .unwrap_or_else(|error| panic!("{error}"));
+                    tokio::time::sleep(TIMEOUT * 2).await;
+                    cluster
+                        .resume(node)
+                        .unwrap_or_else(|error| panic!("{error}"));
+                }
+            }
+        }
+    });
+    check(
+        checker(true).faults(faults.clone()),
+        instances(&cluster_url(&cluster), true).await,
+        injected,
+        "cluster with faults",
+    )
+    .await;
+}

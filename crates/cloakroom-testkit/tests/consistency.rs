@@ -1,0 +1,222 @@
+//! The consistency checker against `MemoryStore` (many tasks, one instance), and its ability
+//! to catch the mistakes multi-instance stores make: a local copy nobody invalidates, and a
+//! write of the whole record built from that copy.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use cloakroom::store::{Changes, Record, SessionStore, Update};
+use cloakroom::{MemoryStore, SessionId};
+use cloakroom_testkit::{Consistency, Faults, Violation};
+
+fn quick() -> Consistency {
+    Consistency::new()
+        .duration(Duration::from_millis(600))
+        .expiry(Duration::from_millis(200))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_store_is_consistent_under_many_tasks() -> Result<(), Violation> {
+    let report = quick()
+        .concurrency(16)
+        .run(vec![MemoryStore::new()])
+        .await?;
+    assert!(report.operations > 1_000, "{report}");
+    assert_eq!(report.stale_reads, 0, "{report}");
+    Ok(())
+}
+
+/// A memory store that can lose everything at once, as a restarted memcached does.
+#[derive(Clone, Default)]
+struct Wipeable(Arc<Mutex<MemoryStore>>);
+
+impl Wipeable {
+    fn store(&self) -> MemoryStore {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn wipe(&self) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = MemoryStore::new();
+    }
+}
+
+impl SessionStore for Wipeable {
+    type Error = cloakroom::MemoryStoreError;
+
+    async fn load(&self, id: &SessionId) -> Result<Option<Record>, Self::Error> {
+        self.store().load(id).await
+    }
+
+    async fn create(&self, record: &Record) -> Result<SessionId, Self::Error> {
+        self.store().create(record).await
+    }
+
+    async fn update(&self, id: &SessionId, changes: &Changes) -> Result<Update, Self::Error> {
+        self.store().update(id, changes).await
+    }
+
+    async fn delete(&self, id: &SessionId) -> Result<(), Self::Error> {
+        self.store().delete(id).await
+    }
+}
+
+/// Runs the checker on a store wiped 200 ms in, telling it of the wipe or not.
+async fn wiped(told: bool) -> Result<(), Violation> {
+    let store = Wipeable::default();
+    let faults = Faults::new();
+    let wiper = {
+        let (store, faults) = (store.clone(), faults.clone());
+        async move {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            if told {
+                faults.wipe(async { store.wipe() }).await;
+            } else {
+                store.wipe();
+            }
+        }
+    };
+    let checker = quick().faults(faults);
+    let (report, ()) = tokio::join!(checker.run(vec![store.clone(), store]), wiper);
+    report.map(drop)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wipe_the_checker_is_told_of_is_no_violation() -> Result<(), Violation> {
+    wiped(true).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wipe_the_checker_is_not_told_of_is_a_lost_session() {
+    assert_eq!(
+        wiped(false).await.err().map(|v| v.promise),
+        Some(
+            "a live session nobody deleted is never missing, to a read or an update (nothing lost)"
+        )
+    );
+}
+
+/// One shared map, and per instance a copy of what it last read that nothing invalidates.
+#[derive(Clone, Copy, PartialEq)]
+enum Flaw {
+    /// Reads come from the copy.
+    StaleCopy,
+    /// Reads are fresh, but an update writes the copy plus its changes over the record.
+    WholeRecordWrites,
+}
+
+struct Flawed {
+    flaw: Flaw,
+    shared: MemoryStore,
+    copy: Mutex<HashMap<SessionId, Record>>,
+}
+
+impl Flawed {
+    fn instances(flaw: Flaw, count: usize) -> Vec<Self> {
+        let shared = MemoryStore::new();
+        (0..count)
+            .map(|_| Self {
+                flaw,
+                shared: shared.clone(),
+                copy: Mutex::default(),
+            })
+            .collect()
+    }
+
+    fn copy(&self) -> std::sync::MutexGuard<'_, HashMap<SessionId, Record>> {
+        self.copy.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl SessionStore for Flawed {
+    type Error = cloakroom::MemoryStoreError;
+
+    async fn load(&self, id: &SessionId) -> Result<Option<Record>, Self::Error> {
+        if self.flaw == Flaw::StaleCopy {
+            // Expired copies are dropped: the flaw is staleness alone.
+            let now = std::time::SystemTime::now();
+            if let Some(record) = self.copy().get(id).filter(|r| !r.is_expired(now)) {
+                return Ok(Some(record.clone()));
+            }
+        }
+        let record = self.shared.load(id).await?;
+        if let Some(record) = &record {
+            self.copy().insert(id.clone(), record.clone());
+        }
+        Ok(record)
+    }
+
+    async fn create(&self, record: &Record) -> Result<SessionId, Self::Error> {
+        self.shared.create(record).await
+    }
+
+    async fn update(&self, id: &SessionId, changes: &Changes) -> Result<Update, Self::Error> {
+        let base = self.copy().get(id).cloned();
+        match (self.flaw, base) {
+            (Flaw::WholeRecordWrites, Some(mut record)) => {
+                if self.shared.load(id).await?.is_none() {
+                    return Ok(Update::Missing);
+                }
+                record.apply(changes, std::time::SystemTime::now());
+                // Every key, changed or not: the other instances' writes are lost.
+                let all = Changes {
+                    entries: record
+                        .entries
+                        .iter()
+                        .map(|(k, v)| (k.clone(), Some(v.clone())))
+                        .collect(),
+                    ..Changes::default()
+                };
+                self.shared.update(id, &all).await
+            }
+            _ => self.shared.update(id, changes).await,
+        }
+    }
+
+    async fn delete(&self, id: &SessionId) -> Result<(), Self::Error> {
+        self.copy().remove(id);
+        self.shared.delete(id).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_nobody_invalidates_is_caught() {
+    let result = quick().run(Flawed::instances(Flaw::StaleCopy, 3)).await;
+    let promise = result.err().map(|violation| violation.promise);
+    assert!(
+        matches!(
+            promise,
+            Some(
+                "nothing reads a session after a delete of it has completed"
+                    | "no read returns a value older than the newest write of that key completed before it"
+            )
+        ),
+        "{promise:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whole_record_writes_from_a_copy_are_caught() {
+    let result = quick()
+        .run(Flawed::instances(Flaw::WholeRecordWrites, 3))
+        .await;
+    assert!(result.is_err(), "lost updates went unseen: {result:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_violation_names_the_calls_and_the_seed() {
+    let result = quick()
+        .seed(7)
+        .run(Flawed::instances(Flaw::StaleCopy, 3))
+        .await;
+    let detail = result
+        .err()
+        .map(|violation| violation.detail)
+        .unwrap_or_default();
+    assert!(detail.contains("instance "), "{detail}");
+    assert!(detail.contains("session s"), "{detail}");
+    assert!(detail.ends_with("(seed 7)"), "{detail}");
+}
