@@ -22,7 +22,8 @@
 //!   everything.
 //! - A connection that drops loses its tracking: the copy is dropped and nothing is kept until
 //!   tracking is on again on every connection and the watchers are listening (fred restores
-//!   neither).
+//!   neither). A connection that stalls without closing is treated the same once a command on
+//!   it times out, or a heartbeat `PING` (every second) goes unanswered.
 //!
 //! # The order of events
 //!
@@ -172,6 +173,17 @@ impl Cache {
         }
     }
 
+    /// A connection may have stopped delivering (a command or a heartbeat timed out): drop
+    /// every copy and keep none until tracking is confirmed on every connection again.
+    pub(crate) fn suspect(&self) {
+        {
+            let mut state = self.lock();
+            state.slots.set_tracking(false);
+            state.retrack_pending = true;
+        }
+        self.retrack.notify_one();
+    }
+
     fn finish(&self, key: &str, claim: Claim, record: Option<Record>) {
         let capacity = self.capacity;
         self.lock().slots.finish(key, claim, record, capacity);
@@ -253,6 +265,13 @@ async fn track(clients: &[Client], watchers: &Watchers) -> Result<(), Error> {
 const RETRACK_DELAY: Duration = Duration::from_millis(500);
 const MAX_RETRACK_DELAY: Duration = Duration::from_secs(30);
 
+/// How often every connection is asked for a `PING`, and how long it has to answer. A
+/// connection that stalls without closing (a partition dropping packets) delivers no
+/// invalidations and no error; reads from the copy send no command that could time out, so
+/// this is what bounds how long such a copy is served.
+const HEARTBEAT: Duration = Duration::from_secs(1);
+const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// Turns tracking on again after every reconnection, until the cache is dropped, with new
 /// flush watchers (a cluster's primaries may have changed, and a watcher's new connection would
 /// be neither tracking nor subscribed). A failed attempt (the server refusing the command, or
@@ -262,10 +281,20 @@ async fn retrack(cache: Weak<Cache>, wake: Arc<Notify>, clients: Vec<Client>, wa
     let mut delay = RETRACK_DELAY;
     let mut current = Some(watchers);
     loop {
-        wake.notified().await;
+        let woken = tokio::select! {
+            () = wake.notified() => true,
+            () = tokio::time::sleep(HEARTBEAT) => false,
+        };
         let Some(cache) = cache.upgrade() else {
             break;
         };
+        if !woken {
+            if let Err(error) = heartbeat(&clients).await {
+                tracing::warn!(%error, "a Redis connection did not answer PING: no local session copies until tracking is confirmed again");
+                cache.suspect();
+            }
+            continue;
+        }
         let watchers = {
             let mut state = cache.lock();
             if !state.retrack_pending {
@@ -309,6 +338,22 @@ async fn retrack(cache: Weak<Cache>, wake: Arc<Notify>, clients: Vec<Client>, wa
     if let Some(watchers) = current {
         watchers.close().await;
     }
+}
+
+/// A `PING` on every connection, each within [`HEARTBEAT_TIMEOUT`].
+async fn heartbeat(clients: &[Client]) -> Result<(), Error> {
+    for client in clients {
+        match tokio::time::timeout(HEARTBEAT_TIMEOUT, client.ping::<()>(None)).await {
+            Ok(answer) => answer?,
+            Err(_) => {
+                return Err(Error::new(
+                    fred::error::ErrorKind::Timeout,
+                    format!("no PONG within {HEARTBEAT_TIMEOUT:?}"),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A call in flight on one key. Dropped without [`finish`](Self::finish) (the request was

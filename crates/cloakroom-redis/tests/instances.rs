@@ -282,3 +282,98 @@ async fn a_flush_logs_everybody_out_on_every_instance_on_a_cluster() {
         .unwrap_or_else(|error| panic!("{error}"));
     a_flush_logs_everybody_out(&cluster_url(&cluster), &cluster.urls(), "FLUSHALL").await;
 }
+
+/// A write that timed out is indeterminate: against a paused Redis the request gets the store
+/// error (503, no cookie) after the command timeout, and its write still applies when Redis
+/// resumes (fred has already written the command to the socket). The README says so; a change
+/// that makes a timed-out write unable to land must change this test and the README together.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_that_timed_out_against_a_paused_redis_may_land_when_it_resumes() {
+    let server = RedisServer::start()
+        .await
+        .unwrap_or_else(|error| panic!("{error}"));
+    let store = RedisStore::builder()
+        .url(server.url())
+        .command_timeout(Duration::from_millis(300))
+        .build()
+        .await
+        .unwrap_or_else(|error| panic!("{error}"));
+    let app = serve(layer(cookie(), store)).await;
+    let browser = app.browser();
+    for visit in 1..=6 {
+        assert_eq!(browser.get("/count").await.body, visit.to_string());
+    }
+    server.pause().unwrap_or_else(|error| panic!("{error}"));
+    let timed_out = browser.get("/count").await;
+    server.resume().unwrap_or_else(|error| panic!("{error}"));
+    assert_eq!(
+        timed_out.status,
+        axum::http::StatusCode::SERVICE_UNAVAILABLE
+    );
+    assert!(
+        timed_out.set_cookies().is_empty(),
+        "a failed save set a cookie"
+    );
+    tokio::time::sleep(STALENESS).await;
+    assert_eq!(
+        browser.get("/count").await.body,
+        "8",
+        "the timed-out write (7) did not land after all: update the README's 'may still apply'"
+    );
+}
+
+/// A connection that stalls without closing (a partition dropping packets) delivers neither
+/// invalidations nor errors. Instance A reaches Redis through a proxy that freezes; B deletes
+/// the session meanwhile. A must stop serving its copy within the heartbeat's bound (a PING a
+/// second, a second to answer), answer with an error rather than the deleted session while cut
+/// off, and see the delete once the partition heals.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_connection_stops_the_copy_within_the_heartbeat_bound() {
+    let server = RedisServer::start()
+        .await
+        .unwrap_or_else(|error| panic!("{error}"));
+    let proxy = cloakroom_testkit::Proxy::start(server.port())
+        .await
+        .unwrap_or_else(|error| panic!("{error}"));
+    let a = RedisStore::builder()
+        .url(format!("redis://127.0.0.1:{}", proxy.port()))
+        .command_timeout(Duration::from_millis(500))
+        .build()
+        .await
+        .unwrap_or_else(|error| panic!("{error}"));
+    let b = store(&server.url()).await;
+    let id = create(&b).await;
+    hold(&a, &id, Held::Read).await;
+
+    proxy.freeze();
+    if let Err(error) = b.delete(&id).await {
+        panic!("delete: {error}");
+    }
+    let frozen = tokio::time::Instant::now();
+    let bound = Duration::from_secs(3);
+    while a.read_now(&id).is_some() {
+        assert!(
+            frozen.elapsed() < bound,
+            "A served its copy for {bound:?} behind a stalled connection"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        !matches!(a.read(&id).await, Ok(Some(_))),
+        "A served the deleted session while cut off"
+    );
+
+    proxy.thaw();
+    let healed = tokio::time::Instant::now();
+    loop {
+        match a.read(&id).await {
+            Ok(None) => break,
+            Ok(Some(_)) => panic!("A served the deleted session after the partition healed"),
+            Err(_) => assert!(
+                healed.elapsed() < Duration::from_secs(10),
+                "A never recovered after the partition healed"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -39,16 +39,19 @@
 //!
 //! - [`RedisServer`], [`RedisCluster`], [`MemcachedServer`]: real servers on free loopback
 //!   ports for a test, stopped when dropped; a missing binary is a [`ServerError`] naming the
-//!   Debian package to install.
+//!   Debian package to install. [`Proxy`]: a loopback TCP proxy that can freeze its
+//!   connections without closing them, as a partition does.
 
 #![forbid(unsafe_code)]
 
 mod conformance;
 mod consistency;
 mod history;
+mod proxy;
 mod server;
 
 pub use crate::conformance::{Conformance, Violation, conformance};
 pub use crate::consistency::{Consistency, Faults};
 pub use crate::history::Report;
+pub use crate::proxy::Proxy;
 pub use crate::server::{MemcachedServer, RedisCluster, RedisServer, ServerError};

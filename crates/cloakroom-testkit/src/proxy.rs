@@ -1,0 +1,129 @@
+//! A TCP proxy on loopback that can freeze its connections, for partition tests.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::AbortHandle;
+
+use crate::server::ServerError;
+
+/// Forwards connections from a free loopback port to `127.0.0.1:<target>`. While
+/// [frozen](Self::freeze), nothing crosses in either direction and nothing is closed: what
+/// was sent waits, as packets do behind a partition, and arrives on [`thaw`](Self::thaw).
+/// Dropping the proxy closes every connection.
+///
+/// ```no_run
+/// # #[tokio::main] async fn main() -> Result<(), cloakroom_testkit::ServerError> {
+/// let redis = cloakroom_testkit::RedisServer::start().await?;
+/// let proxy = cloakroom_testkit::Proxy::start(redis.port()).await?;
+/// let url = format!("redis://127.0.0.1:{}", proxy.port()); // for the instance to cut off
+/// proxy.freeze();
+/// # Ok(()) }
+/// ```
+pub struct Proxy {
+    port: u16,
+    frozen: watch::Sender<bool>,
+    tasks: Arc<Mutex<Vec<AbortHandle>>>,
+}
+
+impl Proxy {
+    /// Starts forwarding to `127.0.0.1:<target>`.
+    pub async fn start(target: u16) -> Result<Self, ServerError> {
+        let io = |source| ServerError::Io {
+            binary: "proxy",
+            source,
+        };
+        let listener = TcpListener::bind("127.0.0.1:0").await.map_err(io)?;
+        let port = listener.local_addr().map_err(io)?.port();
+        let (frozen, _) = watch::channel(false);
+        let tasks: Arc<Mutex<Vec<AbortHandle>>> = Arc::default();
+        let accept = {
+            let (frozen, tasks) = (frozen.clone(), Arc::clone(&tasks));
+            tokio::spawn(async move {
+                while let Ok((client, _)) = listener.accept().await {
+                    let target = SocketAddr::from(([127, 0, 0, 1], target));
+                    let Ok(server) = TcpStream::connect(target).await else {
+                        continue;
+                    };
+                    let (client_read, client_write) = client.into_split();
+                    let (server_read, server_write) = server.into_split();
+                    let up = tokio::spawn(forward(client_read, server_write, frozen.subscribe()));
+                    let down = tokio::spawn(forward(server_read, client_write, frozen.subscribe()));
+                    let mut tasks = tasks.lock().unwrap_or_else(PoisonError::into_inner);
+                    tasks.push(up.abort_handle());
+                    tasks.push(down.abort_handle());
+                }
+            })
+        };
+        tasks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(accept.abort_handle());
+        Ok(Self {
+            port,
+            frozen,
+            tasks,
+        })
+    }
+
+    /// The port to connect to.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Stops all traffic, keeping every connection open.
+    pub fn freeze(&self) {
+        self.frozen.send_replace(true);
+    }
+
+    /// Lets traffic flow again, delivering what waited.
+    pub fn thaw(&self) {
+        self.frozen.send_replace(false);
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        for task in self
+            .tasks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .drain(..)
+        {
+            task.abort();
+        }
+    }
+}
+
+impl std::fmt::Debug for Proxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Proxy({})", self.port)
+    }
+}
+
+/// Copies `from` to `to`, holding each chunk while frozen.
+async fn forward(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    mut frozen: watch::Receiver<bool>,
+) {
+    let mut buffer = vec![0u8; 16 * 1024];
+    loop {
+        if frozen.wait_for(|frozen| !frozen).await.is_err() {
+            return;
+        }
+        let read = match from.read(&mut buffer).await {
+            Ok(0) | Err(_) => return,
+            Ok(read) => read,
+        };
+        if frozen.wait_for(|frozen| !frozen).await.is_err() {
+            return;
+        }
+        if to.write_all(&buffer[..read]).await.is_err() {
+            return;
+        }
+    }
+}
