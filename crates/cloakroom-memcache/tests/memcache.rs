@@ -210,7 +210,8 @@ async fn memcached_down_is_a_503_and_service_resumes_when_it_returns() {
 
 /// Three `MemcacheStore` instances (each with its own connections) on one memcached, restarted
 /// twice while the consistency checker runs: a restart loses every session (the checker is told),
-/// and the calls that succeeded still agree.
+/// and the calls that succeeded still agree. (The report is printed: `scripts/soak.sh`.)
+#[allow(clippy::print_stdout)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_instances_agree_through_restarts() {
     let server = tokio::sync::Mutex::new(memcached().await);
@@ -237,6 +238,7 @@ async fn three_instances_agree_through_restarts() {
     let (report, ()) = tokio::join!(checker.run(instances), restarts);
     match report {
         Ok(report) => {
+            println!("MemcacheStore, 3 instances, restarts: {report}");
             assert!(report.operations > 500, "{report}");
             assert!(
                 report.indeterminate > 0,

@@ -37,7 +37,7 @@
 //!   # Ok(()) }
 //!   ```
 //!
-//! - [`RedisServer`], [`RedisCluster`], [`MemcachedServer`]: real servers on free loopback
+//! - [`RedisServer`], [`RedisCluster`], [`RedisSentinel`], [`RedisTls`], [`MemcachedServer`]: real servers on free loopback
 //!   ports for a test, stopped when dropped; a missing binary is a [`ServerError`] naming the
 //!   Debian package to install. [`Proxy`]: a loopback TCP proxy that can freeze its
 //!   connections without closing them, as a partition does.
@@ -54,4 +54,7 @@ pub use crate::conformance::{Conformance, Violation, conformance};
 pub use crate::consistency::{Consistency, Faults};
 pub use crate::history::Report;
 pub use crate::proxy::Proxy;
-pub use crate::server::{MemcachedServer, RedisCluster, RedisServer, ServerError};
+pub use crate::server::{
+    MemcachedServer, RedisCluster, RedisSentinel, RedisServer, RedisTls, SENTINEL_SERVICE,
+    ServerError,
+};

@@ -15,6 +15,12 @@ use tempfile::TempDir;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+mod sentinel;
+mod tls;
+
+pub use self::sentinel::{RedisSentinel, SENTINEL_SERVICE};
+pub use self::tls::RedisTls;
+
 /// How long a server may take to answer after it was started.
 const READY_TIMEOUT: Duration = Duration::from_secs(15);
 /// How often a start is retried when another process took the chosen port first.

@@ -16,12 +16,16 @@ fn quick() -> Consistency {
         .expiry(Duration::from_millis(200))
 }
 
+/// (The report is printed: `scripts/soak.sh`.)
+#[allow(clippy::print_stdout)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory_store_is_consistent_under_many_tasks() -> Result<(), Violation> {
     let report = quick()
         .concurrency(16)
+        .soak_from_env()
         .run(vec![MemoryStore::new()])
         .await?;
+    println!("MemoryStore, 16 tasks: {report}");
     assert!(report.operations > 1_000, "{report}");
     assert_eq!(report.stale_reads, 0, "{report}");
     Ok(())

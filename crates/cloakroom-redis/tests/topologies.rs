@@ -1,0 +1,171 @@
+//! Sentinel and TLS against real servers: a master, a replica and three `redis-sentinel`
+//! processes failed over while the consistency checker runs; a TLS-only `redis-server` with a
+//! certificate authority the test makes, through the `tls` feature.
+
+use std::time::Duration;
+
+use cloakroom::store::{Record, SessionStore};
+use cloakroom_redis::RedisStore;
+#[cfg(feature = "tls")]
+use cloakroom_testkit::{Conformance, RedisTls};
+use cloakroom_testkit::{Consistency, RedisSentinel};
+#[cfg(feature = "tls")]
+use fred::clients::Client;
+#[cfg(feature = "tls")]
+use fred::interfaces::ClientLike;
+#[cfg(feature = "tls")]
+use fred::types::config::Config;
+
+/// Three stores through the Sentinels; the master fails over while the checker runs (once in
+/// the suite, every four seconds in a soak).
+/// Calls around a failover fail or succeed; every successful one agrees, and the stores
+/// recover on the new master by themselves (its tracking state starts empty).
+#[allow(clippy::print_stdout)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sentinel_failovers_lose_nothing_and_serve_nothing_stale() {
+    let sentinels = RedisSentinel::start()
+        .await
+        .unwrap_or_else(|error| panic!("{error}"));
+    let url = sentinels.url();
+    let mut instances = Vec::new();
+    for _ in 0..3 {
+        let store = RedisStore::builder()
+            .url(&url)
+            .command_timeout(Duration::from_millis(500))
+            .build()
+            .await
+            .unwrap_or_else(|error| panic!("cannot connect through {url}: {error}"));
+        instances.push(store);
+    }
+    let probe = instances[0].clone();
+    let checker = Consistency::new()
+        .duration(Duration::from_secs(5))
+        .staleness(Duration::from_millis(100))
+        .soak_from_env();
+    let rounds = (checker.planned_duration().as_secs() / 4).max(1);
+    let failovers = async {
+        for _ in 0..rounds {
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            let before = sentinels.master_port().await;
+            sentinels
+                .failover()
+                .await
+                .unwrap_or_else(|error| panic!("{error}"));
+            assert_ne!(sentinels.master_port().await, before);
+        }
+    };
+    let (report, ()) = tokio::join!(checker.run(instances), failovers);
+    let report = report.unwrap_or_else(|violation| panic!("{violation}"));
+    assert!(report.operations > 1_000, "{report}");
+    assert!(report.indeterminate > 0, "no call saw a failover: {report}");
+    println!("Sentinel, 3 instances, {rounds} failovers: {report}");
+
+    // After the failovers a store works on the new master, copy included.
+    let id = probe
+        .create(&Record::new(
+            std::time::SystemTime::now(),
+            Duration::from_secs(60),
+            None,
+        ))
+        .await
+        .unwrap_or_else(|error| panic!("create after failover: {error}"));
+    assert!(matches!(probe.read(&id).await, Ok(Some(_))));
+}
+
+/// A rustls client configuration that trusts the CA in `ca_file`.
+#[cfg(feature = "tls")]
+fn trusting(ca_file: &std::path::Path) -> rustls::ClientConfig {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    let certificates = CertificateDer::pem_file_iter(ca_file)
+        .unwrap_or_else(|error| panic!("{}: {error}", ca_file.display()));
+    for certificate in certificates {
+        let certificate = certificate.unwrap_or_else(|error| panic!("CA: {error}"));
+        roots
+            .add(certificate)
+            .unwrap_or_else(|error| panic!("CA: {error}"));
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap_or_else(|error| panic!("{error}"))
+        .with_root_certificates(roots)
+        .with_no_client_auth()
+}
+
+#[cfg(feature = "tls")]
+fn tls_config(server: &RedisTls) -> Config {
+    let mut config = Config::from_url(&server.url()).unwrap_or_else(|error| panic!("{error}"));
+    config.tls = Some(fred::types::config::TlsConnector::from(trusting(&server.ca_file())).into());
+    config.version = fred::types::RespVersion::RESP3;
+    config
+}
+
+/// Over TLS (`rediss://`, the `tls` feature): every promise, a local copy that follows another
+/// instance's change, and a FLUSHALL heard by the flush watcher (which connects with the
+/// store's own TLS settings).
+#[cfg(feature = "tls")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_tls_every_promise_holds_and_the_copy_follows_changes_and_flushes() {
+    let server = RedisTls::start()
+        .await
+        .unwrap_or_else(|error| panic!("{error}"));
+    let connect = || async {
+        RedisStore::builder()
+            .config(tls_config(&server))
+            .build()
+            .await
+            .unwrap_or_else(|error| panic!("cannot connect over TLS: {error}"))
+    };
+    let result = Conformance::new()
+        .tick(Duration::from_millis(200))
+        .sessions(500)
+        .run(connect().await)
+        .await;
+    assert_eq!(result, Ok(()));
+
+    let (here, there) = (connect().await, connect().await);
+    let id = here
+        .create(&Record::new(
+            std::time::SystemTime::now(),
+            Duration::from_secs(60),
+            None,
+        ))
+        .await
+        .unwrap_or_else(|error| panic!("{error}"));
+    assert!(matches!(here.read(&id).await, Ok(Some(_))));
+    assert!(here.read_now(&id).is_some(), "no local copy over TLS");
+    there
+        .delete(&id)
+        .await
+        .unwrap_or_else(|error| panic!("{error}"));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(
+        here.read_now(&id).is_none(),
+        "the copy missed a delete over TLS"
+    );
+
+    let id = here
+        .create(&Record::new(
+            std::time::SystemTime::now(),
+            Duration::from_secs(60),
+            None,
+        ))
+        .await
+        .unwrap_or_else(|error| panic!("{error}"));
+    let _ = here.load(&id).await;
+    assert!(here.read_now(&id).is_some());
+    let admin = Client::new(tls_config(&server), None, None, None);
+    admin.init().await.unwrap_or_else(|error| panic!("{error}"));
+    let flush = fred::types::CustomCommand::new_static("FLUSHALL", None, false);
+    let _: fred::types::Value = admin
+        .custom(flush, Vec::<String>::new())
+        .await
+        .unwrap_or_else(|error| panic!("{error}"));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(
+        here.read_now(&id).is_none(),
+        "the copy kept a flushed session over TLS"
+    );
+}
