@@ -255,6 +255,7 @@ async fn three_instances_on_one_directory_agree() {
         Ok(report) => {
             println!("FsStore, 3 instances: {report}");
             assert!(report.operations > 500, "{report}");
+            assert_eq!(report.failed, 0, "calls failed without a fault: {report}");
         }
         Err(violation) => panic!("{violation}"),
     }

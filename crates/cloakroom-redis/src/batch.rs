@@ -36,6 +36,7 @@ use futures_util::stream::FuturesUnordered;
 use tokio::runtime::Handle;
 use tokio::sync::oneshot;
 
+use crate::cache::InFlight;
 use crate::lua::Script;
 
 /// An operation of the session script (see [`lua`](crate::lua)).
@@ -72,7 +73,7 @@ enum Command {
 struct Call {
     key: String,
     command: Command,
-    reply: oneshot::Sender<Result<Value, Error>>,
+    answer: Answer,
 }
 
 /// A queued script call, once its slot is known.
@@ -80,7 +81,24 @@ struct ScriptCall {
     key: Key,
     operation: Operation,
     args: Vec<Value>,
+    answer: Answer,
+}
+
+/// Where a call's reply goes, and, for a write, the guard that keeps the local copy from
+/// keeping any reply of its key until the command is done, even if the caller has gone.
+struct Answer {
     reply: oneshot::Sender<Result<Value, Error>>,
+    in_flight: Option<Arc<InFlight>>,
+}
+
+impl Answer {
+    /// Delivers `result` once the command is done: the guard goes first, so the caller weighs
+    /// the reply with its write no longer in flight.
+    fn send(self, result: Result<Value, Error>) {
+        drop(self.in_flight);
+        // A caller that went away no longer wants the reply.
+        let _ = self.reply.send(result);
+    }
 }
 
 /// Queues store calls and sends them together. Cheap to clone: clones share the queue.
@@ -114,30 +132,42 @@ impl Batcher {
 
     /// `HGETALL key`.
     pub(crate) async fn read(&self, key: &str) -> Result<Value, Error> {
-        self.call(key, Command::Read).await
+        self.call(key, Command::Read, None).await
     }
 
-    /// `DEL key`.
-    pub(crate) async fn delete(&self, key: &str) -> Result<Value, Error> {
-        self.call(key, Command::Delete).await
+    /// `DEL key`; `in_flight` is the write's guard, if the cache is on.
+    pub(crate) async fn delete(
+        &self,
+        key: &str,
+        in_flight: Option<Arc<InFlight>>,
+    ) -> Result<Value, Error> {
+        self.call(key, Command::Delete, in_flight).await
     }
 
-    /// `operation` of the session script on `key`, with `args`.
+    /// `operation` of the session script on `key`, with `args`; `in_flight` is the write's
+    /// guard, if the cache is on.
     pub(crate) async fn script(
         &self,
         operation: Operation,
         key: &str,
         args: Vec<Value>,
+        in_flight: Option<Arc<InFlight>>,
     ) -> Result<Value, Error> {
-        self.call(key, Command::Script(operation, args)).await
+        self.call(key, Command::Script(operation, args), in_flight)
+            .await
     }
 
-    async fn call(&self, key: &str, command: Command) -> Result<Value, Error> {
+    async fn call(
+        &self,
+        key: &str,
+        command: Command,
+        in_flight: Option<Arc<InFlight>>,
+    ) -> Result<Value, Error> {
         let (reply, replied) = oneshot::channel();
         let call = Call {
             key: key.to_owned(),
             command,
-            reply,
+            answer: Answer { reply, in_flight },
         };
         match Handle::try_current() {
             Ok(runtime) => {
@@ -212,14 +242,14 @@ impl Shared {
                         Ok(client) => client.hgetall(call.key).await,
                         Err(error) => Err(error),
                     };
-                    let _ = call.reply.send(reply);
+                    call.answer.send(reply);
                 })),
                 Command::Delete => sending.push(Box::pin(async move {
                     let reply = match self.client(self.route(&call.key)) {
                         Ok(client) => client.del(call.key).await,
                         Err(error) => Err(error),
                     };
-                    let _ = call.reply.send(reply);
+                    call.answer.send(reply);
                 })),
                 Command::Script(operation, args) => {
                     let route = self.route(&call.key);
@@ -227,7 +257,7 @@ impl Shared {
                         key: Key::from(call.key),
                         operation,
                         args,
-                        reply: call.reply,
+                        answer: call.answer,
                     };
                     match scripts.iter_mut().find(|(r, _)| *r == route) {
                         Some((_, group)) => group.push(call),
@@ -264,7 +294,7 @@ impl Shared {
             args.push(Value::from_static_str(call.operation.name()));
             args.push(Value::Integer(call.args.len() as i64));
             args.append(&mut call.args);
-            replies.push(call.reply);
+            replies.push(call.answer);
         }
         command.append(&mut args);
         let result = match self.client(route) {
@@ -291,7 +321,7 @@ impl Shared {
         let error = match result {
             Ok(Value::Array(items)) if items.len() == replies.len() => {
                 for (item, reply) in items.into_iter().zip(replies) {
-                    let _ = reply.send(operation_reply(item));
+                    reply.send(operation_reply(item));
                 }
                 return;
             }
@@ -302,7 +332,7 @@ impl Shared {
             Err(error) => error,
         };
         for reply in replies {
-            let _ = reply.send(Err(error.clone()));
+            reply.send(Err(error.clone()));
         }
     }
 }
@@ -311,8 +341,10 @@ impl Shared {
 /// reply, and a script call that ran before the close would then run twice, its second answer
 /// hiding the first (an update applied, then reported missing because a delete came between).
 /// A call that lost its connection fails instead, and may or may not have applied. fred counts
-/// following a cluster's `MOVED` or `ASK` as an attempt too, so while slots move a script call
-/// fails rather than being redirected (it did not run: the request gets the store error).
+/// following a cluster's `MOVED` or `ASK` as a second attempt too, and answers it with the same
+/// error as a call it would replay after its connection broke (which may have run), so the
+/// store cannot send it again safely: the first script call after a slot moved fails (fred has
+/// refreshed its slot map by then, and the next call goes to the new owner).
 fn once() -> Options {
     Options {
         max_attempts: Some(1),

@@ -24,6 +24,10 @@
 //!   tracking is on again on every connection and the watchers are listening (fred restores
 //!   neither). A connection that stalls without closing is treated the same once a command on
 //!   it times out, or a heartbeat `PING` (every second) goes unanswered.
+//! - A write of ours keeps any reply of its key from being kept while its command may still
+//!   run, even after its caller went away ([`InFlight`]): a read may run before it.
+//!
+//! Outside the invariant: `SWAPDB` sends no invalidation at all (the README says so).
 //!
 //! # The order of events
 //!
@@ -113,7 +117,14 @@ impl Cache {
             );
             return None;
         }
-        let watchers = Watchers::new(clients.first()?);
+        let first = clients.first()?;
+        // Before 7, Redis does not track the keys a script reads for its caller, and a copy
+        // made from a script's reply would never be invalidated (see `lua`).
+        if let Some(version) = first.server_version().filter(|v| v.major < 7) {
+            tracing::warn!(%version, "Redis before 7.0 cannot keep the local session cache true: it is off");
+            return None;
+        }
+        let watchers = Watchers::new(first);
         let cache = Arc::new(Self {
             capacity,
             state: Mutex::new(State {
@@ -162,13 +173,20 @@ impl Cache {
 
     /// Announces a call on `key` (a `write` changes or deletes it); its reply may be kept
     /// through the ticket.
-    pub(crate) fn begin<'a>(&'a self, key: &'a str, write: bool) -> Ticket<'a> {
+    pub(crate) fn begin<'a>(self: &'a Arc<Self>, key: &'a str, write: bool) -> Ticket<'a> {
         let (claim, base) = self.lock().slots.begin(key, write);
+        let in_flight = write.then(|| {
+            Arc::new(InFlight {
+                cache: Arc::clone(self),
+                key: key.to_owned(),
+            })
+        });
         Ticket {
             cache: self,
             key,
             claim,
             base,
+            in_flight,
             done: false,
         }
     }
@@ -364,7 +382,25 @@ pub(crate) struct Ticket<'a> {
     claim: Claim,
     /// For a write, the copy it replaces: what the key held before, if this instance knew.
     base: Option<Record>,
+    /// For a write, its commands' guard (see [`InFlight`]).
+    in_flight: Option<Arc<InFlight>>,
     done: bool,
+}
+
+/// A write of one key whose command may still run. While any clone lives, no reply for the
+/// key is kept: the ticket holds one, and so does each queued or sent command, which the
+/// batcher drops only once Redis has answered (or the command was abandoned). A request that
+/// goes away before its write was sent thus cannot let a read, sent after it but run before
+/// it, keep the state the write is about to change.
+pub(crate) struct InFlight {
+    cache: Arc<Cache>,
+    key: String,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.cache.lock().slots.release(&self.key);
+    }
 }
 
 /// What a call saw of its key when it was sent.
@@ -373,7 +409,6 @@ struct Claim {
     generation: u64,
     /// Caching was on and no write of the key was in flight.
     clean: bool,
-    write: bool,
 }
 
 impl Ticket<'_> {
@@ -390,9 +425,17 @@ impl Ticket<'_> {
         self.base.take().filter(|_| self.claim.clean)
     }
 
+    /// A guard for one command of this write, to travel with it (see [`InFlight`]).
+    pub(crate) fn in_flight(&self) -> Option<Arc<InFlight>> {
+        self.in_flight.clone()
+    }
+
     /// The call's outcome: `record` is what Redis now holds under the key (if it said).
     pub(crate) fn finish(mut self, record: Option<Record>) {
         self.done = true;
+        // The commands' guards are gone by now (the batcher drops its guard before it
+        // answers); this one goes before the reply is weighed.
+        self.in_flight = None;
         self.cache.finish(self.key, self.claim, record);
     }
 }
@@ -400,6 +443,7 @@ impl Ticket<'_> {
 impl Drop for Ticket<'_> {
     fn drop(&mut self) {
         if !self.done {
+            self.in_flight = None;
             self.cache.finish(self.key, self.claim, None);
         }
     }
@@ -420,7 +464,7 @@ struct Slots {
 struct Slot {
     record: Option<Record>,
     generation: u64,
-    /// Calls in flight, and how many of them write.
+    /// Tickets alive, and writes whose commands may still run (see [`InFlight`]).
     calls: u32,
     writes: u32,
 }
@@ -468,9 +512,19 @@ impl Slots {
         let claim = Claim {
             generation: slot.generation,
             clean: clean && self.tracking,
-            write,
         };
         (claim, base)
+    }
+
+    /// A write's last command is done (see [`InFlight`]).
+    fn release(&mut self, key: &str) {
+        let Some(slot) = self.map.get_mut(key) else {
+            return;
+        };
+        slot.writes -= 1;
+        if slot.calls == 0 && slot.writes == 0 && slot.record.is_none() {
+            self.map.remove(key);
+        }
     }
 
     fn finish(&mut self, key: &str, claim: Claim, record: Option<Record>, capacity: usize) {
@@ -478,9 +532,6 @@ impl Slots {
             return;
         };
         slot.calls -= 1;
-        if claim.write {
-            slot.writes -= 1;
-        }
         let keep = claim.clean
             && self.tracking
             && slot.generation == claim.generation
@@ -490,7 +541,7 @@ impl Slots {
         if let (true, Some(record)) = (keep, record) {
             added = slot.record.replace(record).is_none();
         }
-        if slot.calls == 0 && slot.record.is_none() {
+        if slot.calls == 0 && slot.writes == 0 && slot.record.is_none() {
             self.map.remove(key);
         }
         if added {
@@ -524,7 +575,7 @@ impl Slots {
         if slot.record.take().is_some() {
             self.cached -= 1;
         }
-        if slot.calls == 0 {
+        if slot.calls == 0 && slot.writes == 0 {
             self.map.remove(key);
         }
     }
@@ -535,7 +586,7 @@ impl Slots {
         self.map.retain(|_, slot| {
             slot.generation = generation;
             slot.record = None;
-            slot.calls > 0
+            slot.calls > 0 || slot.writes > 0
         });
         self.cached = 0;
     }
@@ -578,6 +629,12 @@ mod tests {
         slots.finish(KEY, read, Some(record(value)), 10);
     }
 
+    /// A write's reply: its command is done, then its ticket finishes.
+    fn written(slots: &mut Slots, claim: Claim, record: Option<Record>) {
+        slots.release(KEY);
+        slots.finish(KEY, claim, record, 10);
+    }
+
     fn held(slots: &mut Slots) -> Option<String> {
         let record = slots.get(KEY, SystemTime::now())?;
         Some(record.entries.get("k")?.json.clone())
@@ -610,7 +667,7 @@ mod tests {
         let (read, _) = slots.begin(KEY, false);
         slots.finish(KEY, read, Some(record("maybe before the write")), 10);
         assert_eq!(held(&mut slots), None);
-        slots.finish(KEY, write, Some(record("after the write")), 10);
+        written(&mut slots, write, Some(record("after the write")));
         assert_eq!(held(&mut slots).as_deref(), Some("after the write"));
     }
 
@@ -630,7 +687,27 @@ mod tests {
         );
         let (_, none) = slots.begin(KEY, true);
         assert!(none.is_none(), "an overlapping write has no base");
-        slots.finish(KEY, write, Some(record("2")), 10);
+        slots.release(KEY);
+        written(&mut slots, write, Some(record("2")));
+    }
+
+    #[test]
+    fn a_cancelled_write_keeps_any_reply_out_until_its_command_is_done() {
+        let mut slots = slots();
+        hold(&mut slots, "1");
+        // The request went away: its ticket is gone, its command still queued or running.
+        let (write, _) = slots.begin(KEY, true);
+        slots.finish(KEY, write, None, 10);
+        // A read sent now may run before the write (or after): its reply is not kept.
+        let (read, _) = slots.begin(KEY, false);
+        slots.finish(KEY, read, Some(record("1, or 2")), 10);
+        assert_eq!(held(&mut slots), None);
+        // Once the command is done, a read sent afterwards sees its effect.
+        slots.release(KEY);
+        hold(&mut slots, "2");
+        assert_eq!(held(&mut slots).as_deref(), Some("2"));
+        slots.invalidate(KEY);
+        assert!(slots.map.is_empty(), "an idle, empty slot must not stay");
     }
 
     #[test]
@@ -639,8 +716,8 @@ mod tests {
         let (first, _) = slots.begin(KEY, true);
         let (second, _) = slots.begin(KEY, true);
         // On two pooled connections they may have run in either order.
-        slots.finish(KEY, second, Some(record("2")), 10);
-        slots.finish(KEY, first, Some(record("1")), 10);
+        written(&mut slots, second, Some(record("2")));
+        written(&mut slots, first, Some(record("1")));
         assert_eq!(held(&mut slots), None);
     }
 
@@ -650,8 +727,8 @@ mod tests {
         hold(&mut slots, "1");
         let (write, _) = slots.begin(KEY, true);
         assert_eq!(held(&mut slots), None);
-        // A failed or cancelled write keeps nothing.
-        slots.finish(KEY, write, None, 10);
+        // A failed write keeps nothing.
+        written(&mut slots, write, None);
         assert_eq!(held(&mut slots), None);
     }
 

@@ -14,7 +14,7 @@
 //! watchers before it caches again.
 
 use fred::clients::Client;
-use fred::error::Error;
+use fred::error::{Error, ErrorKind};
 use fred::interfaces::{ClientInterface, ClientLike, ClusterInterface, PubsubInterface};
 use fred::types::RespVersion;
 use fred::types::config::{Config, ServerConfig};
@@ -69,7 +69,15 @@ impl Watchers {
     }
 
     /// Connects every watcher, turns tracking on (redirected to itself) and subscribes it.
+    /// None at all (a cluster whose primaries fred does not know yet) is an error: no one would
+    /// hear a flush.
     pub(crate) async fn connect(&self) -> Result<(), Error> {
+        if self.clients.is_empty() {
+            return Err(Error::new(
+                ErrorKind::Cluster,
+                "no primaries known to watch for FLUSHALL",
+            ));
+        }
         for client in &self.clients {
             client.init().await?;
             let id: i64 = client.client_id().await?;

@@ -399,12 +399,24 @@ impl RedisStore {
         operation: Operation,
         key: &str,
         args: impl Fn() -> Vec<Value>,
+        ticket: Option<&cache::Ticket<'_>>,
     ) -> Result<Value, RedisStoreError> {
-        let mut reply = self.inner.batcher.script(operation, key, args()).await;
-        if reply.as_ref().is_err_and(is_noscript) {
-            reply = self.inner.batcher.script(operation, key, args()).await;
+        let mut attempts = 0;
+        loop {
+            let in_flight = ticket.and_then(cache::Ticket::in_flight);
+            let reply = self
+                .inner
+                .batcher
+                .script(operation, key, args(), in_flight)
+                .await;
+            attempts += 1;
+            match reply {
+                Err(error) if is_noscript(&error) && attempts < SCRIPT_ATTEMPTS => continue,
+                reply => {
+                    return reply.map_err(|source| self.failed(operation.name(), key, source));
+                }
+            }
         }
-        reply.map_err(|source| self.failed(operation.name(), key, source))
     }
 
     /// The error of a failed call. A timeout may mean a connection that stalled without
@@ -626,6 +638,10 @@ fn decode_fields(
     }))
 }
 
+/// How many times a script call is sent when Redis lacked the script (a restarted or
+/// failed-over server; the batch that got `NOSCRIPT` has loaded it since).
+const SCRIPT_ATTEMPTS: usize = 2;
+
 /// How many fresh ids `create` tries before giving up; a collision of 192-bit ids does not
 /// happen, so a second failure means something else writes our keys.
 const CREATE_ATTEMPTS: usize = 3;
@@ -636,7 +652,9 @@ impl SessionStore for RedisStore {
     async fn load(&self, id: &SessionId) -> Result<Option<Record>, RedisStoreError> {
         let key = self.key(id);
         let ticket = self.ticket(&key, false);
-        let reply = self.script(Operation::Load, &key, Vec::new).await?;
+        let reply = self
+            .script(Operation::Load, &key, Vec::new, ticket.as_ref())
+            .await?;
         let record = decode(&key, reply)?;
         Ok(keep(ticket, record))
     }
@@ -669,7 +687,7 @@ impl SessionStore for RedisStore {
             let id = SessionId::generate();
             let key = self.key(&id);
             match self
-                .script(Operation::Create, &key, || record_fields(record))
+                .script(Operation::Create, &key, || record_fields(record), None)
                 .await?
             {
                 Value::Integer(0) => {
@@ -697,7 +715,12 @@ impl SessionStore for RedisStore {
         };
         let returned = base.is_none() && ticket.as_ref().is_some_and(cache::Ticket::may_keep);
         let reply = self
-            .script(Operation::Update, &key, || update_args(changes, returned))
+            .script(
+                Operation::Update,
+                &key,
+                || update_args(changes, returned),
+                ticket.as_ref(),
+            )
             .await?;
         match reply {
             Value::Integer(0) | Value::Null => Ok(Update::Missing),
@@ -726,8 +749,10 @@ impl SessionStore for RedisStore {
 
     async fn delete(&self, id: &SessionId) -> Result<(), RedisStoreError> {
         let key = self.key(id);
-        let _ticket = self.ticket(&key, true);
-        let reply = self.inner.batcher.delete(&key).await;
+        let ticket = self.ticket(&key, true);
+        let in_flight = ticket.as_ref().and_then(cache::Ticket::in_flight);
+        let reply = self.inner.batcher.delete(&key, in_flight).await;
+        drop(ticket);
         reply
             .map(drop)
             .map_err(|source| self.failed("delete", &key, source))

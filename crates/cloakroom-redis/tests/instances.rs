@@ -377,3 +377,132 @@ async fn a_stalled_connection_stops_the_copy_within_the_heartbeat_bound() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// An update cut short (the client went away) while still queued, then a read of the same
+/// session in the same batch: the read may run before the update, so its reply must not be
+/// kept, however the update's ticket ended. (Found by review: the cancelled ticket released
+/// its claim, the read's stale reply was kept, and NOLOOP meant nothing ever corrected it.)
+#[tokio::test]
+async fn a_cancelled_update_leaves_no_stale_copy_on_its_own_instance() {
+    let server = RedisServer::start()
+        .await
+        .unwrap_or_else(|error| panic!("{error}"));
+    let here = store(&server.url()).await;
+    let redis = RedisStore::builder()
+        .url(server.url())
+        .local_cache(0)
+        .build()
+        .await
+        .unwrap_or_else(|error| panic!("{error}"));
+    let id = create(&here).await;
+    if let Err(error) = here.update(&id, &set("k", "1")).await {
+        panic!("{error}");
+    }
+    assert_eq!(value(&read(&here, &id).await, "k").as_deref(), Some("1"));
+    {
+        let changes = set("k", "2");
+        let mut update = Box::pin(here.update(&id, &changes));
+        let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+        assert!(
+            update.as_mut().poll(&mut context).is_pending(),
+            "the update finished in one poll: nothing is tested"
+        );
+    }
+    let _ = read(&here, &id).await;
+    tokio::time::sleep(STALENESS).await;
+    let truth = value(&read(&redis, &id).await, "k");
+    assert_eq!(
+        truth.as_deref(),
+        Some("2"),
+        "the cancelled update did not land"
+    );
+    assert_eq!(
+        value(&settled(&here, &id).await, "k"),
+        truth,
+        "the instance that cancelled the update kept serving the state before it"
+    );
+}
+
+/// A slot that moved to another primary: the first script call after it gets `MOVED`. fred
+/// would follow it as a second attempt, which it cannot tell from replaying a call whose
+/// connection broke (which may have run), so the store lets that call fail (the request gets
+/// the store error, never a wrong answer) and the next call goes to the new owner. A change
+/// that follows the redirection safely must change this test and the README together.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_slot_moved_one_script_call_fails_and_the_next_reaches_the_new_owner() {
+    let cluster = RedisCluster::start()
+        .await
+        .unwrap_or_else(|error| panic!("{error}"));
+    let mut nodes = Vec::new();
+    for url in cluster.urls() {
+        nodes.push(admin(&url).await);
+    }
+    let ports = cluster.ports();
+    let here = RedisStore::builder()
+        .url(cluster_url(&cluster))
+        .local_cache(0)
+        .build()
+        .await
+        .unwrap_or_else(|error| panic!("{error}"));
+    let id = create(&here).await;
+    let key = here.key(&id);
+    let slot = fred::util::redis_keyslot(key.as_bytes()).to_string();
+    let mut owner = None;
+    for (i, node) in nodes.iter().enumerate() {
+        if run(node, &["HGETALL", &key]).await.is_ok() {
+            owner = Some(i);
+        }
+    }
+    let from = owner.unwrap_or_else(|| panic!("no node owns {slot}"));
+    let to = (from + 1) % 3;
+    let node_id = |i: usize| {
+        let node = &nodes[i];
+        async move {
+            let reply = run(node, &["CLUSTER", "MYID"]).await;
+            reply
+                .ok()
+                .and_then(|v| v.as_string())
+                .unwrap_or_else(|| panic!("CLUSTER MYID"))
+        }
+    };
+    let (from_id, to_id) = (node_id(from).await, node_id(to).await);
+    let to_port = ports[to].to_string();
+    for (node, args) in [
+        (to, vec!["CLUSTER", "SETSLOT", &slot, "IMPORTING", &from_id]),
+        (from, vec!["CLUSTER", "SETSLOT", &slot, "MIGRATING", &to_id]),
+        (
+            from,
+            vec!["MIGRATE", "127.0.0.1", &to_port, &key, "0", "5000"],
+        ),
+    ] {
+        if let Err(error) = run(&nodes[node], &args).await {
+            panic!("{args:?}: {error}");
+        }
+    }
+    for node in &nodes {
+        if let Err(error) = run(node, &["CLUSTER", "SETSLOT", &slot, "NODE", &to_id]).await {
+            panic!("SETSLOT NODE: {error}");
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let first = here.load(&id).await;
+    assert!(
+        first.is_err(),
+        "the first call after the move: {first:?} (see the doc comment)"
+    );
+    match here.load(&id).await {
+        Ok(Some(_)) => {}
+        other => panic!("the second load after the slot moved: {other:?}"),
+    }
+}
+
+/// `args` through `client`, Redis's answer or error.
+async fn run(client: &Client, args: &[&str]) -> Result<fred::types::Value, fred::error::Error> {
+    let (name, args) = args.split_first().unwrap_or((&"PING", &[]));
+    let custom = fred::types::CustomCommand::new(
+        name.to_string(),
+        fred::types::ClusterHash::FirstKey,
+        false,
+    );
+    client.custom(custom, args.to_vec()).await
+}

@@ -68,8 +68,12 @@ pub(crate) struct History {
 pub struct Report {
     /// Store calls made and checked.
     pub operations: usize,
-    /// Of those, calls that failed or timed out (indeterminate).
+    /// Of those, calls that failed, timed out or were cut short (indeterminate).
     pub indeterminate: usize,
+    /// Of those, calls the checker cut short on purpose, as a client that goes away.
+    pub cut: usize,
+    /// Of those, calls the store failed or did not answer in time.
+    pub failed: usize,
     /// Reads that returned a session, each of whose keys was checked.
     pub reads_checked: usize,
     /// The stalest answer within the tolerance: how long after a newer write (or a delete)
@@ -83,9 +87,12 @@ impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} operations ({} indeterminate), {} reads checked, {} stale (worst {:?})",
+            "{} operations ({} indeterminate: {} failed, {} cut short), {} reads checked, {} \
+             stale (worst {:?})",
             self.operations,
             self.indeterminate,
+            self.failed,
+            self.cut,
             self.reads_checked,
             self.stale_reads,
             self.worst_staleness
@@ -93,13 +100,16 @@ impl fmt::Display for Report {
     }
 }
 
-pub(crate) const DELETED: &str = "nothing reads a session after a delete of it has completed";
+pub(crate) const DELETED: &str =
+    "nothing reads a session after a delete of it has completed (or a read found it gone)";
 pub(crate) const NO_LATE_UPDATE: &str = "no update of a deleted session applies";
 pub(crate) const FRESH: &str =
     "no read returns a value older than the newest write of that key completed before it";
 pub(crate) const ORIGIN: &str = "every value read was written to that session by some call";
 pub(crate) const NOT_LOST: &str =
     "at the end, every key holds the value of a write no later completed write overwrote";
+pub(crate) const AGREE: &str =
+    "once every call has returned, every instance reads every session the same";
 pub(crate) const KEPT: &str =
     "a live session nobody deleted is never missing, to a read or an update (nothing lost)";
 
@@ -226,8 +236,32 @@ impl History {
         }
         for ops in sessions.values() {
             self.check_session(ops, &wipes, staleness, &mut report)?;
+            self.check_agreement(ops)?;
         }
         Ok(report)
+    }
+
+    /// Once every call has returned, every instance shows the session the same way.
+    fn check_agreement(&self, ops: &[usize]) -> Result<(), Violation> {
+        let mut finals = ops.iter().copied().filter(|&i| {
+            let op = &self.ops[i];
+            op.end.is_some() && matches!(op.kind, Kind::Read { call: FINAL, .. })
+        });
+        let Some(first) = finals.next() else {
+            return Ok(());
+        };
+        let seen = |i: usize| match &self.ops[i].kind {
+            Kind::Read { seen, .. } => seen.clone(),
+            _ => None,
+        };
+        match finals.find(|&other| seen(other) != seen(first)) {
+            Some(other) => Err(self.violation(
+                AGREE,
+                &[first, other],
+                "two instances disagree once every call has returned",
+            )),
+            None => Ok(()),
+        }
     }
 
     fn check_session(
@@ -256,8 +290,13 @@ impl History {
                     .filter(|&w| self.ops[w].end.is_none_or(|end| end > create.start)),
             )
             .collect();
-        // The first delete that completed, and whether it is certain to cover the session
-        // (a wipe that began before the session was created may have missed it).
+        // The first moment the session is certainly gone: a delete that completed, a wipe
+        // that began after it was created, or a read that found it gone (a session never
+        // comes back: ids are not reused, and an update never recreates one).
+        let found_gone = ops.iter().copied().filter(|&i| {
+            let op = &self.ops[i];
+            op.end.is_some() && matches!(op.kind, Kind::Read { seen: None, .. })
+        });
         let deleted = deletes
             .iter()
             .copied()
@@ -267,6 +306,7 @@ impl History {
                     && (matches!(op.kind, Kind::Delete)
                         || create.end.is_some_and(|end| end < op.start))
             })
+            .chain(found_gone)
             .min_by_key(|&d| self.ops[d].end);
 
         // Whether the session may have gone by the end of `op`: a delete or wipe had begun,
@@ -320,7 +360,7 @@ impl History {
                                 return Err(self.violation(
                                     DELETED,
                                     &[delete, index],
-                                    &format!("read {late:?} after the delete returned"),
+                                    &format!("read {late:?} after the session was gone"),
                                 ));
                             }
                             report.stale(late);
@@ -346,8 +386,25 @@ impl History {
         }
     }
 
-    /// Every write of each key of the session's ops.
+    /// Every write of each key of the session's ops. A write that failed has no end, unless a
+    /// read saw its value: then it had applied by the time that read returned.
     fn writes(&self, ops: &[usize]) -> HashMap<&str, Writes> {
+        let mut first_seen: HashMap<(&str, u64), Instant> = HashMap::new();
+        for &index in ops {
+            let op = &self.ops[index];
+            if let (
+                Kind::Read {
+                    seen: Some(values), ..
+                },
+                Some(end),
+            ) = (&op.kind, op.end)
+            {
+                for (key, value) in values {
+                    let seen = first_seen.entry((key.as_str(), *value)).or_insert(end);
+                    *seen = (*seen).min(end);
+                }
+            }
+        }
         let mut writes: HashMap<&str, Vec<Write>> = HashMap::new();
         for &index in ops {
             let op = &self.ops[index];
@@ -365,11 +422,12 @@ impl History {
                 _ => continue,
             };
             for (key, value) in changed {
+                let seen = value.and_then(|value| first_seen.get(&(key, value)).copied());
                 writes.entry(key).or_default().push(Write {
                     op: index,
                     value,
                     start: op.start,
-                    end: op.end,
+                    end: op.end.or(seen),
                 });
             }
         }
@@ -632,5 +690,60 @@ mod tests {
         assert!(check(failed, 0).is_ok(), "a failed read is no answer");
         let ops = vec![op(o, 0, Some(1), create(1)), op(o, 5, Some(6), gone())];
         assert_eq!(check(ops, 0).err(), Some(KEPT));
+    }
+
+    fn on(instance: usize, op: Op) -> Op {
+        Op { instance, ..op }
+    }
+
+    fn final_read(origin: Instant, at: u64, value: u64) -> Op {
+        Op {
+            kind: Kind::Read {
+                call: FINAL,
+                seen: Some(BTreeMap::from([("k".to_owned(), value)])),
+            },
+            ..op(origin, at, Some(at + 1), gone())
+        }
+    }
+
+    #[test]
+    fn a_failed_write_a_read_saw_has_applied_and_can_be_overwritten() {
+        let o = Instant::now();
+        let ops = vec![
+            op(o, 0, Some(1), create(1)),
+            // Its reply was lost, but instance 1 reads it: it had applied by then.
+            op(o, 2, None, update(Some(2), None)),
+            on(1, op(o, 3, Some(4), read(Some(2)))),
+            op(o, 10, Some(11), update(Some(3), Some(true))),
+            // The failed write's value, long after a newer write returned.
+            on(0, op(o, 5000, Some(5001), read(Some(2)))),
+        ];
+        assert_eq!(check(ops, 0).err(), Some(FRESH));
+    }
+
+    #[test]
+    fn instances_that_still_disagree_at_the_end_are_caught() {
+        let o = Instant::now();
+        let ops = vec![
+            op(o, 0, Some(1), create(1)),
+            op(o, 2, None, update(Some(2), None)),
+            on(0, final_read(o, 9000, 1)),
+            on(1, final_read(o, 9000, 2)),
+        ];
+        assert_eq!(check(ops, 0).err(), Some(AGREE));
+    }
+
+    #[test]
+    fn once_a_read_found_the_session_gone_nothing_serves_it_again() {
+        let o = Instant::now();
+        let ops = vec![
+            op(o, 0, Some(1), create(1)),
+            // A delete whose reply was lost; instance 1 finds the session gone.
+            op(o, 2, None, Kind::Delete),
+            on(1, op(o, 3, Some(4), gone())),
+            on(0, op(o, 9000, Some(9001), read(Some(1)))),
+        ];
+        assert_eq!(check(ops.clone(), 0).err(), Some(DELETED));
+        assert!(check(ops[..3].to_vec(), 0).is_ok());
     }
 }

@@ -367,6 +367,12 @@ impl RedisCluster {
     /// Starts three `redis-server --cluster-enabled yes` nodes and joins them with
     /// `redis-cli --cluster create`, then waits for `cluster_state:ok` on every node.
     pub async fn start() -> Result<Self, ServerError> {
+        Self::start_with_args(&[]).await
+    }
+
+    /// [`start`](Self::start) with extra arguments for every node (`["--appendonly", "yes",
+    /// "--appendfsync", "always"]` to keep data across [`restart`](Self::restart), say).
+    pub async fn start_with_args(extra: &[&str]) -> Result<Self, ServerError> {
         REDIS_CLI.path()?;
         with_fresh_ports(6, |ports| async move {
             let dir = temp_dir(REDIS_SERVER)?;
@@ -388,6 +394,7 @@ impl RedisCluster {
                     ]
                     .map(str::to_owned),
                 );
+                args.extend(extra.iter().map(|arg| (*arg).to_owned()));
                 nodes.push(Process::spawn(REDIS_SERVER, *port, args, &node_dir)?);
             }
             for node in &mut nodes {
@@ -429,6 +436,29 @@ impl RedisCluster {
     /// The nodes' ports.
     pub fn ports(&self) -> Vec<u16> {
         self.nodes.iter().map(|node| node.port).collect()
+    }
+
+    /// Kills node `index` and starts it again on the same ports, with its cluster
+    /// configuration (and its data, if the cluster was started with persistence), and waits
+    /// until it answers and the cluster is ok again.
+    pub async fn restart(&mut self, index: usize) -> Result<(), ServerError> {
+        let Some(node) = self.nodes.get_mut(index) else {
+            return Ok(());
+        };
+        node.kill();
+        node.start()?;
+        node.wait_ready(b"PING\r\n", b"+PONG").await?;
+        let started = Instant::now();
+        while !ask(node.port, b"CLUSTER INFO\r\n")
+            .await
+            .is_some_and(|reply| contains(&reply, b"cluster_state:ok"))
+        {
+            if started.elapsed() > READY_TIMEOUT {
+                return Err(node.not_ready("cluster_state never became ok".to_owned()));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(())
     }
 
     /// Freezes node `index` (`SIGSTOP`); see [`RedisServer::pause`].

@@ -28,6 +28,7 @@ async fn memory_store_is_consistent_under_many_tasks() -> Result<(), Violation> 
     println!("MemoryStore, 16 tasks: {report}");
     assert!(report.operations > 1_000, "{report}");
     assert_eq!(report.stale_reads, 0, "{report}");
+    assert_eq!(report.failed, 0, "{report}");
     Ok(())
 }
 
@@ -110,6 +111,11 @@ enum Flaw {
     StaleCopy,
     /// Reads are fresh, but an update writes the copy plus its changes over the record.
     WholeRecordWrites,
+    /// A stale copy, and every write applies but answers with an error (its reply lost), so
+    /// no write ever completes in the history.
+    StaleCopyRepliesLost,
+    /// Every call fails.
+    Down,
 }
 
 struct Flawed {
@@ -135,18 +141,25 @@ impl Flawed {
     }
 }
 
+fn lost() -> std::io::Error {
+    std::io::Error::other("the reply was lost")
+}
+
 impl SessionStore for Flawed {
-    type Error = cloakroom::MemoryStoreError;
+    type Error = std::io::Error;
 
     async fn load(&self, id: &SessionId) -> Result<Option<Record>, Self::Error> {
-        if self.flaw == Flaw::StaleCopy {
+        if self.flaw == Flaw::Down {
+            return Err(lost());
+        }
+        if matches!(self.flaw, Flaw::StaleCopy | Flaw::StaleCopyRepliesLost) {
             // Expired copies are dropped: the flaw is staleness alone.
             let now = std::time::SystemTime::now();
             if let Some(record) = self.copy().get(id).filter(|r| !r.is_expired(now)) {
                 return Ok(Some(record.clone()));
             }
         }
-        let record = self.shared.load(id).await?;
+        let record = self.shared.load(id).await.map_err(std::io::Error::other)?;
         if let Some(record) = &record {
             self.copy().insert(id.clone(), record.clone());
         }
@@ -154,14 +167,21 @@ impl SessionStore for Flawed {
     }
 
     async fn create(&self, record: &Record) -> Result<SessionId, Self::Error> {
-        self.shared.create(record).await
+        self.shared
+            .create(record)
+            .await
+            .map_err(std::io::Error::other)
     }
 
     async fn update(&self, id: &SessionId, changes: &Changes) -> Result<Update, Self::Error> {
+        if self.flaw == Flaw::Down {
+            return Err(lost());
+        }
         let base = self.copy().get(id).cloned();
-        match (self.flaw, base) {
+        let applied = match (self.flaw, base) {
             (Flaw::WholeRecordWrites, Some(mut record)) => {
-                if self.shared.load(id).await?.is_none() {
+                let live = self.shared.load(id).await.map_err(std::io::Error::other)?;
+                if live.is_none() {
                     return Ok(Update::Missing);
                 }
                 record.apply(changes, std::time::SystemTime::now());
@@ -177,12 +197,29 @@ impl SessionStore for Flawed {
                 self.shared.update(id, &all).await
             }
             _ => self.shared.update(id, changes).await,
+        };
+        let applied = applied.map_err(std::io::Error::other)?;
+        if self.flaw == Flaw::StaleCopyRepliesLost {
+            return Err(lost());
         }
+        Ok(applied)
     }
 
     async fn delete(&self, id: &SessionId) -> Result<(), Self::Error> {
-        self.copy().remove(id);
-        self.shared.delete(id).await
+        if self.flaw == Flaw::Down {
+            return Err(lost());
+        }
+        if self.flaw != Flaw::StaleCopyRepliesLost {
+            self.copy().remove(id);
+        }
+        self.shared
+            .delete(id)
+            .await
+            .map_err(std::io::Error::other)?;
+        if self.flaw == Flaw::StaleCopyRepliesLost {
+            return Err(lost());
+        }
+        Ok(())
     }
 }
 
@@ -194,7 +231,7 @@ async fn a_copy_nobody_invalidates_is_caught() {
         matches!(
             promise,
             Some(
-                "nothing reads a session after a delete of it has completed"
+                "nothing reads a session after a delete of it has completed (or a read found it gone)"
                     | "no read returns a value older than the newest write of that key completed before it"
             )
         ),
@@ -223,4 +260,24 @@ async fn a_violation_names_the_calls_and_the_seed() {
     assert!(detail.contains("instance "), "{detail}");
     assert!(detail.contains("session s"), "{detail}");
     assert!(detail.ends_with("(seed 7)"), "{detail}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_copy_is_caught_even_when_no_write_ever_answers() {
+    let result = quick()
+        .run(Flawed::instances(Flaw::StaleCopyRepliesLost, 3))
+        .await;
+    assert!(
+        result.is_err(),
+        "failed writes hid a copy nobody invalidates: {result:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_that_answers_nothing_does_not_pass() {
+    let result = quick().run(Flawed::instances(Flaw::Down, 3)).await;
+    assert_eq!(
+        result.err().map(|violation| violation.promise),
+        Some("store calls succeed against a healthy store")
+    );
 }
