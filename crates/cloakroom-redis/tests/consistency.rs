@@ -6,14 +6,14 @@
 //! `CLOAKROOM_SOAK_SECS=600 cargo test -p cloakroom-redis --test consistency` soaks instead
 //! (see `scripts/soak.sh`).
 
+mod common;
+
 use std::future::Future;
 use std::time::Duration;
 
 use cloakroom_redis::RedisStore;
 use cloakroom_testkit::{Consistency, Faults, RedisCluster, RedisServer, Report};
-use fred::clients::Client;
-use fred::interfaces::ClientLike;
-use fred::types::config::Config;
+use common::{admin, cluster_url, command};
 
 /// The tolerance for the local copy: the time an invalidation takes to arrive after the
 /// write that caused it returned (the README states it).
@@ -61,38 +61,6 @@ async fn check(
             report
         }
         Err(violation) => panic!("{what}: {violation}"),
-    }
-}
-
-fn cluster_url(cluster: &RedisCluster) -> String {
-    let ports = cluster.ports();
-    format!(
-        "redis-cluster://127.0.0.1:{}?node=127.0.0.1:{}&node=127.0.0.1:{}",
-        ports[0], ports[1], ports[2]
-    )
-}
-
-async fn admin(url: &str) -> Client {
-    let config = Config::from_url(url).unwrap_or_else(|error| panic!("{error}"));
-    // Reconnecting: a restarted node must not take its admin connection with it.
-    let policy = fred::types::config::ReconnectPolicy::new_constant(0, 100);
-    let client = Client::new(config, None, None, Some(policy));
-    if let Err(error) = client.init().await {
-        panic!("cannot connect: {error}");
-    }
-    client
-}
-
-async fn command(client: &Client, args: &[&str]) {
-    let (name, args) = args.split_first().unwrap_or((&"PING", &[]));
-    let custom = fred::types::CustomCommand::new(
-        name.to_string(),
-        fred::types::ClusterHash::FirstKey,
-        false,
-    );
-    let reply: Result<fred::types::Value, _> = client.custom(custom, args.to_vec()).await;
-    if let Err(error) = reply {
-        panic!("{name} {args:?}: {error}");
     }
 }
 

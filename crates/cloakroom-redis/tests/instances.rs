@@ -3,6 +3,8 @@
 //! an update with or without a session sent back). Each instance is its own `RedisStore`,
 //! with its own connections, as separate app processes have.
 
+mod common;
+
 use std::time::Duration;
 
 use cloakroom::SessionId;
@@ -10,28 +12,12 @@ use cloakroom::store::{Changes, Entry, Record, SessionStore};
 use cloakroom_redis::RedisStore;
 use cloakroom_testkit::{RedisCluster, RedisServer};
 use cloakroom_tests::app::{NAME, cookie, layer, serve};
-use fred::clients::Client;
+use common::{admin, cluster_url, run, store};
 use fred::interfaces::ClientLike;
-use fred::types::config::Config;
 
 /// How long an instance may still serve a copy after another instance's change returned: the
 /// time Redis's invalidation takes to reach it. The README states this bound.
 const STALENESS: Duration = Duration::from_millis(100);
-
-async fn store(url: &str) -> RedisStore {
-    match RedisStore::builder().url(url).build().await {
-        Ok(store) => store,
-        Err(error) => panic!("cannot connect to {url}: {error}"),
-    }
-}
-
-fn cluster_url(cluster: &RedisCluster) -> String {
-    let ports = cluster.ports();
-    format!(
-        "redis-cluster://127.0.0.1:{}?node=127.0.0.1:{}&node=127.0.0.1:{}",
-        ports[0], ports[1], ports[2]
-    )
-}
 
 fn set(key: &str, json: &str) -> Changes {
     Changes {
@@ -217,16 +203,6 @@ async fn a_logout_through_one_instance_holds_on_the_other() {
             "refresh {refresh:?}: A still served a session logged out through B"
         );
     }
-}
-
-/// An inspector connection for `FLUSHALL`.
-async fn admin(url: &str) -> Client {
-    let config = Config::from_url(url).unwrap_or_else(|error| panic!("{error}"));
-    let client = Client::new(config, None, None, None);
-    if let Err(error) = client.init().await {
-        panic!("cannot connect: {error}");
-    }
-    client
 }
 
 /// Three instances on `url` hold sessions (each in every way there is); `flush` empties Redis
@@ -494,15 +470,4 @@ async fn after_a_slot_moved_one_script_call_fails_and_the_next_reaches_the_new_o
         Ok(Some(_)) => {}
         other => panic!("the second load after the slot moved: {other:?}"),
     }
-}
-
-/// `args` through `client`, Redis's answer or error.
-async fn run(client: &Client, args: &[&str]) -> Result<fred::types::Value, fred::error::Error> {
-    let (name, args) = args.split_first().unwrap_or((&"PING", &[]));
-    let custom = fred::types::CustomCommand::new(
-        name.to_string(),
-        fred::types::ClusterHash::FirstKey,
-        false,
-    );
-    client.custom(custom, args.to_vec()).await
 }

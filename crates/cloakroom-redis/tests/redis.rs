@@ -1,6 +1,8 @@
 //! RedisStore against real `redis-server` processes (standalone and a 3-master cluster) that
 //! the tests start on free loopback ports.
 
+mod common;
+
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
 
@@ -10,21 +12,14 @@ use cloakroom::store::{Changes, Entry, Record, SessionStore, Update};
 use cloakroom_redis::{RedisStore, RedisStoreError};
 use cloakroom_testkit::{Conformance, RedisCluster, RedisServer};
 use cloakroom_tests::app::{NAME, cookie, layer, max_age, serve, write_concurrently};
+use common::{admin as inspector, cluster_url, store};
 use fred::clients::Client;
 use fred::interfaces::{ClientLike, ConfigInterface, HashesInterface, KeysInterface};
-use fred::types::config::Config;
 
 async fn redis() -> RedisServer {
     match RedisServer::start().await {
         Ok(server) => server,
         Err(error) => panic!("{error}"),
-    }
-}
-
-async fn store(url: &str) -> RedisStore {
-    match RedisStore::builder().url(url).build().await {
-        Ok(store) => store,
-        Err(error) => panic!("cannot connect to {url}: {error}"),
     }
 }
 
@@ -52,33 +47,12 @@ async fn uncached_store(url: &str) -> RedisStore {
     }
 }
 
-/// A plain fred client for inspecting the server.
-async fn inspector(url: &str) -> Client {
-    let config = match Config::from_url(url) {
-        Ok(config) => config,
-        Err(error) => panic!("{error}"),
-    };
-    let client = Client::new(config, None, None, None);
-    if let Err(error) = client.init().await {
-        panic!("inspector cannot connect: {error}");
-    }
-    client
-}
-
 /// A fresh server, a store on it and a client to inspect it.
 async fn server_store_and_inspector() -> (RedisServer, RedisStore, Client) {
     let server = redis().await;
     let store = store(&server.url()).await;
     let inspector = inspector(&server.url()).await;
     (server, store, inspector)
-}
-
-fn cluster_url(cluster: &RedisCluster) -> String {
-    let ports = cluster.ports();
-    format!(
-        "redis-cluster://127.0.0.1:{}?node=127.0.0.1:{}&node=127.0.0.1:{}",
-        ports[0], ports[1], ports[2]
-    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -706,15 +680,6 @@ async fn followed_elsewhere(store: &RedisStore, inspector: &Client, id: &Session
     seen.is_some_and(|r| r.entries.contains_key("seen"))
 }
 
-/// Sends `name args...` through `client`, failing the test if Redis refuses.
-async fn command(client: &Client, name: &'static str, args: &[&str]) {
-    let custom = fred::types::CustomCommand::new_static(name, None, false);
-    let reply: Result<fred::types::Value, _> = client.custom(custom, args.to_vec()).await;
-    if let Err(error) = reply {
-        panic!("{name} {args:?}: {error}");
-    }
-}
-
 /// Reads `id` until a read costs no command (it came from the copy), for up to `patience`;
 /// returns the commands the last read cost.
 async fn until_cached(
@@ -762,16 +727,14 @@ async fn a_refused_client_tracking_is_retried_until_the_copy_is_tracked_again() 
     );
 
     // Redis refuses CLIENT TRACKING, then the store's connection drops and comes back.
-    command(
+    common::command(
         &inspector,
-        "ACL",
-        &["SETUSER", "default", "-client|tracking"],
+        &["ACL", "SETUSER", "default", "-client|tracking"],
     )
     .await;
-    command(
+    common::command(
         &inspector,
-        "CLIENT",
-        &["KILL", "TYPE", "normal", "SKIPME", "yes"],
+        &["CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes"],
     )
     .await;
     // What a read costs, without the store's own reconnection and tracking attempts.
@@ -801,10 +764,9 @@ async fn a_refused_client_tracking_is_retried_until_the_copy_is_tracked_again() 
     );
 
     // Once Redis allows it again, the store tries again by itself: no reconnection needed.
-    command(
+    common::command(
         &inspector,
-        "ACL",
-        &["SETUSER", "default", "+client|tracking"],
+        &["ACL", "SETUSER", "default", "+client|tracking"],
     )
     .await;
     let cached = until_cached(&store, &inspector, &id, Duration::from_secs(10)).await;

@@ -62,14 +62,15 @@ async fn sentinel_failovers_lose_nothing_and_serve_nothing_stale() {
 
     // After the failovers a store works on the new master, copy included.
     let id = probe
-        .create(&Record::new(
-            std::time::SystemTime::now(),
-            Duration::from_secs(60),
-            None,
-        ))
+        .create(&minute())
         .await
         .unwrap_or_else(|error| panic!("create after failover: {error}"));
     assert!(matches!(probe.read(&id).await, Ok(Some(_))));
+}
+
+/// A new session's record, good for a minute.
+fn minute() -> Record {
+    Record::new(std::time::SystemTime::now(), Duration::from_secs(60), None)
 }
 
 /// A rustls client configuration that trusts the CA in `ca_file`.
@@ -127,11 +128,7 @@ async fn over_tls_every_promise_holds_and_the_copy_follows_changes_and_flushes()
 
     let (here, there) = (connect().await, connect().await);
     let id = here
-        .create(&Record::new(
-            std::time::SystemTime::now(),
-            Duration::from_secs(60),
-            None,
-        ))
+        .create(&minute())
         .await
         .unwrap_or_else(|error| panic!("{error}"));
     assert!(matches!(here.read(&id).await, Ok(Some(_))));
@@ -147,11 +144,7 @@ async fn over_tls_every_promise_holds_and_the_copy_follows_changes_and_flushes()
     );
 
     let id = here
-        .create(&Record::new(
-            std::time::SystemTime::now(),
-            Duration::from_secs(60),
-            None,
-        ))
+        .create(&minute())
         .await
         .unwrap_or_else(|error| panic!("{error}"));
     let _ = here.load(&id).await;

@@ -26,6 +26,8 @@ const KEYS: [&str; 4] = ["a", "b", "c", "d"];
 const LONG: Duration = Duration::from_secs(600);
 /// How many sessions are made to expire.
 const EXPIRING: usize = 2;
+/// How many times each of the first sessions is tried.
+const SETUP_ATTEMPTS: usize = 30;
 
 const EXPIRED: &str = "nothing expired is served";
 const HEALTHY: &str = "store calls succeed against a healthy store";
@@ -221,11 +223,21 @@ impl Consistency {
         let mut rng = Rng(seed);
         for n in 0..self.sessions + EXPIRING {
             let idle = if n < self.sessions { LONG } else { self.expiry };
-            let session = run.create(first.as_ref(), 0, idle, &mut rng).await;
+            // A fault may already be under way: a few tries, a tenth of a second apart.
+            let mut session = None;
+            for _ in 0..SETUP_ATTEMPTS {
+                session = run.create(first.as_ref(), 0, idle, &mut rng).await;
+                if session.is_some() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
             let Some(session) = session else {
                 return Err(Violation {
                     promise: HEALTHY,
-                    detail: "the first sessions could not be created".to_owned(),
+                    detail: format!(
+                        "the first sessions could not be created in {SETUP_ATTEMPTS} tries"
+                    ),
                 });
             };
             let mut state = run.state();
@@ -547,7 +559,7 @@ impl Run {
                 values.insert(key.to_owned(), self.value());
             }
         }
-        self.create_with(store, instance, idle, values, rng).await
+        self.create_with(store, instance, idle, values).await
     }
 
     async fn create_with<St: SessionStore>(
@@ -556,15 +568,19 @@ impl Run {
         instance: usize,
         idle: Duration,
         values: BTreeMap<String, u64>,
-        rng: &mut Rng,
     ) -> Option<Session> {
         let mut record = Record::new(SystemTime::now(), idle, None);
         for (key, value) in &values {
             record.entries.insert(key.clone(), entry(*value));
         }
         let start = Instant::now();
-        // A create whose id never came back is invisible to every later call: not recorded.
-        let id = self.call(rng, store.create(&record)).await?.ok()?;
+        // A create whose id never came back is invisible to every later call: not recorded,
+        // and not cut short either (that would test nothing).
+        let limit = self.settings.call_timeout;
+        let id = tokio::time::timeout(limit, store.create(&record))
+            .await
+            .ok()?
+            .ok()?;
         let end = Instant::now();
         let mut state = self.state();
         state.ids.push(id);
@@ -647,7 +663,7 @@ impl Run {
             .iter()
             .map(|(key, entry)| (key.clone(), entry.json.parse().unwrap_or(u64::MAX)))
             .collect();
-        if let Some(new) = self.create_with(store, instance, LONG, values, rng).await {
+        if let Some(new) = self.create_with(store, instance, LONG, values).await {
             self.state().slots[slot] = new;
             self.delete(store, instance, session, rng).await;
         }

@@ -417,16 +417,7 @@ impl RedisCluster {
             }
             for node in &mut nodes {
                 node.wait_ready(b"CLUSTER INFO\r\n", b"$").await?;
-                let started = Instant::now();
-                while !ask(node.port, b"CLUSTER INFO\r\n")
-                    .await
-                    .is_some_and(|reply| contains(&reply, b"cluster_state:ok"))
-                {
-                    if started.elapsed() > READY_TIMEOUT {
-                        return Err(node.not_ready("cluster_state never became ok".to_owned()));
-                    }
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
+                cluster_ok(node).await?;
             }
             Ok(Self { nodes, _dir: dir })
         })
@@ -448,17 +439,7 @@ impl RedisCluster {
         node.kill();
         node.start()?;
         node.wait_ready(b"PING\r\n", b"+PONG").await?;
-        let started = Instant::now();
-        while !ask(node.port, b"CLUSTER INFO\r\n")
-            .await
-            .is_some_and(|reply| contains(&reply, b"cluster_state:ok"))
-        {
-            if started.elapsed() > READY_TIMEOUT {
-                return Err(node.not_ready("cluster_state never became ok".to_owned()));
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        Ok(())
+        cluster_ok(node).await
     }
 
     /// Freezes node `index` (`SIGSTOP`); see [`RedisServer::pause`].
@@ -488,6 +469,21 @@ impl fmt::Debug for RedisCluster {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "RedisCluster({:?})", self.ports())
     }
+}
+
+/// Waits until `node` reports `cluster_state:ok`.
+async fn cluster_ok(node: &Process) -> Result<(), ServerError> {
+    let started = Instant::now();
+    while !ask(node.port, b"CLUSTER INFO\r\n")
+        .await
+        .is_some_and(|reply| contains(&reply, b"cluster_state:ok"))
+    {
+        if started.elapsed() > READY_TIMEOUT {
+            return Err(node.not_ready("cluster_state never became ok".to_owned()));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
