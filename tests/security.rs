@@ -362,6 +362,36 @@ async fn hostile_cookie_headers_never_panic<St: SessionStore + Clone>(store: St)
     assert_eq!(browser.raw(request).await.body, "2");
 }
 
+/// A handler asking for an idle timeout of `u64::MAX` seconds gets a session that lasts: a
+/// cookie with a long `Max-Age` (not 0, which would log the user out), and the user still
+/// logged in on the next requests, each of which refreshes the session in the store.
+async fn a_forever_idle_timeout_keeps_the_user_logged_in<St: SessionStore + Clone>(store: St) {
+    let layer = layer(cookie(), store).refresh_interval(std::time::Duration::ZERO);
+    let server = serve(layer).await;
+    let browser = server.browser();
+    let response = browser.post_form("/forever", "").await;
+    assert_eq!(response.status, StatusCode::OK);
+    let sent = response.set_cookie(NAME).unwrap_or_default();
+    let ten_years = 10 * 365 * 86_400;
+    assert!(
+        max_age(&sent).is_some_and(|age| age > ten_years),
+        "the cookie of a forever session: {sent:?}"
+    );
+    for _ in 0..2 {
+        let response = browser.get("/whoami").await;
+        assert_eq!(
+            (response.status, response.body.as_str()),
+            (StatusCode::OK, "ada"),
+            "a forever session was lost"
+        );
+        let renewed = response.set_cookie(NAME).unwrap_or_default();
+        assert!(
+            max_age(&renewed).is_some_and(|age| age > ten_years),
+            "the refreshed cookie of a forever session: {renewed:?}"
+        );
+    }
+}
+
 /// One test per check for a store; `$make` is an async block giving the store and whatever
 /// must live as long as it (the server process).
 macro_rules! security_suite {
@@ -406,6 +436,11 @@ macro_rules! security_suite {
             async fn issued_ids_are_distinct_long_and_base64url() {
                 let (store, _server) = $make.await;
                 super::issued_ids_are_distinct_long_and_base64url(store).await
+            }
+            #[tokio::test]
+            async fn a_forever_idle_timeout_keeps_the_user_logged_in() {
+                let (store, _server) = $make.await;
+                super::a_forever_idle_timeout_keeps_the_user_logged_in(store).await
             }
             #[tokio::test]
             async fn hostile_cookie_headers_never_panic() {

@@ -112,6 +112,13 @@ async fn remember(session: Session) -> Result<(), SessionError> {
     session.set_idle_timeout(Duration::from_secs(60 * 24 * 60 * 60))
 }
 
+/// `POST /forever`: logs in as `ada` with an idle timeout of `u64::MAX` seconds, a careless
+/// "remember me forever".
+async fn forever(session: Session) -> Result<(), SessionError> {
+    session.set("user", "ada")?;
+    session.set_idle_timeout(Duration::from_secs(u64::MAX))
+}
+
 async fn noop() -> &'static str {
     "nothing"
 }
@@ -133,6 +140,7 @@ pub fn routes() -> Router {
         .route("/own-cache-control", get(own_cache_control))
         .route("/fail", get(fail))
         .route("/remember", post(remember))
+        .route("/forever", post(forever))
         .route("/noop", get(noop))
 }
 

@@ -402,7 +402,7 @@ impl Inner {
 
 /// `min(last activity + idle timeout, deadline)`.
 fn expiry(last_activity: SystemTime, record: &Record) -> SystemTime {
-    let idle = last_activity + record.idle_timeout;
+    let idle = cloakroom::store::later(last_activity, record.idle_timeout);
     record.deadline.map_or(idle, |deadline| idle.min(deadline))
 }
 

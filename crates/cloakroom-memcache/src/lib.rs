@@ -288,18 +288,25 @@ fn hash(bytes: &[u8]) -> u32 {
     u32::from_be_bytes([d[0], d[1], d[2], d[3]])
 }
 
-/// The expiry argument for memcached: seconds, or an absolute Unix time beyond 30 days.
+/// The expiry argument for memcached: seconds, or an absolute Unix time beyond 30 days, at
+/// most the last second memcached's 32-bit times hold (January 2038): a longer session is
+/// kept that long.
 fn ttl_arg(ttl: Duration) -> String {
-    let seconds = ttl.as_secs() + u64::from(ttl.subsec_nanos() > 0);
+    let seconds = ttl
+        .as_secs()
+        .saturating_add(u64::from(ttl.subsec_nanos() > 0));
     if seconds > RELATIVE_TTL_LIMIT {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |since| since.as_secs());
-        format!("T{}", now + seconds)
+        format!("T{}", now.saturating_add(seconds).min(LAST_EXPTIME))
     } else {
         format!("T{}", seconds.max(1))
     }
 }
+
+/// The latest absolute expiry memcached takes (`i32::MAX`, 2038-01-19).
+const LAST_EXPTIME: u64 = i32::MAX as u64;
 
 /// The time the record has left: `min(idle timeout, time to its deadline)`.
 fn remaining(record: &Record, now: SystemTime) -> Duration {

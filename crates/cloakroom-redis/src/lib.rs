@@ -127,7 +127,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use cloakroom::SessionId;
-use cloakroom::store::{Changes, Entry, Record, SessionStore, Update};
+use cloakroom::store::{Changes, Entry, FOREVER, Record, SessionStore, Update};
 use fred::clients::{Client, Pool};
 use fred::interfaces::ClientLike;
 use fred::types::config::{Config, ReconnectPolicy};
@@ -473,8 +473,11 @@ fn from_millis(ms: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_millis(ms)
 }
 
+/// A duration in milliseconds, at most [`FOREVER`]: the script adds it to Redis's clock in a
+/// Lua number, exact below 2^53 (`FOREVER` is about 2^48 ms); beyond, `PEXPIREAT` would get a
+/// negative time and delete the key.
 fn duration_millis(duration: Duration) -> u64 {
-    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+    u64::try_from(duration.min(FOREVER).as_millis()).unwrap_or(u64::MAX)
 }
 
 /// An entry as a hash value: `v` or `f` (flash), then the JSON text.

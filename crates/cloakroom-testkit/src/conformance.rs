@@ -68,6 +68,7 @@ const TOUCH: &str = "load refreshes the idle expiry in the same call";
 const TOUCH_UPDATE: &str = "update with Changes::touch refreshes the idle expiry";
 const READ: &str = "read returns the live record as load does";
 const EXPIRED: &str = "a dead record is never returned";
+const EXTREMES: &str = "any duration, from zero to Duration::MAX, is taken without a panic or an error, and a huge one lasts";
 const DEADLINE: &str = "a record past its absolute deadline is never returned";
 const CHANGES: &str = "update sets and removes only the changed keys";
 const CONCURRENT: &str = "concurrent updates of different keys all survive";
@@ -132,6 +133,7 @@ impl Conformance {
         self.touch(store.as_ref()).await?;
         self.expiry(store.as_ref()).await?;
         self.deadline(store.as_ref()).await?;
+        self.extremes(store.as_ref()).await?;
         Ok(())
     }
 
@@ -453,6 +455,60 @@ impl Conformance {
         ensure(call(store.load(&id).await)?.is_none(), EXPIRED, || {
             "an update brought an expired session back".to_owned()
         })
+    }
+
+    /// "Remember me forever" (`u64::MAX` seconds, `Duration::MAX`) as an idle timeout, a new
+    /// one and a lifetime: the session lasts (past a century); zero and a millisecond: a
+    /// session that is dead at once or soon, and no error either way.
+    async fn extremes<St: SessionStore>(&self, store: &St) -> Result<(), Violation> {
+        let century = Duration::from_secs(100 * 365 * 86_400);
+        let lasts = |record: &Option<Record>| {
+            record.as_ref().is_some_and(|record| {
+                record
+                    .expires
+                    .duration_since(SystemTime::now())
+                    .is_ok_and(|left| left > century)
+            })
+        };
+        for huge in [Duration::from_secs(u64::MAX), Duration::MAX] {
+            let record = Record::new(SystemTime::now(), huge, None);
+            let id = call(store.create(&record).await)?;
+            let loaded = call(store.load(&id).await)?;
+            ensure(lasts(&loaded), EXTREMES, || {
+                format!("created with a {huge:?} idle timeout, it loaded as {loaded:?}")
+            })?;
+            let short = Record::new(SystemTime::now(), self.tick * 600, None);
+            let id = call(store.create(&short).await)?;
+            let changes = Changes {
+                idle_timeout: Some(huge),
+                touch: true,
+                ..set("k", "2")
+            };
+            let id = applied(store, &id, &changes, EXTREMES).await?;
+            let loaded = call(store.load(&id).await)?;
+            ensure(lasts(&loaded), EXTREMES, || {
+                format!("given a {huge:?} idle timeout, it loaded as {loaded:?}")
+            })?;
+            let forever = Record::new(SystemTime::now(), self.tick * 600, Some(huge));
+            let id = call(store.create(&forever).await)?;
+            let loaded = call(store.load(&id).await)?;
+            ensure(loaded.is_some(), EXTREMES, || {
+                format!("created with a {huge:?} lifetime, it did not load")
+            })?;
+        }
+        for tiny in [Duration::ZERO, Duration::from_millis(1)] {
+            let id = call(
+                store
+                    .create(&Record::new(SystemTime::now(), tiny, None))
+                    .await,
+            )?;
+            tokio::time::sleep(self.tick * 5 / 2).await;
+            let loaded = call(store.load(&id).await)?;
+            ensure(loaded.is_none(), EXTREMES, || {
+                format!("created with a {tiny:?} idle timeout, it still loaded")
+            })?;
+        }
+        Ok(())
     }
 
     async fn deadline<St: SessionStore>(&self, store: &St) -> Result<(), Violation> {

@@ -440,7 +440,9 @@ impl CookieSigner {
     /// `Max-Age` is rounded up to whole seconds: rounded down, a session with half a second
     /// left would get `Max-Age=0`, which deletes the cookie of a live session.
     pub(crate) fn set_cookie(&self, signed: &str, max_age: Duration) -> String {
-        let seconds = max_age.as_secs() + u64::from(max_age.subsec_nanos() > 0);
+        let seconds = max_age
+            .as_secs()
+            .saturating_add(u64::from(max_age.subsec_nanos() > 0));
         // Built by hand: this runs on every response of a live session.
         let seconds = seconds.to_string();
         let mut header = String::with_capacity(
@@ -618,6 +620,11 @@ mod tests {
             signer.set_cookie("v.s", Duration::from_millis(500)),
             "sid=v.s; Max-Age=1; Path=/app; Domain=example.com; HttpOnly; Secure; SameSite=Strict",
             "a live session's cookie must not get Max-Age=0"
+        );
+        assert_eq!(
+            signer.set_cookie("v.s", Duration::MAX),
+            "sid=v.s; Max-Age=18446744073709551615; Path=/app; Domain=example.com; HttpOnly; Secure; SameSite=Strict",
+            "Duration::MAX saturates: no overflow, and never Max-Age=0"
         );
         assert_eq!(
             signer.removal(),

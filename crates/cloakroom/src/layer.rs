@@ -19,7 +19,7 @@ use crate::cookie::{CookieSigner, SessionCookie};
 use crate::error::ConfigError;
 use crate::failure::{OnStoreError, ServiceUnavailable, StoreFailure, StoreOperation};
 use crate::session::{Fate, State};
-use crate::store::{Changes, Record, SessionStore, Update};
+use crate::store::{Changes, FOREVER, Record, SessionStore, Update};
 use crate::{Session, SessionId};
 
 /// The idle timeout when none is configured: 7 days.
@@ -120,7 +120,7 @@ impl<St, H> SessionLayer<St, H> {
     /// [`refresh_interval`](Self::refresh_interval)), and the cookie's `Max-Age` follows it. A
     /// handler can give one session its own with [`Session::set_idle_timeout`].
     pub fn idle_timeout(mut self, idle_timeout: Duration) -> Self {
-        Arc::make_mut(&mut self.config).idle_timeout = idle_timeout;
+        Arc::make_mut(&mut self.config).idle_timeout = idle_timeout.min(FOREVER);
         self
     }
 
@@ -149,7 +149,7 @@ impl<St, H> SessionLayer<St, H> {
     /// The longest a session can live, however active it is; none by default. Applies to
     /// sessions created from now on (it is stored with each session).
     pub fn lifetime(mut self, lifetime: Duration) -> Self {
-        Arc::make_mut(&mut self.config).lifetime = Some(lifetime);
+        Arc::make_mut(&mut self.config).lifetime = Some(lifetime.min(FOREVER));
         self
     }
 

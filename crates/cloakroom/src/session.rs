@@ -10,7 +10,7 @@ use serde::de::DeserializeOwned;
 
 use crate::SessionId;
 use crate::error::SessionError;
-use crate::store::{Changes, Entry, Record};
+use crate::store::{Changes, Entry, FOREVER, Record};
 
 /// One user's session: a key-value map that survives across requests.
 ///
@@ -227,7 +227,7 @@ impl Session {
         if state.fate == Fate::Destroy {
             return Err(SessionError::Destroyed);
         }
-        state.idle_timeout = Some(idle_timeout);
+        state.idle_timeout = Some(idle_timeout.min(FOREVER));
         Ok(())
     }
 

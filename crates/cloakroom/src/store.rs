@@ -54,7 +54,9 @@ impl Record {
     /// let record = Record::new(now, Duration::from_secs(60), Some(Duration::from_secs(30)));
     /// assert_eq!(record.expires, now + Duration::from_secs(30)); // the deadline comes first
     /// ```
+    /// Durations are taken at most [`FOREVER`].
     pub fn new(now: SystemTime, idle_timeout: Duration, lifetime: Option<Duration>) -> Self {
+        let idle_timeout = idle_timeout.min(FOREVER);
         let deadline = lifetime.map(|lifetime| later(now, lifetime));
         Self {
             entries: HashMap::new(),
@@ -92,7 +94,7 @@ impl Record {
             };
         }
         if let Some(idle_timeout) = changes.idle_timeout {
-            self.idle_timeout = idle_timeout;
+            self.idle_timeout = idle_timeout.min(FOREVER);
         }
         self.expires = expiry(now, self.idle_timeout, self.deadline);
     }
@@ -108,14 +110,28 @@ pub(crate) fn expiry(
     deadline.map_or(idle, |deadline| idle.min(deadline))
 }
 
-/// The longest duration a record counts with: 10,000 years is "forever" to a session, and
+/// The longest duration a session counts with: 10,000 years is "forever" to a session, and
 /// `SystemTime` holds `now` plus it on every platform, so a handler asking for
-/// `Duration::MAX` gets a session that lasts, not a panic.
-const FOREVER: Duration = Duration::from_secs(10_000 * 365 * 86_400);
+/// `Duration::MAX` gets a session that lasts, not a panic. The layer, [`Session`] and
+/// [`Record`] clamp every duration they take to it; a store doing its own arithmetic with a
+/// record's durations uses [`later`] (or saturating arithmetic) all the same, since records
+/// can be made elsewhere.
+///
+/// [`Session`]: crate::Session
+pub const FOREVER: Duration = Duration::from_secs(10_000 * 365 * 86_400);
 
-/// `now + duration`, with `duration` at most [`FOREVER`].
-fn later(now: SystemTime, duration: Duration) -> SystemTime {
-    now + duration.min(FOREVER)
+/// `time + duration`, with `duration` at most [`FOREVER`]: never a panic.
+///
+/// ```
+/// use std::time::{Duration, SystemTime};
+/// use cloakroom::store::{FOREVER, later};
+///
+/// let now = SystemTime::now();
+/// assert_eq!(later(now, Duration::MAX), later(now, FOREVER));
+/// ```
+pub fn later(time: SystemTime, duration: Duration) -> SystemTime {
+    let duration = duration.min(FOREVER);
+    time.checked_add(duration).unwrap_or(time)
 }
 
 /// What one request changed in an existing session.
