@@ -115,7 +115,9 @@ pub async fn app(flavor: Flavor, redis_url: Option<&str>) -> Router {
 /// cloakroom's app on an [`FsStore`](cloakroom_fs::FsStore) in `dir`.
 pub async fn fs_app(dir: &std::path::Path) -> Router {
     let cookie = SessionCookie::new("__session").secret(SECRET).secure(false);
-    let store = cloakroom_fs::FsStore::new(dir).unwrap_or_else(|error| panic!("fs: {error}"));
+    // A directory of the store's own making: private (0700).
+    let store = cloakroom_fs::FsStore::new(dir.join("sessions"))
+        .unwrap_or_else(|error| panic!("fs: {error}"));
     ours::routes().layer(layer(cookie, store))
 }
 

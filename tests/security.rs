@@ -458,7 +458,8 @@ security_suite!(fs, async {
         Ok(dir) => dir,
         Err(error) => panic!("no temporary directory: {error}"),
     };
-    match cloakroom_fs::FsStore::new(dir.path()) {
+    // A directory of the store's own making: private (0700).
+    match cloakroom_fs::FsStore::new(dir.path().join("sessions")) {
         Ok(store) => (store, dir),
         Err(error) => panic!("{error}"),
     }

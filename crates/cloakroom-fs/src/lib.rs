@@ -25,6 +25,10 @@
 //! - **Expiry**: the file's modification time is the last activity; a load refreshes it
 //!   (`futimens`, no rewrite). Expired sessions are never returned, and a background task
 //!   (every 5 minutes by default) deletes them so the directory does not grow without bound.
+//! - **Private**: the directory and `.locks` are created `0700` and every file `0600`, so no
+//!   other user of the machine can read a session; a directory that exists and is open to
+//!   others is an [`FsStoreError::Exposed`] error when the store is built (fix it with
+//!   `chmod 700`), rather than a warning that a deployment would keep running past.
 //! - A corrupt or foreign file is an [`FsStoreError::Corrupt`] naming the file.
 
 #![forbid(unsafe_code)]
@@ -69,6 +73,18 @@ pub enum FsStoreError {
     /// An id that is not safe to use as a file name reached the store.
     #[error("refusing an id that is not a generated session id")]
     InvalidId,
+    /// The session directory (or its `.locks`) can be read or entered by other users of the
+    /// machine, who could then read every session. The store creates its directories `0700`
+    /// and its files `0600`; an existing directory must be closed to others first.
+    #[error(
+        "session directory {path} is open to other users (mode {mode:03o}): run `chmod 700 {path}`"
+    )]
+    Exposed {
+        /// The directory.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
     /// The blocking task running the file operation was lost (the runtime is shutting down).
     #[error("the blocking task of a session file operation failed: {0}")]
     Task(String),
@@ -113,10 +129,12 @@ impl FsStoreBuilder {
     ///
     /// # Errors
     ///
-    /// [`FsStoreError::Io`] if the directory cannot be created.
+    /// [`FsStoreError::Io`] if the directory cannot be created; [`FsStoreError::Exposed`] if
+    /// it exists and other users may read or enter it.
     pub fn build(self) -> Result<FsStore, FsStoreError> {
         let locks = self.dir.join(".locks");
-        fs::create_dir_all(&locks).map_err(io_at(&locks))?;
+        private_dir(&self.dir)?;
+        private_dir(&locks)?;
         let inner = Arc::new(Inner {
             dir: self.dir,
             locks,
@@ -160,7 +178,8 @@ impl FsStore {
     ///
     /// # Errors
     ///
-    /// [`FsStoreError::Io`] if the directory cannot be created.
+    /// [`FsStoreError::Io`] if the directory cannot be created; [`FsStoreError::Exposed`] if
+    /// it exists and other users may read or enter it.
     pub fn new(dir: impl Into<PathBuf>) -> Result<Self, FsStoreError> {
         Self::builder(dir).build()
     }
@@ -218,7 +237,7 @@ impl Inner {
         let digest = ring::digest::digest(&ring::digest::SHA256, id.as_str().as_bytes());
         let stripe = usize::from(digest.as_ref()[0]) % LOCK_STRIPES;
         let path = self.locks.join(stripe.to_string());
-        let file = OpenOptions::new()
+        let file = private_file()
             .create(true)
             .truncate(false)
             .write(true)
@@ -285,7 +304,7 @@ impl Inner {
             path: temp.to_owned(),
             reason: error.to_string(),
         })?;
-        let mut file = OpenOptions::new()
+        let mut file = private_file()
             .write(true)
             .create_new(true)
             .open(temp)
@@ -398,6 +417,38 @@ impl Inner {
         }
         Ok(removed)
     }
+}
+
+/// Creates `dir` (and its parents) `0700` if it is missing; refuses one that other users may
+/// read or enter, since they could read every session.
+fn private_dir(dir: &Path) -> Result<(), FsStoreError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(io_at(dir))?;
+        let mode = fs::metadata(dir).map_err(io_at(dir))?.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(FsStoreError::Exposed {
+                path: dir.to_owned(),
+                mode,
+            });
+        }
+        Ok(())
+    }
+    #[cfg(not(unix))]
+    fs::create_dir_all(dir).map_err(io_at(dir))
+}
+
+/// Options for a file only this user may read and write (`0600`).
+fn private_file() -> OpenOptions {
+    let mut options = OpenOptions::new();
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options
 }
 
 /// `min(last activity + idle timeout, deadline)`.

@@ -10,8 +10,11 @@ use cloakroom_fs::{FsStore, FsStoreError};
 use cloakroom_testkit::Conformance;
 use cloakroom_tests::app::{NAME, cookie, layer, serve, write_concurrently};
 
+/// A private temporary directory (0700, as the store requires of an existing one).
 fn dir() -> tempfile::TempDir {
-    match tempfile::tempdir() {
+    use std::os::unix::fs::PermissionsExt;
+    let private = std::fs::Permissions::from_mode(0o700);
+    match tempfile::Builder::new().permissions(private).tempdir() {
         Ok(dir) => dir,
         Err(error) => panic!("no temporary directory: {error}"),
     }
@@ -259,4 +262,69 @@ async fn three_instances_on_one_directory_agree() {
         }
         Err(violation) => panic!("{violation}"),
     }
+}
+
+/// The mode bits of `path`.
+fn mode(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    match std::fs::metadata(path) {
+        Ok(metadata) => metadata.permissions().mode() & 0o777,
+        Err(error) => panic!("{}: {error}", path.display()),
+    }
+}
+
+/// No other user of the machine can read a session: the store makes its directories 0700 and
+/// its files 0600, and refuses a directory open to others, naming it, its mode and the fix.
+#[tokio::test]
+async fn session_files_are_private_and_an_open_directory_is_refused() {
+    let parent = dir();
+    let sessions = parent.path().join("sessions");
+    let store = store(&sessions);
+    let id = match store
+        .create(&Record::new(
+            std::time::SystemTime::now(),
+            Duration::from_secs(60),
+            None,
+        ))
+        .await
+    {
+        Ok(id) => id,
+        Err(error) => panic!("{error}"),
+    };
+    assert_eq!(mode(&sessions), 0o700, "the session directory");
+    assert_eq!(mode(&sessions.join(".locks")), 0o700, "the lock directory");
+    for entry in std::fs::read_dir(&sessions).into_iter().flatten().flatten() {
+        if entry.path().is_file() {
+            assert_eq!(mode(&entry.path()), 0o600, "{}", entry.path().display());
+        }
+    }
+    for entry in std::fs::read_dir(sessions.join(".locks"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        assert_eq!(mode(&entry.path()), 0o600, "{}", entry.path().display());
+    }
+    assert!(std::fs::metadata(sessions.join(format!("{}.json", id.as_str()))).is_ok());
+
+    let open = parent.path().join("open");
+    if let Err(error) = std::fs::create_dir(&open) {
+        panic!("{error}");
+    }
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o755));
+    }
+    match FsStore::new(&open) {
+        Err(FsStoreError::Exposed { mode, .. }) => assert_eq!(mode, 0o755),
+        other => panic!("a directory open to others was accepted: {other:?}"),
+    }
+    let message = FsStore::new(&open)
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        message.contains("mode 755") && message.contains("chmod 700"),
+        "{message}"
+    );
 }
