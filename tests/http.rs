@@ -132,6 +132,15 @@ async fn the_handlers_own_set_cookie_and_cache_control_are_kept() {
         response.header("cache-control").as_deref(),
         Some("private, max-age=60")
     );
+
+    // A handler's `public` or `s-maxage` must not let a CDN hand this session to others.
+    let newcomer = server.browser();
+    let response = newcomer.get("/public").await;
+    assert!(response.set_cookie(NAME).is_some());
+    assert_eq!(
+        response.header("cache-control").as_deref(),
+        Some("private, max-age=60")
+    );
 }
 
 #[tokio::test]

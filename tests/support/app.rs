@@ -102,6 +102,16 @@ async fn own_cache_control(session: Session) -> Result<Response, SessionError> {
     Ok(([(header::CACHE_CONTROL, "private, max-age=60")], "ok").into_response())
 }
 
+/// `GET /public`: writes the session and asks shared caches to keep the response.
+async fn public(session: Session) -> Result<Response, SessionError> {
+    session.set("k", "v")?;
+    Ok((
+        [(header::CACHE_CONTROL, "public, s-maxage=600, max-age=60")],
+        "ok",
+    )
+        .into_response())
+}
+
 async fn fail(session: Session) -> Result<StatusCode, SessionError> {
     session.set("half-done", true)?;
     Ok(StatusCode::INTERNAL_SERVER_ERROR)
@@ -138,6 +148,7 @@ pub fn routes() -> Router {
         .route("/destroy-then-set", post(destroy_then_set))
         .route("/own-cookie", get(own_cookie))
         .route("/own-cache-control", get(own_cache_control))
+        .route("/public", get(public))
         .route("/fail", get(fail))
         .route("/remember", post(remember))
         .route("/forever", post(forever))

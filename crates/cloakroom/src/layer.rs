@@ -726,9 +726,7 @@ impl<St: SessionStore, H> RequestSession<St, H> {
             match HeaderValue::try_from(set_cookie) {
                 Ok(value) => {
                     headers.append(SET_COOKIE, value);
-                    if !headers.contains_key(CACHE_CONTROL) {
-                        headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-                    }
+                    keep_from_shared_caches(headers);
                     add_vary_cookie(headers);
                 }
                 // Unreachable with a validated configuration and base64url values.
@@ -764,6 +762,55 @@ fn record_to_save(state: &State, idle: Duration, now: SystemTime) -> Record {
     record
 }
 
+/// A response that sets or clears the session cookie must never be stored by a shared cache
+/// (a CDN would hand one user's session to everyone). Without a `Cache-Control` of the
+/// handler's it gets `no-store`; with one that a shared cache may act on, `private` takes the
+/// place of `public` and `s-maxage`, and the handler's other directives stay (`max-age` for
+/// the browser's own cache, say).
+fn keep_from_shared_caches(headers: &mut http::HeaderMap) {
+    let directives: Vec<String> = headers
+        .get_all(CACHE_CONTROL)
+        .iter()
+        .flat_map(|value| {
+            String::from_utf8_lossy(value.as_bytes())
+                .split(',')
+                .map(|d| d.trim().to_owned())
+                .collect::<Vec<_>>()
+        })
+        .filter(|directive| !directive.is_empty())
+        .collect();
+    if directives.is_empty() {
+        headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        return;
+    }
+    let name = |directive: &str| {
+        let name = directive.split('=').next().unwrap_or_default().trim();
+        name.to_ascii_lowercase()
+    };
+    if directives
+        .iter()
+        .any(|d| matches!(name(d).as_str(), "no-store" | "private"))
+    {
+        return;
+    }
+    let kept = directives
+        .iter()
+        .filter(|d| !matches!(name(d).as_str(), "public" | "s-maxage" | "proxy-revalidate"))
+        .map(String::as_str);
+    let value = std::iter::once("private")
+        .chain(kept)
+        .collect::<Vec<_>>()
+        .join(", ");
+    match HeaderValue::try_from(value) {
+        Ok(value) => {
+            headers.insert(CACHE_CONTROL, value);
+        }
+        Err(_) => {
+            headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        }
+    }
+}
+
 fn add_vary_cookie(headers: &mut http::HeaderMap) {
     let already = headers.get_all(VARY).iter().any(|value| {
         value.to_str().is_ok_and(|value| {
@@ -774,5 +821,50 @@ fn add_vary_cookie(headers: &mut http::HeaderMap) {
     });
     if !already {
         headers.append(VARY, HeaderValue::from_static("Cookie"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The `Cache-Control` a response gets when the layer sets the cookie, given the handler's.
+    fn cache_control(handler: &[&'static str]) -> String {
+        let mut headers = http::HeaderMap::new();
+        for value in handler {
+            headers.append(CACHE_CONTROL, HeaderValue::from_static(value));
+        }
+        keep_from_shared_caches(&mut headers);
+        let values: Vec<&str> = headers
+            .get_all(CACHE_CONTROL)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        values.join(" | ")
+    }
+
+    #[test]
+    fn a_response_that_sets_the_cookie_is_never_stored_by_a_shared_cache() {
+        assert_eq!(cache_control(&[]), "no-store");
+        assert_eq!(
+            cache_control(&["public, max-age=600"]),
+            "private, max-age=600"
+        );
+        assert_eq!(
+            cache_control(&["s-maxage=600, max-age=60"]),
+            "private, max-age=60"
+        );
+        assert_eq!(cache_control(&["max-age=60"]), "private, max-age=60");
+        assert_eq!(cache_control(&["Public", "no-cache"]), "private, no-cache");
+        assert_eq!(
+            cache_control(&["public, proxy-revalidate, must-revalidate"]),
+            "private, must-revalidate"
+        );
+        // Already kept from shared caches: the handler's choice stands.
+        assert_eq!(
+            cache_control(&["private, max-age=60"]),
+            "private, max-age=60"
+        );
+        assert_eq!(cache_control(&["no-store"]), "no-store");
     }
 }
