@@ -536,6 +536,52 @@ async fn nothing_is_saved_when_the_handler_fails_unless_asked() {
     }
 }
 
+/// A logout that fails after `destroy` still logs out, on every setting; a login that fails
+/// after `regenerate_id` moves nothing: the old session stays as it was, under its old id.
+#[tokio::test]
+async fn a_failing_logout_still_logs_out_and_a_failing_login_changes_nothing() {
+    for save_on_error in [false, true] {
+        let store = MemoryStore::new();
+        let layer = layer(cookie(), store.clone()).save_on_server_error(save_on_error);
+        let server = serve(layer).await;
+        let browser = server.browser();
+        assert_eq!(browser.post_form("/login", "").await.body, "logged in");
+        let logged_in = browser.cookie(NAME).unwrap_or_default();
+        let response = browser.post_form("/logout-then-fail", "").await;
+        assert_eq!(response.status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(
+            response.set_cookie(NAME).as_deref().and_then(max_age),
+            Some(0),
+            "save_on_server_error({save_on_error}): the cookie was not cleared"
+        );
+        // Even a copy of the old cookie, replayed, is logged out.
+        let replay = server.browser();
+        replay.set_cookie(NAME, &logged_in);
+        assert_eq!(
+            replay.get("/whoami").await.body,
+            "anonymous",
+            "save_on_server_error({save_on_error}): a failed logout left the session alive"
+        );
+        assert_eq!(store.len(), 0);
+    }
+
+    let store = MemoryStore::new();
+    let server = serve(layer(cookie(), store.clone())).await;
+    let browser = server.browser();
+    browser.get("/count").await;
+    let before = browser.cookie(NAME).unwrap_or_default();
+    let response = browser.post_form("/login-then-fail", "").await;
+    assert_eq!(response.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(
+        response.set_cookie(NAME).is_none(),
+        "a failed login moved the session"
+    );
+    assert_eq!(browser.cookie(NAME).unwrap_or_default(), before);
+    assert_eq!(browser.get("/whoami").await.body, "anonymous");
+    assert_eq!(browser.get("/peek").await.body, "1");
+    assert_eq!(store.len(), 1);
+}
+
 #[tokio::test]
 async fn the_extractor_without_the_layer_is_a_500_naming_the_layer() {
     let server = TestServer::start(routes()).await;

@@ -112,6 +112,19 @@ async fn public(session: Session) -> Result<Response, SessionError> {
         .into_response())
 }
 
+/// `POST /logout-then-fail`: logs out, then fails.
+async fn logout_then_fail(session: Session) -> StatusCode {
+    session.destroy();
+    StatusCode::INTERNAL_SERVER_ERROR
+}
+
+/// `POST /login-then-fail`: logs in (a new id), then fails.
+async fn login_then_fail(session: Session) -> Result<StatusCode, SessionError> {
+    session.set("user", "mallory")?;
+    session.regenerate_id()?;
+    Ok(StatusCode::INTERNAL_SERVER_ERROR)
+}
+
 async fn fail(session: Session) -> Result<StatusCode, SessionError> {
     session.set("half-done", true)?;
     Ok(StatusCode::INTERNAL_SERVER_ERROR)
@@ -150,6 +163,8 @@ pub fn routes() -> Router {
         .route("/own-cache-control", get(own_cache_control))
         .route("/public", get(public))
         .route("/fail", get(fail))
+        .route("/logout-then-fail", post(logout_then_fail))
+        .route("/login-then-fail", post(login_then_fail))
         .route("/remember", post(remember))
         .route("/forever", post(forever))
         .route("/noop", get(noop))

@@ -164,7 +164,9 @@ impl<St, H> SessionLayer<St, H> {
     /// default: a handler that failed half-way should not leave half its changes behind. Such
     /// a response re-sends no cookie either, and a refresh that was due is left to the next
     /// request unless the load already made it (it rides on the update when the store had the
-    /// session at hand).
+    /// session at hand). A [`Session::destroy`] is never dropped: a logout handler that fails
+    /// after it still logs the user out (the session is deleted and the cookie cleared). A
+    /// [`Session::regenerate_id`] is dropped with the changes: the login it belongs to failed.
     pub fn save_on_server_error(mut self, save: bool) -> Self {
         Arc::make_mut(&mut self.config).save_on_server_error = save;
         self
@@ -627,10 +629,15 @@ impl<St: SessionStore, H> RequestSession<St, H> {
         let Some(session) = &self.session else {
             return (None, CookieAfter::Keep);
         };
-        if response.status().is_server_error() && !config.save_on_server_error {
-            return (None, CookieAfter::Keep);
-        }
         let state = session.lock();
+        if response.status().is_server_error() && !config.save_on_server_error {
+            // A logout always happens, even from a handler that failed after `destroy`; the
+            // rest (its changes, and a regenerate, whose login failed with it) is dropped.
+            return match (state.fate, &state.id) {
+                (Fate::Destroy, Some(id)) => (Some(Write::Delete(id.clone())), CookieAfter::Remove),
+                _ => (None, CookieAfter::Keep),
+            };
+        }
         let now = self.arrived;
         let idle = state.idle_timeout.unwrap_or(state.record.idle_timeout);
         let max_age = state.record.deadline.map_or(idle, |deadline| {
