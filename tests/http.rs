@@ -422,6 +422,11 @@ async fn a_store_failure_is_a_503_and_recovers_without_losing_data() {
     for path in ["/peek", "/count"] {
         let response = browser.get(path).await;
         assert_eq!(response.status, StatusCode::SERVICE_UNAVAILABLE, "{path}");
+        assert_eq!(
+            response.header("retry-after").as_deref(),
+            Some("1"),
+            "{path}: a 503 says when to retry"
+        );
         assert!(
             response.set_cookies().is_empty(),
             "{path} sent a cookie although the store failed"

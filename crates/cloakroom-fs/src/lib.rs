@@ -40,7 +40,7 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime};
 
 use cloakroom::SessionId;
-use cloakroom::store::{Changes, Record, SessionStore, Update};
+use cloakroom::store::{Changes, FailureKind, Record, SessionStore, Update};
 use serde::{Deserialize, Serialize};
 
 /// Lock files, shared by all sessions whose id hashes to the same one.
@@ -459,6 +459,14 @@ fn expiry(last_activity: SystemTime, record: &Record) -> SystemTime {
 
 impl SessionStore for FsStore {
     type Error = FsStoreError;
+
+    /// Data no retry can fix is refused (500): a session file that is corrupt or not ours; everything else is an outage (503).
+    fn failure_kind(error: &FsStoreError) -> FailureKind {
+        match error {
+            FsStoreError::Corrupt { .. } | FsStoreError::InvalidId => FailureKind::Rejected,
+            _ => FailureKind::Unavailable,
+        }
+    }
 
     async fn load(&self, id: &SessionId) -> Result<Option<Record>, FsStoreError> {
         let id = id.clone();

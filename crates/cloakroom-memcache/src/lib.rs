@@ -48,7 +48,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_memcached::{Client, Error as McError, MetaProtocol, MetaValue, Status};
 use cloakroom::SessionId;
-use cloakroom::store::{Changes, Record, SessionStore, Update};
+use cloakroom::store::{Changes, FailureKind, Record, SessionStore, Update};
 use serde::{Deserialize, Serialize};
 
 /// memcached's limit on key length.
@@ -471,6 +471,16 @@ impl Inner {
 
 impl SessionStore for MemcacheStore {
     type Error = MemcacheStoreError;
+
+    /// Data no retry can fix is refused (500): a session larger than memcached's item size, or a key holding something this store did not write; everything else is an outage (503).
+    fn failure_kind(error: &MemcacheStoreError) -> FailureKind {
+        match error {
+            MemcacheStoreError::TooLarge { .. } | MemcacheStoreError::Corrupt { .. } => {
+                FailureKind::Rejected
+            }
+            _ => FailureKind::Unavailable,
+        }
+    }
 
     async fn load(&self, id: &SessionId) -> Result<Option<Record>, MemcacheStoreError> {
         let key = self.key(id);

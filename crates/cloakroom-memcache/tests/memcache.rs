@@ -175,6 +175,13 @@ async fn a_session_larger_than_an_item_is_a_clear_error() {
         matches!(error, Some(MemcacheStoreError::TooLarge { .. })),
         "{error:?}"
     );
+    // No retry makes it fit: through the layer, a 500 rather than a 503.
+    if let Some(error) = &error {
+        assert_eq!(
+            <MemcacheStore as SessionStore>::failure_kind(error),
+            cloakroom::store::FailureKind::Rejected
+        );
+    }
 }
 
 #[tokio::test]

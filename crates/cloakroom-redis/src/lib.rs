@@ -127,7 +127,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use cloakroom::SessionId;
-use cloakroom::store::{Changes, Entry, FOREVER, Record, SessionStore, Update};
+use cloakroom::store::{Changes, Entry, FOREVER, FailureKind, Record, SessionStore, Update};
 use fred::clients::{Client, Pool};
 use fred::interfaces::ClientLike;
 use fred::types::config::{Config, ReconnectPolicy};
@@ -651,6 +651,14 @@ const CREATE_ATTEMPTS: usize = 3;
 
 impl SessionStore for RedisStore {
     type Error = RedisStoreError;
+
+    /// Data no retry can fix is refused (500): another program's data under a session key; everything else is an outage (503).
+    fn failure_kind(error: &RedisStoreError) -> FailureKind {
+        match error {
+            RedisStoreError::Foreign { .. } => FailureKind::Rejected,
+            _ => FailureKind::Unavailable,
+        }
+    }
 
     async fn load(&self, id: &SessionId) -> Result<Option<Record>, RedisStoreError> {
         let key = self.key(id);

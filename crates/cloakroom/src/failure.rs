@@ -3,7 +3,8 @@
 use std::error::Error as StdError;
 use std::fmt;
 
-use http::{Response, StatusCode};
+use http::header::RETRY_AFTER;
+use http::{HeaderValue, Response, StatusCode};
 
 use crate::store::FailureKind;
 
@@ -95,20 +96,27 @@ pub trait OnStoreError<B> {
     fn on_store_error(&self, failure: &StoreFailure<'_>) -> Response<B>;
 }
 
-/// The default store-failure response, with an empty body: `503 Service Unavailable` when the
-/// store is unavailable, so the client can retry and nothing pretends the user is logged out;
-/// `500 Internal Server Error` when the store refused the request (a session too large for
-/// it), which is a bug in the app.
+/// The default store-failure response, with an empty body (the body type is the app's, so
+/// the layer cannot write text into it; a page of your own is one [`OnStoreError`] closure
+/// away): `503 Service Unavailable` with `Retry-After: 1` when the store is unavailable, so
+/// the client can retry and nothing pretends the user is logged out; `500 Internal Server
+/// Error` when the store refused the request (a session too large for it, data under a
+/// session's key that is not the store's), which no retry fixes.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ServiceUnavailable;
 
 impl<B: Default> OnStoreError<B> for ServiceUnavailable {
     fn on_store_error(&self, failure: &StoreFailure<'_>) -> Response<B> {
         let mut response = Response::new(B::default());
-        *response.status_mut() = match failure.kind() {
-            FailureKind::Rejected => StatusCode::INTERNAL_SERVER_ERROR,
-            _ => StatusCode::SERVICE_UNAVAILABLE,
-        };
+        match failure.kind() {
+            FailureKind::Rejected => *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR,
+            _ => {
+                *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+                response
+                    .headers_mut()
+                    .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+        }
         response
     }
 }

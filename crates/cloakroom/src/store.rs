@@ -316,6 +316,8 @@ pub trait SessionStore: Send + Sync + 'static {
     }
 
     /// Saves a new session under a fresh id that no other session has, and returns that id.
+    /// A record already dead (a zero idle timeout, a deadline in the past) may be stored or
+    /// not: either way the id loads nothing, and creating it is no error.
     fn create(
         &self,
         record: &Record,
