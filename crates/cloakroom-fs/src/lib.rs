@@ -57,7 +57,8 @@ pub enum FsStoreError {
     /// A file operation failed.
     #[error("session store I/O on {path}: {source}")]
     Io {
-        /// The file or directory.
+        /// The file or directory; a session file's id is replaced by its short hash
+        /// (`<dir>/#1a2b3c4d.json`), since an id is a credential.
         path: PathBuf,
         /// What the operating system said.
         source: io::Error,
@@ -65,7 +66,7 @@ pub enum FsStoreError {
     /// A session file that this store cannot read.
     #[error("session file {path} is corrupt or not a cloakroom session: {reason}")]
     Corrupt {
-        /// The file.
+        /// The file, its session id replaced by the id's short hash.
         path: PathBuf,
         /// What is wrong with it.
         reason: String,
@@ -168,8 +169,17 @@ async fn sweep_periodically(store: Weak<Inner>, interval: Duration) {
 
 fn io_at(path: &Path) -> impl FnOnce(io::Error) -> FsStoreError + '_ {
     move |source| FsStoreError::Io {
-        path: path.to_owned(),
+        path: redacted(path),
         source,
+    }
+}
+
+/// `path` as errors carry it: a session file's id (`<id>.json`, and the temporary
+/// `.tmp-…-<id>.json`) replaced by its short hash, since an id is a credential.
+fn redacted(path: &Path) -> PathBuf {
+    match path.file_name().and_then(|name| name.to_str()) {
+        Some(name) => path.with_file_name(SessionId::redact(name, ".json")),
+        None => path.to_owned(),
     }
 }
 
@@ -256,7 +266,7 @@ impl Inner {
             Err(error) => return Err(io_at(path)(error)),
         };
         let corrupt = |reason: String| FsStoreError::Corrupt {
-            path: path.to_owned(),
+            path: redacted(path),
             reason,
         };
         let file: File1 = serde_json::from_slice(&bytes).map_err(|e| corrupt(e.to_string()))?;
@@ -301,7 +311,7 @@ impl Inner {
             record: record.clone(),
         })
         .map_err(|error| FsStoreError::Corrupt {
-            path: temp.to_owned(),
+            path: redacted(temp),
             reason: error.to_string(),
         })?;
         let mut file = private_file()

@@ -94,7 +94,7 @@ pub enum MemcacheStoreError {
         "session {key:?} is {size} bytes, more than memcached's item size limit of {limit} bytes"
     )]
     TooLarge {
-        /// The memcached key.
+        /// The memcached key, its session id replaced by the id's short hash.
         key: String,
         /// The encoded session size.
         size: usize,
@@ -104,7 +104,7 @@ pub enum MemcacheStoreError {
     /// The key holds something this store did not write.
     #[error("memcached key {key:?} does not hold a cloakroom session: {reason}")]
     Corrupt {
-        /// The memcached key.
+        /// The memcached key, its session id replaced by the id's short hash.
         key: String,
         /// What is wrong with it.
         reason: String,
@@ -112,7 +112,7 @@ pub enum MemcacheStoreError {
     /// Concurrent writers kept winning the CAS race.
     #[error("session {key:?} changed under {attempts} consecutive update attempts")]
     Contention {
-        /// The memcached key.
+        /// The memcached key, its session id replaced by the id's short hash.
         key: String,
         /// How many times it tried.
         attempts: usize,
@@ -394,12 +394,12 @@ impl MemcacheStore {
             record: record.clone(),
         })
         .map_err(|error| MemcacheStoreError::Corrupt {
-            key: key.to_owned(),
+            key: SessionId::redact(key, ""),
             reason: error.to_string(),
         })?;
         if bytes.len() > self.inner.max_item_size {
             return Err(MemcacheStoreError::TooLarge {
-                key: key.to_owned(),
+                key: SessionId::redact(key, ""),
                 size: bytes.len(),
                 limit: self.inner.max_item_size,
             });
@@ -409,7 +409,7 @@ impl MemcacheStore {
 
     fn decode(key: &str, bytes: &[u8]) -> Result<Record, MemcacheStoreError> {
         let corrupt = |reason: String| MemcacheStoreError::Corrupt {
-            key: key.to_owned(),
+            key: SessionId::redact(key, ""),
             reason,
         };
         let stored: Stored = serde_json::from_slice(bytes).map_err(|e| corrupt(e.to_string()))?;
@@ -429,7 +429,7 @@ impl MemcacheStore {
                 source: McError::Protocol(Status::Error(_)),
                 ..
             } if size > 1024 => MemcacheStoreError::TooLarge {
-                key: key.to_owned(),
+                key: SessionId::redact(key, ""),
                 size,
                 limit: self.inner.max_item_size,
             },

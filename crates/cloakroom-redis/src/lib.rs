@@ -165,7 +165,8 @@ pub enum RedisStoreError {
     Command {
         /// The store operation.
         operation: &'static str,
-        /// The Redis key.
+        /// The Redis key, its session id replaced by the id's short hash (`session:#1a2b3c4d`):
+        /// an id is a credential and never reaches a log.
         key: String,
         /// What fred said.
         source: fred::error::Error,
@@ -174,7 +175,7 @@ pub enum RedisStoreError {
     /// different type).
     #[error("Redis key {key:?} does not hold a cloakroom session: {reason}")]
     Foreign {
-        /// The Redis key.
+        /// The Redis key, its session id replaced by the id's short hash.
         key: String,
         /// What is wrong with it.
         reason: String,
@@ -451,13 +452,13 @@ fn keep(ticket: Option<cache::Ticket<'_>>, record: Option<Record>) -> Option<Rec
 fn failure(operation: &'static str, key: &str, source: fred::error::Error) -> RedisStoreError {
     if source.details().contains("WRONGTYPE") {
         RedisStoreError::Foreign {
-            key: key.to_owned(),
+            key: SessionId::redact(key, ""),
             reason: "it is not a hash".to_owned(),
         }
     } else {
         RedisStoreError::Command {
             operation,
-            key: key.to_owned(),
+            key: SessionId::redact(key, ""),
             source,
         }
     }
@@ -577,7 +578,7 @@ fn applied(mut record: Record, changes: &Changes, expires: SystemTime) -> Record
 /// The error for a key that does not hold what the store writes.
 fn foreign(key: &str, reason: String) -> RedisStoreError {
     RedisStoreError::Foreign {
-        key: key.to_owned(),
+        key: SessionId::redact(key, ""),
         reason,
     }
 }
@@ -709,7 +710,7 @@ impl SessionStore for RedisStore {
             }
         }
         Err(RedisStoreError::Foreign {
-            key: last_key,
+            key: SessionId::redact(&last_key, ""),
             reason: format!("{CREATE_ATTEMPTS} fresh random ids were all taken"),
         })
     }

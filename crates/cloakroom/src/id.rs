@@ -136,6 +136,32 @@ impl SessionId {
             .map(|b| format!("{b:02x}"))
             .collect()
     }
+
+    /// `key` (a store's key or file name for a session) with the id it ends with, if it ends
+    /// with one, replaced by the id's `#` and short hash: what store errors and logs carry,
+    /// since an id is a credential. `ends_with` is what follows the id in `key` (`".json"`,
+    /// or `""`).
+    ///
+    /// ```
+    /// use cloakroom::SessionId;
+    ///
+    /// let id = SessionId::generate();
+    /// let key = format!("session:{}", id.as_str());
+    /// assert_eq!(SessionId::redact(&key, ""), format!("session:{id}"));
+    /// assert_eq!(SessionId::redact("session:short", ""), "session:short");
+    /// ```
+    pub fn redact(key: &str, ends_with: &str) -> String {
+        let Some(rest) = key.strip_suffix(ends_with) else {
+            return key.to_owned();
+        };
+        let Some(split) = rest.len().checked_sub(ID_LEN) else {
+            return key.to_owned();
+        };
+        match rest.get(split..).and_then(Self::parse) {
+            Some(id) => format!("{}{id}{ends_with}", &rest[..split]),
+            None => key.to_owned(),
+        }
+    }
 }
 
 impl fmt::Debug for SessionId {
