@@ -587,6 +587,46 @@ async fn a_failing_logout_still_logs_out_and_a_failing_login_changes_nothing() {
     assert_eq!(store.len(), 1);
 }
 
+/// A request that began on the old id and ends after a login moved the session (or one that
+/// still carries the old cookie) must not clear the cookie: its removal could reach the browser
+/// after the login's new cookie and log the user out. Only the request that ended a session
+/// clears its cookie.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_request_on_the_old_id_does_not_log_out_a_user_who_just_logged_in() {
+    let (server, _) = memory_server().await;
+    let browser = server.browser();
+    browser.get("/count").await;
+    let old = browser.cookie(NAME).unwrap_or_default();
+    let slow = {
+        let browser = browser.clone();
+        tokio::spawn(async move { browser.get("/slow-write").await })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(browser.post_form("/login", "").await.body, "logged in");
+    let late = slow.await.unwrap_or_else(|error| panic!("{error}"));
+    assert_eq!(late.status, StatusCode::OK);
+    assert_eq!(
+        late.set_cookie(NAME),
+        None,
+        "the late request touched the cookie"
+    );
+    assert_eq!(
+        browser.get("/whoami").await.body,
+        "ada",
+        "logged out by a request that began before the login"
+    );
+
+    // A request still carrying the pre-login cookie (sent before the login's answer came).
+    let request = http::Request::builder()
+        .uri(format!("http://{}/peek", server.addr))
+        .header(header::COOKIE, format!("{NAME}={old}"))
+        .body(Full::new(Bytes::new()))
+        .unwrap_or_default();
+    let stale = browser.raw(request).await;
+    assert_eq!(stale.body, "none");
+    assert_eq!(stale.set_cookie(NAME), None, "the stale cookie was cleared");
+}
+
 #[tokio::test]
 async fn the_extractor_without_the_layer_is_a_500_naming_the_layer() {
     let server = TestServer::start(routes()).await;

@@ -125,6 +125,12 @@ async fn login_then_fail(session: Session) -> Result<StatusCode, SessionError> {
     Ok(StatusCode::INTERNAL_SERVER_ERROR)
 }
 
+/// `GET /slow-write`: a request that takes its time, then writes.
+async fn slow_write(session: Session) -> Result<(), SessionError> {
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    session.set("late", 1)
+}
+
 async fn fail(session: Session) -> Result<StatusCode, SessionError> {
     session.set("half-done", true)?;
     Ok(StatusCode::INTERNAL_SERVER_ERROR)
@@ -163,6 +169,7 @@ pub fn routes() -> Router {
         .route("/own-cache-control", get(own_cache_control))
         .route("/public", get(public))
         .route("/fail", get(fail))
+        .route("/slow-write", get(slow_write))
         .route("/logout-then-fail", post(logout_then_fail))
         .route("/login-then-fail", post(login_then_fail))
         .route("/remember", post(remember))

@@ -300,7 +300,11 @@ where
             issued: None,
             due: false,
             touched: false,
-            cookie_sent,
+            // Only a cookie that is not ours is cleared: a valid one whose session is gone was
+            // ended by another request (a logout, a login's new id), which cleared it, and a
+            // removal from here could land after that request's new cookie and log the user
+            // out.
+            foreign_cookie: cookie_sent && loaded.is_none(),
         };
         let Some((id, issued, current)) = loaded else {
             let fresh = Session::from_state(State::new(None, fresh_record(config, now)));
@@ -447,8 +451,9 @@ struct RequestSession<St, H> {
     due: bool,
     /// Whether the load refreshed the session's expiry (or else the update must).
     touched: bool,
-    /// Whether the request carried a cookie with our name, valid or not.
-    cookie_sent: bool,
+    /// Whether the request carried a cookie with our name that is not one of ours (a bad
+    /// signature, not an id): the response clears it.
+    foreign_cookie: bool,
 }
 
 impl<S, ReqB, ResB, St, H> Future for ResponseFuture<S, ReqB, St, H>
@@ -643,7 +648,7 @@ impl<St: SessionStore, H> RequestSession<St, H> {
         let max_age = state.record.deadline.map_or(idle, |deadline| {
             deadline.duration_since(now).unwrap_or_default().min(idle)
         });
-        let removal = if self.cookie_sent {
+        let removal = if self.foreign_cookie {
             CookieAfter::Remove
         } else {
             CookieAfter::Keep
@@ -708,8 +713,10 @@ impl<St: SessionStore, H> RequestSession<St, H> {
     ) -> Response<B> {
         let cookie = &self.shared.config.cookie;
         let set_cookie = match (after, written) {
-            // The session was gone when the update came (destroyed by another request).
-            (_, Written::Missing) | (CookieAfter::Remove, _) => Some(cookie.removal()),
+            (CookieAfter::Remove, _) => Some(cookie.removal()),
+            // The session was gone when the update came: another request ended it and cleared
+            // the cookie (or gave it a new one, which a removal from here could override).
+            (_, Written::Missing) => None,
             (CookieAfter::Keep, _) => None,
             (
                 CookieAfter::Send {
