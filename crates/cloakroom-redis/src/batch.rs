@@ -114,17 +114,29 @@ struct Shared {
     /// Whether script calls must be grouped by hash slot.
     clustered: bool,
     script: Script,
+    replicas: Option<Replicas>,
     waiting: Mutex<Vec<Call>>,
+}
+
+/// How many replicas must have a write before it counts as done, and how long to wait for
+/// them (`WAIT`). Redis replicates asynchronously: without this, a failover can lose writes,
+/// and deletes (a logout), that the old primary had acknowledged.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Replicas {
+    pub(crate) count: u32,
+    pub(crate) timeout: std::time::Duration,
 }
 
 impl Batcher {
     /// A batcher sending through `clients` (one, or a pool's).
-    pub(crate) fn new(clients: Vec<Client>) -> Self {
+    /// `replicas`: see [`Replicas`].
+    pub(crate) fn new(clients: Vec<Client>, replicas: Option<Replicas>) -> Self {
         Self {
             shared: Arc::new(Shared {
                 clustered: clients.first().is_some_and(ClientLike::is_clustered),
                 clients,
                 script: Script::sessions(),
+                replicas,
                 waiting: Mutex::new(Vec::new()),
             }),
         }
@@ -245,8 +257,12 @@ impl Shared {
                     call.answer.send(reply);
                 })),
                 Command::Delete => sending.push(Box::pin(async move {
-                    let reply = match self.client(self.route(&call.key)) {
-                        Ok(client) => client.del(call.key).await,
+                    let route = self.route(&call.key);
+                    let reply = match self.client(route) {
+                        Ok(client) => match client.del(call.key).await {
+                            Ok(reply) => self.replicated(client, route).await.map(|()| reply),
+                            Err(error) => Err(error),
+                        },
                         Err(error) => Err(error),
                     };
                     call.answer.send(reply);
@@ -276,6 +292,40 @@ impl Shared {
         }
         // The first poll starts every command, so they reach fred's queue together.
         while sending.next().await.is_some() {}
+    }
+
+    /// With [`Replicas`], waits until that many replicas have this connection's writes so far
+    /// (`WAIT`, on the same connection, or the same node on a cluster); fewer in time is an
+    /// error: the write happened on the primary, but a failover could still lose it.
+    async fn replicated(&self, client: &Client, route: u16) -> Result<(), Error> {
+        let Some(replicas) = self.replicas else {
+            return Ok(());
+        };
+        let millis = u64::try_from(replicas.timeout.as_millis()).unwrap_or(u64::MAX);
+        let wait = CustomCommand::new_static("WAIT", ClusterHash::Custom(route), false);
+        let args = vec![
+            Value::from(i64::from(replicas.count)),
+            Value::from(millis.to_string()),
+        ];
+        let acknowledged: i64 = client.custom(wait, args).await?;
+        if acknowledged < i64::from(replicas.count) {
+            // The likeliest cause is a failover that left this connection on the old primary
+            // (its replica was promoted): reconnect, which asks Sentinel or the cluster anew.
+            let client = client.clone();
+            tokio::spawn(async move {
+                if let Err(error) = client.force_reconnection().await {
+                    tracing::warn!(%error, "reconnecting after an unreplicated write failed");
+                }
+            });
+            return Err(Error::new(
+                ErrorKind::Unknown,
+                format!(
+                    "{acknowledged} of {} replicas acknowledged the write within {:?}: a failover could lose it",
+                    replicas.count, replicas.timeout
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// One `EVALSHA` for `calls` (whose keys share a route). After a `NOSCRIPT` (a restarted
@@ -312,6 +362,12 @@ impl Shared {
                     let source = self.script.source.as_str();
                     if let Err(failed) = client.script_load_cluster::<(), _>(source).await {
                         result = Err(failed);
+                    }
+                }
+                // Every operation of the script writes (a load refreshes the expiry).
+                if result.is_ok() {
+                    if let Err(error) = self.replicated(client, route).await {
+                        result = Err(error);
                     }
                 }
                 result

@@ -133,7 +133,7 @@ use fred::interfaces::ClientLike;
 use fred::types::config::{Config, ReconnectPolicy};
 use fred::types::{RespVersion, Value};
 
-use crate::batch::{Batcher, Operation, is_noscript};
+use crate::batch::{Batcher, Operation, Replicas, is_noscript};
 use crate::cache::Cache;
 
 /// The default key prefix.
@@ -211,6 +211,7 @@ pub struct RedisStoreBuilder {
     pool_size: usize,
     command_timeout: Duration,
     local_cache: usize,
+    replicas: Option<Replicas>,
 }
 
 enum Source {
@@ -292,6 +293,30 @@ impl RedisStoreBuilder {
         self
     }
 
+    /// A write counts as done only once `count` replicas have it (`WAIT count timeout` after
+    /// every write, on the same connection); fewer within `timeout` fails the call (503).
+    /// Off by default. Redis replicates asynchronously, so behind Sentinel, or on a cluster
+    /// with replicas, a failover can lose writes the old primary had acknowledged, a logout
+    /// included (the session comes back). With one replica per primary and `replicas(1,
+    /// ..)`, an acknowledged write is on the replica a failover promotes. It costs a round
+    /// trip per batch of writes and the replication delay.
+    ///
+    /// ```no_run
+    /// # async fn store() -> Result<(), cloakroom_redis::RedisStoreError> {
+    /// let store = cloakroom_redis::RedisStore::builder()
+    ///     .url("redis-sentinel://10.0.0.1:26379?node=10.0.0.2:26379&sentinelServiceName=mymaster")
+    ///     .replicas(1, std::time::Duration::from_millis(500))
+    ///     .build()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn replicas(mut self, count: u32, timeout: Duration) -> Self {
+        // `WAIT n 0` would wait forever.
+        let timeout = timeout.max(Duration::from_millis(1));
+        self.replicas = (count > 0).then_some(Replicas { count, timeout });
+        self
+    }
+
     /// Connects (for a URL or `Config`) and returns the store.
     ///
     /// # Errors
@@ -319,7 +344,7 @@ impl RedisStoreBuilder {
         let cache = Cache::start(self.local_cache, clients.clone()).await;
         Ok(RedisStore {
             inner: Arc::new(Inner {
-                batcher: Batcher::new(clients),
+                batcher: Batcher::new(clients, self.replicas),
                 prefix: self.prefix,
                 cache,
             }),
@@ -374,6 +399,7 @@ impl RedisStore {
             pool_size: 4,
             command_timeout: Duration::from_secs(2),
             local_cache: DEFAULT_LOCAL_CACHE,
+            replicas: None,
         }
     }
 

@@ -29,9 +29,12 @@ async fn sentinel_failovers_lose_nothing_and_serve_nothing_stale() {
     let url = sentinels.url();
     let mut instances = Vec::new();
     for _ in 0..3 {
+        // Without waiting for the replica, a failover loses writes the old master had
+        // acknowledged (the soak found a lost session); see `replicas`.
         let store = RedisStore::builder()
             .url(&url)
             .command_timeout(Duration::from_millis(500))
+            .replicas(1, Duration::from_millis(500))
             .build()
             .await
             .unwrap_or_else(|error| panic!("cannot connect through {url}: {error}"));

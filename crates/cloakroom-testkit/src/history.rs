@@ -359,7 +359,7 @@ impl History {
                             if late > staleness {
                                 return Err(self.violation(
                                     DELETED,
-                                    &[delete, index],
+                                    &[created, delete, index],
                                     &format!("read {late:?} after the session was gone"),
                                 ));
                             }
