@@ -360,6 +360,36 @@ async fn hostile_cookie_headers_never_panic<St: SessionStore + Clone>(store: St)
         .body(Full::new(Bytes::new()));
     let request = request.unwrap_or_else(|error| panic!("bad test request: {error}"));
     assert_eq!(browser.raw(request).await.body, "2");
+    // Nor does one whose value is not even UTF-8, before or after ours: the user stays logged
+    // in (a fresh session here was the symptom of a bug that logged users out).
+    for raw in [
+        [
+            &b"a=\xff\xfe\x80; "[..],
+            format!("{NAME}={stolen}").as_bytes(),
+        ]
+        .concat(),
+        [format!("{NAME}={stolen}; ").as_bytes(), &b"b=\xc3"[..]].concat(),
+    ] {
+        let value = http::HeaderValue::from_bytes(&raw)
+            .unwrap_or_else(|error| panic!("test header rejected by http itself: {error}"));
+        let request = http::Request::builder()
+            .uri(format!("http://{}/peek", server.addr))
+            .header(header::COOKIE, value)
+            .body(Full::new(Bytes::new()));
+        let request = request.unwrap_or_else(|error| panic!("bad test request: {error}"));
+        let response = browser.raw(request).await;
+        assert_eq!(
+            response.body,
+            "2",
+            "{}: the session was lost",
+            String::from_utf8_lossy(&raw)
+        );
+        assert_eq!(
+            response.set_cookie(NAME),
+            None,
+            "the session cookie was touched"
+        );
+    }
 }
 
 /// A handler asking for an idle timeout of `u64::MAX` seconds gets a session that lasts: a
