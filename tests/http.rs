@@ -670,3 +670,98 @@ async fn a_plain_hyper_service_fn_works_behind_the_layer() {
     browser.get("/").await;
     assert_eq!(browser.get("/").await.body, "2");
 }
+
+/// A memory store whose `create` and `delete` take 40 ms each, for cutting a save short.
+#[derive(Clone, Default)]
+struct Slow(MemoryStore);
+
+impl cloakroom::SessionStore for Slow {
+    type Error = cloakroom::MemoryStoreError;
+
+    async fn load(
+        &self,
+        id: &cloakroom::SessionId,
+    ) -> Result<Option<cloakroom::store::Record>, Self::Error> {
+        self.0.load(id).await
+    }
+
+    async fn create(
+        &self,
+        record: &cloakroom::store::Record,
+    ) -> Result<cloakroom::SessionId, Self::Error> {
+        tokio::time::sleep(Duration::from_millis(40)).await;
+        self.0.create(record).await
+    }
+
+    async fn update(
+        &self,
+        id: &cloakroom::SessionId,
+        changes: &cloakroom::store::Changes,
+    ) -> Result<cloakroom::store::Update, Self::Error> {
+        self.0.update(id, changes).await
+    }
+
+    async fn delete(&self, id: &cloakroom::SessionId) -> Result<(), Self::Error> {
+        tokio::time::sleep(Duration::from_millis(40)).await;
+        self.0.delete(id).await
+    }
+}
+
+/// A client that goes away while a login or a logout is being saved (the response future is
+/// dropped during the create, between it and the delete, during the delete) never leaves the
+/// session reachable under its old id.
+#[tokio::test]
+async fn a_client_that_goes_away_mid_save_never_leaves_the_old_id_alive() {
+    use tower::ServiceExt;
+    // Login: create (40 ms), then delete (40 ms); logout: delete (40 ms).
+    for (path, cuts) in [
+        ("/login", &[5, 30, 45, 70][..]),
+        ("/logout", &[5, 20, 35][..]),
+    ] {
+        for &cut in cuts {
+            let store = Slow::default();
+            let app = routes().layer(layer(cookie(), store.clone()));
+            // A session to log in (or out) from.
+            let setup = app
+                .clone()
+                .oneshot(
+                    http::Request::get("/count")
+                        .body(axum::body::Body::empty())
+                        .unwrap_or_default(),
+                )
+                .await
+                .unwrap_or_else(|error| match error {});
+            let set = setup
+                .headers()
+                .get(header::SET_COOKIE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned();
+            let value = set
+                .split(';')
+                .next()
+                .and_then(|pair| pair.split_once('='))
+                .map(|(_, value)| value.to_owned())
+                .unwrap_or_default();
+            let Some(old) =
+                cloakroom::SessionId::parse(value.split('.').next().unwrap_or_default())
+            else {
+                panic!("no session from {set:?}");
+            };
+            let request = http::Request::post(path)
+                .header(header::COOKIE, format!("{NAME}={value}"))
+                .body(axum::body::Body::empty())
+                .unwrap_or_default();
+            let cut_short =
+                tokio::time::timeout(Duration::from_millis(cut), app.clone().oneshot(request))
+                    .await;
+            assert!(cut_short.is_err(), "{path} finished within {cut} ms");
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            let left = cloakroom::SessionStore::load(&store.0, &old).await;
+            assert!(
+                matches!(left, Ok(None)),
+                "{path} cut after {cut} ms left the old id alive"
+            );
+        }
+    }
+}

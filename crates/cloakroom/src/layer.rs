@@ -496,8 +496,7 @@ where
                             Written::Done,
                         )));
                     };
-                    let span = write.span();
-                    let save = boxed(write.run(Arc::clone(&this.request.shared.store)), span);
+                    let save = write.start(Arc::clone(&this.request.shared.store));
                     this.step.set(Step::Saving {
                         save,
                         pending: Some((response, after)),
@@ -534,6 +533,8 @@ enum Written {
     Done,
     Created(SessionId),
     Missing,
+    /// A detached write whose task ended without an answer (the runtime is shutting down).
+    Interrupted,
 }
 
 /// What to do with the browser's cookie once the store call (if any) succeeded.
@@ -569,6 +570,35 @@ impl Write {
             Self::Delete(id) => {
                 tracing::debug_span!("session_store", operation = "delete", session = %id)
             }
+        }
+    }
+
+    /// The write as a future for the response to await. A logout, and a regenerate (whose
+    /// create and delete are two calls), run as a task of their own: a client that goes away
+    /// mid-save drops the response future, and must not leave the session reachable under
+    /// its old id. Other writes run in place (a cut one leaves the store as it was, or
+    /// applied, either of which is a state the session may be in).
+    fn start<St: SessionStore>(
+        self,
+        store: Arc<St>,
+    ) -> BoxFuture<Result<Written, (StoreOperation, St::Error)>> {
+        let span = self.span();
+        let detach = matches!(self, Self::Regenerate { .. } | Self::Delete(_));
+        let runtime = tokio::runtime::Handle::try_current();
+        match runtime {
+            Ok(runtime) if detach => {
+                let task = runtime.spawn(self.run(store).instrument(span));
+                Box::pin(async move {
+                    match task.await {
+                        Ok(written) => written,
+                        Err(error) if error.is_panic() => {
+                            std::panic::resume_unwind(error.into_panic())
+                        }
+                        Err(_) => Ok(Written::Interrupted),
+                    }
+                })
+            }
+            _ => boxed(self.run(store), span),
         }
     }
 
@@ -716,7 +746,7 @@ impl<St: SessionStore, H> RequestSession<St, H> {
             (CookieAfter::Remove, _) => Some(cookie.removal()),
             // The session was gone when the update came: another request ended it and cleared
             // the cookie (or gave it a new one, which a removal from here could override).
-            (_, Written::Missing) => None,
+            (_, Written::Missing | Written::Interrupted) => None,
             (CookieAfter::Keep, _) => None,
             (
                 CookieAfter::Send {
