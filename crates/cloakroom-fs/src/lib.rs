@@ -86,6 +86,15 @@ pub enum FsStoreError {
         /// Its permission bits.
         mode: u32,
     },
+    /// A session's lock was held by someone else for longer than the lock timeout (see
+    /// [`FsStoreBuilder::lock_timeout`]); retrying later may help.
+    #[error("session lock {path} still held after {waited:?}")]
+    LockTimeout {
+        /// The lock file (one of `.locks`, not named after a session).
+        path: PathBuf,
+        /// How long the call waited.
+        waited: Duration,
+    },
     /// The blocking task running the file operation was lost (the runtime is shutting down).
     #[error("the blocking task of a session file operation failed: {0}")]
     Task(String),
@@ -108,6 +117,7 @@ pub struct FsStore {
 struct Inner {
     dir: PathBuf,
     locks: PathBuf,
+    lock_timeout: Duration,
 }
 
 /// Builds an [`FsStore`].
@@ -116,9 +126,19 @@ struct Inner {
 pub struct FsStoreBuilder {
     dir: PathBuf,
     sweep_interval: Duration,
+    lock_timeout: Duration,
 }
 
 impl FsStoreBuilder {
+    /// How long a call waits for a session's lock (5 s by default) before it fails with
+    /// [`FsStoreError::LockTimeout`]: a holder that is stuck (a hung process, a network
+    /// filesystem) must not block every later request of the session, and a blocking thread,
+    /// for ever.
+    pub fn lock_timeout(mut self, timeout: Duration) -> Self {
+        self.lock_timeout = timeout;
+        self
+    }
+
     /// How often expired sessions are deleted; every 5 minutes by default.
     pub fn sweep_interval(mut self, interval: Duration) -> Self {
         self.sweep_interval = interval.max(Duration::from_millis(1));
@@ -139,6 +159,7 @@ impl FsStoreBuilder {
         let inner = Arc::new(Inner {
             dir: self.dir,
             locks,
+            lock_timeout: self.lock_timeout,
         });
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(sweep_periodically(
@@ -199,6 +220,7 @@ impl FsStore {
         FsStoreBuilder {
             dir: dir.into(),
             sweep_interval: Duration::from_secs(300),
+            lock_timeout: Duration::from_secs(5),
         }
     }
 
@@ -253,8 +275,25 @@ impl Inner {
             .write(true)
             .open(&path)
             .map_err(io_at(&path))?;
-        file.lock().map_err(io_at(&path))?;
-        Ok(Locked { _file: file })
+        // Waits in short sleeps rather than in a blocking `flock`, which has no timeout.
+        let deadline = std::time::Instant::now() + self.lock_timeout;
+        let mut pause = Duration::from_micros(100);
+        loop {
+            match file.try_lock() {
+                Ok(()) => return Ok(Locked { _file: file }),
+                Err(fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_millis(10));
+                }
+                Err(fs::TryLockError::WouldBlock) => {
+                    return Err(FsStoreError::LockTimeout {
+                        path: path.clone(),
+                        waited: self.lock_timeout,
+                    });
+                }
+                Err(fs::TryLockError::Error(error)) => return Err(io_at(&path)(error)),
+            }
+        }
     }
 
     /// The record in `path` with its expiry from the file's modification time, or `None` if
@@ -289,11 +328,20 @@ impl Inner {
         let temp = self.temp_path(path);
         let result = self
             .write_temp(&temp, record)
-            .and_then(|()| fs::rename(&temp, path).map_err(io_at(path)));
+            .and_then(|()| fs::rename(&temp, path).map_err(io_at(path)))
+            .and_then(|()| self.sync_dir());
         if result.is_err() {
             let _ = fs::remove_file(&temp);
         }
         result
+    }
+
+    /// Makes a rename (or a removal) in the directory durable: until the directory itself is
+    /// `fsync`ed, a crash can bring the old file back.
+    fn sync_dir(&self) -> Result<(), FsStoreError> {
+        File::open(&self.dir)
+            .and_then(|dir| dir.sync_all())
+            .map_err(io_at(&self.dir))
     }
 
     fn temp_path(&self, path: &Path) -> PathBuf {

@@ -330,3 +330,54 @@ async fn session_files_are_private_and_an_open_directory_is_refused() {
         "{message}"
     );
 }
+
+/// A holder that never lets go of a session's lock (a hung process, a network filesystem)
+/// costs a call the lock timeout, not a blocking thread for ever: the call fails with a
+/// retryable error (503) and succeeds once the lock is free.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_held_for_ever_fails_the_call_after_the_lock_timeout() {
+    let dir = dir();
+    let store = match FsStore::builder(dir.path())
+        .lock_timeout(Duration::from_millis(200))
+        .build()
+    {
+        Ok(store) => store,
+        Err(error) => panic!("{error}"),
+    };
+    let id = match store
+        .create(&Record::new(
+            std::time::SystemTime::now(),
+            Duration::from_secs(60),
+            None,
+        ))
+        .await
+    {
+        Ok(id) => id,
+        Err(error) => panic!("{error}"),
+    };
+    // Another process holds every stripe's lock.
+    let held: Vec<std::fs::File> = (0..64)
+        .filter_map(|stripe| {
+            let file = std::fs::File::open(dir.path().join(".locks").join(stripe.to_string()))
+                .or_else(|_| {
+                    std::fs::File::create(dir.path().join(".locks").join(stripe.to_string()))
+                })
+                .ok()?;
+            file.lock().ok()?;
+            Some(file)
+        })
+        .collect();
+    assert_eq!(held.len(), 64);
+    let stuck = tokio::time::timeout(Duration::from_secs(10), store.load(&id)).await;
+    match stuck {
+        Ok(Err(error @ FsStoreError::LockTimeout { .. })) => {
+            assert_eq!(
+                <FsStore as SessionStore>::failure_kind(&error),
+                cloakroom::store::FailureKind::Unavailable
+            );
+        }
+        other => panic!("a held lock: {other:?}"),
+    }
+    drop(held);
+    assert!(matches!(store.load(&id).await, Ok(Some(_))));
+}

@@ -59,6 +59,8 @@ const RELATIVE_TTL_LIMIT: u64 = 30 * 24 * 3600;
 const POINTS_PER_SERVER: usize = 160;
 /// CAS attempts before an update gives up.
 const CAS_ATTEMPTS: usize = 1000;
+/// An update's rounds stop after this many call timeouts, however many attempts are left.
+const UPDATE_TIMEOUTS: u32 = 3;
 /// The on-memcached format version.
 const FORMAT: u32 = 1;
 
@@ -559,7 +561,16 @@ impl SessionStore for MemcacheStore {
         changes: &Changes,
     ) -> Result<Update, MemcacheStoreError> {
         let key = self.key(id);
+        // However many CAS rounds the writers of one session need, the call ends in time.
+        let deadline =
+            tokio::time::Instant::now() + self.inner.timeout.saturating_mul(UPDATE_TIMEOUTS);
         for attempt in 0..CAS_ATTEMPTS {
+            if attempt > 0 && tokio::time::Instant::now() >= deadline {
+                return Err(MemcacheStoreError::Contention {
+                    key: SessionId::redact(&key, ""),
+                    attempts: attempt,
+                });
+            }
             let found = self
                 .with_client(&key, "update", async |client| {
                     client.meta_get(&key, false, None, Some(&["v", "c"])).await
@@ -607,7 +618,7 @@ impl SessionStore for MemcacheStore {
             }
         }
         Err(MemcacheStoreError::Contention {
-            key,
+            key: SessionId::redact(&key, ""),
             attempts: CAS_ATTEMPTS,
         })
     }
