@@ -16,10 +16,11 @@ use fred::interfaces::ClientLike;
 #[cfg(feature = "tls")]
 use fred::types::config::Config;
 
-/// Three stores through the Sentinels; the master fails over while the checker runs (once in
-/// the suite, every four seconds in a soak).
-/// Calls around a failover fail or succeed; every successful one agrees, and the stores
-/// recover on the new master by themselves (its tracking state starts empty).
+/// Three stores through the Sentinels (a master and two replicas); the master crashes while
+/// the checker runs (once in the suite; in a soak, every few seconds, each time restarted to
+/// rejoin as a replica). Calls around a failover fail or succeed; every successful one agrees,
+/// nothing acknowledged is lost (`replicas(1, ..)`: a write counts once a replica has it), and
+/// the stores recover on the new master by themselves (its tracking state starts empty).
 #[allow(clippy::print_stdout)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sentinel_failovers_lose_nothing_and_serve_nothing_stale() {
@@ -29,12 +30,12 @@ async fn sentinel_failovers_lose_nothing_and_serve_nothing_stale() {
     let url = sentinels.url();
     let mut instances = Vec::new();
     for _ in 0..3 {
-        // Without waiting for the replica, a failover loses writes the old master had
+        // Without waiting for a replica, a failover loses writes the old master had
         // acknowledged (the soak found a lost session); see `replicas`.
         let store = RedisStore::builder()
             .url(&url)
             .command_timeout(Duration::from_millis(500))
-            .replicas(1, Duration::from_millis(500))
+            .replicas(1, Duration::from_millis(200))
             .build()
             .await
             .unwrap_or_else(|error| panic!("cannot connect through {url}: {error}"));
@@ -45,29 +46,47 @@ async fn sentinel_failovers_lose_nothing_and_serve_nothing_stale() {
         .duration(Duration::from_secs(5))
         .staleness(Duration::from_millis(100))
         .soak_from_env();
-    let rounds = (checker.planned_duration().as_secs() / 4).max(1);
-    let failovers = async {
-        for _ in 0..rounds {
+    let soak = checker.planned_duration() > Duration::from_secs(5);
+    let end = tokio::time::Instant::now() + checker.planned_duration();
+    let sentinels = tokio::sync::Mutex::new(sentinels);
+    let mut rounds = 0;
+    let crashes = async {
+        loop {
             tokio::time::sleep(Duration::from_millis(1500)).await;
+            let mut sentinels = sentinels.lock().await;
             let before = sentinels.master_port().await;
             sentinels
-                .failover()
+                .crash_master()
                 .await
                 .unwrap_or_else(|error| panic!("{error}"));
             assert_ne!(sentinels.master_port().await, before);
+            rounds += 1;
+            if !soak || tokio::time::Instant::now() + Duration::from_secs(15) > end {
+                break;
+            }
+            sentinels
+                .restart_crashed()
+                .await
+                .unwrap_or_else(|error| panic!("{error}"));
         }
     };
-    let (report, ()) = tokio::join!(checker.run(instances), failovers);
+    let (report, ()) = tokio::join!(checker.run(instances), crashes);
     let report = report.unwrap_or_else(|violation| panic!("{violation}"));
     assert!(report.operations > 1_000, "{report}");
     assert!(report.indeterminate > 0, "no call saw a failover: {report}");
-    println!("Sentinel, 3 instances, {rounds} failovers: {report}");
+    println!("Sentinel, 3 instances, {rounds} master crashes: {report}");
 
     // After the failovers a store works on the new master, copy included.
-    let id = probe
-        .create(&minute())
-        .await
-        .unwrap_or_else(|error| panic!("create after failover: {error}"));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let id = loop {
+        match probe.create(&minute()).await {
+            Ok(id) => break id,
+            Err(error) if tokio::time::Instant::now() > deadline => {
+                panic!("no create after the failover: {error}")
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    };
     assert!(matches!(probe.read(&id).await, Ok(Some(_))));
 }
 

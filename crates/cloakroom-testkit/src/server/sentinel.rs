@@ -18,7 +18,7 @@ const REDIS_SENTINEL: Program = Program {
 /// The name the Sentinels monitor the master under.
 pub const SENTINEL_SERVICE: &str = "mymaster";
 
-/// A Redis master, one replica and three `redis-sentinel` processes watching them, on free
+/// A Redis master, two replicas and three `redis-sentinel` processes watching them, on free
 /// loopback ports, without persistence. The Sentinels agree a master is down after one
 /// second.
 ///
@@ -30,27 +30,26 @@ pub const SENTINEL_SERVICE: &str = "mymaster";
 /// # Ok(()) }
 /// ```
 pub struct RedisSentinel {
-    /// The master first, then the replica.
+    /// The master first, then the replicas (as started; failovers move the role).
     servers: Vec<Process>,
     sentinels: Vec<Process>,
     _dir: TempDir,
 }
 
 impl RedisSentinel {
-    /// Starts the master, its replica and three Sentinels, and waits until the replica is in
-    /// sync and every Sentinel knows the replica and the two other Sentinels.
+    /// Starts the master, its replicas and three Sentinels, and waits until the replicas are
+    /// in sync and every Sentinel knows them and the two other Sentinels.
     pub async fn start() -> Result<Self, ServerError> {
         REDIS_SENTINEL.path()?;
-        with_fresh_ports(5, |ports| async move {
+        with_fresh_ports(6, |ports| async move {
             let dir = temp_dir(REDIS_SERVER)?;
-            let (master, replica) = (ports[0], ports[1]);
+            let master = ports[0];
+            let replica_of = || vec!["--replicaof".to_owned(), format!("127.0.0.1 {master}")];
             let mut servers = Vec::new();
             for (port, extra) in [
                 (master, Vec::new()),
-                (
-                    replica,
-                    vec!["--replicaof".to_owned(), format!("127.0.0.1 {master}")],
-                ),
+                (ports[1], replica_of()),
+                (ports[2], replica_of()),
             ] {
                 let node_dir = dir.path().join(port.to_string());
                 std::fs::create_dir(&node_dir).map_err(REDIS_SERVER.io())?;
@@ -62,7 +61,7 @@ impl RedisSentinel {
                 server.wait_ready(b"PING\r\n", b"+PONG").await?;
             }
             let mut sentinels = Vec::new();
-            for &port in &ports[2..] {
+            for &port in &ports[3..] {
                 let node_dir = dir.path().join(port.to_string());
                 std::fs::create_dir(&node_dir).map_err(REDIS_SENTINEL.io())?;
                 // Sentinel rewrites its configuration file as it learns: one of its own.
@@ -92,8 +91,8 @@ impl RedisSentinel {
         .await
     }
 
-    /// Waits until every Sentinel sees one replica and two other Sentinels, and the replica
-    /// is in sync.
+    /// Waits until every Sentinel sees two replicas and two other Sentinels, and every
+    /// replica is in sync.
     async fn settled(&self) -> Result<(), ServerError> {
         let started = Instant::now();
         let probe = format!("SENTINEL MASTER {SENTINEL_SERVICE}\r\n");
@@ -103,14 +102,14 @@ impl RedisSentinel {
                 let reply = ask(sentinel.port, probe.as_bytes())
                     .await
                     .unwrap_or_default();
-                ready &= contains(&reply, b"num-slaves\r\n$1\r\n1\r\n")
+                ready &= contains(&reply, b"num-slaves\r\n$1\r\n2\r\n")
                     && contains(&reply, b"num-other-sentinels\r\n$1\r\n2\r\n");
             }
             for server in &self.servers {
                 let info = ask(server.port, b"INFO replication\r\n")
                     .await
                     .unwrap_or_default();
-                ready &= contains(&info, b"role:master") && contains(&info, b"connected_slaves:1")
+                ready &= contains(&info, b"role:master") && contains(&info, b"connected_slaves:2")
                     || contains(&info, b"master_link_status:up");
             }
             if ready {
@@ -142,7 +141,39 @@ impl RedisSentinel {
         text.split("\r\n").nth(4)?.parse().ok()
     }
 
-    /// Fails the master over to the replica (`SENTINEL FAILOVER`), once the replica is in sync
+    /// Kills the master (`SIGKILL`, a crash) and waits until the Sentinels have promoted a
+    /// replica; [`restart_crashed`](Self::restart_crashed) brings the old master back, as a
+    /// replica of the new one.
+    pub async fn crash_master(&mut self) -> Result<(), ServerError> {
+        self.settled().await?;
+        let before = self.master_port().await;
+        if let Some(master) = self.servers.iter_mut().find(|s| Some(s.port) == before) {
+            master.kill();
+        }
+        let started = Instant::now();
+        while self.master_port().await == before {
+            if started.elapsed() > READY_TIMEOUT {
+                let sentinel = &self.sentinels[0];
+                return Err(sentinel.not_ready("no replica was promoted".to_owned()));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(())
+    }
+
+    /// Starts every server [`crash_master`](Self::crash_master) killed, and waits until the
+    /// Sentinels have made it a replica in sync.
+    pub async fn restart_crashed(&mut self) -> Result<(), ServerError> {
+        for server in &mut self.servers {
+            if server.child.is_none() {
+                server.start()?;
+                server.wait_ready(b"PING\r\n", b"+PONG").await?;
+            }
+        }
+        self.settled().await
+    }
+
+    /// Fails the master over to a replica (`SENTINEL FAILOVER`), once the replica is in sync
     /// and every Sentinel knows it (after an earlier failover, the old master has to rejoin as
     /// the new one's replica first), and waits until the Sentinels name the new master.
     pub async fn failover(&self) -> Result<(), ServerError> {
