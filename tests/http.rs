@@ -627,6 +627,29 @@ async fn a_late_request_on_the_old_id_does_not_log_out_a_user_who_just_logged_in
     assert_eq!(stale.set_cookie(NAME), None, "the stale cookie was cleared");
 }
 
+/// A logout is the request that ends the session: it clears the cookie even when the session
+/// was gone already (a retried logout whose first attempt deleted it, then failed).
+#[tokio::test]
+async fn a_logout_of_a_session_already_gone_still_clears_the_cookie() {
+    let (server, store) = memory_server().await;
+    let browser = server.browser();
+    browser.post_form("/login", "").await;
+    let value = browser.cookie(NAME).unwrap_or_default();
+    let Some(id) = cloakroom::SessionId::parse(value.split('.').next().unwrap_or_default()) else {
+        panic!("no session in {value:?}");
+    };
+    if let Err(error) = cloakroom::SessionStore::delete(&store, &id).await {
+        panic!("{error}");
+    }
+    let response = browser.post_form("/logout", "").await;
+    assert_eq!(response.body, "logged out");
+    assert_eq!(
+        response.set_cookie(NAME).as_deref().and_then(max_age),
+        Some(0),
+        "the cookie of a logged-out browser was left"
+    );
+}
+
 #[tokio::test]
 async fn the_extractor_without_the_layer_is_a_500_naming_the_layer() {
     let server = TestServer::start(routes()).await;

@@ -48,7 +48,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_memcached::{Client, Error as McError, MetaProtocol, MetaValue, Status};
 use cloakroom::SessionId;
-use cloakroom::store::{Changes, FailureKind, Record, SessionStore, Update};
+use cloakroom::store::{Changes, FOREVER, FailureKind, Record, SessionStore, Update, later};
 use serde::{Deserialize, Serialize};
 
 /// memcached's limit on key length.
@@ -312,7 +312,8 @@ const LAST_EXPTIME: u64 = i32::MAX as u64;
 
 /// The time the record has left: `min(idle timeout, time to its deadline)`.
 fn remaining(record: &Record, now: SystemTime) -> Duration {
-    let idle = record.idle_timeout;
+    // The record may have been made elsewhere, with any duration in it.
+    let idle = record.idle_timeout.min(FOREVER);
     record.deadline.map_or(idle, |deadline| {
         deadline.duration_since(now).unwrap_or_default().min(idle)
     })
@@ -496,7 +497,7 @@ impl SessionStore for MemcacheStore {
         let Some((mut record, left)) = self.live(id, &key, found).await? else {
             return Ok(None);
         };
-        record.expires = SystemTime::now() + left;
+        record.expires = later(SystemTime::now(), left);
         if left != self.inner.ttl {
             // The session has its own idle timeout or is near its deadline: one more touch.
             let touch = ttl_arg(left);
@@ -524,7 +525,7 @@ impl SessionStore for MemcacheStore {
         let ttl = ttl
             .and_then(|seconds| u64::try_from(seconds).ok())
             .map_or(left, |seconds| Duration::from_secs(seconds).min(left));
-        record.expires = SystemTime::now() + ttl;
+        record.expires = later(SystemTime::now(), ttl);
         Ok(Some(record))
     }
 

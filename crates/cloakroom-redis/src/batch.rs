@@ -115,6 +115,8 @@ struct Shared {
     clustered: bool,
     script: Script,
     replicas: Option<Replicas>,
+    /// A reconnection after an unreplicated write is under way.
+    reconnecting: Arc<std::sync::atomic::AtomicBool>,
     waiting: Mutex<Vec<Call>>,
 }
 
@@ -137,6 +139,7 @@ impl Batcher {
                 clients,
                 script: Script::sessions(),
                 replicas,
+                reconnecting: Arc::default(),
                 waiting: Mutex::new(Vec::new()),
             }),
         }
@@ -302,7 +305,7 @@ impl Shared {
             return Ok(());
         };
         let millis = u64::try_from(replicas.timeout.as_millis()).unwrap_or(u64::MAX);
-        let wait = CustomCommand::new_static("WAIT", ClusterHash::Custom(route), false);
+        let wait = CustomCommand::new_static("WAIT", ClusterHash::Custom(route), true);
         let args = vec![
             Value::from(i64::from(replicas.count)),
             Value::from(millis.to_string()),
@@ -311,12 +314,20 @@ impl Shared {
         if acknowledged < i64::from(replicas.count) {
             // The likeliest cause is a failover that left this connection on the old primary
             // (its replica was promoted): reconnect, which asks Sentinel or the cluster anew.
-            let client = client.clone();
-            tokio::spawn(async move {
-                if let Err(error) = client.force_reconnection().await {
-                    tracing::warn!(%error, "reconnecting after an unreplicated write failed");
-                }
-            });
+            // One reconnection at a time: while a replica is down every write lands here.
+            if !self
+                .reconnecting
+                .swap(true, std::sync::atomic::Ordering::AcqRel)
+            {
+                let client = client.clone();
+                let reconnecting = Arc::clone(&self.reconnecting);
+                tokio::spawn(async move {
+                    if let Err(error) = client.force_reconnection().await {
+                        tracing::warn!(%error, "reconnecting after an unreplicated write failed");
+                    }
+                    reconnecting.store(false, std::sync::atomic::Ordering::Release);
+                });
+            }
             return Err(Error::new(
                 ErrorKind::Unknown,
                 format!(

@@ -299,7 +299,8 @@ impl RedisStoreBuilder {
     /// with replicas, a failover can lose writes the old primary had acknowledged, a logout
     /// included (the session comes back). With one replica per primary and `replicas(1,
     /// ..)`, an acknowledged write is on the replica a failover promotes. It costs a round
-    /// trip per batch of writes and the replication delay.
+    /// trip per batch of writes and the replication delay. `WAIT` holds its connection, so
+    /// `timeout` is cut to three quarters of the command timeout.
     ///
     /// ```no_run
     /// # async fn store() -> Result<(), cloakroom_redis::RedisStoreError> {
@@ -311,8 +312,6 @@ impl RedisStoreBuilder {
     /// # Ok(()) }
     /// ```
     pub fn replicas(mut self, count: u32, timeout: Duration) -> Self {
-        // `WAIT n 0` would wait forever.
-        let timeout = timeout.max(Duration::from_millis(1));
         self.replicas = (count > 0).then_some(Replicas { count, timeout });
         self
     }
@@ -325,6 +324,10 @@ impl RedisStoreBuilder {
     /// [`RedisStoreError::Url`] for a URL fred cannot parse; [`RedisStoreError::Connect`] if
     /// Redis cannot be reached.
     pub async fn build(self) -> Result<RedisStore, RedisStoreError> {
+        let source_timeout = match self.source {
+            Some(Source::Url(_) | Source::Config(_)) => Some(self.command_timeout),
+            _ => None,
+        };
         let clients = match self.source {
             None => return Err(RedisStoreError::NoConnection),
             Some(Source::Client(client)) => vec![client],
@@ -341,10 +344,27 @@ impl RedisStoreBuilder {
                 connect(*config, self.pool_size, self.command_timeout).await?
             }
         };
+        // WAIT holds its connection: it must end well before the commands queued behind it
+        // time out (and Redis takes only so large a timeout).
+        let command_timeout = match source_timeout {
+            Some(timeout) => timeout,
+            None => clients
+                .first()
+                .map(|client| client.perf_config().default_command_timeout)
+                .filter(|timeout| !timeout.is_zero())
+                .unwrap_or(Duration::from_secs(2)),
+        };
+        let replicas = self.replicas.map(|replicas| Replicas {
+            timeout: replicas
+                .timeout
+                .min(command_timeout * 3 / 4)
+                .max(Duration::from_millis(1)),
+            ..replicas
+        });
         let cache = Cache::start(self.local_cache, clients.clone()).await;
         Ok(RedisStore {
             inner: Arc::new(Inner {
-                batcher: Batcher::new(clients, self.replicas),
+                batcher: Batcher::new(clients, replicas),
                 prefix: self.prefix,
                 cache,
             }),
@@ -628,7 +648,7 @@ fn decode_fields(
         let number = || {
             value
                 .parse::<u64>()
-                .map_err(|_| foreign(format!("field {field:?} holds {value:?}, not a number")))
+                .map_err(|_| foreign(format!("field {field:?} does not hold a number")))
         };
         match field.as_ref() {
             "@created" => created = Some(number()?),
@@ -642,7 +662,8 @@ fn decode_fields(
                 let flash = match value.as_bytes().first() {
                     Some(b'v') => false,
                     Some(b'f') => true,
-                    _ => return Err(foreign(format!("field {field:?} holds {value:?}"))),
+                    // The value is the user's data: not for a log.
+                    _ => return Err(foreign(format!("field {field:?} holds no tagged value"))),
                 };
                 entries.insert(
                     name.to_owned(),

@@ -471,3 +471,57 @@ async fn after_a_slot_moved_one_script_call_fails_and_the_next_reaches_the_new_o
         other => panic!("the second load after the slot moved: {other:?}"),
     }
 }
+
+/// `replicas(n, timeout)`: with a replica in sync a write succeeds, whatever the timeout asked
+/// (`Duration::MAX` is cut to what `WAIT` takes and the connection can wait); with no replica,
+/// it fails, naming the cause, after at most that timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_counts_once_a_replica_has_it() {
+    let primary = RedisServer::start()
+        .await
+        .unwrap_or_else(|error| panic!("{error}"));
+    let lonely = RedisStore::builder()
+        .url(primary.url())
+        .replicas(1, Duration::from_millis(100))
+        .build()
+        .await
+        .unwrap_or_else(|error| panic!("{error}"));
+    let record = Record::new(std::time::SystemTime::now(), Duration::from_secs(60), None);
+    let error = lonely.create(&record).await.err().map(|e| e.to_string());
+    assert!(
+        error.as_deref().is_some_and(|e| e.contains("0 of 1 replicas")),
+        "{error:?}"
+    );
+
+    let replica_of = format!("127.0.0.1 {}", primary.port());
+    let _replica = RedisServer::start_with_args(&["--replicaof", &replica_of])
+        .await
+        .unwrap_or_else(|error| panic!("{error}"));
+    let admin = admin(&primary.url()).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let info = run(&admin, &["INFO", "replication"]).await;
+        let info = info.ok().and_then(|v| v.as_string()).unwrap_or_default();
+        if info.contains("connected_slaves:1") && info.contains("state=online") {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the replica never synced: {info}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let store = RedisStore::builder()
+        .url(primary.url())
+        .replicas(1, Duration::MAX)
+        .build()
+        .await
+        .unwrap_or_else(|error| panic!("{error}"));
+    let id = store
+        .create(&record)
+        .await
+        .unwrap_or_else(|error| panic!("create with a replica: {error}"));
+    if let Err(error) = store.update(&id, &set("k", "1")).await {
+        panic!("update with a replica: {error}");
+    }
+    if let Err(error) = store.delete(&id).await {
+        panic!("delete with a replica: {error}");
+    }
+}

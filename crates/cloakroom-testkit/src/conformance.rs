@@ -496,6 +496,15 @@ impl Conformance {
                 format!("created with a {huge:?} lifetime, it did not load")
             })?;
         }
+        // A record made elsewhere, its durations never clamped.
+        let mut raw = Record::new(SystemTime::now(), self.tick * 600, None);
+        raw.idle_timeout = Duration::MAX;
+        let id = call(store.create(&raw).await)?;
+        let loaded = call(store.load(&id).await)?;
+        ensure(loaded.is_some(), EXTREMES, || {
+            "a record whose idle_timeout field is Duration::MAX did not load".to_owned()
+        })?;
+        let _ = call(store.read(&id).await)?;
         for tiny in [Duration::ZERO, Duration::from_millis(1)] {
             let id = call(
                 store

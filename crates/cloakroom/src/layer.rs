@@ -305,6 +305,7 @@ where
             // removal from here could land after that request's new cookie and log the user
             // out.
             foreign_cookie: cookie_sent && loaded.is_none(),
+            cookie_sent,
         };
         let Some((id, issued, current)) = loaded else {
             let fresh = Session::from_state(State::new(None, fresh_record(config, now)));
@@ -454,6 +455,9 @@ struct RequestSession<St, H> {
     /// Whether the request carried a cookie with our name that is not one of ours (a bad
     /// signature, not an id): the response clears it.
     foreign_cookie: bool,
+    /// Whether it carried a cookie with our name at all: a logout clears it even when its
+    /// session was gone already (a retried logout whose first attempt deleted it).
+    cookie_sent: bool,
 }
 
 impl<S, ReqB, ResB, St, H> Future for ResponseFuture<S, ReqB, St, H>
@@ -685,6 +689,7 @@ impl<St: SessionStore, H> RequestSession<St, H> {
         };
         match (state.fate, &state.id) {
             (Fate::Destroy, Some(id)) => (Some(Write::Delete(id.clone())), CookieAfter::Remove),
+            (Fate::Destroy, None) if self.cookie_sent => (None, CookieAfter::Remove),
             (Fate::Destroy, None) => (None, removal),
             (Fate::Regenerate, old) => (
                 Some(Write::Regenerate {
@@ -811,7 +816,17 @@ fn record_to_save(state: &State, idle: Duration, now: SystemTime) -> Record {
 /// handler's it gets `no-store`; with one that a shared cache may act on, `private` takes the
 /// place of `public` and `s-maxage`, and the handler's other directives stay (`max-age` for
 /// the browser's own cache, say).
+const CDN_CACHE_CONTROL: http::HeaderName = http::HeaderName::from_static("cdn-cache-control");
+const SURROGATE_CONTROL: http::HeaderName = http::HeaderName::from_static("surrogate-control");
+
 fn keep_from_shared_caches(headers: &mut http::HeaderMap) {
+    // CDN-specific controls (RFC 9213, and the older Surrogate-Control) take precedence over
+    // Cache-Control at the CDN: they must not let it store the cookie either.
+    for cdn in [CDN_CACHE_CONTROL, SURROGATE_CONTROL] {
+        if headers.contains_key(&cdn) {
+            headers.insert(cdn, HeaderValue::from_static("no-store"));
+        }
+    }
     let directives: Vec<String> = headers
         .get_all(CACHE_CONTROL)
         .iter()
@@ -831,9 +846,10 @@ fn keep_from_shared_caches(headers: &mut http::HeaderMap) {
         let name = directive.split('=').next().unwrap_or_default().trim();
         name.to_ascii_lowercase()
     };
+    // Only a bare `private` keeps shared caches out: `private="X"` lets them store the rest.
     if directives
         .iter()
-        .any(|d| matches!(name(d).as_str(), "no-store" | "private"))
+        .any(|d| d.eq_ignore_ascii_case("no-store") || d.eq_ignore_ascii_case("private"))
     {
         return;
     }
@@ -910,5 +926,26 @@ mod tests {
             "private, max-age=60"
         );
         assert_eq!(cache_control(&["no-store"]), "no-store");
+        // A qualified private lets shared caches store the rest.
+        assert_eq!(
+            cache_control(&["private=\"X-Foo\", public, s-maxage=600"]),
+            "private, private=\"X-Foo\""
+        );
+    }
+
+    #[test]
+    fn cdn_specific_controls_cannot_store_the_cookie_either() {
+        let mut headers = http::HeaderMap::new();
+        headers.insert(CDN_CACHE_CONTROL, HeaderValue::from_static("max-age=600"));
+        headers.insert(SURROGATE_CONTROL, HeaderValue::from_static("max-age=600"));
+        keep_from_shared_caches(&mut headers);
+        for cdn in [CDN_CACHE_CONTROL, SURROGATE_CONTROL] {
+            let value = headers.get(&cdn).map(HeaderValue::as_bytes);
+            assert_eq!(value, Some(&b"no-store"[..]), "{cdn}");
+        }
+        assert_eq!(
+            headers.get(CACHE_CONTROL).map(HeaderValue::as_bytes),
+            Some(&b"no-store"[..])
+        );
     }
 }

@@ -11,7 +11,7 @@ use hashbrown::hash_table;
 
 use crate::SessionId;
 use crate::id::ID_BYTES;
-use crate::store::{Changes, Entry, Record, SessionStore, Update};
+use crate::store::{Changes, Entry, Record, SessionStore, Update, later};
 
 /// Independent locks, so concurrent requests of different sessions rarely wait on each other.
 const SHARDS: usize = 16;
@@ -101,7 +101,7 @@ impl MemoryStoreBuilder {
             sweep_interval: self.sweep_interval,
             next_inline_sweep: runtime
                 .is_none()
-                .then(|| Mutex::new(SystemTime::now() + self.sweep_interval)),
+                .then(|| Mutex::new(later(SystemTime::now(), self.sweep_interval))),
         });
         if let Some(runtime) = runtime {
             runtime.spawn(sweep_periodically(
@@ -400,7 +400,7 @@ impl Inner {
             if *next > now {
                 return;
             }
-            *next = now + self.sweep_interval;
+            *next = later(now, self.sweep_interval);
         }
         self.sweep(now);
     }
