@@ -489,7 +489,9 @@ async fn a_write_counts_once_a_replica_has_it() {
     let record = Record::new(std::time::SystemTime::now(), Duration::from_secs(60), None);
     let error = lonely.create(&record).await.err().map(|e| e.to_string());
     assert!(
-        error.as_deref().is_some_and(|e| e.contains("0 of 1 replicas")),
+        error
+            .as_deref()
+            .is_some_and(|e| e.contains("0 of 1 replicas")),
         "{error:?}"
     );
 
@@ -505,7 +507,10 @@ async fn a_write_counts_once_a_replica_has_it() {
         if info.contains("connected_slaves:1") && info.contains("state=online") {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "the replica never synced: {info}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the replica never synced: {info}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let store = RedisStore::builder()
