@@ -266,6 +266,15 @@ async fn three_instances_on_one_directory_agree() {
     }
 }
 
+/// A new session in `store`, good for a minute.
+async fn created(store: &FsStore) -> SessionId {
+    let record = Record::new(std::time::SystemTime::now(), Duration::from_secs(60), None);
+    match store.create(&record).await {
+        Ok(id) => id,
+        Err(error) => panic!("{error}"),
+    }
+}
+
 /// The mode bits of `path`.
 fn mode(path: &std::path::Path) -> u32 {
     use std::os::unix::fs::PermissionsExt;
@@ -282,17 +291,7 @@ async fn session_files_are_private_and_an_open_directory_is_refused() {
     let parent = dir();
     let sessions = parent.path().join("sessions");
     let store = store(&sessions);
-    let id = match store
-        .create(&Record::new(
-            std::time::SystemTime::now(),
-            Duration::from_secs(60),
-            None,
-        ))
-        .await
-    {
-        Ok(id) => id,
-        Err(error) => panic!("{error}"),
-    };
+    let id = created(&store).await;
     assert_eq!(mode(&sessions), 0o700, "the session directory");
     assert_eq!(mode(&sessions.join(".locks")), 0o700, "the lock directory");
     for entry in std::fs::read_dir(&sessions).into_iter().flatten().flatten() {
@@ -344,17 +343,7 @@ async fn a_lock_held_for_ever_fails_the_call_after_the_lock_timeout() {
         Ok(store) => store,
         Err(error) => panic!("{error}"),
     };
-    let id = match store
-        .create(&Record::new(
-            std::time::SystemTime::now(),
-            Duration::from_secs(60),
-            None,
-        ))
-        .await
-    {
-        Ok(id) => id,
-        Err(error) => panic!("{error}"),
-    };
+    let id = created(&store).await;
     // Another process holds every stripe's lock.
     let held: Vec<std::fs::File> = (0..64)
         .filter_map(|stripe| {
