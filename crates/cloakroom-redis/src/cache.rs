@@ -9,7 +9,7 @@
 //!
 //! # The invariant
 //!
-//! **A copy is served only while Redis will tell us about its next change.** Three things
+//! **A copy is served only while Redis will tell us about its next change.** Four things
 //! keep it:
 //!
 //! - Redis forgets who tracks a key when anyone writes it, this connection included (NOLOOP
