@@ -59,8 +59,9 @@ const RELATIVE_TTL_LIMIT: u64 = 30 * 24 * 3600;
 const POINTS_PER_SERVER: usize = 160;
 /// CAS attempts before an update gives up.
 const CAS_ATTEMPTS: usize = 1000;
-/// An update's rounds stop after this many call timeouts, however many attempts are left.
-const UPDATE_TIMEOUTS: u32 = 3;
+/// An update's rounds stop after this many call timeouts, however many attempts are left:
+/// bounded, with room for a session that hundreds of requests write at once.
+const UPDATE_TIMEOUTS: u32 = 10;
 /// The on-memcached format version.
 const FORMAT: u32 = 1;
 
@@ -562,7 +563,7 @@ impl SessionStore for MemcacheStore {
         changes: &Changes,
     ) -> Result<Update, MemcacheStoreError> {
         let key = self.key(id);
-        // However many CAS rounds the writers of one session need, the call ends in time.
+        // However many CAS rounds the writers of one session need, the call ends in bounded time.
         let deadline =
             tokio::time::Instant::now() + self.inner.timeout.saturating_mul(UPDATE_TIMEOUTS);
         for attempt in 0..CAS_ATTEMPTS {
