@@ -12,7 +12,7 @@ use cloakroom::store::{Changes, Entry, Record, SessionStore};
 use cloakroom_redis::RedisStore;
 use cloakroom_testkit::{RedisCluster, RedisServer};
 use cloakroom_tests::app::{NAME, cookie, layer, serve};
-use common::{admin, cluster_url, run, store};
+use common::{admin, cluster_url, run, store, uncached_store};
 use fred::interfaces::ClientLike;
 
 /// How long an instance may still serve a copy after another instance's change returned: the
@@ -364,12 +364,7 @@ async fn a_cancelled_update_leaves_no_stale_copy_on_its_own_instance() {
         .await
         .unwrap_or_else(|error| panic!("{error}"));
     let here = store(&server.url()).await;
-    let redis = RedisStore::builder()
-        .url(server.url())
-        .local_cache(0)
-        .build()
-        .await
-        .unwrap_or_else(|error| panic!("{error}"));
+    let redis = uncached_store(&server.url()).await;
     let id = create(&here).await;
     if let Err(error) = here.update(&id, &set("k", "1")).await {
         panic!("{error}");
@@ -414,12 +409,7 @@ async fn after_a_slot_moved_one_script_call_fails_and_the_next_reaches_the_new_o
         nodes.push(admin(&url).await);
     }
     let ports = cluster.ports();
-    let here = RedisStore::builder()
-        .url(cluster_url(&cluster))
-        .local_cache(0)
-        .build()
-        .await
-        .unwrap_or_else(|error| panic!("{error}"));
+    let here = uncached_store(&cluster_url(&cluster)).await;
     let id = create(&here).await;
     let key = here.key(&id);
     let slot = fred::util::redis_keyslot(key.as_bytes()).to_string();

@@ -12,7 +12,7 @@ use cloakroom::store::{Changes, Entry, Record, SessionStore, Update};
 use cloakroom_redis::{RedisStore, RedisStoreError};
 use cloakroom_testkit::{Conformance, RedisCluster, RedisServer};
 use cloakroom_tests::app::{NAME, cookie, layer, max_age, serve, write_concurrently};
-use common::{admin as inspector, cluster_url, store};
+use common::{admin as inspector, cluster_url, store, uncached_store};
 use fred::clients::Client;
 use fred::interfaces::{ClientLike, ConfigInterface, HashesInterface, KeysInterface};
 
@@ -36,14 +36,6 @@ async fn durable_redis() -> RedisServer {
     match RedisServer::start_with_args(&["--appendonly", "yes", "--appendfsync", "always"]).await {
         Ok(server) => server,
         Err(error) => panic!("{error}"),
-    }
-}
-
-/// A store that keeps no local copy: every read goes to Redis.
-async fn uncached_store(url: &str) -> RedisStore {
-    match RedisStore::builder().url(url).local_cache(0).build().await {
-        Ok(store) => store,
-        Err(error) => panic!("cannot connect to {url}: {error}"),
     }
 }
 

@@ -300,11 +300,6 @@ where
             issued: None,
             due: false,
             touched: false,
-            // Only a cookie that is not ours is cleared: a valid one whose session is gone was
-            // ended by another request (a logout, a login's new id), which cleared it, and a
-            // removal from here could land after that request's new cookie and log the user
-            // out.
-            foreign_cookie: cookie_sent && loaded.is_none(),
             cookie_sent,
         };
         let Some((id, issued, current)) = loaded else {
@@ -452,11 +447,7 @@ struct RequestSession<St, H> {
     due: bool,
     /// Whether the load refreshed the session's expiry (or else the update must).
     touched: bool,
-    /// Whether the request carried a cookie with our name that is not one of ours (a bad
-    /// signature, not an id): the response clears it.
-    foreign_cookie: bool,
-    /// Whether it carried a cookie with our name at all: a logout clears it even when its
-    /// session was gone already (a retried logout whose first attempt deleted it).
+    /// Whether the request carried a cookie with our name, ours or not.
     cookie_sent: bool,
 }
 
@@ -682,15 +673,22 @@ impl<St: SessionStore, H> RequestSession<St, H> {
         let max_age = state.record.deadline.map_or(idle, |deadline| {
             deadline.duration_since(now).unwrap_or_default().min(idle)
         });
-        let removal = if self.foreign_cookie {
-            CookieAfter::Remove
-        } else {
-            CookieAfter::Keep
+        let remove_if = |remove: bool| {
+            if remove {
+                CookieAfter::Remove
+            } else {
+                CookieAfter::Keep
+            }
         };
+        // Without a logout, only a cookie that is not ours (no session loaded from it) is
+        // cleared: a valid one whose session is gone was ended by another request (a logout, a
+        // login's new id), which cleared it, and a removal from here could land after that
+        // request's new cookie and log the user out. A logout clears any cookie of ours, even
+        // when its session was gone already (a retried logout).
+        let removal = remove_if(self.cookie_sent && self.issued.is_none());
         match (state.fate, &state.id) {
             (Fate::Destroy, Some(id)) => (Some(Write::Delete(id.clone())), CookieAfter::Remove),
-            (Fate::Destroy, None) if self.cookie_sent => (None, CookieAfter::Remove),
-            (Fate::Destroy, None) => (None, removal),
+            (Fate::Destroy, None) => (None, remove_if(self.cookie_sent)),
             (Fate::Regenerate, old) => (
                 Some(Write::Regenerate {
                     old: old.clone(),

@@ -17,6 +17,14 @@ pub(crate) async fn store(url: &str) -> RedisStore {
     }
 }
 
+/// A `RedisStore` on `url` without the local copy: every read goes to Redis.
+pub(crate) async fn uncached_store(url: &str) -> RedisStore {
+    match RedisStore::builder().url(url).local_cache(0).build().await {
+        Ok(store) => store,
+        Err(error) => panic!("cannot connect to {url}: {error}"),
+    }
+}
+
 /// The `redis-cluster://` URL of a test cluster.
 pub(crate) fn cluster_url(cluster: &RedisCluster) -> String {
     let ports = cluster.ports();
