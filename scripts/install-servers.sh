@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs, from Debian's packages, the programs that tests and benchmarks start themselves
 # (redis-server, redis-cli, redis-sentinel, memcached, openssl for the TLS test's certificates,
+# strace for the file store's durability test,
 # chromium and chromedriver) when they are missing.
 set -euo pipefail
 
@@ -10,6 +11,7 @@ command -v redis-cli >/dev/null 2>&1 || missing+=(redis-tools)
 command -v redis-sentinel >/dev/null 2>&1 || missing+=(redis-sentinel)
 command -v memcached >/dev/null 2>&1 || missing+=(memcached)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+command -v strace >/dev/null 2>&1 || missing+=(strace)
 if [ "${1:-}" != "--servers-only" ]; then
     command -v chromium >/dev/null 2>&1 || missing+=(chromium)
     command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)

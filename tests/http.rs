@@ -8,9 +8,9 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Extension, Router};
 use bytes::Bytes;
-use cloakroom::{MemoryStore, Session, SessionError, StoreFailure};
+use cloakroom::{MemoryStore, Session, SessionError, StoreFailure, StoreTimedOut};
 use cloakroom_tests::app::*;
-use cloakroom_tests::{Counts, Instrumented, TestServer};
+use cloakroom_tests::{Counts, Delays, Instrumented, TestServer};
 use http_body_util::Full;
 
 #[tokio::test]
@@ -447,6 +447,121 @@ async fn a_store_failure_is_a_503_and_recovers_without_losing_data() {
         "3",
         "data was lost or overwritten while the store was down"
     );
+}
+
+/// A request to a hung store ends with a 503 after the layer's store timeout, whichever call
+/// hangs, instead of holding the client (and the server's connection) for as long as the store.
+#[tokio::test]
+async fn a_hung_store_is_given_up_on_after_the_store_timeout() {
+    let store = Instrumented::new(MemoryStore::new()).always_waiting();
+    let timeout = Duration::from_millis(300);
+    let server = serve(layer(cookie(), store.clone()).store_timeout(timeout)).await;
+    let browser = server.browser();
+    assert_eq!(browser.post_form("/login", "").await.body, "logged in");
+    let logged_in = browser.cookie(NAME).unwrap_or_default();
+    let hung = Duration::MAX;
+    for (delays, method, path, call) in [
+        (
+            Delays {
+                reads: hung,
+                ..Delays::default()
+            },
+            "GET",
+            "/whoami",
+            "load",
+        ),
+        (
+            Delays {
+                writes: hung,
+                ..Delays::default()
+            },
+            "GET",
+            "/count",
+            "update",
+        ),
+        (
+            Delays {
+                writes: hung,
+                ..Delays::default()
+            },
+            "POST",
+            "/login",
+            "create",
+        ),
+        (
+            Delays {
+                writes: hung,
+                ..Delays::default()
+            },
+            "POST",
+            "/logout",
+            "delete",
+        ),
+    ] {
+        store.set_delay(delays);
+        let request = async {
+            if method == "POST" {
+                browser.post_form(path, "").await
+            } else {
+                browser.get(path).await
+            }
+        };
+        let Ok(response) = tokio::time::timeout(Duration::from_secs(10), request).await else {
+            panic!("{method} {path}: the layer waited for a hung {call}");
+        };
+        assert_eq!(
+            response.status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{method} {path}: a hung {call}"
+        );
+        assert_eq!(response.header("retry-after").as_deref(), Some("1"));
+        assert!(response.set_cookies().is_empty(), "{method} {path}");
+        store.set_delay(Delays::default());
+        assert_eq!(
+            browser.cookie(NAME).unwrap_or_default(),
+            logged_in,
+            "{method} {path}: a timed-out request changed the cookie"
+        );
+    }
+    assert_eq!(browser.get("/whoami").await.body, "ada");
+
+    // A logout slower than the timeout answers 503, and still happens: the old cookie names
+    // no session once the delete has landed.
+    store.set_delay(Delays {
+        writes: timeout * 2,
+        ..Delays::default()
+    });
+    let response = browser.post_form("/logout", "").await;
+    assert_eq!(response.status, StatusCode::SERVICE_UNAVAILABLE);
+    store.set_delay(Delays::default());
+    tokio::time::sleep(timeout * 3).await;
+    let replay = server.browser();
+    replay.set_cookie(NAME, &logged_in);
+    assert_eq!(
+        replay.get("/whoami").await.body,
+        "anonymous",
+        "a logout that timed out was abandoned half-way"
+    );
+
+    // The hook is told it was the layer that gave up, and on which call.
+    let hooked = layer(cookie(), store.clone())
+        .store_timeout(timeout)
+        .on_store_error(|failure: &StoreFailure<'_>| {
+            let timed_out = failure.error().downcast_ref::<StoreTimedOut>();
+            let told = timed_out.map(|t| (t.operation().to_string(), t.after()));
+            let mut response = format!("{told:?}").into_response();
+            *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+            response
+        });
+    let server = TestServer::start(routes().layer(hooked)).await;
+    let browser = server.browser();
+    browser.get("/count").await;
+    store.set_delay(Delays {
+        reads: hung,
+        ..Delays::default()
+    });
+    let told = browser.get("/peek").await.body;
+    assert_eq!(told, format!("{:?}", Some(("load", timeout))));
 }
 
 #[tokio::test]

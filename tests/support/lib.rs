@@ -340,14 +340,25 @@ pub enum TestStoreError<E> {
 }
 
 /// Wraps a real store, counting its calls; [`Instrumented::set_down`] makes every call fail as
-/// a store that is unreachable would.
+/// a store that is unreachable would, and [`Instrumented::set_delay`] makes calls wait as a
+/// slow or hung one does.
 #[derive(Clone)]
 pub struct Instrumented<St> {
     inner: St,
     /// The calls seen.
     pub calls: Arc<Calls>,
     down: Arc<AtomicBool>,
+    delays: Arc<Mutex<Delays>>,
     at_once: bool,
+}
+
+/// How long an [`Instrumented`] store's calls wait before they go on.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Delays {
+    /// Before `load` and `read` (the ones that wait: `read_now` never does).
+    pub reads: Duration,
+    /// Before `create`, `update` and `delete`.
+    pub writes: Duration,
 }
 
 impl<St> Instrumented<St> {
@@ -357,6 +368,7 @@ impl<St> Instrumented<St> {
             inner,
             calls: Arc::default(),
             down: Arc::default(),
+            delays: Arc::default(),
             at_once: true,
         }
     }
@@ -373,6 +385,26 @@ impl<St> Instrumented<St> {
         self.down.store(down, Ordering::SeqCst);
     }
 
+    /// Makes calls wait (`Duration::MAX`: for ever, a hung store); calls already waiting keep
+    /// their delay.
+    pub fn set_delay(&self, delays: Delays) {
+        if let Ok(mut current) = self.delays.lock() {
+            *current = delays;
+        }
+    }
+
+    /// Waits the delay for reads (`true`) or writes, then counts the call.
+    async fn enter<E>(&self, read: bool, counter: &AtomicUsize) -> Result<(), TestStoreError<E>> {
+        let delays = self.delays.lock().map(|d| *d).unwrap_or_default();
+        let delay = if read { delays.reads } else { delays.writes };
+        if delay == Duration::MAX {
+            std::future::pending::<()>().await;
+        } else if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        self.check(counter)
+    }
+
     fn check<E>(&self, counter: &AtomicUsize) -> Result<(), TestStoreError<E>> {
         counter.fetch_add(1, Ordering::SeqCst);
         if self.down.load(Ordering::SeqCst) {
@@ -387,12 +419,12 @@ impl<St: SessionStore> SessionStore for Instrumented<St> {
     type Error = TestStoreError<St::Error>;
 
     async fn load(&self, id: &SessionId) -> Result<Option<Record>, Self::Error> {
-        self.check(&self.calls.load)?;
+        self.enter(true, &self.calls.load).await?;
         self.inner.load(id).await.map_err(TestStoreError::Inner)
     }
 
     async fn read(&self, id: &SessionId) -> Result<Option<Record>, Self::Error> {
-        self.check(&self.calls.read)?;
+        self.enter(true, &self.calls.read).await?;
         self.inner.read(id).await.map_err(TestStoreError::Inner)
     }
 
@@ -409,7 +441,7 @@ impl<St: SessionStore> SessionStore for Instrumented<St> {
     }
 
     async fn create(&self, record: &Record) -> Result<SessionId, Self::Error> {
-        self.check(&self.calls.create)?;
+        self.enter(false, &self.calls.create).await?;
         self.inner
             .create(record)
             .await
@@ -417,7 +449,7 @@ impl<St: SessionStore> SessionStore for Instrumented<St> {
     }
 
     async fn update(&self, id: &SessionId, changes: &Changes) -> Result<Update, Self::Error> {
-        self.check(&self.calls.update)?;
+        self.enter(false, &self.calls.update).await?;
         if let Ok(mut keys) = self.calls.last_update_keys.lock() {
             *keys = changes.entries.iter().map(|(key, _)| key.clone()).collect();
         }
@@ -431,7 +463,7 @@ impl<St: SessionStore> SessionStore for Instrumented<St> {
     }
 
     async fn delete(&self, id: &SessionId) -> Result<(), Self::Error> {
-        self.check(&self.calls.delete)?;
+        self.enter(false, &self.calls.delete).await?;
         self.inner.delete(id).await.map_err(TestStoreError::Inner)
     }
 }

@@ -15,6 +15,9 @@
 //! - **Survives restarts**: sessions are files `<dir>/<id>.json`.
 //! - **Atomic writes**: a change is written to a temporary file, `fsync`ed and renamed over the
 //!   old one, so a crash leaves the old version or the new one, never a torn file.
+//! - **Durable when answered**: a create, an update and a delete each `fsync` the directory
+//!   after they change a name in it, so a login the app answered is not lost in a crash, and
+//!   a logout does not come undone.
 //! - **No lost updates, across processes**: every call holds an exclusive `flock` on one of
 //!   64 lock files in `<dir>/.locks` (chosen by the session id) while it reads, applies its
 //!   changes and writes, so several app instances on one machine can share the directory and
@@ -414,7 +417,8 @@ impl Inner {
             let linked = fs::hard_link(&temp, &path);
             let _ = fs::remove_file(&temp);
             match linked {
-                Ok(()) => return Ok(id),
+                // A login the app answered must survive a crash: the new name made durable.
+                Ok(()) => return self.sync_dir().map(|()| id),
                 Err(error) if error.kind() == io::ErrorKind::AlreadyExists => continue,
                 Err(error) => return Err(io_at(&path)(error)),
             }
@@ -440,7 +444,9 @@ impl Inner {
     fn delete(&self, id: &SessionId) -> Result<(), FsStoreError> {
         let path = self.path(id)?;
         let _lock = self.lock(id)?;
-        self.remove(&path)
+        self.remove(&path)?;
+        // A logout must survive a crash too: without this, the file can come back.
+        self.sync_dir()
     }
 
     fn sweep(&self, now: SystemTime) -> Result<usize, FsStoreError> {

@@ -370,3 +370,116 @@ async fn a_lock_held_for_ever_fails_the_call_after_the_lock_timeout() {
     drop(held);
     assert!(matches!(store.load(&id).await, Ok(Some(_))));
 }
+
+/// Where the traced child of the durability test keeps its store (set only in the child).
+const TRACED_DIR: &str = "CLOAKROOM_FS_TRACED_DIR";
+
+/// A login, a write and a logout the app has answered survive a crash: each new, replaced or
+/// removed session file is followed by an `fsync` of the directory before the call returns
+/// (until then, a crash can lose the new name or bring the removed one back). Watched with
+/// `strace` on a child process running the calls.
+#[test]
+fn every_create_update_and_delete_syncs_the_directory_before_it_returns() {
+    if let Ok(dir) = std::env::var(TRACED_DIR) {
+        return traced_calls(std::path::Path::new(&dir));
+    }
+    let dir = dir();
+    let sessions = dir.path().join("sessions");
+    std::fs::create_dir(&sessions).unwrap_or_else(|error| panic!("{error}"));
+    std::fs::set_permissions(
+        &sessions,
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .unwrap_or_else(|error| panic!("{error}"));
+    let log = dir.path().join("strace.log");
+    let exe = std::env::current_exe().unwrap_or_else(|error| panic!("{error}"));
+    let name = "every_create_update_and_delete_syncs_the_directory_before_it_returns";
+    let status = std::process::Command::new("strace")
+        .args(["-f", "-qq", "-o"])
+        .arg(&log)
+        .args([
+            "-e",
+            "trace=openat,fsync,link,linkat,rename,renameat,renameat2,unlink,unlinkat",
+        ])
+        .arg(&exe)
+        .args([name, "--exact", "--test-threads=1", "--quiet"])
+        .env(TRACED_DIR, &sessions)
+        .stdout(std::process::Stdio::null())
+        .status();
+    match status {
+        Ok(status) => assert!(status.success(), "the traced calls failed: {status}"),
+        Err(error) => panic!("cannot run strace ({error}): install the Debian package strace"),
+    }
+    let log = std::fs::read_to_string(&log).unwrap_or_else(|error| panic!("{error}"));
+    let dir_quoted = format!("\"{}\"", sessions.display());
+    let mut unsynced: Option<String> = None;
+    let mut dir_fds = Vec::new();
+    let mut changed = Vec::new();
+    for line in log.lines() {
+        let call = line
+            .split_once(' ')
+            .map_or(line, |(_pid, call)| call.trim_start());
+        let ok = !call.contains("= -1");
+        // The last path a call names: what a link or rename makes, what an unlink removes.
+        let last_path = call
+            .rsplit_once('"')
+            .and_then(|(before, _)| before.rsplit_once('"'))
+            .map_or("", |(_, path)| path);
+        let names_session = last_path.ends_with(".json") && !last_path.contains("/.tmp-");
+        if ok && !call.starts_with("openat") && !call.starts_with("fsync") && names_session {
+            // The session file's name appeared, was replaced or went away.
+            if let Some(previous) = unsynced.replace(call.to_owned()) {
+                panic!("no directory fsync after {previous}");
+            }
+            changed.push(call.to_owned());
+        } else if call.starts_with("openat(AT_FDCWD, ") && call.contains(&dir_quoted) {
+            let fd = call
+                .rsplit("= ")
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_owned();
+            dir_fds.push(fd);
+        } else if let Some(fd) = call.strip_prefix("fsync(") {
+            let fd = fd.split(')').next().unwrap_or_default();
+            if ok && dir_fds.iter().any(|dir_fd| dir_fd == fd) {
+                unsynced = None;
+            }
+        }
+    }
+    assert_eq!(unsynced, None, "no directory fsync after the last change");
+    let kinds: Vec<&str> = changed
+        .iter()
+        .map(|call| call.split('(').next().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        kinds.len(),
+        3,
+        "expected a link, a rename and an unlink: {changed:#?}"
+    );
+}
+
+/// The traced child: a create (a hard link), an update (a rename) and a delete (an unlink).
+fn traced_calls(dir: &std::path::Path) {
+    let runtime = tokio::runtime::Runtime::new().unwrap_or_else(|error| panic!("{error}"));
+    runtime.block_on(async {
+        let store = store(dir);
+        let id = created(&store).await;
+        let changes = Changes {
+            entries: vec![(
+                "user".to_owned(),
+                Some(Entry {
+                    json: "\"ada\"".to_owned(),
+                    flash: false,
+                }),
+            )],
+            ..Changes::default()
+        };
+        let updated = store.update(&id, &changes).await;
+        assert!(matches!(updated, Ok(cloakroom::store::Update::Applied)));
+        store
+            .delete(&id)
+            .await
+            .unwrap_or_else(|error| panic!("{error}"));
+    });
+}

@@ -6,9 +6,9 @@ use std::time::{Duration, SystemTime};
 use async_memcached::{Client, MetaProtocol};
 use axum::http::StatusCode;
 use cloakroom::SessionId;
-use cloakroom::store::{Entry, Record, SessionStore};
+use cloakroom::store::{Changes, Entry, Record, SessionStore};
 use cloakroom_memcache::{MemcacheStore, MemcacheStoreError};
-use cloakroom_testkit::{Conformance, MemcachedServer};
+use cloakroom_testkit::{Conformance, MemcachedServer, Proxy};
 use cloakroom_tests::app::{NAME, cookie, layer, max_age, serve, write_concurrently};
 
 async fn memcached() -> MemcachedServer {
@@ -129,6 +129,66 @@ async fn two_hundred_concurrent_writers_all_survive() {
     browser.get("/count").await;
     let keys = write_concurrently(std::slice::from_ref(&browser), 200).await;
     assert_eq!(keys.split(',').count(), 201, "updates were lost: {keys}");
+}
+
+/// An update whose every compare-and-swap loses to another writer gives up after ten call
+/// timeouts, however many attempts it has left: over a slow link (each round close to a
+/// timeout, none over it) the thousand attempts alone would hold the request for minutes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_update_that_keeps_losing_its_compare_and_swap_ends_in_bounded_time() {
+    let server = memcached().await;
+    let direct = store(&[&server]);
+    let proxy = match Proxy::start(server.port()).await {
+        Ok(proxy) => proxy,
+        Err(error) => panic!("{error}"),
+    };
+    let timeout = Duration::from_millis(100);
+    let slow = match MemcacheStore::builder()
+        .servers([format!("127.0.0.1:{}", proxy.port())])
+        .timeout(timeout)
+        .build()
+    {
+        Ok(store) => store,
+        Err(error) => panic!("{error}"),
+    };
+    let record = Record::new(SystemTime::now(), Duration::from_secs(600), None);
+    let id = match direct.create(&record).await {
+        Ok(id) => id,
+        Err(error) => panic!("{error}"),
+    };
+    let change = |key: &str, value: usize| Changes {
+        entries: vec![(
+            key.to_owned(),
+            Some(Entry {
+                json: value.to_string(),
+                flash: false,
+            }),
+        )],
+        ..Changes::default()
+    };
+    // A rival that rewrites the session without pause, so every CAS of the slow writer fails.
+    let rival = {
+        let (direct, id) = (direct.clone(), id.clone());
+        tokio::spawn(async move {
+            for round in 0.. {
+                if let Err(error) = direct.update(&id, &change("rival", round)).await {
+                    panic!("the rival's update failed: {error}");
+                }
+            }
+        })
+    };
+    proxy.delay(timeout * 3 / 10);
+    let mine = change("slow", 1);
+    let update = slow.update(&id, &mine);
+    let outcome = tokio::time::timeout(Duration::from_secs(20), update).await;
+    rival.abort();
+    match outcome {
+        Ok(Err(MemcacheStoreError::Contention { attempts, .. })) => {
+            assert!(attempts > 1, "gave up after {attempts} attempts")
+        }
+        Ok(other) => panic!("expected contention, got {other:?}"),
+        Err(_) => panic!("an update losing every CAS was still trying after 20 s"),
+    }
 }
 
 #[tokio::test]

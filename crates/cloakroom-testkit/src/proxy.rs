@@ -1,7 +1,8 @@
-//! A TCP proxy on loopback that can freeze its connections, for partition tests.
+//! A TCP proxy on loopback that can freeze or slow its connections, for partition tests.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -13,6 +14,7 @@ use crate::server::ServerError;
 /// Forwards connections from a free loopback port to `127.0.0.1:<target>`. While
 /// [frozen](Self::freeze), nothing crosses in either direction and nothing is closed: what
 /// was sent waits, as packets do behind a partition, and arrives on [`thaw`](Self::thaw).
+/// With a [`delay`](Self::delay), everything crosses that much later, as over a slow link.
 /// Dropping the proxy closes every connection.
 ///
 /// ```no_run
@@ -26,6 +28,7 @@ use crate::server::ServerError;
 pub struct Proxy {
     port: u16,
     frozen: watch::Sender<bool>,
+    delay: Arc<Mutex<Duration>>,
     tasks: Arc<Mutex<Vec<AbortHandle>>>,
 }
 
@@ -39,9 +42,10 @@ impl Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.map_err(io)?;
         let port = listener.local_addr().map_err(io)?.port();
         let (frozen, _) = watch::channel(false);
+        let delay: Arc<Mutex<Duration>> = Arc::default();
         let tasks: Arc<Mutex<Vec<AbortHandle>>> = Arc::default();
         let accept = {
-            let (frozen, tasks) = (frozen.clone(), Arc::clone(&tasks));
+            let (frozen, delay, tasks) = (frozen.clone(), Arc::clone(&delay), Arc::clone(&tasks));
             tokio::spawn(async move {
                 while let Ok((client, _)) = listener.accept().await {
                     let target = SocketAddr::from(([127, 0, 0, 1], target));
@@ -50,8 +54,12 @@ impl Proxy {
                     };
                     let (client_read, client_write) = client.into_split();
                     let (server_read, server_write) = server.into_split();
-                    let up = tokio::spawn(forward(client_read, server_write, frozen.subscribe()));
-                    let down = tokio::spawn(forward(server_read, client_write, frozen.subscribe()));
+                    let link = || Link {
+                        frozen: frozen.subscribe(),
+                        delay: Arc::clone(&delay),
+                    };
+                    let up = tokio::spawn(forward(client_read, server_write, link()));
+                    let down = tokio::spawn(forward(server_read, client_write, link()));
                     let mut tasks = tasks.lock().unwrap_or_else(PoisonError::into_inner);
                     tasks.push(up.abort_handle());
                     tasks.push(down.abort_handle());
@@ -65,6 +73,7 @@ impl Proxy {
         Ok(Self {
             port,
             frozen,
+            delay,
             tasks,
         })
     }
@@ -82,6 +91,12 @@ impl Proxy {
     /// Lets traffic flow again, delivering what waited.
     pub fn thaw(&self) {
         self.frozen.send_replace(false);
+    }
+
+    /// Holds everything that crosses from now on for `delay`, in each direction
+    /// ([`Duration::ZERO`] to stop).
+    pub fn delay(&self, delay: Duration) {
+        *self.delay.lock().unwrap_or_else(PoisonError::into_inner) = delay;
     }
 }
 
@@ -104,11 +119,17 @@ impl std::fmt::Debug for Proxy {
     }
 }
 
-/// Copies `from` to `to`, holding each chunk while frozen.
+/// What one direction of a connection obeys.
+struct Link {
+    frozen: watch::Receiver<bool>,
+    delay: Arc<Mutex<Duration>>,
+}
+
+/// Copies `from` to `to`, holding each chunk while frozen, and for the delay.
 async fn forward(
     mut from: tokio::net::tcp::OwnedReadHalf,
     mut to: tokio::net::tcp::OwnedWriteHalf,
-    mut frozen: watch::Receiver<bool>,
+    Link { mut frozen, delay }: Link,
 ) {
     let mut buffer = vec![0u8; 16 * 1024];
     loop {
@@ -119,6 +140,10 @@ async fn forward(
             Ok(0) | Err(_) => return,
             Ok(read) => read,
         };
+        let delay = *delay.lock().unwrap_or_else(PoisonError::into_inner);
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
         if frozen.wait_for(|frozen| !frozen).await.is_err() {
             return;
         }

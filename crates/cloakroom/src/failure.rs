@@ -2,6 +2,8 @@
 
 use std::error::Error as StdError;
 use std::fmt;
+use std::future::Future;
+use std::time::Duration;
 
 use http::header::RETRY_AFTER;
 use http::{HeaderValue, Response, StatusCode};
@@ -30,6 +32,71 @@ impl fmt::Display for StoreOperation {
             Self::Update => "update",
             Self::Delete => "delete",
         })
+    }
+}
+
+/// The layer stopped waiting for the store: the call took longer than
+/// [`SessionLayer::store_timeout`](crate::SessionLayer::store_timeout). The store may have
+/// done it all the same (a write in flight is not undone); retrying later may help.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("the session store did not answer the {operation} within {after:?}")]
+pub struct StoreTimedOut {
+    operation: StoreOperation,
+    after: Duration,
+}
+
+impl StoreTimedOut {
+    pub(crate) fn new(operation: StoreOperation, after: Duration) -> Self {
+        Self { operation, after }
+    }
+
+    /// The call that took too long.
+    pub fn operation(&self) -> StoreOperation {
+        self.operation
+    }
+
+    /// How long the layer waited.
+    pub fn after(&self) -> Duration {
+        self.after
+    }
+}
+
+/// Why a store call the layer made failed: the store said so, or the layer stopped waiting.
+pub(crate) enum CallError<E> {
+    Store(StoreOperation, E),
+    TimedOut(StoreTimedOut),
+}
+
+impl<E: StdError + Send + Sync + 'static> CallError<E> {
+    /// The failure as a hook sees it, `kind` telling how the store's own errors are answered.
+    pub(crate) fn failure(&self, kind: impl Fn(&E) -> FailureKind) -> StoreFailure<'_> {
+        match self {
+            Self::Store(operation, error) => StoreFailure::new(*operation, kind(error), error),
+            Self::TimedOut(timed_out) => {
+                StoreFailure::new(timed_out.operation, FailureKind::Unavailable, timed_out)
+            }
+        }
+    }
+}
+
+/// Runs a store call for `operation`, giving up after `limit`. Without a Tokio runtime there
+/// is no timer to keep the limit, and the call runs as long as it takes.
+pub(crate) async fn within<T, E, F>(
+    limit: Option<Duration>,
+    operation: StoreOperation,
+    call: F,
+) -> Result<T, CallError<E>>
+where
+    F: Future<Output = Result<T, CallError<E>>>,
+{
+    match limit {
+        Some(limit) if tokio::runtime::Handle::try_current().is_ok() => {
+            match tokio::time::timeout(limit, call).await {
+                Ok(result) => result,
+                Err(_) => Err(CallError::TimedOut(StoreTimedOut::new(operation, limit))),
+            }
+        }
+        _ => call.await,
     }
 }
 
@@ -64,7 +131,8 @@ impl<'a> StoreFailure<'a> {
         self.kind
     }
 
-    /// The store's error; downcast it to the store's error type for details.
+    /// The store's error, or a [`StoreTimedOut`] when the layer stopped waiting; downcast it
+    /// for details.
     pub fn error(&self) -> &'a (dyn StdError + Send + Sync + 'static) {
         self.error
     }

@@ -17,7 +17,7 @@ use tracing::Instrument as _;
 
 use crate::cookie::{CookieSigner, SessionCookie};
 use crate::error::ConfigError;
-use crate::failure::{OnStoreError, ServiceUnavailable, StoreFailure, StoreOperation};
+use crate::failure::{CallError, OnStoreError, ServiceUnavailable, StoreOperation, within};
 use crate::session::{Fate, State};
 use crate::store::{Changes, FOREVER, Record, SessionStore, Update};
 use crate::{Session, SessionId};
@@ -28,6 +28,10 @@ pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(7 * 24 * 60 * 60)
 /// How often a session in use has its expiry refreshed when none is configured: 60 seconds
 /// (at most a tenth of the idle timeout).
 pub const DEFAULT_REFRESH_INTERVAL: Duration = Duration::from_secs(60);
+
+/// How long the layer waits for the store when none is configured: 10 seconds, for the load
+/// before the handler and again for the save after it.
+pub const DEFAULT_STORE_TIMEOUT: Duration = Duration::from_secs(10);
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
@@ -89,6 +93,7 @@ struct Config {
     lifetime: Option<Duration>,
     save_uninitialized: bool,
     save_on_server_error: bool,
+    store_timeout: Option<Duration>,
 }
 
 impl<St: SessionStore> SessionLayer<St> {
@@ -108,6 +113,7 @@ impl<St: SessionStore> SessionLayer<St> {
                 lifetime: None,
                 save_uninitialized: false,
                 save_on_server_error: false,
+                store_timeout: Some(DEFAULT_STORE_TIMEOUT),
             }),
             on_store_error: ServiceUnavailable,
         })
@@ -169,6 +175,35 @@ impl<St, H> SessionLayer<St, H> {
     /// [`Session::regenerate_id`] is dropped with the changes: the login it belongs to failed.
     pub fn save_on_server_error(mut self, save: bool) -> Self {
         Arc::make_mut(&mut self.config).save_on_server_error = save;
+        self
+    }
+
+    /// How long a request waits for the store: for the load before the handler, and again for
+    /// the save after it ([`DEFAULT_STORE_TIMEOUT`], 10 s, unless set; `None` waits as long as
+    /// the store takes). When it passes, the client gets the store-error response (a 503 by
+    /// default, the failure a [`StoreTimedOut`](crate::StoreTimedOut)) and nothing is assumed
+    /// of the call: a write in flight may still land. A logout or a regenerate runs on to
+    /// the end regardless, so the old id is gone even when the response said otherwise.
+    ///
+    /// The stores of this workspace bound each call themselves, more tightly by default (the
+    /// Redis command timeout, memcached's call timeout, the file store's lock timeout); this
+    /// is the bound for a store that has none, or that waits past its own. The timer is
+    /// Tokio's: in a Tokio runtime it must be built with its time driver (as `#[tokio::main]`
+    /// and `#[tokio::test]` build it, and `enable_all` or `enable_time` do); outside a Tokio
+    /// runtime no timeout applies.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use cloakroom::{MemoryStore, SessionCookie, SessionLayer};
+    ///
+    /// # fn main() -> Result<(), cloakroom::ConfigError> {
+    /// let cookie = SessionCookie::new("__session").secret([7; 32]);
+    /// let layer = SessionLayer::new(cookie, MemoryStore::new())?
+    ///     .store_timeout(Duration::from_secs(2));
+    /// # Ok(()) }
+    /// ```
+    pub fn store_timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
+        Arc::make_mut(&mut self.config).store_timeout = timeout.into();
         self
     }
 
@@ -328,7 +363,10 @@ where
                     request: session,
                 };
             }
-            Some(Err(error)) => boxed(std::future::ready((id, Err(error))), read),
+            Some(Err(error)) => boxed(
+                std::future::ready(Err(CallError::Store(StoreOperation::Load, error))),
+                read,
+            ),
             None => {
                 session.touched = due;
                 let span = if due {
@@ -337,17 +375,17 @@ where
                     read
                 };
                 let store = Arc::clone(&self.shared.store);
-                boxed(
-                    async move {
-                        let loaded = if due {
-                            store.load(&id).await
-                        } else {
-                            store.read(&id).await
-                        };
-                        (id, loaded)
-                    },
-                    span,
-                )
+                let id = id.clone();
+                let call = async move {
+                    let loaded = if due {
+                        store.load(&id).await
+                    } else {
+                        store.read(&id).await
+                    };
+                    loaded.map_err(|error| CallError::Store(StoreOperation::Load, error))
+                };
+                let limit = config.store_timeout;
+                boxed(within(limit, StoreOperation::Load, call), span)
             }
         };
         // Drive the service that was polled ready; leave a clone for the next request.
@@ -356,7 +394,7 @@ where
         ResponseFuture {
             step: Step::Loading {
                 load,
-                pending: Some((inner, request)),
+                pending: Some((inner, request, id)),
             },
             request: session,
         }
@@ -392,8 +430,6 @@ fn fresh_record(config: &Config, now: SystemTime) -> Record {
     Record::new(now, config.idle_timeout, config.lifetime)
 }
 
-type Loaded<E> = (SessionId, Result<Option<Record>, E>);
-
 pin_project! {
     /// The response future of [`SessionService`]: load, call the inner service, save.
     ///
@@ -419,8 +455,8 @@ pin_project! {
     {
         Loading {
             #[pin]
-            load: BoxFuture<Loaded<E>>,
-            pending: Option<(S, Request<ReqB>)>,
+            load: BoxFuture<Result<Option<Record>, CallError<E>>>,
+            pending: Option<(S, Request<ReqB>, SessionId)>,
         },
         Calling {
             #[pin]
@@ -428,7 +464,7 @@ pin_project! {
         },
         Saving {
             #[pin]
-            save: BoxFuture<Result<Written, (StoreOperation, E)>>,
+            save: BoxFuture<Result<Written, CallError<E>>>,
             pending: Option<(S::Response, CookieAfter)>,
         },
     }
@@ -464,17 +500,13 @@ where
         loop {
             match this.step.as_mut().project() {
                 StepProj::Loading { load, pending } => {
-                    let (id, loaded) = ready!(load.poll(cx));
-                    let Some((mut inner, request)) = pending.take() else {
+                    let loaded = ready!(load.poll(cx));
+                    let Some((mut inner, request, id)) = pending.take() else {
                         unreachable!("ResponseFuture polled after completion");
                     };
                     let record = match loaded {
                         Ok(record) => record,
-                        Err(error) => {
-                            return Poll::Ready(Ok(this
-                                .request
-                                .failed(StoreOperation::Load, &error)));
-                        }
+                        Err(error) => return Poll::Ready(Ok(this.request.failed(&error))),
                     };
                     let config = &this.request.shared.config;
                     let session = found(config, id, record, this.request.arrived);
@@ -491,7 +523,8 @@ where
                             Written::Done,
                         )));
                     };
-                    let save = write.start(Arc::clone(&this.request.shared.store));
+                    let shared = &this.request.shared;
+                    let save = write.start(Arc::clone(&shared.store), shared.config.store_timeout);
                     this.step.set(Step::Saving {
                         save,
                         pending: Some((response, after)),
@@ -504,7 +537,7 @@ where
                     };
                     return Poll::Ready(Ok(match written {
                         Ok(written) => this.request.finish(response, after, written),
-                        Err((operation, error)) => this.request.failed(operation, &error),
+                        Err(error) => this.request.failed(&error),
                     }));
                 }
             }
@@ -576,14 +609,21 @@ impl Write {
     fn start<St: SessionStore>(
         self,
         store: Arc<St>,
-    ) -> BoxFuture<Result<Written, (StoreOperation, St::Error)>> {
+        limit: Option<Duration>,
+    ) -> BoxFuture<Result<Written, CallError<St::Error>>> {
         let span = self.span();
+        let operation = match self {
+            Self::Create(_) | Self::Regenerate { .. } => StoreOperation::Create,
+            Self::Update(..) => StoreOperation::Update,
+            Self::Delete(_) => StoreOperation::Delete,
+        };
         let detach = matches!(self, Self::Regenerate { .. } | Self::Delete(_));
         let runtime = tokio::runtime::Handle::try_current();
         match runtime {
             Ok(runtime) if detach => {
+                // The limit is on the wait, not on the task: the task runs on to the end.
                 let task = runtime.spawn(self.run(store).instrument(span));
-                Box::pin(async move {
+                Box::pin(within(limit, operation, async move {
                     match task.await {
                         Ok(written) => written,
                         Err(error) if error.is_panic() => {
@@ -591,17 +631,14 @@ impl Write {
                         }
                         Err(_) => Ok(Written::Interrupted),
                     }
-                })
+                }))
             }
-            _ => boxed(self.run(store), span),
+            _ => boxed(within(limit, operation, self.run(store)), span),
         }
     }
 
-    async fn run<St: SessionStore>(
-        self,
-        store: Arc<St>,
-    ) -> Result<Written, (StoreOperation, St::Error)> {
-        let fail = |operation| move |error| (operation, error);
+    async fn run<St: SessionStore>(self, store: Arc<St>) -> Result<Written, CallError<St::Error>> {
+        let fail = |operation| move |error| CallError::Store(operation, error);
         match self {
             Self::Create(record) => store
                 .create(&record)
@@ -612,7 +649,7 @@ impl Write {
                 Ok(Update::Applied) => Ok(Written::Done),
                 Ok(Update::Reissued(id)) => Ok(Written::Created(id)),
                 Ok(_) => Ok(Written::Missing),
-                Err(error) => Err((StoreOperation::Update, error)),
+                Err(error) => Err(CallError::Store(StoreOperation::Update, error)),
             },
             Self::Regenerate { old, record } => {
                 let id = store
@@ -786,18 +823,14 @@ impl<St: SessionStore, H> RequestSession<St, H> {
     }
 
     /// Logs a store failure and builds the error response.
-    fn failed<B>(&self, operation: StoreOperation, error: &St::Error) -> Response<B>
+    fn failed<B>(&self, error: &CallError<St::Error>) -> Response<B>
     where
         H: OnStoreError<B>,
     {
+        let failure = error.failure(St::failure_kind);
+        let (operation, error) = (failure.operation(), failure.error());
         tracing::error!(%operation, %error, store = std::any::type_name::<St>(), "session store failed");
-        self.shared
-            .on_store_error
-            .on_store_error(&StoreFailure::new(
-                operation,
-                St::failure_kind(error),
-                error,
-            ))
+        self.shared.on_store_error.on_store_error(&failure)
     }
 }
 

@@ -56,10 +56,13 @@ pub use crate::cookie::{CookieSigner, MIN_SECRET_LEN, SameSite, SessionCookie, V
 pub use crate::error::{ConfigError, SessionError};
 #[cfg(feature = "axum")]
 pub use crate::extract::MissingSessionLayer;
-pub use crate::failure::{OnStoreError, ServiceUnavailable, StoreFailure, StoreOperation};
+pub use crate::failure::{
+    OnStoreError, ServiceUnavailable, StoreFailure, StoreOperation, StoreTimedOut,
+};
 pub use crate::id::SessionId;
 pub use crate::layer::{
-    DEFAULT_IDLE_TIMEOUT, DEFAULT_REFRESH_INTERVAL, ResponseFuture, SessionLayer, SessionService,
+    DEFAULT_IDLE_TIMEOUT, DEFAULT_REFRESH_INTERVAL, DEFAULT_STORE_TIMEOUT, ResponseFuture,
+    SessionLayer, SessionService,
 };
 pub use crate::memory::{MemoryStore, MemoryStoreBuilder, MemoryStoreError};
 pub use crate::session::Session;
