@@ -16,6 +16,17 @@
 //!   # Ok(()) }
 //!   ```
 //!
+//! - [`security`]: what an attacker can send (forged, replayed and planted cookies, cookies of
+//!   other secrets, hostile headers) and must never get (another user's session, a fixed id, a
+//!   logged-out session back), checked through a `SessionLayer` over a real store. Every
+//!   server-side store in the workspace runs it; run it against yours:
+//!
+//!   ```
+//!   # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), cloakroom_testkit::Violation> {
+//!   cloakroom_testkit::security(cloakroom::MemoryStore::new()).await?; // your store here
+//!   # Ok(()) }
+//!   ```
+//!
 //! - [`Consistency`]: several instances of a store (one per app process, each with its own
 //!   connections), random concurrent calls over a handful of sessions, and a check of the
 //!   history: nothing is read after its delete returned, no read is older than a write that
@@ -48,12 +59,14 @@ mod conformance;
 mod consistency;
 mod history;
 mod proxy;
+mod security;
 mod server;
 
 pub use crate::conformance::{Conformance, Violation, conformance};
 pub use crate::consistency::{Consistency, Faults};
 pub use crate::history::Report;
 pub use crate::proxy::Proxy;
+pub use crate::security::security;
 pub use crate::server::{
     MemcachedServer, RedisCluster, RedisSentinel, RedisServer, RedisTls, SENTINEL_SERVICE,
     ServerError,
