@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use cloakroom::SessionId;
-use cloakroom::store::{Changes, Record, SessionStore, Update};
+use cloakroom::store::{Changes, FailureKind, Record, SessionStore, StoreError, Update};
 use http::header::{COOKIE, SET_COOKIE};
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
@@ -337,6 +337,16 @@ pub enum TestStoreError<E> {
     /// The wrapped store failed.
     #[error(transparent)]
     Inner(E),
+}
+
+/// Down is an outage (503); the wrapped store's errors keep their kind.
+impl<E: StoreError> StoreError for TestStoreError<E> {
+    fn failure_kind(&self) -> FailureKind {
+        match self {
+            Self::Down => FailureKind::Unavailable,
+            Self::Inner(error) => error.failure_kind(),
+        }
+    }
 }
 
 /// Wraps a real store, counting its calls; [`Instrumented::set_down`] makes every call fail as

@@ -51,7 +51,7 @@ use std::time::SystemTime;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use cloakroom::store::{Changes, FailureKind, Record, SessionStore, Update};
+use cloakroom::store::{Changes, FailureKind, Ids, Record, SessionStore, StoreError, Update};
 use cloakroom::{ConfigError, SessionCookie, SessionId};
 use ring::aead::{self, Aad, CHACHA20_POLY1305, LessSafeKey, Nonce, UnboundKey};
 use ring::rand::{SecureRandom, SystemRandom};
@@ -190,6 +190,8 @@ impl CookieStore {
 impl SessionStore for CookieStore {
     type Error = CookieStoreError;
 
+    const IDS: Ids = Ids::Sealed;
+
     async fn load(&self, id: &SessionId) -> Result<Option<Record>, CookieStoreError> {
         Ok(self.live(id))
     }
@@ -218,23 +220,13 @@ impl SessionStore for CookieStore {
     async fn delete(&self, _id: &SessionId) -> Result<(), CookieStoreError> {
         Ok(())
     }
+}
 
-    fn parse_id(&self, value: &str) -> Option<SessionId> {
-        let plausible = value.len() > NONCE_LEN
-            && value.len() <= MAX_COOKIE_BYTES
-            && value
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-        plausible.then(|| SessionId::opaque(value))
-    }
-
-    fn is_stateless(&self) -> bool {
-        true
-    }
-
-    fn failure_kind(error: &CookieStoreError) -> FailureKind {
-        match error {
-            CookieStoreError::TooLarge { .. } => FailureKind::Rejected,
+/// A session too large for a cookie is refused (500): no retry makes it fit.
+impl StoreError for CookieStoreError {
+    fn failure_kind(&self) -> FailureKind {
+        match self {
+            Self::TooLarge { .. } => FailureKind::Rejected,
             _ => FailureKind::Unavailable,
         }
     }
@@ -279,7 +271,7 @@ mod tests {
             let sealed = store.seal(&original);
             prop_assert!(sealed.is_ok());
             let sealed = sealed.unwrap_or_else(|_| SessionId::generate());
-            let parsed = store.parse_id(sealed.as_str());
+            let parsed = Ids::Sealed.parse(sealed.as_str());
             prop_assert_eq!(parsed.as_ref(), Some(&sealed));
             prop_assert_eq!(store.open(&sealed), Some(original));
         }
@@ -363,7 +355,7 @@ mod tests {
         let message = error.map(|e| e.to_string()).unwrap_or_default();
         assert!(message.contains("over the 3900-byte limit"), "{message}");
         assert_eq!(
-            CookieStore::failure_kind(&CookieStoreError::TooLarge { size: 1, limit: 1 }),
+            CookieStoreError::TooLarge { size: 1, limit: 1 }.failure_kind(),
             FailureKind::Rejected
         );
     }

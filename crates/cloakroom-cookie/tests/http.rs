@@ -185,7 +185,6 @@ async fn the_promises_that_apply_without_server_state_hold() {
         Err(error) => panic!("{error}"),
     };
     let result = cloakroom_testkit::Conformance::new()
-        .stateless()
         .tick(Duration::from_millis(100))
         .large_value(1000)
         .run(store)

@@ -43,7 +43,7 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime};
 
 use cloakroom::SessionId;
-use cloakroom::store::{Changes, FailureKind, Record, SessionStore, Update};
+use cloakroom::store::{Changes, FailureKind, Record, SessionStore, StoreError, Update};
 use serde::{Deserialize, Serialize};
 
 /// Lock files, shared by all sessions whose id hashes to the same one.
@@ -521,16 +521,19 @@ fn expiry(last_activity: SystemTime, record: &Record) -> SystemTime {
     record.deadline.map_or(idle, |deadline| idle.min(deadline))
 }
 
-impl SessionStore for FsStore {
-    type Error = FsStoreError;
-
-    /// Data no retry can fix is refused (500): a session file that is corrupt or not ours; everything else is an outage (503).
-    fn failure_kind(error: &FsStoreError) -> FailureKind {
-        match error {
-            FsStoreError::Corrupt { .. } | FsStoreError::InvalidId => FailureKind::Rejected,
+/// Data no retry can fix is refused (500): a session file that is corrupt or not ours;
+/// everything else is an outage (503).
+impl StoreError for FsStoreError {
+    fn failure_kind(&self) -> FailureKind {
+        match self {
+            Self::Corrupt { .. } | Self::InvalidId => FailureKind::Rejected,
             _ => FailureKind::Unavailable,
         }
     }
+}
+
+impl SessionStore for FsStore {
+    type Error = FsStoreError;
 
     async fn load(&self, id: &SessionId) -> Result<Option<Record>, FsStoreError> {
         let id = id.clone();

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use axum::http::StatusCode;
 use cloakroom::SessionId;
-use cloakroom::store::{Changes, Entry, Record, SessionStore};
+use cloakroom::store::{Changes, Entry, Record, SessionStore, StoreError};
 use cloakroom_fs::{FsStore, FsStoreError};
 use cloakroom_testkit::Conformance;
 use cloakroom_tests::app::{NAME, cookie, layer, serve, write_concurrently};
@@ -361,7 +361,7 @@ async fn a_lock_held_for_ever_fails_the_call_after_the_lock_timeout() {
     match stuck {
         Ok(Err(error @ FsStoreError::LockTimeout { .. })) => {
             assert_eq!(
-                <FsStore as SessionStore>::failure_kind(&error),
+                error.failure_kind(),
                 cloakroom::store::FailureKind::Unavailable
             );
         }

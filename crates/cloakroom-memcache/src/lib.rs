@@ -48,7 +48,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_memcached::{Client, Error as McError, MetaProtocol, MetaValue, Status};
 use cloakroom::SessionId;
-use cloakroom::store::{Changes, FOREVER, FailureKind, Record, SessionStore, Update, later};
+use cloakroom::store::{
+    Changes, FOREVER, FailureKind, Record, SessionStore, StoreError, Update, later,
+};
 use serde::{Deserialize, Serialize};
 
 /// memcached's limit on key length.
@@ -473,18 +475,19 @@ impl Inner {
     }
 }
 
-impl SessionStore for MemcacheStore {
-    type Error = MemcacheStoreError;
-
-    /// Data no retry can fix is refused (500): a session larger than memcached's item size, or a key holding something this store did not write; everything else is an outage (503).
-    fn failure_kind(error: &MemcacheStoreError) -> FailureKind {
-        match error {
-            MemcacheStoreError::TooLarge { .. } | MemcacheStoreError::Corrupt { .. } => {
-                FailureKind::Rejected
-            }
+/// Data no retry can fix is refused (500): a session larger than memcached's item size, or a
+/// key holding something this store did not write; everything else is an outage (503).
+impl StoreError for MemcacheStoreError {
+    fn failure_kind(&self) -> FailureKind {
+        match self {
+            Self::TooLarge { .. } | Self::Corrupt { .. } => FailureKind::Rejected,
             _ => FailureKind::Unavailable,
         }
     }
+}
+
+impl SessionStore for MemcacheStore {
+    type Error = MemcacheStoreError;
 
     async fn load(&self, id: &SessionId) -> Result<Option<Record>, MemcacheStoreError> {
         let key = self.key(id);

@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 use async_memcached::{Client, MetaProtocol};
 use axum::http::StatusCode;
 use cloakroom::SessionId;
-use cloakroom::store::{Changes, Entry, Record, SessionStore};
+use cloakroom::store::{Changes, Entry, Record, SessionStore, StoreError};
 use cloakroom_memcache::{MemcacheStore, MemcacheStoreError};
 use cloakroom_testkit::{Conformance, MemcachedServer, Proxy};
 use cloakroom_tests::app::{NAME, cookie, layer, max_age, serve, write_concurrently};
@@ -238,7 +238,7 @@ async fn a_session_larger_than_an_item_is_a_clear_error() {
     // No retry makes it fit: through the layer, a 500 rather than a 503.
     if let Some(error) = &error {
         assert_eq!(
-            <MemcacheStore as SessionStore>::failure_kind(error),
+            error.failure_kind(),
             cloakroom::store::FailureKind::Rejected
         );
     }

@@ -127,7 +127,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use cloakroom::SessionId;
-use cloakroom::store::{Changes, Entry, FOREVER, FailureKind, Record, SessionStore, Update};
+use cloakroom::store::{
+    Changes, Entry, FOREVER, FailureKind, Record, SessionStore, StoreError, Update,
+};
 use fred::clients::{Client, Pool};
 use fred::interfaces::ClientLike;
 use fred::types::config::{Config, ReconnectPolicy};
@@ -697,16 +699,19 @@ const SCRIPT_ATTEMPTS: usize = 2;
 /// happen, so a second failure means something else writes our keys.
 const CREATE_ATTEMPTS: usize = 3;
 
-impl SessionStore for RedisStore {
-    type Error = RedisStoreError;
-
-    /// Data no retry can fix is refused (500): another program's data under a session key; everything else is an outage (503).
-    fn failure_kind(error: &RedisStoreError) -> FailureKind {
-        match error {
-            RedisStoreError::Foreign { .. } => FailureKind::Rejected,
+/// Data no retry can fix is refused (500): another program's data under a session key;
+/// everything else is an outage (503).
+impl StoreError for RedisStoreError {
+    fn failure_kind(&self) -> FailureKind {
+        match self {
+            Self::Foreign { .. } => FailureKind::Rejected,
             _ => FailureKind::Unavailable,
         }
     }
+}
+
+impl SessionStore for RedisStore {
+    type Error = RedisStoreError;
 
     async fn load(&self, id: &SessionId) -> Result<Option<Record>, RedisStoreError> {
         let key = self.key(id);

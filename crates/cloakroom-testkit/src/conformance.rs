@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use cloakroom::SessionId;
-use cloakroom::store::{Changes, Entry, Record, SessionStore, Update};
+use cloakroom::store::{Changes, Entry, Ids, Record, SessionStore, Update};
 use tokio::task::JoinSet;
 
 /// A promise of the store contract that the store broke, and how.
@@ -43,6 +43,10 @@ pub async fn conformance<St: SessionStore>(store: St) -> Result<(), Violation> {
 
 /// The conformance suite with its settings.
 ///
+/// A store whose ids are [`Ids::Sealed`] (the session travels in the id) has its expiry
+/// refreshed through `update`, ids returned as [`Update::Reissued`] followed, and the promises
+/// that need server state (a delete that revokes, concurrent writers that merge) left out.
+///
 /// Expiry checks sleep in multiples of `tick` (default 1 second, which suits stores that keep
 /// time in whole seconds, like memcached); an in-process store can use a few milliseconds.
 #[derive(Clone, Debug)]
@@ -50,7 +54,6 @@ pub struct Conformance {
     tick: Duration,
     sessions: usize,
     large_value: usize,
-    stateless: bool,
 }
 
 impl Default for Conformance {
@@ -60,7 +63,7 @@ impl Default for Conformance {
 }
 
 const ROUND_TRIP: &str = "create then load returns the record that was created";
-const OWN_IDS: &str = "create returns an id that parse_id accepts";
+const OWN_IDS: &str = "create returns an id of the store's scheme (SessionStore::IDS)";
 const UNKNOWN: &str = "an unknown id loads nothing";
 const NO_RESURRECTION: &str =
     "update of a missing record writes nothing and returns Update::Missing";
@@ -86,17 +89,7 @@ impl Conformance {
             tick: Duration::from_secs(1),
             sessions: 10_000,
             large_value: 256 * 1024,
-            stateless: false,
         }
-    }
-
-    /// For a store that keeps the session in the id itself
-    /// ([`SessionStore::is_stateless`]): expiry is refreshed through `update`, ids returned as
-    /// [`Update::Reissued`] are followed, and the promises that need server state (a delete
-    /// that revokes, concurrent writers that merge) are not checked.
-    pub fn stateless(mut self) -> Self {
-        self.stateless = true;
-        self
     }
 
     /// The unit of time for the expiry checks.
@@ -123,7 +116,7 @@ impl Conformance {
         self.round_trip(store.as_ref()).await?;
         self.unknown_ids(store.as_ref()).await?;
         self.changes(store.as_ref()).await?;
-        if !self.stateless {
+        if St::IDS == Ids::Generated {
             self.concurrent_changes(&store).await?;
             self.destroy_wins(&store).await?;
         }
@@ -157,9 +150,9 @@ impl Conformance {
         );
         let id = call(store.create(&record).await)?;
         ensure(
-            store.parse_id(id.as_str()).as_ref() == Some(&id),
+            St::IDS.parse(id.as_str()).as_ref() == Some(&id),
             OWN_IDS,
-            || format!("parse_id rejected the id {id} that create returned"),
+            || format!("the id {id} that create returned is not of the store's scheme"),
         )?;
         let loaded = load(store, &id, ROUND_TRIP).await?;
         ensure(loaded.entries == record.entries, ROUND_TRIP, || {
@@ -401,7 +394,7 @@ impl Conformance {
         for round in 1..=2 {
             tokio::time::sleep(self.tick * 5 / 2).await;
             let loaded = call(store.load(&id).await)?;
-            if self.stateless && loaded.is_some() {
+            if St::IDS == Ids::Sealed && loaded.is_some() {
                 // The layer re-seals after every request; so does this check.
                 id = applied(store, &id, &Changes::default(), TOUCH).await?;
             }

@@ -264,7 +264,7 @@ async fn a_client_chosen_id_is_never_adopted<St: SessionStore>(
     let app = app(cookie(), store)?;
     // A validly signed id the store does not know: sign one, then delete its session.
     let planted = victim(&app).await?;
-    let id = store.parse_id(id_of(&planted)).ok_or_else(|| Violation {
+    let id = St::IDS.parse(id_of(&planted)).ok_or_else(|| Violation {
         promise: FIXATION,
         detail: format!("the layer issued an id the store does not parse: {planted}"),
     })?;

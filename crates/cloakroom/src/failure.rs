@@ -8,30 +8,41 @@ use std::time::Duration;
 use http::header::RETRY_AFTER;
 use http::{HeaderValue, Response, StatusCode};
 
-use crate::store::FailureKind;
+use crate::store::{FailureKind, StoreError};
 
-/// The store call that failed.
+/// A store call the layer makes: the names of `tracing` spans and events, and of the call
+/// that failed in a [`StoreFailure`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum StoreOperation {
-    /// Loading (and touching) the session before the handler ran.
+    /// Reading the session before the handler, within the refresh interval.
+    Read,
+    /// Loading the session before the handler and refreshing its expiry.
     Load,
     /// Saving a new session, or the moved session of `regenerate_id`.
     Create,
-    /// Writing a request's changes.
+    /// Writing a request's changes (and a refresh that is due).
     Update,
     /// Deleting a destroyed session, or the old id after `regenerate_id`.
     Delete,
 }
 
-impl fmt::Display for StoreOperation {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+impl StoreOperation {
+    /// The operation's name: `read`, `load`, `create`, `update` or `delete`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Read => "read",
             Self::Load => "load",
             Self::Create => "create",
             Self::Update => "update",
             Self::Delete => "delete",
-        })
+        }
+    }
+}
+
+impl fmt::Display for StoreOperation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -67,11 +78,13 @@ pub(crate) enum CallError<E> {
     TimedOut(StoreTimedOut),
 }
 
-impl<E: StdError + Send + Sync + 'static> CallError<E> {
-    /// The failure as a hook sees it, `kind` telling how the store's own errors are answered.
-    pub(crate) fn failure(&self, kind: impl Fn(&E) -> FailureKind) -> StoreFailure<'_> {
+impl<E: StoreError> CallError<E> {
+    /// The failure as a hook sees it.
+    pub(crate) fn failure(&self) -> StoreFailure<'_> {
         match self {
-            Self::Store(operation, error) => StoreFailure::new(*operation, kind(error), error),
+            Self::Store(operation, error) => {
+                StoreFailure::new(*operation, error.failure_kind(), error)
+            }
             Self::TimedOut(timed_out) => {
                 StoreFailure::new(timed_out.operation, FailureKind::Unavailable, timed_out)
             }
@@ -140,7 +153,7 @@ impl<'a> StoreFailure<'a> {
 
 /// Turns a store failure into the response the client gets instead of the handler's.
 ///
-/// Implemented by [`ServiceUnavailable`] (the default) and by every
+/// Implemented by [`FailureStatus`] (the default) and by every
 /// `Fn(&StoreFailure<'_>) -> Response<B>` closure:
 ///
 /// ```
@@ -164,16 +177,18 @@ pub trait OnStoreError<B> {
     fn on_store_error(&self, failure: &StoreFailure<'_>) -> Response<B>;
 }
 
-/// The default store-failure response, with an empty body (the body type is the app's, so
-/// the layer cannot write text into it; a page of your own is one [`OnStoreError`] closure
-/// away): `503 Service Unavailable` with `Retry-After: 1` when the store is unavailable, so
-/// the client can retry and nothing pretends the user is logged out; `500 Internal Server
-/// Error` when the store refused the request (a session too large for it, data under a
-/// session's key that is not the store's), which no retry fixes.
+/// The default store-failure response: the status that says whether to retry, with an empty
+/// body (the body type is the app's, so the layer cannot write text into it; a page of your
+/// own is one [`OnStoreError`] closure away).
+///
+/// - [`FailureKind::Unavailable`]: `503 Service Unavailable` with `Retry-After: 1`, so the
+///   client can retry and nothing pretends the user is logged out;
+/// - [`FailureKind::Rejected`]: `500 Internal Server Error`, for what no retry fixes (a
+///   session too large for the store, data under a session's key that is not the store's).
 #[derive(Clone, Copy, Debug, Default)]
-pub struct ServiceUnavailable;
+pub struct FailureStatus;
 
-impl<B: Default> OnStoreError<B> for ServiceUnavailable {
+impl<B: Default> OnStoreError<B> for FailureStatus {
     fn on_store_error(&self, failure: &StoreFailure<'_>) -> Response<B> {
         let mut response = Response::new(B::default());
         match failure.kind() {

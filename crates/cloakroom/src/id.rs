@@ -100,9 +100,8 @@ impl SessionId {
     }
 
     /// An id a store made itself that is not of the generated shape: the sealed session of a
-    /// store that keeps the whole session in the cookie. Only such a store's
-    /// [`parse_id`](crate::SessionStore::parse_id) should call this, after checking the value;
-    /// stores that use ids as keys or file names must accept only [`SessionId::parse`]d ids.
+    /// store whose ids are [`Ids::Sealed`](crate::store::Ids::Sealed). Stores that use ids as
+    /// keys or file names must accept only [`SessionId::parse`]d ids.
     /// A value of the generated shape gives the same id as [`parse`](Self::parse).
     pub fn opaque(value: impl Into<Arc<str>>) -> Self {
         let value = value.into();

@@ -17,7 +17,7 @@ use tracing::Instrument as _;
 
 use crate::cookie::{CookieSigner, SessionCookie};
 use crate::error::ConfigError;
-use crate::failure::{CallError, OnStoreError, ServiceUnavailable, StoreOperation, within};
+use crate::failure::{CallError, FailureStatus, OnStoreError, StoreOperation, within};
 use crate::session::{Fate, State};
 use crate::store::{Changes, FOREVER, Record, SessionStore, Update};
 use crate::{Session, SessionId};
@@ -79,7 +79,7 @@ type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 /// When the store fails, the client gets the [`OnStoreError`] response (503 by default)
 /// instead of the handler's, with a `tracing` error event; a failed load never runs the
 /// handler with an empty session, and a failed save never sends a cookie.
-pub struct SessionLayer<St, H = ServiceUnavailable> {
+pub struct SessionLayer<St, H = FailureStatus> {
     store: Arc<St>,
     config: Arc<Config>,
     on_store_error: H,
@@ -115,7 +115,7 @@ impl<St: SessionStore> SessionLayer<St> {
                 save_on_server_error: false,
                 store_timeout: Some(DEFAULT_STORE_TIMEOUT),
             }),
-            on_store_error: ServiceUnavailable,
+            on_store_error: FailureStatus,
         })
     }
 }
@@ -260,7 +260,7 @@ struct Shared<St, H> {
 }
 
 /// The service [`SessionLayer`] wraps around an inner service.
-pub struct SessionService<S, St, H = ServiceUnavailable> {
+pub struct SessionService<S, St, H = FailureStatus> {
     inner: S,
     shared: Arc<Shared<St, H>>,
 }
@@ -323,7 +323,7 @@ where
             let Some(verified) = config.cookie.verify(raw) else {
                 continue;
             };
-            if let Some(id) = self.shared.store.parse_id(verified.value) {
+            if let Some(id) = St::IDS.parse(verified.value) {
                 loaded = Some((id, verified.issued, verified.current));
                 break;
             }
@@ -756,7 +756,7 @@ impl<St: SessionStore, H> RequestSession<St, H> {
                         .issued
                         .is_some_and(|issued| config.refresh_due(issued, now, idle));
                 // A stateless store refreshes the expiry by writing: always update.
-                let stateless = self.shared.store.is_stateless();
+                let stateless = St::IDS == crate::store::Ids::Sealed;
                 let touch = refresh && !self.touched;
                 let write = (state.is_modified() || stateless || touch)
                     .then(|| Write::Update(id.clone(), state.changes(refresh)));
@@ -827,7 +827,7 @@ impl<St: SessionStore, H> RequestSession<St, H> {
     where
         H: OnStoreError<B>,
     {
-        let failure = error.failure(St::failure_kind);
+        let failure = error.failure();
         let (operation, error) = (failure.operation(), failure.error());
         tracing::error!(%operation, %error, store = std::any::type_name::<St>(), "session store failed");
         self.shared.on_store_error.on_store_error(&failure)

@@ -57,7 +57,7 @@ pub use crate::error::{ConfigError, SessionError};
 #[cfg(feature = "axum")]
 pub use crate::extract::MissingSessionLayer;
 pub use crate::failure::{
-    OnStoreError, ServiceUnavailable, StoreFailure, StoreOperation, StoreTimedOut,
+    FailureStatus, OnStoreError, StoreFailure, StoreOperation, StoreTimedOut,
 };
 pub use crate::id::SessionId;
 pub use crate::layer::{
@@ -66,4 +66,4 @@ pub use crate::layer::{
 };
 pub use crate::memory::{MemoryStore, MemoryStoreBuilder, MemoryStoreError};
 pub use crate::session::Session;
-pub use crate::store::{FailureKind, SessionStore};
+pub use crate::store::{FailureKind, SessionStore, StoreError};

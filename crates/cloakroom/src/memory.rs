@@ -70,6 +70,9 @@ pub enum MemoryStoreError {
     },
 }
 
+/// A full store is a 503: sessions expire, and a retry may find room.
+impl crate::store::StoreError for MemoryStoreError {}
+
 /// Builds a [`MemoryStore`].
 #[derive(Clone, Debug)]
 pub struct MemoryStoreBuilder {

@@ -157,7 +157,7 @@ pub enum Update {
     /// The changes were applied to the existing record.
     Applied,
     /// The changes were applied and the session now goes by this id, which the cookie must
-    /// carry from now on (a store that keeps the session sealed in the id).
+    /// carry from now on: the answer of a store whose ids are [`Ids::Sealed`].
     Reissued(SessionId),
     /// There was no live record (destroyed, expired or never saved); nothing was written.
     Missing,
@@ -172,6 +172,89 @@ pub enum FailureKind {
     /// The store refused what the app asked (a session too large to keep, say): an error in
     /// the app, not a passing outage (500 by default).
     Rejected,
+}
+
+/// The error of a store: what went wrong, and whether retrying can help.
+///
+/// ```
+/// use cloakroom::store::{FailureKind, StoreError};
+///
+/// #[derive(Debug, thiserror::Error)]
+/// enum MyStoreError {
+///     #[error("the database did not answer")]
+///     Unreachable,
+///     #[error("a session of {0} bytes is over the row limit")]
+///     TooLarge(usize),
+/// }
+///
+/// impl StoreError for MyStoreError {
+///     fn failure_kind(&self) -> FailureKind {
+///         match self {
+///             Self::Unreachable => FailureKind::Unavailable,
+///             Self::TooLarge(_) => FailureKind::Rejected,
+///         }
+///     }
+/// }
+/// ```
+pub trait StoreError: StdError + Send + Sync + 'static {
+    /// How the layer answers this error: [`FailureKind::Unavailable`] (a 503, retry later)
+    /// unless the error is one no retry fixes.
+    fn failure_kind(&self) -> FailureKind {
+        FailureKind::Unavailable
+    }
+}
+
+impl StoreError for std::convert::Infallible {}
+
+impl StoreError for std::io::Error {}
+
+/// How a store names its sessions: [`SessionStore::IDS`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Ids {
+    /// Random ids of [`SessionId::generate`]'s making name records the store keeps. Only a
+    /// value of exactly that shape ever reaches the store, so an id is safe as a key or a
+    /// file name. Every server-side store.
+    Generated,
+    /// The session itself travels sealed in the id, and the store keeps nothing. `create`
+    /// and `update` seal the record into a new id (made with [`SessionId::opaque`]; `update`
+    /// answers [`Update::Reissued`]), and since a load cannot move an expiry kept in the
+    /// cookie, the layer calls `update` after every request that loaded a session and re-sends
+    /// the cookie. Any base64url value of up to [`MAX_SEALED_LEN`] bytes reaches the store,
+    /// which must treat it as untrusted input. Such a store cannot keep the promises that need
+    /// server state: a `delete` that revokes, concurrent writers that merge.
+    Sealed,
+}
+
+/// The longest sealed id the layer passes to a store: browsers keep no longer cookie.
+pub const MAX_SEALED_LEN: usize = 4096;
+
+impl Ids {
+    /// The id a verified cookie value stands for under this scheme, or `None` if it is not
+    /// one.
+    ///
+    /// ```
+    /// use cloakroom::SessionId;
+    /// use cloakroom::store::Ids;
+    ///
+    /// let id = SessionId::generate();
+    /// assert_eq!(Ids::Generated.parse(id.as_str()), Some(id));
+    /// assert_eq!(Ids::Generated.parse("../../etc/passwd"), None);
+    /// assert!(Ids::Sealed.parse("c2VhbGVk").is_some());
+    /// ```
+    pub fn parse(self, value: &str) -> Option<SessionId> {
+        match self {
+            Self::Generated => SessionId::parse(value),
+            Self::Sealed => {
+                let plausible = !value.is_empty()
+                    && value.len() <= MAX_SEALED_LEN
+                    && value
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+                plausible.then(|| SessionId::opaque(value))
+            }
+        }
+    }
 }
 
 /// A place that keeps sessions: memory, files, Redis, memcached, or your own database.
@@ -203,15 +286,13 @@ pub enum FailureKind {
 /// - **Creation cannot collide.** [`create`](Self::create) generates the id (normally with
 ///   [`SessionId::generate`]) and inserts only if the id is free (SET NX, memcached `add`,
 ///   `O_EXCL`), trying a fresh id otherwise. An existing session is never overwritten.
-/// - **Ids are the store's.** [`parse_id`](Self::parse_id) decides which cookie values are ids
-///   of this store. Server-side stores keep the default, [`SessionId::parse`]; a store that
-///   keeps the whole session sealed in the cookie overrides it (with [`SessionId::opaque`]),
-///   says so with [`is_stateless`](Self::is_stateless), and returns the new sealed value from
-///   `create` and, as [`Update::Reissued`], from `update`. Such a store cannot keep the
-///   promises that need server state (revocation by `delete`, merging concurrent writers).
+/// - **Ids are of one scheme.** [`IDS`](Self::IDS) says how the store names sessions:
+///   [`Ids::Generated`] (the default: only generated ids reach the store) or [`Ids::Sealed`]
+///   (the session travels in the id).
 ///
-/// Failures are returned as `Self::Error`; the layer turns them into an error response and a
-/// `tracing` event and never treats them as "no session".
+/// Failures are returned as `Self::Error`, a [`StoreError`] that says whether retrying can
+/// help; the layer turns them into an error response and a `tracing` event and never treats
+/// them as "no session".
 ///
 /// # Example
 ///
@@ -274,7 +355,11 @@ pub enum FailureKind {
 /// ```
 pub trait SessionStore: Send + Sync + 'static {
     /// The error a failed store call returns.
-    type Error: StdError + Send + Sync + 'static;
+    type Error: StoreError;
+
+    /// How this store names its sessions: [`Ids::Generated`] unless it keeps the session in
+    /// the id itself.
+    const IDS: Ids = Ids::Generated;
 
     /// Loads the live record for `id` and refreshes its idle expiry in the same round trip.
     /// `Ok(None)` if there is none or it is dead.
@@ -333,24 +418,4 @@ pub trait SessionStore: Send + Sync + 'static {
 
     /// Removes the session. Deleting an id that does not exist is not an error.
     fn delete(&self, id: &SessionId) -> impl Future<Output = Result<(), Self::Error>> + Send;
-
-    /// Turns a verified cookie value into an id of this store, or `None` if it is not one.
-    /// The default accepts exactly the ids [`SessionId::generate`] makes.
-    fn parse_id(&self, value: &str) -> Option<SessionId> {
-        SessionId::parse(value)
-    }
-
-    /// Whether the session travels in the id itself, so a load cannot refresh its expiry. The
-    /// layer then calls [`update`](Self::update) after every request that loaded a session,
-    /// with no changes if there are none, and puts the id of [`Update::Reissued`] into the
-    /// cookie. `false` by default.
-    fn is_stateless(&self) -> bool {
-        false
-    }
-
-    /// How a failure of this store should be answered; [`FailureKind::Unavailable`] unless
-    /// the store says otherwise.
-    fn failure_kind(_error: &Self::Error) -> FailureKind {
-        FailureKind::Unavailable
-    }
 }

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use cloakroom::store::{Changes, FailureKind, Record, SessionStore, Update};
+use cloakroom::store::{Changes, Ids, Record, SessionStore, Update};
 use cloakroom::{Session, SessionError, SessionId, SessionLayer, SessionService};
 use http::header::{COOKIE, SET_COOKIE};
 use http::{HeaderValue, Request, Response, StatusCode};
@@ -36,6 +36,8 @@ impl<St> Clone for Shared<St> {
 impl<St: SessionStore> SessionStore for Shared<St> {
     type Error = St::Error;
 
+    const IDS: Ids = St::IDS;
+
     async fn load(&self, id: &SessionId) -> Result<Option<Record>, St::Error> {
         self.0.load(id).await
     }
@@ -58,18 +60,6 @@ impl<St: SessionStore> SessionStore for Shared<St> {
 
     async fn delete(&self, id: &SessionId) -> Result<(), St::Error> {
         self.0.delete(id).await
-    }
-
-    fn parse_id(&self, value: &str) -> Option<SessionId> {
-        self.0.parse_id(value)
-    }
-
-    fn is_stateless(&self) -> bool {
-        self.0.is_stateless()
-    }
-
-    fn failure_kind(error: &St::Error) -> FailureKind {
-        St::failure_kind(error)
     }
 }
 
