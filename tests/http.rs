@@ -561,7 +561,7 @@ async fn a_hung_store_is_given_up_on_after_the_store_timeout() {
         ..Delays::default()
     });
     let told = browser.get("/peek").await.body;
-    assert_eq!(told, format!("{:?}", Some(("load", timeout))));
+    assert_eq!(told, format!("{:?}", Some(("read", timeout))));
 }
 
 #[tokio::test]

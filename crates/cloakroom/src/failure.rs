@@ -1,117 +1,12 @@
 //! What the client gets when the store fails.
 
 use std::error::Error as StdError;
-use std::fmt;
-use std::future::Future;
-use std::time::Duration;
 
 use http::header::RETRY_AFTER;
 use http::{HeaderValue, Response, StatusCode};
 
-use crate::store::{FailureKind, StoreError};
-
-/// A store call the layer makes: the names of `tracing` spans and events, and of the call
-/// that failed in a [`StoreFailure`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum StoreOperation {
-    /// Reading the session before the handler, within the refresh interval.
-    Read,
-    /// Loading the session before the handler and refreshing its expiry.
-    Load,
-    /// Saving a new session, or the moved session of `regenerate_id`.
-    Create,
-    /// Writing a request's changes (and a refresh that is due).
-    Update,
-    /// Deleting a destroyed session, or the old id after `regenerate_id`.
-    Delete,
-}
-
-impl StoreOperation {
-    /// The operation's name: `read`, `load`, `create`, `update` or `delete`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Read => "read",
-            Self::Load => "load",
-            Self::Create => "create",
-            Self::Update => "update",
-            Self::Delete => "delete",
-        }
-    }
-}
-
-impl fmt::Display for StoreOperation {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// The layer stopped waiting for the store: the call took longer than
-/// [`SessionLayer::store_timeout`](crate::SessionLayer::store_timeout). The store may have
-/// done it all the same (a write in flight is not undone); retrying later may help.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("the session store did not answer the {operation} within {after:?}")]
-pub struct StoreTimedOut {
-    operation: StoreOperation,
-    after: Duration,
-}
-
-impl StoreTimedOut {
-    pub(crate) fn new(operation: StoreOperation, after: Duration) -> Self {
-        Self { operation, after }
-    }
-
-    /// The call that took too long.
-    pub fn operation(&self) -> StoreOperation {
-        self.operation
-    }
-
-    /// How long the layer waited.
-    pub fn after(&self) -> Duration {
-        self.after
-    }
-}
-
-/// Why a store call the layer made failed: the store said so, or the layer stopped waiting.
-pub(crate) enum CallError<E> {
-    Store(StoreOperation, E),
-    TimedOut(StoreTimedOut),
-}
-
-impl<E: StoreError> CallError<E> {
-    /// The failure as a hook sees it.
-    pub(crate) fn failure(&self) -> StoreFailure<'_> {
-        match self {
-            Self::Store(operation, error) => {
-                StoreFailure::new(*operation, error.failure_kind(), error)
-            }
-            Self::TimedOut(timed_out) => {
-                StoreFailure::new(timed_out.operation, FailureKind::Unavailable, timed_out)
-            }
-        }
-    }
-}
-
-/// Runs a store call for `operation`, giving up after `limit`. Without a Tokio runtime there
-/// is no timer to keep the limit, and the call runs as long as it takes.
-pub(crate) async fn within<T, E, F>(
-    limit: Option<Duration>,
-    operation: StoreOperation,
-    call: F,
-) -> Result<T, CallError<E>>
-where
-    F: Future<Output = Result<T, CallError<E>>>,
-{
-    match limit {
-        Some(limit) if tokio::runtime::Handle::try_current().is_ok() => {
-            match tokio::time::timeout(limit, call).await {
-                Ok(result) => result,
-                Err(_) => Err(CallError::TimedOut(StoreTimedOut::new(operation, limit))),
-            }
-        }
-        _ => call.await,
-    }
-}
+use crate::call::StoreOperation;
+use crate::store::FailureKind;
 
 /// A failed store call, as an [`OnStoreError`] hook sees it.
 #[derive(Debug)]

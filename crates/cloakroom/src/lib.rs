@@ -41,29 +41,37 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
+mod call;
 mod cookie;
 mod error;
 #[cfg(feature = "axum")]
 mod extract;
 mod failure;
+mod future;
+mod headers;
 mod id;
 mod layer;
 mod memory;
+mod plan;
+mod save;
+mod service;
 mod session;
+mod signer;
 pub mod store;
 
-pub use crate::cookie::{CookieSigner, MIN_SECRET_LEN, SameSite, SessionCookie, Verified};
+pub use crate::call::{StoreOperation, StoreTimedOut};
+pub use crate::cookie::{MIN_SECRET_LEN, SameSite, SessionCookie};
 pub use crate::error::{ConfigError, SessionError};
 #[cfg(feature = "axum")]
 pub use crate::extract::MissingSessionLayer;
-pub use crate::failure::{
-    FailureStatus, OnStoreError, StoreFailure, StoreOperation, StoreTimedOut,
-};
+pub use crate::failure::{FailureStatus, OnStoreError, StoreFailure};
+pub use crate::future::ResponseFuture;
 pub use crate::id::SessionId;
 pub use crate::layer::{
-    DEFAULT_IDLE_TIMEOUT, DEFAULT_REFRESH_INTERVAL, DEFAULT_STORE_TIMEOUT, ResponseFuture,
-    SessionLayer, SessionService,
+    DEFAULT_IDLE_TIMEOUT, DEFAULT_REFRESH_INTERVAL, DEFAULT_STORE_TIMEOUT, SessionLayer,
 };
 pub use crate::memory::{MemoryStore, MemoryStoreBuilder, MemoryStoreError};
+pub use crate::service::SessionService;
 pub use crate::session::Session;
+pub use crate::signer::{CookieSigner, Verified};
 pub use crate::store::{FailureKind, SessionStore, StoreError};

@@ -1,17 +1,18 @@
 //! `MemoryStore`: sessions in this process's memory, the embedded default.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use hashbrown::HashTable;
 use hashbrown::hash_table;
 
+use self::packed::{Key, Packed, hash};
 use crate::SessionId;
-use crate::id::ID_BYTES;
-use crate::store::{Changes, Entry, Record, SessionStore, Update, later};
+use crate::store::{Changes, Record, SessionStore, Update, later};
+
+mod packed;
 
 /// Independent locks, so concurrent requests of different sessions rarely wait on each other.
 const SHARDS: usize = 16;
@@ -178,191 +179,6 @@ impl MemoryStore {
 
 /// A session's id as the table key: the id's 24 random bytes. Ids of another shape (a cookie
 /// store's) are never in this store.
-type Key = [u8; ID_BYTES];
-
-/// A key's hash. Ids come from the CSPRNG, so their bytes are already uniformly distributed
-/// and serve as the hash as they are. Only ids this store generated are ever inserted, so a
-/// client choosing the id it sends cannot crowd a bucket. (The first byte picks the shard.)
-fn hash(key: &Key) -> u64 {
-    let mut bytes = [0; 8];
-    bytes.copy_from_slice(&key[8..16]);
-    u64::from_le_bytes(bytes)
-}
-
-/// Bytes of a time in a packed record: milliseconds since the Unix epoch, little-endian.
-const TIME: usize = 6;
-const CREATED: usize = ID_BYTES;
-const EXPIRES: usize = CREATED + TIME;
-
-/// One session in one allocation (a `Box<[u8]>`, 16 bytes in the table):
-///
-/// `id (24 bytes) | created (6) | expires (6) | idle timeout (varint) | deadline (0, or 1 and 6) | entries`
-///
-/// and each entry as `varint(key length × 2 + flash) | varint(value length) | key | value`.
-/// Times are milliseconds since the Unix epoch in 6 bytes (good for 8,000 years), the idle
-/// timeout milliseconds: the precision Redis keeps too. A time before the epoch (no real
-/// session has one) is kept as the epoch. With the id inside, the table holds only the
-/// pointer. A session of four small keys (86 bytes of keys and values) costs 167 bytes of
-/// resident memory in all, table and allocator included (`benches/memory.rs`, 100,000
-/// sessions); a `Record` per session cost about 460.
-struct Packed(Box<[u8]>);
-
-impl Packed {
-    fn pack(key: &Key, record: &Record) -> Self {
-        let idle = millis(record.idle_timeout);
-        let size = ID_BYTES
-            + 2 * TIME
-            + varint_len(idle)
-            + record.deadline.map_or(1, |_| 1 + TIME)
-            + record
-                .entries
-                .iter()
-                .map(|(key, entry)| {
-                    varint_len(entry_head(key, entry))
-                        + varint_len(entry.json.len() as u64)
-                        + key.len()
-                        + entry.json.len()
-                })
-                .sum::<usize>();
-        let mut bytes = Vec::with_capacity(size);
-        bytes.extend_from_slice(key);
-        bytes.extend_from_slice(&time_bytes(record.created));
-        bytes.extend_from_slice(&time_bytes(record.expires));
-        put_varint(&mut bytes, idle);
-        match record.deadline {
-            Some(deadline) => {
-                bytes.push(1);
-                bytes.extend_from_slice(&time_bytes(deadline));
-            }
-            None => bytes.push(0),
-        }
-        for (key, entry) in &record.entries {
-            put_varint(&mut bytes, entry_head(key, entry));
-            put_varint(&mut bytes, entry.json.len() as u64);
-            bytes.extend_from_slice(key.as_bytes());
-            bytes.extend_from_slice(entry.json.as_bytes());
-        }
-        Self(bytes.into_boxed_slice())
-    }
-
-    fn is(&self, key: &Key) -> bool {
-        self.0.first_chunk() == Some(key)
-    }
-
-    /// The record without its entries (which allocates nothing), and a reader at the entries.
-    /// `None` only for bytes `pack` did not write.
-    fn meta(&self) -> Option<(Record, Reader<'_>)> {
-        let mut reader = Reader(self.0.get(CREATED..)?);
-        let created = reader.time()?;
-        let expires = reader.time()?;
-        let idle_timeout = Duration::from_millis(reader.varint()?);
-        let deadline = match reader.take(1)? {
-            [0] => None,
-            _ => Some(reader.time()?),
-        };
-        let record = Record {
-            entries: HashMap::new(),
-            created,
-            expires,
-            idle_timeout,
-            deadline,
-        };
-        Some((record, reader))
-    }
-
-    fn unpack(&self) -> Option<Record> {
-        let (mut record, mut reader) = self.meta()?;
-        while !reader.0.is_empty() {
-            let (key, entry) = reader.entry()?;
-            record.entries.insert(key, entry);
-        }
-        Some(record)
-    }
-
-    fn set_expires(&mut self, expires: SystemTime) {
-        if let Some(field) = self.0.get_mut(EXPIRES..EXPIRES + TIME) {
-            field.copy_from_slice(&time_bytes(expires));
-        }
-    }
-
-    fn is_expired(&self, now: SystemTime) -> bool {
-        self.meta().is_none_or(|(record, _)| record.is_expired(now))
-    }
-}
-
-/// An entry's first varint: the key's length and, in the low bit, whether it is a flash.
-fn entry_head(key: &str, entry: &Entry) -> u64 {
-    (key.len() as u64) << 1 | u64::from(entry.flash)
-}
-
-/// Reads a packed record front to back. Every step is checked, so bytes `pack` did not write
-/// read as `None`, never as a panic.
-struct Reader<'a>(&'a [u8]);
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
-        let (head, tail) = self.0.split_at_checked(n)?;
-        self.0 = tail;
-        Some(head)
-    }
-
-    fn time(&mut self) -> Option<SystemTime> {
-        let &[a, b, c, d, e, f] = self.take(TIME)? else {
-            return None;
-        };
-        let millis = u64::from_le_bytes([a, b, c, d, e, f, 0, 0]);
-        UNIX_EPOCH.checked_add(Duration::from_millis(millis))
-    }
-
-    fn varint(&mut self) -> Option<u64> {
-        let mut value = 0;
-        for shift in (0..64).step_by(7) {
-            let &[byte] = self.take(1)? else { return None };
-            value |= u64::from(byte & 0x7f) << shift;
-            if byte < 0x80 {
-                return Some(value);
-            }
-        }
-        None
-    }
-
-    fn entry(&mut self) -> Option<(String, Entry)> {
-        let head = self.varint()?;
-        let json_len = usize::try_from(self.varint()?).ok()?;
-        let key = std::str::from_utf8(self.take(usize::try_from(head >> 1).ok()?)?).ok()?;
-        let json = std::str::from_utf8(self.take(json_len)?).ok()?;
-        let entry = Entry {
-            json: json.to_owned(),
-            flash: head & 1 == 1,
-        };
-        Some((key.to_owned(), entry))
-    }
-}
-
-/// LEB128: seven bits a byte, low bits first, the high bit set on every byte but the last.
-fn put_varint(bytes: &mut Vec<u8>, mut value: u64) {
-    while value >= 0x80 {
-        bytes.push(value as u8 | 0x80);
-        value >>= 7;
-    }
-    bytes.push(value as u8);
-}
-
-fn varint_len(value: u64) -> usize {
-    (64 - (value | 1).leading_zeros() as usize).div_ceil(7)
-}
-
-fn millis(duration: Duration) -> u64 {
-    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
-}
-
-/// `time` in a record's 6 bytes, saturating past the year 10889.
-fn time_bytes(time: SystemTime) -> [u8; TIME] {
-    let since = time.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let [a, b, c, d, e, f, _, _] = millis(since).min((1 << 48) - 1).to_le_bytes();
-    [a, b, c, d, e, f]
-}
-
 type Table = HashTable<Packed>;
 
 impl Inner {
@@ -458,11 +274,7 @@ impl SessionStore for MemoryStore {
         loop {
             let key = SessionId::random_bytes();
             let mut shard = self.inner.shard(&key);
-            let slot = shard.entry(
-                hash(&key),
-                |packed| packed.is(&key),
-                |packed| packed.0.first_chunk().map_or(0, hash),
-            );
+            let slot = shard.entry(hash(&key), |packed| packed.is(&key), Packed::rehash);
             if let hash_table::Entry::Vacant(slot) = slot {
                 slot.insert(Packed::pack(&key, record));
                 self.inner.len.fetch_add(1, Ordering::Relaxed);
@@ -482,7 +294,7 @@ impl SessionStore for MemoryStore {
         };
         if changes.entries.is_empty() && changes.idle_timeout.is_none() {
             // Only the expiry moves (a refresh): rewritten in place, as `load` does.
-            if let Some((mut record, _)) = packed.meta() {
+            if let Some(mut record) = packed.head() {
                 if record.touch(now) {
                     packed.set_expires(record.expires);
                     return Ok(Update::Applied);
@@ -525,160 +337,6 @@ mod tests {
                 }),
             )],
             ..Changes::default()
-        }
-    }
-
-    /// A record whose times are whole milliseconds, as the store keeps them.
-    fn exact(now: SystemTime, idle: Duration, lifetime: Option<Duration>) -> Record {
-        let now = UNIX_EPOCH + Duration::from_millis(millis(since_epoch(now)));
-        Record::new(now, idle, lifetime)
-    }
-
-    fn since_epoch(time: SystemTime) -> Duration {
-        time.duration_since(UNIX_EPOCH).unwrap_or_default()
-    }
-
-    #[test]
-    fn packing_keeps_every_entry_and_the_metadata() {
-        let key = [7; ID_BYTES];
-        let now = SystemTime::now();
-        let mut original = exact(now, Duration::from_secs(60), None);
-        let long = "v".repeat(300);
-        for (key, json, flash) in [
-            ("a", "1", false),
-            ("ünï", "\"ç\"", true),
-            ("", "[]", false),
-            (&long, &long, true),
-        ] {
-            original.entries.insert(
-                key.to_owned(),
-                Entry {
-                    json: json.to_owned(),
-                    flash,
-                },
-            );
-        }
-        let packed = Packed::pack(&key, &original);
-        assert!(packed.is(&key) && !packed.is(&[8; ID_BYTES]));
-        assert_eq!(packed.unpack(), Some(original));
-        let empty = exact(now, Duration::from_secs(1), None);
-        assert_eq!(Packed::pack(&key, &empty).unpack(), Some(empty));
-        let days = |days: u64| Duration::from_secs(days * 86_400) + Duration::from_millis(7);
-        let mut limited = exact(now, days(400), Some(days(500)));
-        assert_eq!(Packed::pack(&key, &limited).unpack(), Some(limited.clone()));
-        let mut packed = Packed::pack(&key, &limited);
-        limited.expires += Duration::from_millis(5_999);
-        packed.set_expires(limited.expires);
-        assert_eq!(packed.unpack(), Some(limited.clone()));
-        assert!(!packed.is_expired(limited.expires - Duration::from_millis(1)));
-        assert!(packed.is_expired(limited.expires));
-    }
-
-    #[test]
-    fn times_keep_their_milliseconds_and_saturate() {
-        let key = [0; ID_BYTES];
-        let now = UNIX_EPOCH + Duration::new(1_800_000_000, 123_456_789);
-        let record = Record::new(now, Duration::new(60, 999_999), None);
-        let unpacked = Packed::pack(&key, &record).unpack();
-        let created = unpacked.as_ref().map(|record| since_epoch(record.created));
-        assert_eq!(created, Some(Duration::new(1_800_000_000, 123_000_000)));
-        let idle = unpacked.map(|record| record.idle_timeout);
-        assert_eq!(idle, Some(Duration::from_secs(60)));
-        let far = Record::new(UNIX_EPOCH, Duration::MAX, None);
-        let expires = Packed::pack(&key, &far)
-            .unpack()
-            .map(|record| record.expires);
-        assert_eq!(
-            expires,
-            UNIX_EPOCH.checked_add(Duration::from_millis((1 << 48) - 1))
-        );
-    }
-
-    #[test]
-    fn bytes_pack_did_not_write_read_as_nothing() {
-        let key = [1; ID_BYTES];
-        let mut record = exact(SystemTime::now(), Duration::from_secs(60), None);
-        record.entries.insert(
-            "key".to_owned(),
-            Entry {
-                json: "\"value\"".to_owned(),
-                flash: false,
-            },
-        );
-        let Packed(bytes) = Packed::pack(&key, &record);
-        for end in 0..bytes.len() {
-            // Cut after the metadata it is a record without entries; anywhere else, nothing.
-            let unpacked = Packed(bytes[..end].into()).unpack();
-            let entries = unpacked.map(|record| record.entries.len());
-            assert!(matches!(entries, None | Some(0)), "cut at {end}");
-        }
-        let mut overlong = bytes.to_vec();
-        overlong.extend_from_slice(&[0xff; 11]);
-        assert_eq!(Packed(overlong.into()).unpack(), None);
-    }
-
-    mod properties {
-        use proptest::collection::{hash_map, vec};
-        use proptest::prelude::*;
-
-        use super::*;
-
-        fn entries() -> impl Strategy<Value = HashMap<String, Entry>> {
-            let entry =
-                ("\\PC{0,300}", any::<bool>()).prop_map(|(json, flash)| Entry { json, flash });
-            hash_map("\\PC{0,200}", entry, 0..20)
-        }
-
-        proptest! {
-            #[test]
-            fn any_record_round_trips_to_the_millisecond(
-                key in any::<[u8; ID_BYTES]>(),
-                entries in entries(),
-                created in 0..1u64 << 47,
-                idle in 0..1u64 << 40,
-                deadline in proptest::option::of(0..1u64 << 47),
-            ) {
-                let at = |millis| UNIX_EPOCH + Duration::from_millis(millis);
-                let record = Record {
-                    entries,
-                    created: at(created),
-                    expires: at(created + idle),
-                    idle_timeout: Duration::from_millis(idle),
-                    deadline: deadline.map(at),
-                };
-                let packed = Packed::pack(&key, &record);
-                prop_assert!(packed.is(&key));
-                prop_assert_eq!(packed.unpack(), Some(record));
-            }
-
-            #[test]
-            fn any_bytes_read_without_a_panic(bytes in vec(any::<u8>(), 0..160)) {
-                let packed = Packed(bytes.into());
-                let now = SystemTime::now();
-                // The sweep's expiry check agrees with the record that loads, if any does.
-                if let Some(record) = packed.unpack() {
-                    prop_assert_eq!(packed.is_expired(now), record.is_expired(now));
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn varints_round_trip_at_every_length() {
-        for value in [
-            0,
-            1,
-            127,
-            128,
-            16_383,
-            16_384,
-            u64::from(u32::MAX),
-            u64::MAX,
-        ] {
-            let mut bytes = Vec::new();
-            put_varint(&mut bytes, value);
-            assert_eq!(bytes.len(), varint_len(value), "{value}");
-            assert_eq!(Reader(&bytes).varint(), Some(value));
         }
     }
 

@@ -1,0 +1,232 @@
+//! `ResponseFuture`: read the session (if the store could not answer at once), run the
+//! handler, then save what [`plan`](crate::plan) decided and set the cookie.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+use std::time::SystemTime;
+
+use http::{Request, Response};
+use pin_project_lite::pin_project;
+use tower_service::Service;
+
+use crate::call::{BoxFuture, CallError};
+use crate::failure::OnStoreError;
+use crate::plan::{CookieSeen, Facts, Refresh, SetCookie};
+use crate::save::Saved;
+use crate::service::{Shared, found};
+use crate::store::{Ids, Record, SessionStore};
+use crate::{Session, SessionId, headers, plan, save};
+
+/// How a request begins.
+pub(crate) enum Start<E> {
+    /// The session is at hand: run the handler now.
+    Run(Session),
+    /// Read the session of this id first.
+    Load(BoxFuture<Result<Option<Record>, CallError<E>>>, SessionId),
+}
+
+pin_project! {
+    /// The response future of [`SessionService`](crate::SessionService): load, call the inner
+    /// service, save.
+    ///
+    /// A hand-written state machine; only store calls that wait are boxed, so a request that
+    /// needs no such call (no session cookie, or one the store answers with
+    /// [`read_now`](SessionStore::read_now), and nothing written) boxes no future.
+    pub struct ResponseFuture<S, ReqB, St, H>
+    where
+        S: Service<Request<ReqB>>,
+        St: SessionStore,
+    {
+        #[pin]
+        step: Step<S, ReqB, St::Error>,
+        request: RequestSession<St, H>,
+    }
+}
+
+pin_project! {
+    #[project = StepProj]
+    enum Step<S, ReqB, E>
+    where
+        S: Service<Request<ReqB>>,
+    {
+        Loading {
+            #[pin]
+            load: BoxFuture<Result<Option<Record>, CallError<E>>>,
+            pending: Option<(S, Request<ReqB>, SessionId)>,
+        },
+        Calling {
+            #[pin]
+            future: S::Future,
+        },
+        Saving {
+            #[pin]
+            save: BoxFuture<Result<SetCookie, CallError<E>>>,
+            response: Option<S::Response>,
+        },
+    }
+}
+
+/// What the future knows of its request besides the step it is at.
+pub(crate) struct RequestSession<St, H> {
+    shared: Arc<Shared<St, H>>,
+    /// When the request came: the time the session's expiry and cookie are reckoned from.
+    now: SystemTime,
+    cookie: CookieSeen,
+    /// The refresh the cookie asked for, and whether the load before the handler made it.
+    pub(crate) refresh: Refresh,
+    /// The handler's session, once it has one.
+    session: Option<Session>,
+}
+
+impl<S, ReqB, St, H> ResponseFuture<S, ReqB, St, H>
+where
+    S: Service<Request<ReqB>> + Clone,
+    St: SessionStore,
+{
+    pub(crate) fn new(
+        inner: &mut S,
+        request: Request<ReqB>,
+        mut session: RequestSession<St, H>,
+        start: Start<St::Error>,
+    ) -> Self {
+        let step = match start {
+            Start::Run(handed) => Step::Calling {
+                future: session.run(inner, request, handed),
+            },
+            Start::Load(load, id) => {
+                // Drive the service that was polled ready; leave a clone for the next request.
+                let clone = inner.clone();
+                let inner = std::mem::replace(inner, clone);
+                Step::Loading {
+                    load,
+                    pending: Some((inner, request, id)),
+                }
+            }
+        };
+        Self {
+            step,
+            request: session,
+        }
+    }
+}
+
+impl<S, ReqB, ResB, St, H> Future for ResponseFuture<S, ReqB, St, H>
+where
+    S: Service<Request<ReqB>, Response = Response<ResB>>,
+    St: SessionStore,
+    H: OnStoreError<ResB>,
+{
+    type Output = Result<Response<ResB>, S::Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            match this.step.as_mut().project() {
+                StepProj::Loading { load, pending } => {
+                    let loaded = ready!(load.poll(cx));
+                    let Some((mut inner, request, id)) = pending.take() else {
+                        unreachable!("ResponseFuture polled after completion");
+                    };
+                    let record = match loaded {
+                        Ok(record) => record,
+                        Err(error) => return Poll::Ready(Ok(this.request.failed(&error))),
+                    };
+                    let config = &this.request.shared.config;
+                    let session = found(config, id, record, this.request.now);
+                    let future = this.request.run(&mut inner, request, session);
+                    this.step.set(Step::Calling { future });
+                }
+                StepProj::Calling { future } => {
+                    let response = ready!(future.poll(cx))?;
+                    let shared = &this.request.shared;
+                    let outcome = this.request.outcome(&response);
+                    let limit = shared.config.store_timeout;
+                    match save::start(outcome, &shared.store, limit) {
+                        Saved::Now(set_cookie) => {
+                            return Poll::Ready(Ok(this.request.finish(response, &set_cookie)));
+                        }
+                        Saved::Later(save) => this.step.set(Step::Saving {
+                            save,
+                            response: Some(response),
+                        }),
+                    }
+                }
+                StepProj::Saving { save, response } => {
+                    let saved = ready!(save.poll(cx));
+                    let Some(response) = response.take() else {
+                        unreachable!("ResponseFuture polled after completion");
+                    };
+                    return Poll::Ready(Ok(match saved {
+                        Ok(set_cookie) => this.request.finish(response, &set_cookie),
+                        Err(error) => this.request.failed(&error),
+                    }));
+                }
+            }
+        }
+    }
+}
+
+impl<St: SessionStore, H> RequestSession<St, H> {
+    pub(crate) fn new(shared: Arc<Shared<St, H>>, now: SystemTime, cookie: CookieSeen) -> Self {
+        Self {
+            shared,
+            now,
+            cookie,
+            refresh: Refresh::NotDue,
+            session: None,
+        }
+    }
+
+    /// Hands `session` to the handler: into the request's extensions, and kept here for after.
+    fn run<S, ReqB>(
+        &mut self,
+        inner: &mut S,
+        mut request: Request<ReqB>,
+        session: Session,
+    ) -> S::Future
+    where
+        S: Service<Request<ReqB>>,
+    {
+        request.extensions_mut().insert(session.clone());
+        self.session = Some(session);
+        inner.call(request)
+    }
+
+    /// What the request does to its session, now that the handler has answered.
+    fn outcome<B>(&self, response: &Response<B>) -> plan::Outcome {
+        let Some(session) = &self.session else {
+            return plan::Outcome::Nothing;
+        };
+        let state = session.lock();
+        let facts = Facts {
+            now: self.now,
+            cookie: self.cookie,
+            refresh: self.refresh,
+            session: &state,
+            status: response.status(),
+            sealed: St::IDS == Ids::Sealed,
+        };
+        plan::decide(&self.shared.config, &facts)
+    }
+
+    /// Sets the cookie and caching headers on the handler's response.
+    fn finish<B>(&self, mut response: Response<B>, set_cookie: &SetCookie) -> Response<B> {
+        let accessed = self.session.as_ref().is_some_and(|s| s.lock().accessed);
+        let cookie = &self.shared.config.cookie;
+        headers::apply(response.headers_mut(), cookie, set_cookie, accessed);
+        response
+    }
+
+    /// Logs a store failure and builds the error response.
+    fn failed<B>(&self, error: &CallError<St::Error>) -> Response<B>
+    where
+        H: OnStoreError<B>,
+    {
+        let failure = error.failure();
+        let (operation, error) = (failure.operation(), failure.error());
+        tracing::error!(%operation, %error, store = std::any::type_name::<St>(), "session store failed");
+        self.shared.on_store_error.on_store_error(&failure)
+    }
+}

@@ -1,0 +1,117 @@
+//! The store call after the handler: the one an [`Outcome`] asks for, within the layer's
+//! store timeout, ending in what the response does to the cookie.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tracing::Instrument as _;
+
+use crate::SessionId;
+use crate::call::{BoxFuture, CallError, StoreOperation, boxed, span, within};
+use crate::plan::{Outcome, SetCookie};
+use crate::store::{SessionStore, Update};
+
+/// An outcome set in motion.
+pub(crate) enum Saved<E> {
+    /// Nothing to store: the cookie at once.
+    Now(SetCookie),
+    /// The store call, ending in the cookie.
+    Later(BoxFuture<Result<SetCookie, CallError<E>>>),
+}
+
+/// Starts the store call `outcome` asks for. A logout, and a regenerate (whose create and
+/// delete are two calls), run as a task of their own: a client that goes away mid-save drops
+/// the response future, and must not leave the session reachable under its old id; the
+/// timeout is on the wait for the task, which runs on to the end. Other writes run in place (a
+/// cut one leaves the store as it was, or applied, either of which is a state the session may
+/// be in).
+pub(crate) fn start<St: SessionStore>(
+    outcome: Outcome,
+    store: &Arc<St>,
+    limit: Option<Duration>,
+) -> Saved<St::Error> {
+    let (operation, span, detach) = match &outcome {
+        Outcome::Nothing | Outcome::Clear | Outcome::Resend { .. } => {
+            return Saved::Now(outcome.cookie(None));
+        }
+        Outcome::Create { .. } => (
+            StoreOperation::Create,
+            span(StoreOperation::Create, None),
+            false,
+        ),
+        Outcome::Update { id, .. } => (
+            StoreOperation::Update,
+            span(StoreOperation::Update, Some(id)),
+            false,
+        ),
+        // Its two calls have a span each.
+        Outcome::Regenerate { .. } => (StoreOperation::Create, tracing::Span::none(), true),
+        Outcome::Delete { id } => (
+            StoreOperation::Delete,
+            span(StoreOperation::Delete, Some(id)),
+            true,
+        ),
+    };
+    let store = Arc::clone(store);
+    let save = async move {
+        let saved_as = call(store.as_ref(), &outcome).await?;
+        Ok(outcome.cookie(saved_as))
+    };
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) if detach => {
+            let task = runtime.spawn(save.instrument(span));
+            Saved::Later(Box::pin(within(limit, operation, async move {
+                match task.await {
+                    Ok(saved) => saved,
+                    Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+                    // The runtime is shutting down: no answer, so the cookie is left alone.
+                    Err(_) => Ok(SetCookie::Keep),
+                }
+            })))
+        }
+        _ => Saved::Later(boxed(within(limit, operation, save), span)),
+    }
+}
+
+/// Makes the store call of `outcome`; returns the id the session goes by afterwards (`None`
+/// when it is gone, or was deleted).
+async fn call<St: SessionStore>(
+    store: &St,
+    outcome: &Outcome,
+) -> Result<Option<SessionId>, CallError<St::Error>> {
+    let failed = |operation| move |error| CallError::Store(operation, error);
+    match outcome {
+        Outcome::Nothing | Outcome::Clear | Outcome::Resend { .. } => Ok(None),
+        Outcome::Create { record, .. } => store
+            .create(record)
+            .await
+            .map(Some)
+            .map_err(failed(StoreOperation::Create)),
+        Outcome::Update { id, changes, .. } => match store.update(id, changes).await {
+            Ok(Update::Applied) => Ok(Some(id.clone())),
+            Ok(Update::Reissued(id)) => Ok(Some(id)),
+            Ok(_) => Ok(None),
+            Err(error) => Err(CallError::Store(StoreOperation::Update, error)),
+        },
+        Outcome::Regenerate { old, record, .. } => {
+            let id = store
+                .create(record)
+                .instrument(span(StoreOperation::Create, None))
+                .await
+                .map_err(failed(StoreOperation::Create))?;
+            if let Some(old) = old {
+                store
+                    .delete(old)
+                    .instrument(span(StoreOperation::Delete, Some(old)))
+                    .await
+                    .map_err(failed(StoreOperation::Delete))?;
+            }
+            Ok(Some(id))
+        }
+        Outcome::Delete { id } => store
+            .delete(id)
+            .await
+            .map(|()| None)
+            .map_err(failed(StoreOperation::Delete)),
+    }
+}

@@ -1,0 +1,169 @@
+//! `SessionService`: finds the request's session cookie, reads the session it names, and
+//! hands the request to the [`ResponseFuture`].
+
+use std::fmt;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::SystemTime;
+
+use http::{HeaderMap, Request, Response};
+use tower_service::Service;
+
+use crate::call::{CallError, StoreOperation, boxed, span, within};
+use crate::failure::{FailureStatus, OnStoreError};
+use crate::future::{RequestSession, ResponseFuture, Start};
+use crate::layer::Config;
+use crate::plan::{CookieSeen, Refresh};
+use crate::session::State;
+use crate::store::{Record, SessionStore};
+use crate::{Session, SessionId};
+
+/// The service [`SessionLayer`](crate::SessionLayer) wraps around an inner service.
+pub struct SessionService<S, St, H = FailureStatus> {
+    inner: S,
+    shared: Arc<Shared<St, H>>,
+}
+
+/// What every request of one service shares.
+pub(crate) struct Shared<St, H> {
+    pub(crate) store: Arc<St>,
+    pub(crate) config: Arc<Config>,
+    pub(crate) on_store_error: H,
+}
+
+impl<S, St, H> SessionService<S, St, H> {
+    pub(crate) fn new(inner: S, store: Arc<St>, config: Arc<Config>, on_store_error: H) -> Self {
+        Self {
+            inner,
+            shared: Arc::new(Shared {
+                store,
+                config,
+                on_store_error,
+            }),
+        }
+    }
+}
+
+impl<S: Clone, St, H> Clone for SessionService<S, St, H> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+impl<S: fmt::Debug, St, H> fmt::Debug for SessionService<S, St, H> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionService")
+            .field("inner", &self.inner)
+            .field("store", &std::any::type_name::<St>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, St, H, ReqB, ResB> Service<Request<ReqB>> for SessionService<S, St, H>
+where
+    S: Service<Request<ReqB>, Response = Response<ResB>> + Clone,
+    St: SessionStore,
+    H: OnStoreError<ResB>,
+{
+    type Response = Response<ResB>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S, ReqB, St, H>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<ReqB>) -> Self::Future {
+        let shared = &self.shared;
+        let config = &shared.config;
+        // The request's one clock reading: its refresh decision, and every time it stores or
+        // signs, are taken from it.
+        let now = SystemTime::now();
+        let (cookie, named) = find::<St>(config, request.headers(), now);
+        let mut session = RequestSession::new(Arc::clone(shared), now, cookie);
+        let start = match named {
+            None => Start::Run(Session::from_state(State::new(None, fresh(config, now)))),
+            Some((id, refresh)) => {
+                // A store that has the record at hand answers at once, due or not: a due
+                // refresh then rides on the update after the handler, so a writing request
+                // makes one store call instead of a load and an update.
+                let read = span(StoreOperation::Read, Some(&id));
+                let at_once = read.in_scope(|| shared.store.read_now(&id));
+                let operation = refresh.fetch();
+                session.refresh = match at_once {
+                    Some(_) => refresh,
+                    None => refresh.after(operation),
+                };
+                match at_once {
+                    Some(Ok(record)) => Start::Run(found(config, id, record, now)),
+                    Some(Err(error)) => {
+                        let failed = Err(CallError::Store(StoreOperation::Read, error));
+                        Start::Load(boxed(std::future::ready(failed), read), id)
+                    }
+                    None => {
+                        let store = Arc::clone(&shared.store);
+                        let key = id.clone();
+                        let call = async move {
+                            let loaded = match operation {
+                                StoreOperation::Load => store.load(&key).await,
+                                _ => store.read(&key).await,
+                            };
+                            loaded.map_err(|error| CallError::Store(operation, error))
+                        };
+                        let limit = config.store_timeout;
+                        let span = span(operation, Some(&id));
+                        Start::Load(boxed(within(limit, operation, call), span), id)
+                    }
+                }
+            }
+        };
+        ResponseFuture::new(&mut self.inner, request, session, start)
+    }
+}
+
+/// What the request's cookies say: whether one of ours came, and the session it names with
+/// the refresh it asks for. The first cookie of our name that verifies and names an id of the
+/// store's scheme wins (a browser sends the most specific path first).
+fn find<St: SessionStore>(
+    config: &Config,
+    headers: &HeaderMap,
+    now: SystemTime,
+) -> (CookieSeen, Option<(SessionId, Refresh)>) {
+    let mut seen = CookieSeen::Absent;
+    for raw in config.cookie.candidates(headers) {
+        seen = CookieSeen::NotOurs;
+        let Some(verified) = config.cookie.verify(raw) else {
+            continue;
+        };
+        if let Some(id) = St::IDS.parse(verified.value) {
+            let refresh = Refresh::at_arrival(config, verified.issued, verified.current, now);
+            let issued = verified.issued;
+            return (CookieSeen::Ours { issued }, Some((id, refresh)));
+        }
+    }
+    (seen, None)
+}
+
+/// The session of a request whose cookie named `id`, from the record the store found for it.
+pub(crate) fn found(
+    config: &Config,
+    id: SessionId,
+    record: Option<Record>,
+    now: SystemTime,
+) -> Session {
+    let state = match record {
+        Some(record) => State::new(Some(id), record),
+        None => {
+            tracing::debug!(session = %id, "session cookie names no live session; starting a new one");
+            State::new(None, fresh(config, now))
+        }
+    };
+    Session::from_state(state)
+}
+
+fn fresh(config: &Config, now: SystemTime) -> Record {
+    Record::new(now, config.idle_timeout, config.lifetime)
+}
