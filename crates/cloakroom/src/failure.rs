@@ -39,7 +39,7 @@ impl<'a> StoreFailure<'a> {
         self.kind
     }
 
-    /// The store's error, or a [`StoreTimedOut`] when the layer stopped waiting; downcast it
+    /// The store's error, or a [`StoreTimedOut`](crate::StoreTimedOut) when the layer stopped waiting; downcast it
     /// for details.
     pub fn error(&self) -> &'a (dyn StdError + Send + Sync + 'static) {
         self.error

@@ -68,7 +68,7 @@ pub const DEFAULT_STORE_TIMEOUT: Duration = Duration::from_secs(10);
 /// its largest header. The browser's cookie and the store's record therefore expire together,
 /// at most one interval before a refresh on every request would have put them.
 ///
-/// When the store fails, the client gets the [`OnStoreError`] response (503 by default)
+/// When the store fails, the client gets the [`OnStoreError`](crate::OnStoreError) response (503 by default)
 /// instead of the handler's, with a `tracing` error event; a failed load never runs the
 /// handler with an empty session, and a failed save never sends a cookie.
 pub struct SessionLayer<St, H = FailureStatus> {
@@ -136,7 +136,7 @@ impl<St, H> SessionLayer<St, H> {
     /// How long a session lives without requests ([`DEFAULT_IDLE_TIMEOUT`], 7 days, unless
     /// set). Every request restarts it (at the granularity of the
     /// [`refresh_interval`](Self::refresh_interval)), and the cookie's `Max-Age` follows it. A
-    /// handler can give one session its own with [`Session::set_idle_timeout`].
+    /// handler can give one session its own with [`Session::set_idle_timeout`](crate::Session::set_idle_timeout).
     pub fn idle_timeout(mut self, idle_timeout: Duration) -> Self {
         Arc::make_mut(&mut self.config).idle_timeout = idle_timeout.min(FOREVER);
         self
@@ -182,9 +182,9 @@ impl<St, H> SessionLayer<St, H> {
     /// default: a handler that failed half-way should not leave half its changes behind. Such
     /// a response re-sends no cookie either, and a refresh that was due is left to the next
     /// request unless the load already made it (it rides on the update when the store had the
-    /// session at hand). A [`Session::destroy`] is never dropped: a logout handler that fails
+    /// session at hand). A [`Session::destroy`](crate::Session::destroy) is never dropped: a logout handler that fails
     /// after it still logs the user out (the session is deleted and the cookie cleared). A
-    /// [`Session::regenerate_id`] is dropped with the changes: the login it belongs to failed.
+    /// [`Session::regenerate_id`](crate::Session::regenerate_id) is dropped with the changes: the login it belongs to failed.
     pub fn save_on_server_error(mut self, save: bool) -> Self {
         Arc::make_mut(&mut self.config).save_on_server_error = save;
         self

@@ -25,14 +25,23 @@
 //! # Ok(()) }
 //! ```
 //!
-//! What the layer guarantees, and how: see the crate's `DESIGN.md`. In short:
+//! What the layer guarantees, in short (each is a test; the repository's `ARCHITECTURE.md` says
+//! where each lives):
 //!
 //! - a missing, forged, truncated or unknown cookie is a fresh empty session, never an error
 //!   and never someone else's data; ids are 192 random bits and are never chosen by a client;
 //! - only the keys a request changed are written, so concurrent requests of one session do not
 //!   lose each other's writes; a destroyed session is never brought back by a late write;
-//! - every request refreshes the idle expiry in the same store round trip as the load;
-//! - a store failure is an error response (503 by default), never an empty session.
+//! - a session in use stays alive: once its cookie is older than the
+//!   [`refresh_interval`](SessionLayer::refresh_interval), a request refreshes the expiry with
+//!   a store call it makes anyway (the load, or the update after the handler);
+//! - a store failure is an error response (503 or 500, see [`FailureStatus`]), never an empty
+//!   session, and no request waits on the store longer than the
+//!   [`store_timeout`](SessionLayer::store_timeout).
+//!
+//! What a store must promise is written once, in [`store::SessionStore`]; the
+//! `cloakroom-testkit` crate checks it (`conformance`) and what an attacker can try through
+//! the layer (`security`) against any store.
 //!
 //! # Features
 //!
