@@ -11,9 +11,13 @@
 use std::time::Duration;
 
 use axum::Router;
+use axum::body::Body;
 use axum::routing::get;
 use cloakroom::{MemoryStore, SessionCookie, SessionLayer};
 use cloakroom_redis::RedisStore;
+use http::Request;
+use http::header::{COOKIE, SET_COOKIE};
+use tower::ServiceExt as _;
 
 /// Which session library an app uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -53,6 +57,35 @@ impl Flavor {
     pub fn parse(name: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|flavor| flavor.name() == name)
     }
+}
+
+/// `app` as `axum::serve` runs it: its handlers turned into services once. A bare `Router`
+/// called as a service does that (and builds every layer's service) on each request.
+pub fn serving(app: Router) -> Router {
+    app.with_state(())
+}
+
+/// Sends `GET path` with `cookie` to `app` in process and returns the `name=value` of the
+/// response's cookie.
+pub async fn call(app: &Router, path: &str, cookie: Option<&str>) -> Option<String> {
+    let mut request = Request::builder().uri(path);
+    if let Some(cookie) = cookie {
+        request = request.header(COOKIE, cookie);
+    }
+    let request = request
+        .body(Body::empty())
+        .unwrap_or_else(|error| panic!("{error}"));
+    let response = app
+        .clone()
+        .oneshot(request)
+        .await
+        .unwrap_or_else(|never| match never {});
+    response
+        .headers()
+        .get(SET_COOKIE)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split(';').next())
+        .map(str::to_owned)
 }
 
 /// The idle timeout every app uses.

@@ -10,48 +10,15 @@
 use std::hint::black_box;
 use std::time::Duration;
 
-use axum::Router;
-use axum::body::Body;
 use cloakroom::{SessionCookie, SessionId};
-use cloakroom_bench::{Flavor, app};
+use cloakroom_bench::{Flavor, app, call, serving};
 use criterion::{Criterion, criterion_group, criterion_main};
-use http::Request;
-use http::header::{COOKIE, SET_COOKIE};
-use tower::ServiceExt;
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap_or_else(|error| panic!("runtime: {error}"))
-}
-
-/// `app` as `axum::serve` runs it: its handlers turned into services once. A bare `Router`
-/// called as a service does that (and builds every layer's service) on each request.
-fn serving(app: Router) -> Router {
-    app.with_state(())
-}
-
-/// Sends `GET path` with `cookie` and returns the `name=value` of the response's cookie.
-async fn call(app: &Router, path: &str, cookie: Option<&str>) -> Option<String> {
-    let mut request = Request::builder().uri(path);
-    if let Some(cookie) = cookie {
-        request = request.header(COOKIE, cookie);
-    }
-    let request = request
-        .body(Body::empty())
-        .unwrap_or_else(|error| panic!("{error}"));
-    let response = app
-        .clone()
-        .oneshot(request)
-        .await
-        .unwrap_or_else(|never| match never {});
-    response
-        .headers()
-        .get(SET_COOKIE)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.split(';').next())
-        .map(str::to_owned)
 }
 
 fn layer(c: &mut Criterion) {

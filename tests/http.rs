@@ -450,53 +450,44 @@ async fn a_store_failure_is_a_503_and_recovers_without_losing_data() {
 }
 
 /// A request to a hung store ends with a 503 after the layer's store timeout, whichever call
-/// hangs, instead of holding the client (and the server's connection) for as long as the store.
+/// hangs, instead of holding the client (and the server's connection) for as long as the store;
+/// the failure names the call that hung, a regenerate's delete included.
 #[tokio::test]
 async fn a_hung_store_is_given_up_on_after_the_store_timeout() {
     let store = Instrumented::new(MemoryStore::new()).always_waiting();
     let timeout = Duration::from_millis(300);
-    let server = serve(layer(cookie(), store.clone()).store_timeout(timeout)).await;
+    let layer = layer(cookie(), store.clone())
+        .store_timeout(timeout)
+        .on_store_error(|failure: &StoreFailure<'_>| {
+            let timed_out = failure.error().downcast_ref::<StoreTimedOut>();
+            let told = timed_out.map(|t| (t.operation().to_string(), t.after()));
+            let mut response = format!("{told:?}").into_response();
+            *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+            response
+        });
+    let server = TestServer::start(routes().layer(layer)).await;
     let browser = server.browser();
     assert_eq!(browser.post_form("/login", "").await.body, "logged in");
     let logged_in = browser.cookie(NAME).unwrap_or_default();
     let hung = Duration::MAX;
+    let reads = Delays {
+        reads: hung,
+        ..Delays::default()
+    };
+    let writes = Delays {
+        writes: hung,
+        ..Delays::default()
+    };
+    let deletes = Delays {
+        deletes: hung,
+        ..Delays::default()
+    };
     for (delays, method, path, call) in [
-        (
-            Delays {
-                reads: hung,
-                ..Delays::default()
-            },
-            "GET",
-            "/whoami",
-            "load",
-        ),
-        (
-            Delays {
-                writes: hung,
-                ..Delays::default()
-            },
-            "GET",
-            "/count",
-            "update",
-        ),
-        (
-            Delays {
-                writes: hung,
-                ..Delays::default()
-            },
-            "POST",
-            "/login",
-            "create",
-        ),
-        (
-            Delays {
-                writes: hung,
-                ..Delays::default()
-            },
-            "POST",
-            "/logout",
-            "delete",
-        ),
+        (reads, "GET", "/whoami", "read"),
+        (writes, "GET", "/count", "update"),
+        (writes, "POST", "/login", "create"),
+        (deletes, "POST", "/login", "delete"),
+        (deletes, "POST", "/logout", "delete"),
     ] {
         store.set_delay(delays);
         let request = async {
@@ -510,11 +501,13 @@ async fn a_hung_store_is_given_up_on_after_the_store_timeout() {
             panic!("{method} {path}: the layer waited for a hung {call}");
         };
         assert_eq!(
-            response.status,
-            StatusCode::SERVICE_UNAVAILABLE,
+            (response.status, response.body.as_str()),
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("{:?}", Some((call, timeout))).as_str()
+            ),
             "{method} {path}: a hung {call}"
         );
-        assert_eq!(response.header("retry-after").as_deref(), Some("1"));
         assert!(response.set_cookies().is_empty(), "{method} {path}");
         store.set_delay(Delays::default());
         assert_eq!(
@@ -528,7 +521,7 @@ async fn a_hung_store_is_given_up_on_after_the_store_timeout() {
     // A logout slower than the timeout answers 503, and still happens: the old cookie names
     // no session once the delete has landed.
     store.set_delay(Delays {
-        writes: timeout * 2,
+        deletes: timeout * 2,
         ..Delays::default()
     });
     let response = browser.post_form("/logout", "").await;
@@ -542,26 +535,76 @@ async fn a_hung_store_is_given_up_on_after_the_store_timeout() {
         "anonymous",
         "a logout that timed out was abandoned half-way"
     );
+}
 
-    // The hook is told it was the layer that gave up, and on which call.
-    let hooked = layer(cookie(), store.clone())
-        .store_timeout(timeout)
-        .on_store_error(|failure: &StoreFailure<'_>| {
-            let timed_out = failure.error().downcast_ref::<StoreTimedOut>();
-            let told = timed_out.map(|t| (t.operation().to_string(), t.after()));
-            let mut response = format!("{told:?}").into_response();
-            *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
-            response
-        });
-    let server = TestServer::start(routes().layer(hooked)).await;
+/// The default response to a store that does not answer: a 503 that says when to retry.
+#[tokio::test]
+async fn a_timed_out_store_call_is_a_503_with_retry_after() {
+    let store = Instrumented::new(MemoryStore::new()).always_waiting();
+    let server =
+        serve(layer(cookie(), store.clone()).store_timeout(Duration::from_millis(100))).await;
     let browser = server.browser();
     browser.get("/count").await;
     store.set_delay(Delays {
-        reads: hung,
+        reads: Duration::MAX,
         ..Delays::default()
     });
-    let told = browser.get("/peek").await.body;
-    assert_eq!(told, format!("{:?}", Some(("read", timeout))));
+    let response = browser.get("/peek").await;
+    assert_eq!(response.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(response.header("retry-after").as_deref(), Some("1"));
+}
+
+/// Logouts to a store that never answers each give up after the timeout, and the calls they
+/// leave behind stay bounded: no more than the layer's 1,024 background writes wait on the
+/// store, however many clients retry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timed_out_logouts_leave_a_bounded_number_of_calls_behind() {
+    use tower::ServiceExt as _;
+    let store = Instrumented::new(MemoryStore::new()).always_waiting();
+    let app =
+        routes().layer(layer(cookie(), store.clone()).store_timeout(Duration::from_millis(200)));
+    let send = |cookie: Option<String>, path: &'static str| {
+        let app = app.clone();
+        async move {
+            let mut request = http::Request::post(path);
+            if let Some(cookie) = cookie {
+                request = request.header(header::COOKIE, cookie);
+            }
+            let request = request
+                .body(axum::body::Body::empty())
+                .unwrap_or_else(|e| panic!("{e}"));
+            app.oneshot(request)
+                .await
+                .unwrap_or_else(|never| match never {})
+        }
+    };
+    let login = send(None, "/login").await;
+    let set_cookie = login
+        .headers()
+        .get(header::SET_COOKIE)
+        .and_then(|v| v.to_str().ok());
+    let cookie = set_cookie
+        .and_then(|c| c.split(';').next())
+        .map(str::to_owned);
+    store.set_delay(Delays {
+        deletes: Duration::MAX,
+        ..Delays::default()
+    });
+    let logouts: Vec<_> = (0..1_100)
+        .map(|_| tokio::spawn(send(cookie.clone(), "/logout")))
+        .collect();
+    for logout in logouts {
+        let status = logout.await.map(|response| response.status()).ok();
+        assert_eq!(status, Some(StatusCode::SERVICE_UNAVAILABLE));
+    }
+    let waiting = store
+        .calls
+        .waiting
+        .load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        (1..=1_024).contains(&waiting),
+        "{waiting} deletes still wait on the store"
+    );
 }
 
 #[tokio::test]

@@ -10,7 +10,7 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use cloakroom::MemoryStore;
 use cloakroom_tests::app::{NAME, cookie, layer, serve};
-use cloakroom_tests::{Browser, TestServer};
+use cloakroom_tests::{Browser, Delays, Instrumented, TestServer};
 
 /// Everything logged, by every thread, since the test began.
 #[derive(Clone, Default)]
@@ -180,4 +180,42 @@ async fn no_session_id_reaches_a_log_on_any_error_of_any_store() {
                 .join("\n")
         );
     }
+}
+
+/// A logout whose delete fails after the response gave up on it (the timeout passed, the
+/// client got a 503) is not lost silently: the background task logs the failure, still
+/// without the id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_logout_that_fails_after_the_timeout_is_logged() {
+    let captured = captured();
+    let store = Instrumented::new(MemoryStore::new()).always_waiting();
+    let timeout = Duration::from_millis(100);
+    let server = serve(layer(cookie(), store.clone()).store_timeout(timeout)).await;
+    let (browser, id) = logged_in(&server).await;
+    store.set_delay(Delays {
+        deletes: timeout * 3,
+        ..Delays::default()
+    });
+    // The store goes down while the delete waits: it fails once it goes on.
+    let outage = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(timeout / 2).await;
+            store.set_down(true);
+        })
+    };
+    let response = browser.post_form("/logout", "").await;
+    let _ = outage.await;
+    assert_eq!(response.status, StatusCode::SERVICE_UNAVAILABLE);
+    tokio::time::sleep(timeout * 5).await;
+    let logs = captured.text();
+    let late: Vec<&str> = logs
+        .lines()
+        .filter(|line| line.contains("after the response had given up"))
+        .collect();
+    assert!(
+        late.iter().any(|line| line.contains("operation=delete")),
+        "the late failure was not logged:\n{logs}"
+    );
+    assert!(!logs.contains(id.as_str()), "a session id reached the log");
 }

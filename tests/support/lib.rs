@@ -298,6 +298,8 @@ pub struct Calls {
     pub last_update_keys: Mutex<Vec<String>>,
     /// Whether the last `update` asked for the expiry to be refreshed.
     pub last_update_touch: AtomicBool,
+    /// Calls waiting out their delay right now.
+    pub waiting: AtomicUsize,
 }
 
 /// How many calls of each kind a store saw.
@@ -325,6 +327,22 @@ impl Calls {
             update: self.update.load(Ordering::SeqCst),
             delete: self.delete.load(Ordering::SeqCst),
         }
+    }
+}
+
+/// Counts a call in [`Calls::waiting`] while it lives.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn new(gauge: &'a AtomicUsize) -> Self {
+        gauge.fetch_add(1, Ordering::SeqCst);
+        Self(gauge)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -367,8 +385,10 @@ pub struct Instrumented<St> {
 pub struct Delays {
     /// Before `load` and `read` (the ones that wait: `read_now` never does).
     pub reads: Duration,
-    /// Before `create`, `update` and `delete`.
+    /// Before `create` and `update`.
     pub writes: Duration,
+    /// Before `delete`.
+    pub deletes: Duration,
 }
 
 impl<St> Instrumented<St> {
@@ -403,14 +423,20 @@ impl<St> Instrumented<St> {
         }
     }
 
-    /// Waits the delay for reads (`true`) or writes, then counts the call.
-    async fn enter<E>(&self, read: bool, counter: &AtomicUsize) -> Result<(), TestStoreError<E>> {
-        let delays = self.delays.lock().map(|d| *d).unwrap_or_default();
-        let delay = if read { delays.reads } else { delays.writes };
-        if delay == Duration::MAX {
-            std::future::pending::<()>().await;
-        } else if !delay.is_zero() {
-            tokio::time::sleep(delay).await;
+    /// Waits the delay `pick` chooses, then counts the call.
+    async fn enter<E>(
+        &self,
+        pick: fn(&Delays) -> Duration,
+        counter: &AtomicUsize,
+    ) -> Result<(), TestStoreError<E>> {
+        let delay = pick(&self.delays.lock().map(|d| *d).unwrap_or_default());
+        if !delay.is_zero() {
+            let _waiting = Waiting::new(&self.calls.waiting);
+            if delay == Duration::MAX {
+                std::future::pending::<()>().await;
+            } else {
+                tokio::time::sleep(delay).await;
+            }
         }
         self.check(counter)
     }
@@ -429,12 +455,12 @@ impl<St: SessionStore> SessionStore for Instrumented<St> {
     type Error = TestStoreError<St::Error>;
 
     async fn load(&self, id: &SessionId) -> Result<Option<Record>, Self::Error> {
-        self.enter(true, &self.calls.load).await?;
+        self.enter(|d| d.reads, &self.calls.load).await?;
         self.inner.load(id).await.map_err(TestStoreError::Inner)
     }
 
     async fn read(&self, id: &SessionId) -> Result<Option<Record>, Self::Error> {
-        self.enter(true, &self.calls.read).await?;
+        self.enter(|d| d.reads, &self.calls.read).await?;
         self.inner.read(id).await.map_err(TestStoreError::Inner)
     }
 
@@ -451,7 +477,7 @@ impl<St: SessionStore> SessionStore for Instrumented<St> {
     }
 
     async fn create(&self, record: &Record) -> Result<SessionId, Self::Error> {
-        self.enter(false, &self.calls.create).await?;
+        self.enter(|d| d.writes, &self.calls.create).await?;
         self.inner
             .create(record)
             .await
@@ -459,7 +485,7 @@ impl<St: SessionStore> SessionStore for Instrumented<St> {
     }
 
     async fn update(&self, id: &SessionId, changes: &Changes) -> Result<Update, Self::Error> {
-        self.enter(false, &self.calls.update).await?;
+        self.enter(|d| d.writes, &self.calls.update).await?;
         if let Ok(mut keys) = self.calls.last_update_keys.lock() {
             *keys = changes.entries.iter().map(|(key, _)| key.clone()).collect();
         }
@@ -473,7 +499,7 @@ impl<St: SessionStore> SessionStore for Instrumented<St> {
     }
 
     async fn delete(&self, id: &SessionId) -> Result<(), Self::Error> {
-        self.enter(false, &self.calls.delete).await?;
+        self.enter(|d| d.deletes, &self.calls.delete).await?;
         self.inner.delete(id).await.map_err(TestStoreError::Inner)
     }
 }

@@ -395,11 +395,12 @@ fn every_create_update_and_delete_syncs_the_directory_before_it_returns() {
     let exe = std::env::current_exe().unwrap_or_else(|error| panic!("{error}"));
     let name = "every_create_update_and_delete_syncs_the_directory_before_it_returns";
     let status = std::process::Command::new("strace")
-        .args(["-f", "-qq", "-o"])
+        // -y: every file descriptor printed with its path, so an fsync names what it syncs.
+        .args(["-f", "-qq", "-y", "-o"])
         .arg(&log)
         .args([
             "-e",
-            "trace=openat,fsync,link,linkat,rename,renameat,renameat2,unlink,unlinkat",
+            "trace=fsync,link,linkat,rename,renameat,renameat2,unlink,unlinkat",
         ])
         .arg(&exe)
         .args([name, "--exact", "--test-threads=1", "--quiet"])
@@ -411,9 +412,8 @@ fn every_create_update_and_delete_syncs_the_directory_before_it_returns() {
         Err(error) => panic!("cannot run strace ({error}): install the Debian package strace"),
     }
     let log = std::fs::read_to_string(&log).unwrap_or_else(|error| panic!("{error}"));
-    let dir_quoted = format!("\"{}\"", sessions.display());
+    let dir_synced = format!("<{}>)", sessions.display());
     let mut unsynced: Option<String> = None;
-    let mut dir_fds = Vec::new();
     let mut changed = Vec::new();
     for line in log.lines() {
         let call = line
@@ -426,25 +426,16 @@ fn every_create_update_and_delete_syncs_the_directory_before_it_returns() {
             .and_then(|(before, _)| before.rsplit_once('"'))
             .map_or("", |(_, path)| path);
         let names_session = last_path.ends_with(".json") && !last_path.contains("/.tmp-");
-        if ok && !call.starts_with("openat") && !call.starts_with("fsync") && names_session {
+        if ok && call.starts_with("fsync(") {
+            if call.contains(&dir_synced) {
+                unsynced = None;
+            }
+        } else if ok && names_session {
             // The session file's name appeared, was replaced or went away.
             if let Some(previous) = unsynced.replace(call.to_owned()) {
                 panic!("no directory fsync after {previous}");
             }
             changed.push(call.to_owned());
-        } else if call.starts_with("openat(AT_FDCWD, ") && call.contains(&dir_quoted) {
-            let fd = call
-                .rsplit("= ")
-                .next()
-                .unwrap_or_default()
-                .trim()
-                .to_owned();
-            dir_fds.push(fd);
-        } else if let Some(fd) = call.strip_prefix("fsync(") {
-            let fd = fd.split(')').next().unwrap_or_default();
-            if ok && dir_fds.iter().any(|dir_fd| dir_fd == fd) {
-                unsynced = None;
-            }
         }
     }
     assert_eq!(unsynced, None, "no directory fsync after the last change");

@@ -180,11 +180,19 @@ async fn an_update_that_keeps_losing_its_compare_and_swap_ends_in_bounded_time()
     proxy.delay(timeout * 3 / 10);
     let mine = change("slow", 1);
     let update = slow.update(&id, &mine);
+    let began = std::time::Instant::now();
     let outcome = tokio::time::timeout(Duration::from_secs(20), update).await;
+    let took = began.elapsed();
     rival.abort();
+    // The bound: ten call timeouts (1 s here), then at most the round under way (two calls).
+    let bound = timeout * 10 + timeout * 2;
     match outcome {
         Ok(Err(MemcacheStoreError::Contention { attempts, .. })) => {
-            assert!(attempts > 1, "gave up after {attempts} attempts")
+            assert!(attempts > 1, "gave up after {attempts} attempts");
+            assert!(
+                took < bound * 2,
+                "gave up after {took:?}, more than twice the bound of {bound:?}"
+            );
         }
         Ok(other) => panic!("expected contention, got {other:?}"),
         Err(_) => panic!("an update losing every CAS was still trying after 20 s"),

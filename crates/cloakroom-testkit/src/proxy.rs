@@ -14,7 +14,8 @@ use crate::server::ServerError;
 /// Forwards connections from a free loopback port to `127.0.0.1:<target>`. While
 /// [frozen](Self::freeze), nothing crosses in either direction and nothing is closed: what
 /// was sent waits, as packets do behind a partition, and arrives on [`thaw`](Self::thaw).
-/// With a [`delay`](Self::delay), everything crosses that much later, as over a slow link.
+/// With a [`delay`](Self::delay), each chunk read is held that long before it is forwarded, in
+/// order (chunks sent back to back queue behind each other, as on a slow link).
 /// Dropping the proxy closes every connection.
 ///
 /// ```no_run
@@ -93,8 +94,8 @@ impl Proxy {
         self.frozen.send_replace(false);
     }
 
-    /// Holds everything that crosses from now on for `delay`, in each direction
-    /// ([`Duration::ZERO`] to stop).
+    /// Holds each chunk that crosses from now on for `delay` before forwarding it, in each
+    /// direction ([`Duration::ZERO`] to stop).
     pub fn delay(&self, delay: Duration) {
         *self.delay.lock().unwrap_or_else(PoisonError::into_inner) = delay;
     }

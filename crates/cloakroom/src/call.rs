@@ -96,11 +96,12 @@ impl<E: StoreError> CallError<E> {
     }
 }
 
-/// Runs a store call for `operation`, giving up after `limit`. Without a Tokio runtime there
-/// is no timer to keep the limit, and the call runs as long as it takes.
+/// Runs a store call, giving up after `limit`; `operation` names the call under way when the
+/// limit passes. Without a Tokio runtime there is no timer to keep the limit, and the call runs
+/// as long as it takes.
 pub(crate) async fn within<T, E, F>(
     limit: Option<Duration>,
-    operation: StoreOperation,
+    operation: impl FnOnce() -> StoreOperation,
     call: F,
 ) -> Result<T, CallError<E>>
 where
@@ -110,7 +111,7 @@ where
         Some(limit) if tokio::runtime::Handle::try_current().is_ok() => {
             match tokio::time::timeout(limit, call).await {
                 Ok(result) => result,
-                Err(_) => Err(CallError::TimedOut(StoreTimedOut::new(operation, limit))),
+                Err(_) => Err(CallError::TimedOut(StoreTimedOut::new(operation(), limit))),
             }
         }
         _ => call.await,

@@ -143,7 +143,7 @@ where
                     let shared = &this.request.shared;
                     let outcome = this.request.outcome(&response);
                     let limit = shared.config.store_timeout;
-                    match save::start(outcome, &shared.store, limit) {
+                    match save::start(outcome, &shared.store, limit, &shared.detached) {
                         Saved::Now(set_cookie) => {
                             return Poll::Ready(Ok(this.request.finish(response, &set_cookie)));
                         }

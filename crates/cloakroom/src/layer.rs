@@ -7,12 +7,14 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use tokio::sync::Semaphore;
 use tower_layer::Layer;
 
 use crate::cookie::SessionCookie;
 use crate::error::ConfigError;
 use crate::failure::FailureStatus;
-use crate::service::SessionService;
+use crate::save::MAX_DETACHED;
+use crate::service::{SessionService, Shared};
 use crate::signer::CookieSigner;
 use crate::store::{FOREVER, SessionStore};
 
@@ -75,6 +77,7 @@ pub struct SessionLayer<St, H = FailureStatus> {
     store: Arc<St>,
     config: Arc<Config>,
     on_store_error: H,
+    detached: Arc<Semaphore>,
 }
 
 /// The layer's settings, shared by every request.
@@ -128,6 +131,7 @@ impl<St: SessionStore> SessionLayer<St> {
             store: Arc::new(store),
             config: Arc::new(Config::new(cookie.into_signer()?)),
             on_store_error: FailureStatus,
+            detached: Arc::new(Semaphore::new(MAX_DETACHED)),
         })
     }
 }
@@ -195,14 +199,24 @@ impl<St, H> SessionLayer<St, H> {
     /// the store takes). When it passes, the client gets the store-error response (a 503 by
     /// default, the failure a [`StoreTimedOut`](crate::StoreTimedOut)) and nothing is assumed
     /// of the call: a write in flight may still land. A logout or a regenerate runs on to
-    /// the end regardless, so the old id is gone even when the response said otherwise.
+    /// the end as a task of its own, so the old id is gone once its delete succeeds even when
+    /// the response said otherwise; if it fails after the response gave up, the task logs
+    /// the failure. At most 1,024 such tasks of one layer wait on the store at once; past
+    /// that, logouts and regenerates run in place, so a store that never answers cannot pile
+    /// them up.
     ///
-    /// The stores of this workspace bound each call themselves, more tightly by default (the
-    /// Redis command timeout, memcached's call timeout, the file store's lock timeout); this
-    /// is the bound for a store that has none, or that waits past its own. The timer is
-    /// Tokio's: in a Tokio runtime it must be built with its time driver (as `#[tokio::main]`
-    /// and `#[tokio::test]` build it, and `enable_all` or `enable_time` do); outside a Tokio
-    /// runtime no timeout applies.
+    /// The stores of this workspace bound their own calls too (the Redis command timeout,
+    /// memcached's call timeout, the file store's lock timeout), some more loosely than this
+    /// (a memcached update losing compare-and-swap rounds gives up after ten call timeouts);
+    /// this is the outer bound, and the one for a store that has none. It interrupts a store
+    /// call at an `.await`: a store that blocks the thread cannot be cut short.
+    ///
+    /// # Panics
+    ///
+    /// The timer is Tokio's. In a Tokio runtime built without its time driver (a `Builder`
+    /// without `enable_time` or `enable_all`; `#[tokio::main]` and `#[tokio::test]` have it)
+    /// the first request that waits on the store panics: turn the timeout off there with
+    /// `store_timeout(None)`. Outside a Tokio runtime no timeout applies.
     ///
     /// ```
     /// use std::time::Duration;
@@ -225,6 +239,7 @@ impl<St, H> SessionLayer<St, H> {
             store: self.store,
             config: self.config,
             on_store_error,
+            detached: self.detached,
         }
     }
 }
@@ -235,6 +250,7 @@ impl<St, H: Clone> Clone for SessionLayer<St, H> {
             store: Arc::clone(&self.store),
             config: Arc::clone(&self.config),
             on_store_error: self.on_store_error.clone(),
+            detached: Arc::clone(&self.detached),
         }
     }
 }
@@ -253,11 +269,12 @@ impl<S, St, H: Clone> Layer<S> for SessionLayer<St, H> {
     type Service = SessionService<S, St, H>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        SessionService::new(
-            inner,
-            Arc::clone(&self.store),
-            Arc::clone(&self.config),
-            self.on_store_error.clone(),
-        )
+        let shared = Shared {
+            store: Arc::clone(&self.store),
+            config: Arc::clone(&self.config),
+            on_store_error: self.on_store_error.clone(),
+            detached: Arc::clone(&self.detached),
+        };
+        SessionService::new(inner, shared)
     }
 }

@@ -2,14 +2,21 @@
 //! store timeout, ending in what the response does to the cookie.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use tokio::sync::Semaphore;
 use tracing::Instrument as _;
 
 use crate::SessionId;
 use crate::call::{BoxFuture, CallError, StoreOperation, boxed, span, within};
 use crate::plan::{Outcome, SetCookie};
 use crate::store::{SessionStore, Update};
+
+/// How many logouts and regenerates of one layer may run as tasks of their own at once. Past
+/// it (a store that hangs, and clients that retry), they run in place: a store that does not
+/// answer cannot make the layer hold an unbounded number of calls.
+pub(crate) const MAX_DETACHED: usize = 1024;
 
 /// An outcome set in motion.
 pub(crate) enum Saved<E> {
@@ -19,18 +26,21 @@ pub(crate) enum Saved<E> {
     Later(BoxFuture<Result<SetCookie, CallError<E>>>),
 }
 
-/// Starts the store call `outcome` asks for. A logout, and a regenerate (whose create and
-/// delete are two calls), run as a task of their own: a client that goes away mid-save drops
-/// the response future, and must not leave the session reachable under its old id; the
-/// timeout is on the wait for the task, which runs on to the end. Other writes run in place (a
-/// cut one leaves the store as it was, or applied, either of which is a state the session may
-/// be in).
+/// Starts the store call `outcome` asks for.
+///
+/// A logout, and a regenerate (whose create and delete are two calls), run as a task of their
+/// own: a client that goes away mid-save drops the response future, and must not leave the
+/// session reachable under its old id. The timeout is on the wait for the task, which runs on
+/// to the end and logs a failure no response reported. Other writes run in place (a cut one
+/// leaves the store as it was, or applied, either of which is a state the session may be in),
+/// and so do detached ones past [`MAX_DETACHED`].
 pub(crate) fn start<St: SessionStore>(
     outcome: Outcome,
     store: &Arc<St>,
     limit: Option<Duration>,
+    detached: &Arc<Semaphore>,
 ) -> Saved<St::Error> {
-    let (operation, span, detach) = match &outcome {
+    let (first, span, detach) = match &outcome {
         Outcome::Nothing | Outcome::Clear | Outcome::Resend { .. } => {
             return Saved::Now(outcome.cookie(None));
         }
@@ -52,15 +62,45 @@ pub(crate) fn start<St: SessionStore>(
             true,
         ),
     };
-    let store = Arc::clone(store);
-    let save = async move {
-        let saved_as = call(store.as_ref(), &outcome).await?;
-        Ok(outcome.cookie(saved_as))
+    let step = Step::default();
+    let operation = {
+        let step = step.clone();
+        move || step.operation(first)
     };
-    match tokio::runtime::Handle::try_current() {
-        Ok(runtime) if detach => {
-            let task = runtime.spawn(save.instrument(span));
+    let store = Arc::clone(store);
+    let save = {
+        let step = step.clone();
+        async move {
+            let saved_as = call(store.as_ref(), &outcome, &step).await?;
+            Ok(outcome.cookie(saved_as))
+        }
+    };
+    let runtime = tokio::runtime::Handle::try_current();
+    let permit = detached.clone().try_acquire_owned();
+    match (runtime, permit) {
+        (Ok(runtime), Ok(permit)) if detach => {
+            let waited = Arc::new(AtomicBool::new(true));
+            let task = runtime.spawn({
+                let waited = Arc::clone(&waited);
+                async move {
+                    let _permit = permit;
+                    let saved: Result<SetCookie, CallError<St::Error>> = save.await;
+                    if let Err(error) = &saved {
+                        if !waited.load(Ordering::Acquire) {
+                            let failure = error.failure();
+                            let (operation, error) = (failure.operation(), failure.error());
+                            tracing::error!(
+                                %operation, %error, store = std::any::type_name::<St>(),
+                                "session store failed after the response had given up on it"
+                            );
+                        }
+                    }
+                    saved
+                }
+                .instrument(span)
+            });
             Saved::Later(Box::pin(within(limit, operation, async move {
+                let _waiting = Waiting(waited);
                 match task.await {
                     Ok(saved) => saved,
                     Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
@@ -73,11 +113,36 @@ pub(crate) fn start<St: SessionStore>(
     }
 }
 
+/// Marks, when dropped, that no response waits for a detached save any longer.
+struct Waiting(Arc<AtomicBool>);
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
+
+/// Which call of a save is under way, for a timeout to name: the first, or a regenerate's
+/// delete of the old id.
+#[derive(Clone, Default)]
+struct Step(Arc<AtomicBool>);
+
+impl Step {
+    fn operation(&self, first: StoreOperation) -> StoreOperation {
+        if self.0.load(Ordering::Acquire) {
+            StoreOperation::Delete
+        } else {
+            first
+        }
+    }
+}
+
 /// Makes the store call of `outcome`; returns the id the session goes by afterwards (`None`
 /// when it is gone, or was deleted).
 async fn call<St: SessionStore>(
     store: &St,
     outcome: &Outcome,
+    step: &Step,
 ) -> Result<Option<SessionId>, CallError<St::Error>> {
     let failed = |operation| move |error| CallError::Store(operation, error);
     match outcome {
@@ -100,6 +165,7 @@ async fn call<St: SessionStore>(
                 .await
                 .map_err(failed(StoreOperation::Create))?;
             if let Some(old) = old {
+                step.0.store(true, Ordering::Release);
                 store
                     .delete(old)
                     .instrument(span(StoreOperation::Delete, Some(old)))

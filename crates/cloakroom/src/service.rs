@@ -7,6 +7,7 @@ use std::task::{Context, Poll};
 use std::time::SystemTime;
 
 use http::{HeaderMap, Request, Response};
+use tokio::sync::Semaphore;
 use tower_service::Service;
 
 use crate::call::{CallError, StoreOperation, boxed, span, within};
@@ -29,17 +30,15 @@ pub(crate) struct Shared<St, H> {
     pub(crate) store: Arc<St>,
     pub(crate) config: Arc<Config>,
     pub(crate) on_store_error: H,
+    /// Permits for logouts and regenerates that run as tasks, shared by the layer's services.
+    pub(crate) detached: Arc<Semaphore>,
 }
 
 impl<S, St, H> SessionService<S, St, H> {
-    pub(crate) fn new(inner: S, store: Arc<St>, config: Arc<Config>, on_store_error: H) -> Self {
+    pub(crate) fn new(inner: S, shared: Shared<St, H>) -> Self {
         Self {
             inner,
-            shared: Arc::new(Shared {
-                store,
-                config,
-                on_store_error,
-            }),
+            shared: Arc::new(shared),
         }
     }
 }
@@ -115,7 +114,7 @@ where
                         };
                         let limit = config.store_timeout;
                         let span = span(operation, Some(&id));
-                        Start::Load(boxed(within(limit, operation, call), span), id)
+                        Start::Load(boxed(within(limit, move || operation, call), span), id)
                     }
                 }
             }
