@@ -561,7 +561,8 @@ fn close(a: SystemTime, b: SystemTime) -> bool {
     difference.is_ok_and(|d| d <= Duration::from_secs(1))
 }
 
-fn ensure(
+/// `Err(Violation)` for `promise` unless `holds`.
+pub(crate) fn ensure(
     holds: bool,
     promise: &'static str,
     detail: impl FnOnce() -> String,

@@ -15,6 +15,7 @@ use self::app::{
     Answer, Browser, FOREIGN_SECRET, NAME, OLD_SECRET, SECRET, Served, Shared, max_age, serve,
 };
 use crate::Violation;
+use crate::conformance::ensure;
 
 const FORGED: &str =
     "a forged, truncated or altered cookie gets a fresh session, and the cookie is cleared";
@@ -57,22 +58,6 @@ pub async fn security<St: SessionStore>(store: St) -> Result<(), Violation> {
     issued_ids_are_distinct_long_and_base64url(&store).await?;
     hostile_cookie_headers(&store).await?;
     a_forever_idle_timeout_keeps_the_user_logged_in(&store).await
-}
-
-/// `Err(Violation)` for `promise` unless `holds`.
-fn ensure(
-    holds: bool,
-    promise: &'static str,
-    detail: impl FnOnce() -> String,
-) -> Result<(), Violation> {
-    if holds {
-        Ok(())
-    } else {
-        Err(Violation {
-            promise,
-            detail: detail(),
-        })
-    }
 }
 
 /// The suite's cookie: its name and newest secret, `Secure` off (nothing here is HTTPS).
