@@ -152,7 +152,7 @@ pub(crate) fn decide(config: &Config, facts: &Facts<'_>) -> Outcome {
         };
     }
     let idle = state.idle_timeout.unwrap_or(state.record.idle_timeout);
-    let grant = Grant {
+    let grant = || Grant {
         max_age: state.record.deadline.map_or(idle, |deadline| {
             deadline.duration_since(now).unwrap_or_default().min(idle)
         }),
@@ -166,11 +166,11 @@ pub(crate) fn decide(config: &Config, facts: &Facts<'_>) -> Outcome {
         (Fate::Regenerate, old) => Outcome::Regenerate {
             old: old.clone(),
             record: record_to_save(state, idle, now),
-            grant,
+            grant: grant(),
         },
         (Fate::Keep, None) if state.is_modified() || config.save_uninitialized => Outcome::Create {
             record: record_to_save(state, idle, now),
-            grant,
+            grant: grant(),
         },
         // Without a logout, only a cookie that is not ours is cleared: a valid one whose
         // session is gone was ended by another request (a logout, a login's new id), which
@@ -196,11 +196,11 @@ pub(crate) fn decide(config: &Config, facts: &Facts<'_>) -> Outcome {
                 (true, _) => Outcome::Update {
                     id: id.clone(),
                     changes: state.changes(due),
-                    grant: resend.then_some(grant),
+                    grant: resend.then(grant),
                 },
                 (false, true) => Outcome::Resend {
                     id: id.clone(),
-                    grant,
+                    grant: grant(),
                 },
                 (false, false) => Outcome::Nothing,
             }

@@ -62,23 +62,25 @@ pub(crate) fn start<St: SessionStore>(
             true,
         ),
     };
-    let step = Step::default();
+    // Only a regenerate has a second step to tell apart.
+    let step = matches!(outcome, Outcome::Regenerate { .. }).then(Step::default);
     let operation = {
         let step = step.clone();
-        move || step.operation(first)
+        move || step.map_or(first, |step| step.operation(first))
     };
     let store = Arc::clone(store);
-    let save = {
-        let step = step.clone();
-        async move {
-            let saved_as = call(store.as_ref(), &outcome, &step).await?;
-            Ok(outcome.cookie(saved_as))
-        }
+    let save = async move {
+        let saved_as = call(store.as_ref(), &outcome, step.as_ref()).await?;
+        Ok(outcome.cookie(saved_as))
     };
     let runtime = tokio::runtime::Handle::try_current();
-    let permit = detached.clone().try_acquire_owned();
+    let permit = if detach {
+        detached.clone().try_acquire_owned().ok()
+    } else {
+        None
+    };
     match (runtime, permit) {
-        (Ok(runtime), Ok(permit)) if detach => {
+        (Ok(runtime), Some(permit)) => {
             let waited = Arc::new(AtomicBool::new(true));
             let task = runtime.spawn({
                 let waited = Arc::clone(&waited);
@@ -142,7 +144,7 @@ impl Step {
 async fn call<St: SessionStore>(
     store: &St,
     outcome: &Outcome,
-    step: &Step,
+    step: Option<&Step>,
 ) -> Result<Option<SessionId>, CallError<St::Error>> {
     let failed = |operation| move |error| CallError::Store(operation, error);
     match outcome {
@@ -165,7 +167,9 @@ async fn call<St: SessionStore>(
                 .await
                 .map_err(failed(StoreOperation::Create))?;
             if let Some(old) = old {
-                step.0.store(true, Ordering::Release);
+                if let Some(step) = step {
+                    step.0.store(true, Ordering::Release);
+                }
                 store
                     .delete(old)
                     .instrument(span(StoreOperation::Delete, Some(old)))
