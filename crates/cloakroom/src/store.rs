@@ -379,14 +379,10 @@ pub trait SessionStore: Send + Sync + 'static {
     }
 
     /// The answer [`read`](Self::read) would give, if the store has it at hand without
-    /// waiting; `None` to have the layer await `read` instead (the default).
-    ///
-    /// A store that keeps sessions in process, or a copy of them, answers here: the layer then
-    /// runs the handler straight from `call`, without boxing a store future or cloning the
-    /// inner service. The layer asks even when the session is due for a refresh, and then
-    /// refreshes through [`update`](Self::update) (with [`Changes::touch`]) after the handler,
-    /// so a writing request makes one store call. It must never block, and when it answers it
-    /// must answer as `read` would.
+    /// waiting (the promise *at once means as read*); `None` to have the layer await `read`
+    /// instead (the default). A store that keeps sessions in process, or a copy of them,
+    /// answers here: the layer then runs the handler straight from `call`, without boxing a
+    /// store future or cloning the inner service.
     ///
     /// ```
     /// use cloakroom::{MemoryStore, SessionId, SessionStore};
