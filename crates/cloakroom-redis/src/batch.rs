@@ -19,6 +19,11 @@
 //! With a pool, every call of one key goes to the same pooled client (by the key's hash slot),
 //! so Redis runs a session's commands in the order they were sent and the local copy's
 //! tracking sees the same connection read and write it.
+//!
+//! A server that lacks the script (restarted, or failed over) answers the whole `EVALSHA` with
+//! `NOSCRIPT`. The batch that got it loads the script and fails its calls with that error, and
+//! [`Batcher::script`] sends each such call once more. Each call's own reply is read here too:
+//! an operation that failed inside the script is a [`ScriptError`] of that call alone.
 
 use std::future::Future;
 use std::mem;
@@ -37,30 +42,44 @@ use tokio::runtime::Handle;
 use tokio::sync::oneshot;
 
 use crate::cache::InFlight;
-use crate::lua::Script;
-
-/// An operation of the session script (see [`lua`](crate::lua)).
-#[derive(Clone, Copy, Debug)]
-pub(crate) enum Operation {
-    Load,
-    Create,
-    Update,
-}
-
-impl Operation {
-    /// Its name in the script.
-    pub(crate) fn name(self) -> &'static str {
-        match self {
-            Self::Load => "load",
-            Self::Create => "create",
-            Self::Update => "update",
-        }
-    }
-}
+use crate::lua::{Operation, Script, ScriptError, operation_reply};
+use crate::replicas::{Replicas, Replication};
 
 /// The most calls one `EVALSHA` carries. Redis runs a script to the end before serving
 /// anyone else, so this bounds how long a batch holds it up (about 2 us a call).
 const MAX_SCRIPT_CALLS: usize = 128;
+
+/// How many times a script call is sent when Redis lacked the script (a restarted or
+/// failed-over server; the batch that got `NOSCRIPT` has loaded it since).
+const SCRIPT_ATTEMPTS: usize = 2;
+
+/// Why a call failed.
+#[derive(Debug)]
+pub(crate) enum Failure {
+    /// The command failed as a whole (Redis down, a timeout, a closed connection, too few
+    /// replicas, `NOSCRIPT` twice): fred's error.
+    Command(Error),
+    /// The call's operation failed inside the script; the batch's other calls did not.
+    Script(ScriptError),
+}
+
+impl Failure {
+    /// Whether the command timed out: a connection may have stalled without closing.
+    pub(crate) fn is_timeout(&self) -> bool {
+        matches!(self, Self::Command(error) if *error.kind() == ErrorKind::Timeout)
+    }
+
+    /// Whether Redis lacked the session script; the batch that heard it has loaded it since.
+    fn is_noscript(&self) -> bool {
+        matches!(self, Self::Command(error) if is_noscript(error))
+    }
+}
+
+/// Whether Redis answered `NOSCRIPT`. fred keeps Redis's error reply, which starts with its
+/// code, as the details (and files `NOSCRIPT` under no kind of its own).
+fn is_noscript(error: &Error) -> bool {
+    error.details().starts_with("NOSCRIPT")
+}
 
 /// What a queued call asks of Redis.
 enum Command {
@@ -87,14 +106,14 @@ struct ScriptCall {
 /// Where a call's reply goes, and, for a write, the guard that keeps the local copy from
 /// keeping any reply of its key until the command is done, even if the caller has gone.
 struct Answer {
-    reply: oneshot::Sender<Result<Value, Error>>,
+    reply: oneshot::Sender<Result<Value, Failure>>,
     in_flight: Option<Arc<InFlight>>,
 }
 
 impl Answer {
     /// Delivers `result` once the command is done: the guard goes first, so the caller weighs
     /// the reply with its write no longer in flight.
-    fn send(self, result: Result<Value, Error>) {
+    fn send(self, result: Result<Value, Failure>) {
         drop(self.in_flight);
         // A caller that went away no longer wants the reply.
         let _ = self.reply.send(result);
@@ -114,19 +133,8 @@ struct Shared {
     /// Whether script calls must be grouped by hash slot.
     clustered: bool,
     script: Script,
-    replicas: Option<Replicas>,
-    /// A reconnection after an unreplicated write is under way.
-    reconnecting: Arc<std::sync::atomic::AtomicBool>,
+    replication: Replication,
     waiting: Mutex<Vec<Call>>,
-}
-
-/// How many replicas must have a write before it counts as done, and how long to wait for
-/// them (`WAIT`). Redis replicates asynchronously: without this, a failover can lose writes,
-/// and deletes (a logout), that the old primary had acknowledged.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Replicas {
-    pub(crate) count: u32,
-    pub(crate) timeout: std::time::Duration,
 }
 
 impl Batcher {
@@ -138,15 +146,14 @@ impl Batcher {
                 clustered: clients.first().is_some_and(ClientLike::is_clustered),
                 clients,
                 script: Script::sessions(),
-                replicas,
-                reconnecting: Arc::default(),
+                replication: Replication::new(replicas),
                 waiting: Mutex::new(Vec::new()),
             }),
         }
     }
 
     /// `HGETALL key`.
-    pub(crate) async fn read(&self, key: &str) -> Result<Value, Error> {
+    pub(crate) async fn read(&self, key: &str) -> Result<Value, Failure> {
         self.call(key, Command::Read, None).await
     }
 
@@ -155,21 +162,32 @@ impl Batcher {
         &self,
         key: &str,
         in_flight: Option<Arc<InFlight>>,
-    ) -> Result<Value, Error> {
+    ) -> Result<Value, Failure> {
         self.call(key, Command::Delete, in_flight).await
     }
 
-    /// `operation` of the session script on `key`, with `args`; `in_flight` is the write's
-    /// guard, if the cache is on.
+    /// `operation` of the session script on `key`, with the arguments `args` builds;
+    /// `in_flight` is the write's guard, if the cache is on. Sent once more after a
+    /// `NOSCRIPT` (the batch has loaded the script by then): the arguments went with the
+    /// first command, and keeping a copy of every batch for this rare case would cost an
+    /// allocation per argument, so they are built again.
     pub(crate) async fn script(
         &self,
         operation: Operation,
         key: &str,
-        args: Vec<Value>,
+        args: impl Fn() -> Vec<Value>,
         in_flight: Option<Arc<InFlight>>,
-    ) -> Result<Value, Error> {
-        self.call(key, Command::Script(operation, args), in_flight)
-            .await
+    ) -> Result<Value, Failure> {
+        let mut attempts = 0;
+        loop {
+            let command = Command::Script(operation, args());
+            let reply = self.call(key, command, in_flight.clone()).await;
+            attempts += 1;
+            match reply {
+                Err(failure) if failure.is_noscript() && attempts < SCRIPT_ATTEMPTS => {}
+                reply => return reply,
+            }
+        }
     }
 
     async fn call(
@@ -177,7 +195,7 @@ impl Batcher {
         key: &str,
         command: Command,
         in_flight: Option<Arc<InFlight>>,
-    ) -> Result<Value, Error> {
+    ) -> Result<Value, Failure> {
         let (reply, replied) = oneshot::channel();
         let call = Call {
             key: key.to_owned(),
@@ -204,10 +222,10 @@ impl Batcher {
             Err(_) => self.shared.send(vec![call]).await,
         }
         replied.await.unwrap_or_else(|_| {
-            Err(Error::new(
+            Err(Failure::Command(Error::new(
                 ErrorKind::Canceled,
                 "the runtime shut down before the command was sent",
-            ))
+            )))
         })
     }
 }
@@ -257,18 +275,18 @@ impl Shared {
                         Ok(client) => client.hgetall(call.key).await,
                         Err(error) => Err(error),
                     };
-                    call.answer.send(reply);
+                    call.answer.send(reply.map_err(Failure::Command));
                 })),
                 Command::Delete => sending.push(Box::pin(async move {
                     let route = self.route(&call.key);
                     let reply = match self.client(route) {
                         Ok(client) => match client.del(call.key).await {
-                            Ok(reply) => self.replicated(client, route).await.map(|()| reply),
+                            Ok(reply) => self.replication.wait(client, route).await.map(|()| reply),
                             Err(error) => Err(error),
                         },
                         Err(error) => Err(error),
                     };
-                    call.answer.send(reply);
+                    call.answer.send(reply.map_err(Failure::Command));
                 })),
                 Command::Script(operation, args) => {
                     let route = self.route(&call.key);
@@ -297,52 +315,9 @@ impl Shared {
         while sending.next().await.is_some() {}
     }
 
-    /// With [`Replicas`], waits until that many replicas have this connection's writes so far
-    /// (`WAIT`, on the same connection, or the same node on a cluster); fewer in time is an
-    /// error: the write happened on the primary, but a failover could still lose it.
-    async fn replicated(&self, client: &Client, route: u16) -> Result<(), Error> {
-        let Some(replicas) = self.replicas else {
-            return Ok(());
-        };
-        let millis = u64::try_from(replicas.timeout.as_millis()).unwrap_or(u64::MAX);
-        let wait = CustomCommand::new_static("WAIT", ClusterHash::Custom(route), true);
-        let args = vec![
-            Value::from(i64::from(replicas.count)),
-            Value::from(millis.to_string()),
-        ];
-        let acknowledged: i64 = client.custom(wait, args).await?;
-        if acknowledged < i64::from(replicas.count) {
-            // The likeliest cause is a failover that left this connection on the old primary
-            // (its replica was promoted): reconnect, which asks Sentinel or the cluster anew.
-            // One reconnection at a time: while a replica is down every write lands here.
-            if !self
-                .reconnecting
-                .swap(true, std::sync::atomic::Ordering::AcqRel)
-            {
-                let client = client.clone();
-                let reconnecting = Arc::clone(&self.reconnecting);
-                tokio::spawn(async move {
-                    if let Err(error) = client.force_reconnection().await {
-                        tracing::warn!(%error, "reconnecting after an unreplicated write failed");
-                    }
-                    reconnecting.store(false, std::sync::atomic::Ordering::Release);
-                });
-            }
-            return Err(Error::new(
-                ErrorKind::Unknown,
-                format!(
-                    "{acknowledged} of {} replicas acknowledged the write within {:?}: a failover could lose it",
-                    replicas.count, replicas.timeout
-                ),
-            ));
-        }
-        Ok(())
-    }
-
     /// One `EVALSHA` for `calls` (whose keys share a route). After a `NOSCRIPT` (a restarted
     /// or failed-over server) it loads the script and answers every call with that error, for
-    /// the caller to send again ([`is_noscript`]): the arguments went with the command, and
-    /// keeping a copy of every batch for this rare case would cost an allocation per argument.
+    /// [`Batcher::script`] to send again.
     async fn run_script(&self, route: u16, calls: Vec<ScriptCall>) {
         // EVALSHA sha1 numkeys key... arg...
         let mut command = Vec::with_capacity(2 + calls.len());
@@ -377,7 +352,7 @@ impl Shared {
                 }
                 // Every operation of the script writes (a load refreshes the expiry).
                 if result.is_ok() {
-                    if let Err(error) = self.replicated(client, route).await {
+                    if let Err(error) = self.replication.wait(client, route).await {
                         result = Err(error);
                     }
                 }
@@ -388,7 +363,7 @@ impl Shared {
         let error = match result {
             Ok(Value::Array(items)) if items.len() == replies.len() => {
                 for (item, reply) in items.into_iter().zip(replies) {
-                    reply.send(operation_reply(item));
+                    reply.send(operation_reply(item).map_err(Failure::Script));
                 }
                 return;
             }
@@ -399,7 +374,7 @@ impl Shared {
             Err(error) => error,
         };
         for reply in replies {
-            reply.send(Err(error.clone()));
+            reply.send(Err(Failure::Command(error.clone())));
         }
     }
 }
@@ -419,28 +394,28 @@ fn once() -> Options {
     }
 }
 
-/// Whether `error` says Redis does not have the session script (yet): the batch that got it
-/// has loaded the script, so the call can be sent again.
-pub(crate) fn is_noscript(error: &Error) -> bool {
-    error.details().starts_with("NOSCRIPT")
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// One operation's `{1, reply}` or `{0, error}` from the script.
-fn operation_reply(item: Value) -> Result<Value, Error> {
-    if let Value::Array(pair) = item {
-        let mut pair = pair.into_iter();
-        match (pair.next(), pair.next()) {
-            (Some(Value::Integer(1)), Some(reply)) => return Ok(reply),
-            (Some(Value::Integer(1)), None) => return Ok(Value::Null),
-            (Some(Value::Integer(0)), Some(message)) => {
-                let message = message.as_string().unwrap_or_default();
-                return Err(Error::new(ErrorKind::Unknown, message));
-            }
-            _ => {}
-        }
+    #[test]
+    fn only_a_noscript_reply_is_sent_again() {
+        let noscript = Error::new(
+            ErrorKind::Unknown,
+            "NOSCRIPT No matching script. Please use EVAL.",
+        );
+        assert!(Failure::Command(noscript).is_noscript());
+        let other = Error::new(ErrorKind::Unknown, "ERR something else");
+        assert!(!Failure::Command(other).is_noscript());
+        // A call's own error inside the script never is: the script ran.
+        let own = Failure::Script(ScriptError::Failed("NOSCRIPT in a message".to_owned()));
+        assert!(!own.is_noscript());
     }
-    Err(Error::new(
-        ErrorKind::Protocol,
-        "the session script returned an unexpected reply",
-    ))
+
+    #[test]
+    fn a_timeout_is_told_apart() {
+        let timeout = Error::new(ErrorKind::Timeout, "Request timed out.");
+        assert!(Failure::Command(timeout).is_timeout());
+        assert!(!Failure::Script(ScriptError::WrongType).is_timeout());
+    }
 }

@@ -1,11 +1,33 @@
 //! The Lua script that makes each store call one Redis command, and lets one command carry the
 //! calls of many requests.
 //!
-//! A session is one hash. Its fields are `.`+key for values (`v` or `f`, for flash, followed by
+//! A session is one hash (laid out in [`codec`](crate::codec), which builds the arguments and
+//! reads the replies). Its fields are `.`+key for values (`v` or `f`, for flash, followed by
 //! the JSON text) and `@created`, `@idle`, `@deadline`, `@expires` (milliseconds) for the
 //! record's metadata. Expiry is the key's own TTL, set by `PEXPIREAT` from the server's clock
 //! as `min(now + @idle, @deadline)`, so every app instance computes it the same way; `@expires`
 //! keeps a copy, so a plain `HGETALL` reads the whole record.
+
+use fred::types::Value;
+
+/// An operation of the session script, one per store call that runs it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Operation {
+    Load,
+    Create,
+    Update,
+}
+
+impl Operation {
+    /// Its name in the script (the [`DISPATCH`] table's key).
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Self::Load => "load",
+            Self::Create => "create",
+            Self::Update => "update",
+        }
+    }
+}
 
 /// Shared by the operations. `expiry` is `min(now + idle, deadline)` in milliseconds as text
 /// on the server's clock, or `nil` if that is already past. `refresh` sets the expiry of `key`
@@ -105,8 +127,16 @@ end
 "#;
 
 /// `KEYS`: the sessions; `ARGV`: for each key in turn, the operation's name, the number of its
-/// arguments, and those arguments. Returns one `{1, reply}` or `{0, error}` per key: an error
-/// (a key holding another program's data, say) fails only its own operation.
+/// arguments, and those arguments. Returns one `{1, reply}` or `{0, code, message}` per key: an
+/// error (a key holding another program's data, say) fails only its own operation.
+///
+/// The code says why, from a fixed set the client reads into [`ScriptError`]: `wrongtype` when
+/// Redis answered `WRONGTYPE` (the key holds something other than a hash), `redis` when Redis
+/// refused a command for another reason (`OOM`, `READONLY`, `NOPERM`, ...), `lua` when the
+/// script itself failed. The script tells them apart where the error is raised: a Redis error
+/// reply starts with its code in capitals (the protocol's convention), a Lua error with the
+/// script's name and line. (`pcall` hands over a Redis error as a `{err = ...}` table before
+/// Redis 7 and as its text since.) The message is for people, never parsed.
 ///
 /// Every operation ends with a read of its key (`EXISTS`), for the local copy's invariant (see
 /// [`cache`](crate::cache)): a write to a key takes it out of every connection's tracking
@@ -114,6 +144,14 @@ end
 /// the write Redis would never tell this connection of the key's next change. Redis 7 tracks
 /// the keys a script reads for the connection that called it.
 const DISPATCH: &str = r#"
+local function failure(err)
+  local message = type(err) == 'table' and err.err or tostring(err)
+  local code = string.match(message, '^(%u+)$') or string.match(message, '^(%u+) ')
+  if code == 'WRONGTYPE' then return { 0, 'wrongtype', message } end
+  if code then return { 0, 'redis', message } end
+  return { 0, 'lua', message }
+end
+
 local operations = { load = load, create = create, update = update }
 local replies = {}
 local a = 1
@@ -124,7 +162,7 @@ for k = 1, #KEYS do
   if ok then
     replies[k] = { 1, reply }
   else
-    replies[k] = { 0, type(reply) == 'table' and reply.err or tostring(reply) }
+    replies[k] = failure(reply)
   end
   a = a + 2 + n
 end
@@ -145,5 +183,134 @@ impl Script {
             ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, source.as_bytes());
         let sha1 = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
         Self { source, sha1 }
+    }
+}
+
+/// Why one call's operation failed inside the script (its `{0, code, message}`, see
+/// [`DISPATCH`]). The batch's other calls are not affected.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum ScriptError {
+    /// Redis answered `WRONGTYPE`: the key holds something other than a hash, so another
+    /// program's data.
+    WrongType,
+    /// Redis refused one of the operation's commands for another reason (`OOM`, `READONLY`,
+    /// `NOPERM`, ...); Redis's message.
+    Refused(String),
+    /// The script itself failed (a Lua error: a bug); Lua's message.
+    Failed(String),
+    /// The reply is not one the script sends.
+    Malformed,
+}
+
+impl ScriptError {
+    /// What the script says under `code`, with its `message`.
+    fn from_code(code: &str, message: String) -> Self {
+        match code {
+            "wrongtype" => Self::WrongType,
+            "redis" => Self::Refused(message),
+            "lua" => Self::Failed(message),
+            _ => Self::Malformed,
+        }
+    }
+}
+
+/// One call's part of the script's reply: `{1, reply}` is the operation's reply (a missing one
+/// is Lua's `nil`), `{0, code, message}` its error.
+pub(crate) fn operation_reply(item: Value) -> Result<Value, ScriptError> {
+    let Value::Array(items) = item else {
+        return Err(ScriptError::Malformed);
+    };
+    let mut items = items.into_iter();
+    match (items.next(), items.next(), items.next()) {
+        (Some(Value::Integer(1)), reply, _) => Ok(reply.unwrap_or(Value::Null)),
+        (Some(Value::Integer(0)), Some(code), message) => {
+            let code = code.as_str().ok_or(ScriptError::Malformed)?;
+            let message = message
+                .and_then(|message| message.as_string())
+                .unwrap_or_default();
+            Err(ScriptError::from_code(&code, message))
+        }
+        _ => Err(ScriptError::Malformed),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failed(code: &str, message: &str) -> Value {
+        Value::Array(vec![Value::Integer(0), code.into(), message.into()])
+    }
+
+    #[test]
+    fn a_reply_is_the_operation_s_own() {
+        let fields = Value::Array(vec!["@idle".into(), "1000".into()]);
+        let ok = Value::Array(vec![Value::Integer(1), fields.clone()]);
+        assert_eq!(operation_reply(ok), Ok(fields));
+        // Lua's nil ends the table: `{1, nil}` arrives as `{1}`.
+        let nil = Value::Array(vec![Value::Integer(1)]);
+        assert_eq!(operation_reply(nil), Ok(Value::Null));
+    }
+
+    #[test]
+    fn each_error_code_is_its_own_error() {
+        let wrong = "WRONGTYPE Operation against a key holding the wrong kind of value";
+        assert_eq!(
+            operation_reply(failed("wrongtype", wrong)),
+            Err(ScriptError::WrongType)
+        );
+        let oom = "OOM command not allowed when used memory > 'maxmemory'.";
+        assert_eq!(
+            operation_reply(failed("redis", oom)),
+            Err(ScriptError::Refused(oom.to_owned()))
+        );
+        let bug = "user_script:12: attempt to perform arithmetic on a nil value";
+        assert_eq!(
+            operation_reply(failed("lua", bug)),
+            Err(ScriptError::Failed(bug.to_owned()))
+        );
+    }
+
+    #[test]
+    fn the_code_decides_not_the_message() {
+        // A message that mentions WRONGTYPE is still what its code says.
+        let sneaky = "user_script:1: WRONGTYPE in a Lua error";
+        assert_eq!(
+            operation_reply(failed("lua", sneaky)),
+            Err(ScriptError::Failed(sneaky.to_owned()))
+        );
+    }
+
+    #[test]
+    fn anything_else_is_malformed() {
+        for reply in [
+            Value::Integer(1),
+            Value::Null,
+            Value::Array(Vec::new()),
+            Value::Array(vec![Value::Integer(2), "x".into()]),
+            Value::Array(vec![Value::Integer(0)]),
+            failed("WRONGTYPE", "an unknown code"),
+        ] {
+            assert_eq!(
+                operation_reply(reply.clone()),
+                Err(ScriptError::Malformed),
+                "{reply:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_script_emits_every_code_and_names_every_operation() {
+        let source = Script::sessions().source;
+        for code in ["'wrongtype'", "'redis'", "'lua'"] {
+            assert!(source.contains(code), "{code}");
+        }
+        for operation in [Operation::Load, Operation::Create, Operation::Update] {
+            let name = operation.name();
+            assert!(
+                source.contains(&format!("{name} = {name}")),
+                "{name} is not in the dispatch table"
+            );
+        }
     }
 }

@@ -1,0 +1,262 @@
+//! Configuring a [`RedisStore`] and connecting it.
+//!
+//! The builder takes where to connect (a URL, a fred `Config`, or a `Client` or `Pool` made
+//! elsewhere) and the store's options, then [`build`](RedisStoreBuilder::build) opens the
+//! connections (for a URL or `Config`: a fred pool that speaks RESP3, so the local copy works,
+//! and reconnects forever), starts the local copy and hands both to the store. Standalone,
+//! cluster, Sentinel and TLS are all fred's to set up from the URL.
+
+use std::time::Duration;
+
+use fred::clients::{Client, Pool};
+use fred::interfaces::ClientLike;
+use fred::types::RespVersion;
+use fred::types::config::{Config, ReconnectPolicy};
+
+use crate::batch::Batcher;
+use crate::cache::Cache;
+use crate::replicas::Replicas;
+use crate::{RedisStore, RedisStoreError};
+
+/// The default key prefix.
+pub const DEFAULT_PREFIX: &str = "session:";
+
+/// How many sessions the local cache holds when nothing else is configured.
+pub const DEFAULT_LOCAL_CACHE: usize = 10_000;
+
+/// How many connections a URL or `Config` gets unless [`RedisStoreBuilder::pool_size`] says.
+const DEFAULT_POOL_SIZE: usize = 4;
+
+/// How long a command may take unless [`RedisStoreBuilder::command_timeout`] says (or the
+/// `Client` or `Pool` handed over has a timeout of its own).
+const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Builds a [`RedisStore`].
+#[must_use]
+pub struct RedisStoreBuilder {
+    source: Option<Source>,
+    prefix: String,
+    pool_size: usize,
+    command_timeout: Duration,
+    local_cache: usize,
+    replicas: Option<Replicas>,
+}
+
+/// Where the store's connections come from.
+enum Source {
+    Url(String),
+    Config(Box<Config>),
+    Client(Client),
+    Pool(Pool),
+}
+
+impl RedisStoreBuilder {
+    /// A builder with the defaults and nowhere to connect yet.
+    pub(crate) fn new() -> Self {
+        Self {
+            source: None,
+            prefix: DEFAULT_PREFIX.to_owned(),
+            pool_size: DEFAULT_POOL_SIZE,
+            command_timeout: DEFAULT_COMMAND_TIMEOUT,
+            local_cache: DEFAULT_LOCAL_CACHE,
+            replicas: None,
+        }
+    }
+
+    /// Connect with a URL (see the table in the [crate documentation](crate)).
+    pub fn url(mut self, url: impl Into<String>) -> Self {
+        self.source = Some(Source::Url(url.into()));
+        self
+    }
+
+    /// Connect with a fred `Config` (for options a URL cannot express).
+    pub fn config(mut self, config: Config) -> Self {
+        self.source = Some(Source::Config(Box::new(config)));
+        self
+    }
+
+    /// Use a fred `Client` you created and connected yourself.
+    pub fn client(mut self, client: Client) -> Self {
+        self.source = Some(Source::Client(client));
+        self
+    }
+
+    /// Use a fred `Pool` you created and connected yourself.
+    pub fn pool(mut self, pool: Pool) -> Self {
+        self.source = Some(Source::Pool(pool));
+        self
+    }
+
+    /// The prefix of every session key, `session:` by default. Use a different one per app
+    /// when apps share a Redis.
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// How many connections the store opens for a URL or `Config` (4 by default).
+    pub fn pool_size(mut self, size: usize) -> Self {
+        self.pool_size = size.max(1);
+        self
+    }
+
+    /// How long a command may take before it fails (2 s by default); applies to URL and
+    /// `Config` connections. This bounds how long a request waits when Redis is down.
+    pub fn command_timeout(mut self, timeout: Duration) -> Self {
+        self.command_timeout = timeout;
+        self
+    }
+
+    /// How many sessions this instance keeps a local copy of ([`DEFAULT_LOCAL_CACHE`] unless set; 0
+    /// turns the cache off; when full, a new copy replaces an arbitrary other). Redis's client-side
+    /// caching (`CLIENT TRACKING`, RESP3) tells the store when another instance, another program or
+    /// expiry changes one, so the copy stays true: reads within the refresh interval cost no round
+    /// trip, and a writing request only its write. URL connections speak RESP3; a `Config`,
+    /// `Client` or `Pool` you bring must be set to RESP3 for the cache to work (it is off
+    /// otherwise, with an `info` event).
+    ///
+    /// A change made through another instance is seen here once Redis's invalidation
+    /// message has arrived, which Redis sends before it answers the instance that made the
+    /// change. Once the client has seen the connection drop, nothing is served from the copy
+    /// until tracking is on again.
+    ///
+    /// ```no_run
+    /// # async fn store() -> Result<(), cloakroom_redis::RedisStoreError> {
+    /// let store = cloakroom_redis::RedisStore::builder()
+    ///     .url("redis://127.0.0.1:6379")
+    ///     .local_cache(100_000)
+    ///     .build()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn local_cache(mut self, sessions: usize) -> Self {
+        self.local_cache = sessions;
+        self
+    }
+
+    /// A write counts as done only once `count` replicas have it (`WAIT count timeout` after
+    /// every write, on the same connection); fewer within `timeout` fails the call (503).
+    /// Off by default. Redis replicates asynchronously, so behind Sentinel, or on a cluster
+    /// with replicas, a failover can lose writes the old primary had acknowledged, a logout
+    /// included (the session comes back). With one replica per primary and `replicas(1,
+    /// ..)`, an acknowledged write is on the replica a failover promotes. It costs a round
+    /// trip per batch of writes and the replication delay. `WAIT` holds its connection, so
+    /// `timeout` is cut to three quarters of the command timeout.
+    ///
+    /// ```no_run
+    /// # async fn store() -> Result<(), cloakroom_redis::RedisStoreError> {
+    /// let store = cloakroom_redis::RedisStore::builder()
+    ///     .url("redis-sentinel://10.0.0.1:26379?node=10.0.0.2:26379&sentinelServiceName=mymaster")
+    ///     .replicas(1, std::time::Duration::from_millis(500))
+    ///     .build()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn replicas(mut self, count: u32, timeout: Duration) -> Self {
+        self.replicas = (count > 0).then_some(Replicas { count, timeout });
+        self
+    }
+
+    /// Connects (for a URL or `Config`) and returns the store.
+    ///
+    /// # Errors
+    ///
+    /// [`RedisStoreError::NoConnection`] without a URL, config, client or pool;
+    /// [`RedisStoreError::Url`] for a URL fred cannot parse; [`RedisStoreError::Connect`] if
+    /// Redis cannot be reached.
+    pub async fn build(self) -> Result<RedisStore, RedisStoreError> {
+        let source_timeout = match self.source {
+            Some(Source::Url(_) | Source::Config(_)) => Some(self.command_timeout),
+            _ => None,
+        };
+        let clients = match self.source {
+            None => return Err(RedisStoreError::NoConnection),
+            Some(Source::Client(client)) => vec![client],
+            Some(Source::Pool(pool)) => pool.clients().to_vec(),
+            Some(Source::Url(url)) => {
+                let mut config = Config::from_url(&url).map_err(|source| RedisStoreError::Url {
+                    url: redact(&url),
+                    source,
+                })?;
+                config.version = RespVersion::RESP3;
+                connect(config, self.pool_size, self.command_timeout).await?
+            }
+            Some(Source::Config(config)) => {
+                connect(*config, self.pool_size, self.command_timeout).await?
+            }
+        };
+        // Connections made elsewhere keep their own timeout, which bounds `WAIT` too.
+        let command_timeout = match source_timeout {
+            Some(timeout) => timeout,
+            None => clients
+                .first()
+                .map(|client| client.perf_config().default_command_timeout)
+                .filter(|timeout| !timeout.is_zero())
+                .unwrap_or(DEFAULT_COMMAND_TIMEOUT),
+        };
+        let replicas = self
+            .replicas
+            .map(|replicas| replicas.within(command_timeout));
+        let cache = Cache::start(self.local_cache, clients.clone()).await;
+        Ok(RedisStore::new(
+            Batcher::new(clients, replicas),
+            self.prefix,
+            cache,
+        ))
+    }
+}
+
+/// A fred pool of `pool_size` connections for `config`, connected.
+async fn connect(
+    config: Config,
+    pool_size: usize,
+    command_timeout: Duration,
+) -> Result<Vec<Client>, RedisStoreError> {
+    let pool = fred::types::Builder::from_config(config)
+        .with_performance_config(|performance| {
+            performance.default_command_timeout = command_timeout;
+            // Invalidations queue here between two store calls; losing some empties the cache.
+            performance.broadcast_channel_capacity = 1024;
+        })
+        .with_connection_config(|connection| {
+            connection.connection_timeout = command_timeout;
+            connection.internal_command_timeout = command_timeout;
+        })
+        // Reconnect forever, backing off to one attempt a second, so the store recovers by
+        // itself when Redis comes back.
+        .set_policy(ReconnectPolicy::new_exponential(0, 50, 1000, 2))
+        .build_pool(pool_size)
+        .map_err(RedisStoreError::Connect)?;
+    pool.init().await.map_err(RedisStoreError::Connect)?;
+    Ok(pool.clients().to_vec())
+}
+
+/// The URL with its password, if any, replaced: the URL goes into the error, and errors into
+/// logs.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let credentials = &url[scheme + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redact_hides_passwords_only() {
+        assert_eq!(
+            redact("redis://user:secret@host:6379/0"),
+            "redis://user:***@host:6379/0"
+        );
+        assert_eq!(redact("redis://:secret@host"), "redis://:***@host");
+        assert_eq!(redact("redis://host:6379"), "redis://host:6379");
+    }
+}
