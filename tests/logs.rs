@@ -3,6 +3,10 @@
 //! cannot be written), with every `tracing` event captured; no id of any session seen may
 //! appear in what was logged.
 
+// Helpers outside the `#[test]` functions are test code too; clippy.toml's allowances do not
+// reach them.
+#![allow(clippy::expect_used)]
+
 use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
@@ -48,9 +52,7 @@ fn captured() -> Captured {
                 .with_ansi(false)
                 .with_writer(move || writer.clone())
                 .finish();
-            if let Err(error) = tracing::subscriber::set_global_default(subscriber) {
-                panic!("{error}");
-            }
+            tracing::subscriber::set_global_default(subscriber).expect("the only subscriber");
             captured
         })
         .clone()
@@ -80,11 +82,9 @@ fn redis_key(id: &str) -> String {
 
 async fn redis_admin(url: &str) -> fred::clients::Client {
     use fred::interfaces::ClientLike;
-    let config = fred::types::config::Config::from_url(url).unwrap_or_else(|e| panic!("{e}"));
+    let config = fred::types::config::Config::from_url(url).expect("a Redis URL");
     let client = fred::clients::Client::new(config, None, None, None);
-    if let Err(error) = client.init().await {
-        panic!("{error}");
-    }
+    client.init().await.expect("the admin client connects");
     client
 }
 
@@ -103,9 +103,9 @@ async fn no_session_id_reaches_a_log_on_any_error_of_any_store() {
     );
 
     // Files: a corrupt session file, then a directory that is gone (every write fails).
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().expect("a temporary directory");
     let sessions = dir.path().join("sessions");
-    let fs = cloakroom_fs::FsStore::new(&sessions).unwrap_or_else(|e| panic!("{e}"));
+    let fs = cloakroom_fs::FsStore::new(&sessions).expect("the store");
     let server = serve(layer(cookie(), fs)).await;
     let (browser, id) = logged_in(&server).await;
     std::fs::write(sessions.join(format!("{id}.json")), "garbage").unwrap_or_default();
@@ -120,12 +120,12 @@ async fn no_session_id_reaches_a_log_on_any_error_of_any_store() {
     // memcached: down.
     let mut memcached = cloakroom_testkit::MemcachedServer::start()
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("memcached starts");
     let memcache = cloakroom_memcache::MemcacheStore::builder()
         .servers([memcached.addr()])
         .timeout(Duration::from_millis(300))
         .build()
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("the store");
     let server = serve(layer(cookie(), memcache)).await;
     let (browser, id) = logged_in(&server).await;
     memcached.stop();
@@ -135,14 +135,14 @@ async fn no_session_id_reaches_a_log_on_any_error_of_any_store() {
     // Redis: another program's data under a session's key, then down.
     let mut redis = cloakroom_testkit::RedisServer::start()
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("redis-server starts");
     let store = cloakroom_redis::RedisStore::builder()
         .url(redis.url())
         .command_timeout(Duration::from_millis(300))
         .local_cache(0)
         .build()
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("the store connects");
     let server = serve(layer(cookie(), store)).await;
     let (browser, id) = logged_in(&server).await;
     let admin = redis_admin(&redis.url()).await;

@@ -1,6 +1,10 @@
 //! The login page example in a real browser: headless Chromium (Debian's `chromium` and
 //! `chromium-driver`) driven over WebDriver against the example on loopback.
 
+// Helpers outside the `#[test]` functions are test code too; clippy.toml's allowances do not
+// reach them.
+#![allow(clippy::expect_used)]
+
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -21,7 +25,7 @@ impl ChromeDriver {
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|listener| listener.local_addr())
             .map(|addr| addr.port())
-            .unwrap_or_else(|error| panic!("no free port: {error}"));
+            .expect("a free port");
         let child = Command::new("chromedriver")
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
@@ -64,7 +68,7 @@ impl ChromeDriver {
             .capabilities(capabilities)
             .connect(&format!("http://127.0.0.1:{}", self.port))
             .await
-            .unwrap_or_else(|error| panic!("chromium did not start: {error}"))
+            .expect("chromium starts")
     }
 }
 
@@ -110,31 +114,28 @@ async fn login_flash_protected_page_and_logout_in_chromium() {
     let example = Example::start("login_page").await;
     let base = format!("http://{}", example.addr);
     let driver = ChromeDriver::start().await;
-    let profiles = tempfile::tempdir().unwrap_or_else(|error| panic!("{error}"));
+    let profiles = tempfile::tempdir().expect("a temporary directory");
     let browser = driver.browser(&profiles.path().join("first")).await;
 
     // Logged out, the protected page sends us to the login form.
     browser
         .goto(&format!("{base}/account"))
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("the page loads");
     assert_eq!(path(&browser).await, "/login");
 
     for (field, value) in [("#username", "ada"), ("#password", "secret")] {
         let input = browser
             .find(Locator::Css(field))
             .await
-            .unwrap_or_else(|e| panic!("{field}: {e}"));
-        input
-            .send_keys(value)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+            .unwrap_or_else(|error| panic!("{field}: {error}"));
+        input.send_keys(value).await.expect("the keys typed");
     }
     let button = browser
         .find(Locator::Css("#login"))
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    button.click().await.unwrap_or_else(|e| panic!("{e}"));
+        .expect("the login button");
+    button.click().await.expect("the click");
     assert_eq!(landed_on(&browser, "/account").await, "/account");
     assert_eq!(
         text(&browser, "#flash").await.as_deref(),
@@ -146,7 +147,7 @@ async fn login_flash_protected_page_and_logout_in_chromium() {
     let cookie = browser
         .get_named_cookie("__session")
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("the session cookie");
     assert_eq!(cookie.http_only(), Some(true));
     assert_eq!(cookie.same_site(), Some(SameSite::Lax));
     let visible = browser
@@ -162,10 +163,10 @@ async fn login_flash_protected_page_and_logout_in_chromium() {
     browser
         .goto(&format!("{base}/"))
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("the page loads");
     assert_eq!(path(&browser).await, "/account");
     assert_eq!(text(&browser, "#user").await.as_deref(), Some("ada"));
-    browser.refresh().await.unwrap_or_else(|e| panic!("{e}"));
+    browser.refresh().await.expect("the reload");
     assert_eq!(
         text(&browser, "#flash").await,
         None,
@@ -177,7 +178,7 @@ async fn login_flash_protected_page_and_logout_in_chromium() {
     other
         .goto(&format!("{base}/account"))
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("the page loads");
     assert_eq!(
         path(&other).await,
         "/login",
@@ -189,13 +190,13 @@ async fn login_flash_protected_page_and_logout_in_chromium() {
     let logout = browser
         .find(Locator::Css("#logout"))
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    logout.click().await.unwrap_or_else(|e| panic!("{e}"));
+        .expect("the logout button");
+    logout.click().await.expect("the click");
     assert_eq!(landed_on(&browser, "/login").await, "/login");
     browser
         .goto(&format!("{base}/account"))
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("the page loads");
     assert_eq!(
         path(&browser).await,
         "/login",

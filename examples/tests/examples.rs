@@ -1,13 +1,7 @@
 //! The hyper, axum + Redis and login-page examples, run as built and driven over real HTTP.
 
+use cloakroom_tests::app::max_age;
 use cloakroom_tests::{Browser, Example};
-
-fn max_age(set_cookie: &str) -> Option<u64> {
-    set_cookie
-        .split("; ")
-        .find_map(|attribute| attribute.strip_prefix("Max-Age="))
-        .and_then(|value| value.parse().ok())
-}
 
 #[tokio::test]
 async fn hyper_service_fn_counts_per_session() {
@@ -20,10 +14,9 @@ async fn hyper_service_fn_counts_per_session() {
 
 #[tokio::test]
 async fn axum_redis_keeps_sessions_in_redis_with_secure_cookies_and_matching_ttl() {
-    let redis = match cloakroom_testkit::RedisServer::start().await {
-        Ok(redis) => redis,
-        Err(error) => panic!("{error}"),
-    };
+    let redis = cloakroom_testkit::RedisServer::start()
+        .await
+        .expect("redis-server starts");
     let url = redis.url();
     let secrets =
         "first secret of at least thirty-two bytes,older secret of at least thirty-two bytes";

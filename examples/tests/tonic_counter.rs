@@ -16,15 +16,14 @@ pub use example::{VisitReply, VisitRequest};
 #[tokio::test]
 async fn two_calls_with_the_returned_cookie_share_a_session() {
     let server = Example::start("tonic_counter").await;
-    let mut client = match CounterClient::connect(format!("http://{}", server.addr)).await {
-        Ok(client) => client,
-        Err(error) => panic!("cannot connect to the tonic example: {error}"),
-    };
+    let mut client = CounterClient::connect(format!("http://{}", server.addr))
+        .await
+        .expect("a client connects to the tonic example");
 
-    let first = match client.visit(Request::new(VisitRequest {})).await {
-        Ok(response) => response,
-        Err(status) => panic!("first call failed: {status}"),
-    };
+    let first = client
+        .visit(Request::new(VisitRequest {}))
+        .await
+        .expect("the first call");
     let set_cookie = first
         .metadata()
         .get("set-cookie")
@@ -40,14 +39,9 @@ async fn two_calls_with_the_returned_cookie_share_a_session() {
 
     for expected in [2, 3] {
         let mut request = Request::new(VisitRequest {});
-        match MetadataValue::try_from(cookie) {
-            Ok(value) => request.metadata_mut().insert("cookie", value),
-            Err(error) => panic!("cookie {cookie:?} is not metadata: {error}"),
-        };
-        let reply = match client.visit(request).await {
-            Ok(reply) => reply,
-            Err(status) => panic!("call failed: {status}"),
-        };
+        let value = MetadataValue::try_from(cookie).expect("the cookie as metadata");
+        request.metadata_mut().insert("cookie", value);
+        let reply = client.visit(request).await.expect("the call");
         assert_eq!(
             reply.get_ref().visits,
             expected,

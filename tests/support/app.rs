@@ -7,7 +7,9 @@ use axum::extract::Path;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use cloakroom::{MemoryStore, Session, SessionCookie, SessionError, SessionLayer, SessionStore};
+use cloakroom::{
+    MemoryStore, Session, SessionCookie, SessionError, SessionId, SessionLayer, SessionStore,
+};
 
 use crate::TestServer;
 
@@ -25,10 +27,7 @@ pub fn cookie() -> SessionCookie {
 
 /// `SessionLayer::new`, panicking with the reason if the configuration is rejected.
 pub fn layer<St: SessionStore>(cookie: SessionCookie, store: St) -> SessionLayer<St> {
-    match SessionLayer::new(cookie, store) {
-        Ok(layer) => layer,
-        Err(error) => panic!("test layer rejected: {error}"),
-    }
+    SessionLayer::new(cookie, store).expect("the test layer's configuration")
 }
 
 /// `GET /count`: increments and returns `visits`.
@@ -194,6 +193,13 @@ pub fn max_age(set_cookie: &str) -> Option<u64> {
         .split("; ")
         .find_map(|attribute| attribute.strip_prefix("Max-Age="))
         .and_then(|value| value.parse().ok())
+}
+
+/// The session id a session cookie's value carries (the part before its signature); panics if
+/// there is none.
+pub fn id_from(cookie_value: &str) -> SessionId {
+    let id = cookie_value.split('.').next().unwrap_or_default();
+    SessionId::parse(id).unwrap_or_else(|| panic!("no session id in {cookie_value:?}"))
 }
 
 /// `count` concurrent requests of one session, spread over `browsers` (which share its

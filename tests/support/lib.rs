@@ -1,6 +1,11 @@
 //! Helpers for the end-to-end tests: a real HTTP server on an ephemeral loopback port, a small
-//! browser-like client that keeps the session cookie, and a store wrapper that counts calls and
-//! can be switched off.
+//! browser-like client that keeps the session cookie, a store wrapper that counts calls and
+//! can be switched off, and the small helpers the store crates' tests share.
+
+// Only ever a dev-dependency (`publish = false`): its helpers are test code, which clippy
+// cannot tell from library code (clippy.toml's allowances reach only `#[test]` functions and
+// `#[cfg(test)]` modules), so a failed `expect` here is a failed test.
+#![allow(clippy::expect_used)]
 
 pub mod app;
 
@@ -14,7 +19,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use cloakroom::SessionId;
-use cloakroom::store::{Changes, FailureKind, Record, SessionStore, StoreError, Update};
+use cloakroom::store::{Changes, Entry, FailureKind, Record, SessionStore, StoreError, Update};
+use cloakroom_testkit::RedisCluster;
 use http::header::{COOKIE, SET_COOKIE};
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
@@ -27,6 +33,29 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::TcpListener;
 use tokio::process::{Child, Command};
 use tokio::task::JoinHandle;
+
+/// The `redis-cluster://` URL of a test cluster.
+pub fn cluster_url(cluster: &RedisCluster) -> String {
+    let ports = cluster.ports();
+    format!(
+        "redis-cluster://127.0.0.1:{}?node=127.0.0.1:{}&node=127.0.0.1:{}",
+        ports[0], ports[1], ports[2]
+    )
+}
+
+/// The changes that set `key` to the JSON `json` (not a flash), and nothing else.
+pub fn set(key: &str, json: &str) -> Changes {
+    Changes {
+        entries: vec![(
+            key.to_owned(),
+            Some(Entry {
+                json: json.to_owned(),
+                flash: false,
+            }),
+        )],
+        ..Changes::default()
+    }
+}
 
 /// A server on `127.0.0.1:<ephemeral>` serving `service`, stopped when dropped.
 pub struct TestServer {
@@ -49,14 +78,10 @@ impl TestServer {
         B::Data: Send,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
-        let listener = match TcpListener::bind("127.0.0.1:0").await {
-            Ok(listener) => listener,
-            Err(error) => panic!("cannot bind a loopback port: {error}"),
-        };
-        let addr = match listener.local_addr() {
-            Ok(addr) => addr,
-            Err(error) => panic!("no local address: {error}"),
-        };
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a loopback port to bind");
+        let addr = listener.local_addr().expect("the listener's address");
         let task = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
                 let service = TowerToHyperService::new(service.clone());
@@ -111,7 +136,7 @@ impl Example {
             path.exists(),
             "example binary {path:?} missing: run `cargo test -p cloakroom-examples`, which builds it"
         );
-        let mut child = match Command::new(&path)
+        let mut child = Command::new(&path)
             .env("PORT", "0")
             .env(
                 "SESSION_SECRET",
@@ -122,13 +147,8 @@ impl Example {
             .stdout(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
-        {
-            Ok(child) => child,
-            Err(error) => panic!("cannot start example {name}: {error}"),
-        };
-        let Some(stdout) = child.stdout.take() else {
-            panic!("no stdout from {name}");
-        };
+            .unwrap_or_else(|error| panic!("cannot start example {name}: {error}"));
+        let stdout = child.stdout.take().expect("the example's stdout, piped");
         let mut lines = BufReader::new(stdout).lines();
         let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line()).await;
         let Ok(Ok(Some(line))) = line else {
@@ -241,10 +261,9 @@ impl Browser {
         if form.is_some() {
             request = request.header("content-type", "application/x-www-form-urlencoded");
         }
-        let request = match request.body(Full::new(Bytes::from(form.unwrap_or_default()))) {
-            Ok(request) => request,
-            Err(error) => panic!("bad test request: {error}"),
-        };
+        let request = request
+            .body(Full::new(Bytes::from(form.unwrap_or_default())))
+            .expect("a valid test request");
         let response = self.raw(request).await;
         for set_cookie in response.set_cookies() {
             self.remember(&set_cookie);
@@ -254,15 +273,9 @@ impl Browser {
 
     /// Sends `request` as it is (no jar), and reads the whole response.
     pub async fn raw(&self, request: Request<Full<Bytes>>) -> TestResponse {
-        let response = match self.client.request(request).await {
-            Ok(response) => response,
-            Err(error) => panic!("request to {} failed: {error}", self.addr),
-        };
+        let response = self.client.request(request).await.expect("an answer");
         let (parts, body) = response.into_parts();
-        let body = match body.collect().await {
-            Ok(body) => body.to_bytes(),
-            Err(error) => panic!("reading the body failed: {error}"),
-        };
+        let body = body.collect().await.expect("the response body").to_bytes();
         TestResponse {
             status: parts.status,
             headers: parts.headers,

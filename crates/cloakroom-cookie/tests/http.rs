@@ -1,5 +1,9 @@
 //! CookieStore over real HTTP: the session lives only in the cookie.
 
+// Helpers outside the `#[test]` functions are test code too; clippy.toml's allowances do not
+// reach them.
+#![allow(clippy::expect_used)]
+
 use std::time::Duration;
 
 use axum::http::StatusCode;
@@ -9,10 +13,7 @@ use cloakroom_tests::TestServer;
 use cloakroom_tests::app::{NAME, OLD_SECRET, SECRET, cookie, layer, max_age, serve};
 
 async fn app(cookie: SessionCookie, idle: Duration) -> TestServer {
-    let store = match CookieStore::new(&cookie) {
-        Ok(store) => store,
-        Err(error) => panic!("{error}"),
-    };
+    let store = CookieStore::new(&cookie).expect("the store");
     serve(layer(cookie, store).idle_timeout(idle)).await
 }
 
@@ -180,10 +181,7 @@ async fn a_session_too_big_for_a_cookie_is_a_500_without_a_cookie() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_promises_that_apply_without_server_state_hold() {
-    let store = match CookieStore::new(&cookie()) {
-        Ok(store) => store,
-        Err(error) => panic!("{error}"),
-    };
+    let store = CookieStore::new(&cookie()).expect("the store");
     let result = cloakroom_testkit::Conformance::new()
         .tick(Duration::from_millis(100))
         .large_value(1000)

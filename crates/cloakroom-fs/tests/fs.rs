@@ -1,30 +1,32 @@
 //! FsStore on a real filesystem (a temporary directory), through the store contract and over
 //! real HTTP.
 
+// Helpers outside the `#[test]` functions are test code too; clippy.toml's allowances do not
+// reach them.
+#![allow(clippy::expect_used)]
+
 use std::time::Duration;
 
 use axum::http::StatusCode;
 use cloakroom::SessionId;
-use cloakroom::store::{Changes, Entry, Record, SessionStore, StoreError};
+use cloakroom::store::{Record, SessionStore, StoreError};
 use cloakroom_fs::{FsStore, FsStoreError};
 use cloakroom_testkit::Conformance;
-use cloakroom_tests::app::{NAME, cookie, layer, serve, write_concurrently};
+use cloakroom_tests::app::{NAME, cookie, id_from, layer, serve, write_concurrently};
+use cloakroom_tests::set;
 
 /// A private temporary directory (0700, as the store requires of an existing one).
 fn dir() -> tempfile::TempDir {
     use std::os::unix::fs::PermissionsExt;
     let private = std::fs::Permissions::from_mode(0o700);
-    match tempfile::Builder::new().permissions(private).tempdir() {
-        Ok(dir) => dir,
-        Err(error) => panic!("no temporary directory: {error}"),
-    }
+    tempfile::Builder::new()
+        .permissions(private)
+        .tempdir()
+        .expect("a temporary directory")
 }
 
 fn store(dir: &std::path::Path) -> FsStore {
-    match FsStore::new(dir) {
-        Ok(store) => store,
-        Err(error) => panic!("{error}"),
-    }
+    FsStore::new(dir).expect("the store")
 }
 
 fn session_files(dir: &std::path::Path) -> usize {
@@ -131,21 +133,16 @@ async fn crafted_ids_never_touch_paths_outside_the_directory() {
 #[tokio::test]
 async fn expired_sessions_are_swept_in_the_background() {
     let dir = dir();
-    let store = match FsStore::builder(dir.path())
+    let store = FsStore::builder(dir.path())
         .sweep_interval(Duration::from_millis(100))
         .build()
-    {
-        Ok(store) => store,
-        Err(error) => panic!("{error}"),
-    };
+        .expect("the store");
     let short = Record::new(std::time::SystemTime::now(), Duration::from_secs(3), None);
     let long = Record::new(std::time::SystemTime::now(), Duration::from_secs(600), None);
     for _ in 0..50 {
-        if let Err(error) = store.create(&short).await {
-            panic!("{error}");
-        }
+        store.create(&short).await.expect("create");
     }
-    let keep = store.create(&long).await.ok();
+    let keep = store.create(&long).await.expect("create");
     assert_eq!(session_files(dir.path()), 51, "live sessions were swept");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
     while session_files(dir.path()) > 1 && tokio::time::Instant::now() < deadline {
@@ -156,9 +153,6 @@ async fn expired_sessions_are_swept_in_the_background() {
         1,
         "expired session files were not swept"
     );
-    let Some(keep) = keep else {
-        panic!("create failed")
-    };
     assert!(matches!(store.load(&keep).await, Ok(Some(_))));
 }
 
@@ -169,15 +163,10 @@ async fn a_corrupt_file_is_an_error_naming_it_and_a_500() {
     let server = serve(layer(cookie(), store.clone())).await;
     let browser = server.browser();
     browser.get("/count").await;
-    let value = browser.cookie(NAME).unwrap_or_default();
-    let Some(id) = SessionId::parse(value.split('.').next().unwrap_or_default()) else {
-        panic!("no id in {value}");
-    };
+    let id = id_from(&browser.cookie(NAME).unwrap_or_default());
     let path = dir.path().join(format!("{}.json", id.as_str()));
     for garbage in [&b"{\"not\": \"ours\"}"[..], b"\xff\x00garbage", b""] {
-        if let Err(error) = std::fs::write(&path, garbage) {
-            panic!("{error}");
-        }
+        std::fs::write(&path, garbage).expect("the file written");
         // Named by the file, its id replaced by the id's short hash (an id is a credential).
         let named = dir.path().join(format!("{id}.json"));
         let error = store.load(&id).await.err();
@@ -201,34 +190,17 @@ async fn readers_never_see_a_torn_file_and_crash_leftovers_are_harmless() {
     let dir = dir();
     let store = store(dir.path());
     let record = Record::new(std::time::SystemTime::now(), Duration::from_secs(600), None);
-    let id = match store.create(&record).await {
-        Ok(id) => id,
-        Err(error) => panic!("{error}"),
-    };
+    let id = store.create(&record).await.expect("create");
     // A crash between writing the temporary file and renaming it leaves this behind.
     let leftover = dir.path().join(format!(".tmp-crash-{}.json", id.as_str()));
-    if let Err(error) = std::fs::write(&leftover, b"{\"cloakroom_fs\":1,\"rec") {
-        panic!("{error}");
-    }
+    std::fs::write(&leftover, b"{\"cloakroom_fs\":1,\"rec").expect("the leftover written");
     let writer = {
         let store = store.clone();
         let id = id.clone();
         tokio::spawn(async move {
             for round in 0..40 {
                 let big = format!("\"{}\"", "x".repeat(200_000 + round));
-                let changes = Changes {
-                    entries: vec![(
-                        "big".to_owned(),
-                        Some(Entry {
-                            json: big,
-                            flash: false,
-                        }),
-                    )],
-                    ..Changes::default()
-                };
-                if let Err(error) = store.update(&id, &changes).await {
-                    panic!("{error}");
-                }
+                store.update(&id, &set("big", &big)).await.expect("update");
             }
         })
     };
@@ -246,7 +218,6 @@ async fn readers_never_see_a_torn_file_and_crash_leftovers_are_harmless() {
 /// Three `FsStore`s on one directory, as three processes on one server would have: the
 /// consistency checker finds no stale read, lost update or revived session. (The report is
 /// printed: `scripts/soak.sh`.)
-#[allow(clippy::print_stdout)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_instances_on_one_directory_agree() {
     let dir = dir();
@@ -256,32 +227,24 @@ async fn three_instances_on_one_directory_agree() {
         .soak_from_env()
         .run(instances)
         .await;
-    match report {
-        Ok(report) => {
-            println!("FsStore, 3 instances: {report}");
-            assert!(report.operations > 500, "{report}");
-            assert_eq!(report.failed, 0, "calls failed without a fault: {report}");
-        }
-        Err(violation) => panic!("{violation}"),
-    }
+    let report = report.expect("the instances agree");
+    println!("FsStore, 3 instances: {report}");
+    assert!(report.operations > 500, "{report}");
+    assert_eq!(report.failed, 0, "calls failed without a fault: {report}");
 }
 
 /// A new session in `store`, good for a minute.
 async fn created(store: &FsStore) -> SessionId {
     let record = Record::new(std::time::SystemTime::now(), Duration::from_secs(60), None);
-    match store.create(&record).await {
-        Ok(id) => id,
-        Err(error) => panic!("{error}"),
-    }
+    store.create(&record).await.expect("create")
 }
 
 /// The mode bits of `path`.
 fn mode(path: &std::path::Path) -> u32 {
     use std::os::unix::fs::PermissionsExt;
-    match std::fs::metadata(path) {
-        Ok(metadata) => metadata.permissions().mode() & 0o777,
-        Err(error) => panic!("{}: {error}", path.display()),
-    }
+    let metadata =
+        std::fs::metadata(path).unwrap_or_else(|error| panic!("{}: {error}", path.display()));
+    metadata.permissions().mode() & 0o777
 }
 
 /// No other user of the machine can read a session: the store makes its directories 0700 and
@@ -309,9 +272,7 @@ async fn session_files_are_private_and_an_open_directory_is_refused() {
     assert!(std::fs::metadata(sessions.join(format!("{}.json", id.as_str()))).is_ok());
 
     let open = parent.path().join("open");
-    if let Err(error) = std::fs::create_dir(&open) {
-        panic!("{error}");
-    }
+    std::fs::create_dir(&open).expect("the directory made");
     {
         use std::os::unix::fs::PermissionsExt;
         let _ = std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o755));
@@ -336,13 +297,10 @@ async fn session_files_are_private_and_an_open_directory_is_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lock_held_for_ever_fails_the_call_after_the_lock_timeout() {
     let dir = dir();
-    let store = match FsStore::builder(dir.path())
+    let store = FsStore::builder(dir.path())
         .lock_timeout(Duration::from_millis(200))
         .build()
-    {
-        Ok(store) => store,
-        Err(error) => panic!("{error}"),
-    };
+        .expect("the store");
     let id = created(&store).await;
     // Another process holds every stripe's lock.
     let held: Vec<std::fs::File> = (0..64)
@@ -385,14 +343,14 @@ fn every_create_update_and_delete_syncs_the_directory_before_it_returns() {
     }
     let dir = dir();
     let sessions = dir.path().join("sessions");
-    std::fs::create_dir(&sessions).unwrap_or_else(|error| panic!("{error}"));
+    std::fs::create_dir(&sessions).expect("the directory made");
     std::fs::set_permissions(
         &sessions,
         std::os::unix::fs::PermissionsExt::from_mode(0o700),
     )
-    .unwrap_or_else(|error| panic!("{error}"));
+    .expect("the directory made private");
     let log = dir.path().join("strace.log");
-    let exe = std::env::current_exe().unwrap_or_else(|error| panic!("{error}"));
+    let exe = std::env::current_exe().expect("the test binary's path");
     let name = "every_create_update_and_delete_syncs_the_directory_before_it_returns";
     let status = std::process::Command::new("strace")
         // -y: every file descriptor printed with its path, so an fsync names what it syncs.
@@ -411,7 +369,7 @@ fn every_create_update_and_delete_syncs_the_directory_before_it_returns() {
         Ok(status) => assert!(status.success(), "the traced calls failed: {status}"),
         Err(error) => panic!("cannot run strace ({error}): install the Debian package strace"),
     }
-    let log = std::fs::read_to_string(&log).unwrap_or_else(|error| panic!("{error}"));
+    let log = std::fs::read_to_string(&log).expect("strace's log");
     let dir_synced = format!("<{}>)", sessions.display());
     let mut unsynced: Option<String> = None;
     let mut changed = Vec::new();
@@ -452,25 +410,12 @@ fn every_create_update_and_delete_syncs_the_directory_before_it_returns() {
 
 /// The traced child: a create (a hard link), an update (a rename) and a delete (an unlink).
 fn traced_calls(dir: &std::path::Path) {
-    let runtime = tokio::runtime::Runtime::new().unwrap_or_else(|error| panic!("{error}"));
+    let runtime = tokio::runtime::Runtime::new().expect("a runtime");
     runtime.block_on(async {
         let store = store(dir);
         let id = created(&store).await;
-        let changes = Changes {
-            entries: vec![(
-                "user".to_owned(),
-                Some(Entry {
-                    json: "\"ada\"".to_owned(),
-                    flash: false,
-                }),
-            )],
-            ..Changes::default()
-        };
-        let updated = store.update(&id, &changes).await;
+        let updated = store.update(&id, &set("user", "\"ada\"")).await;
         assert!(matches!(updated, Ok(cloakroom::store::Update::Applied)));
-        store
-            .delete(&id)
-            .await
-            .unwrap_or_else(|error| panic!("{error}"));
+        store.delete(&id).await.expect("delete");
     });
 }

@@ -680,13 +680,12 @@ mod tests {
     fn keys_spread_over_servers_and_move_little_when_one_is_added() {
         let three = MemcacheStore::builder()
             .url("memcache://a:1,b:2,c:3")
-            .build();
+            .build()
+            .expect("a valid configuration");
         let four = MemcacheStore::builder()
             .url("memcache://a:1,b:2,c:3,d:4")
-            .build();
-        let (Ok(three), Ok(four)) = (three, four) else {
-            panic!("valid configuration refused")
-        };
+            .build()
+            .expect("a valid configuration");
         let keys: Vec<String> = (0..3000)
             .map(|_| three.key(&SessionId::generate()))
             .collect();

@@ -1,47 +1,37 @@
 //! MemcacheStore against real `memcached` processes that the tests start on free loopback
 //! ports.
 
+// Helpers outside the `#[test]` functions are test code too; clippy.toml's allowances do not
+// reach them.
+#![allow(clippy::expect_used)]
+
 use std::time::{Duration, SystemTime};
 
 use async_memcached::{Client, MetaProtocol};
 use axum::http::StatusCode;
-use cloakroom::SessionId;
-use cloakroom::store::{Changes, Entry, Record, SessionStore, StoreError};
+use cloakroom::store::{Entry, Record, SessionStore, StoreError};
 use cloakroom_memcache::{MemcacheStore, MemcacheStoreError};
 use cloakroom_testkit::{Conformance, MemcachedServer, Proxy};
-use cloakroom_tests::app::{NAME, cookie, layer, max_age, serve, write_concurrently};
+use cloakroom_tests::app::{NAME, cookie, id_from, layer, max_age, serve, write_concurrently};
+use cloakroom_tests::set;
 
 async fn memcached() -> MemcachedServer {
-    match MemcachedServer::start().await {
-        Ok(server) => server,
-        Err(error) => panic!("{error}"),
-    }
+    MemcachedServer::start().await.expect("memcached starts")
 }
 
 fn store(servers: &[&MemcachedServer]) -> MemcacheStore {
     let addrs: Vec<String> = servers.iter().map(|s| s.addr()).collect();
-    match MemcacheStore::builder()
+    MemcacheStore::builder()
         .servers(addrs)
         .timeout(Duration::from_millis(500))
         .build()
-    {
-        Ok(store) => store,
-        Err(error) => panic!("{error}"),
-    }
+        .expect("the store")
 }
 
 async fn client(server: &MemcachedServer) -> Client {
-    match Client::new(format!("tcp://{}", server.addr())).await {
-        Ok(client) => client,
-        Err(error) => panic!("{error}"),
-    }
-}
-
-fn id_from(cookie_value: &str) -> SessionId {
-    match SessionId::parse(cookie_value.split('.').next().unwrap_or_default()) {
-        Some(id) => id,
-        None => panic!("no session id in {cookie_value:?}"),
-    }
+    Client::new(format!("tcp://{}", server.addr()))
+        .await
+        .expect("a client connects")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -62,9 +52,7 @@ async fn sessions_spread_over_two_servers() {
     let store = store(&[&a, &b]);
     let record = Record::new(SystemTime::now(), Duration::from_secs(600), None);
     for _ in 0..200 {
-        if let Err(error) = store.create(&record).await {
-            panic!("{error}");
-        }
+        store.create(&record).await.expect("create");
     }
     let mut counts = Vec::new();
     for server in [&a, &b] {
@@ -138,47 +126,30 @@ async fn two_hundred_concurrent_writers_all_survive() {
 async fn an_update_that_keeps_losing_its_compare_and_swap_ends_in_bounded_time() {
     let server = memcached().await;
     let direct = store(&[&server]);
-    let proxy = match Proxy::start(server.port()).await {
-        Ok(proxy) => proxy,
-        Err(error) => panic!("{error}"),
-    };
+    let proxy = Proxy::start(server.port()).await.expect("the proxy starts");
     let timeout = Duration::from_millis(100);
-    let slow = match MemcacheStore::builder()
+    let slow = MemcacheStore::builder()
         .servers([format!("127.0.0.1:{}", proxy.port())])
         .timeout(timeout)
         .build()
-    {
-        Ok(store) => store,
-        Err(error) => panic!("{error}"),
-    };
+        .expect("the store");
     let record = Record::new(SystemTime::now(), Duration::from_secs(600), None);
-    let id = match direct.create(&record).await {
-        Ok(id) => id,
-        Err(error) => panic!("{error}"),
-    };
-    let change = |key: &str, value: usize| Changes {
-        entries: vec![(
-            key.to_owned(),
-            Some(Entry {
-                json: value.to_string(),
-                flash: false,
-            }),
-        )],
-        ..Changes::default()
-    };
+    let id = direct.create(&record).await.expect("create");
     // A rival that rewrites the session without pause, so every CAS of the slow writer fails.
     let rival = {
         let (direct, id) = (direct.clone(), id.clone());
         tokio::spawn(async move {
-            for round in 0.. {
-                if let Err(error) = direct.update(&id, &change("rival", round)).await {
-                    panic!("the rival's update failed: {error}");
-                }
+            for round in 0_usize.. {
+                let changes = set("rival", &round.to_string());
+                direct
+                    .update(&id, &changes)
+                    .await
+                    .expect("the rival's update");
             }
         })
     };
     proxy.delay(timeout * 3 / 10);
-    let mine = change("slow", 1);
+    let mine = set("slow", "1");
     let update = slow.update(&id, &mine);
     let began = std::time::Instant::now();
     let outcome = tokio::time::timeout(Duration::from_secs(20), update).await;
@@ -230,14 +201,11 @@ async fn a_session_larger_than_an_item_is_a_clear_error() {
     );
 
     // The server's own limit is reported the same way when the store's is set higher.
-    let lenient = match MemcacheStore::builder()
+    let lenient = MemcacheStore::builder()
         .servers([server.addr()])
         .max_item_size(8 << 20)
         .build()
-    {
-        Ok(store) => store,
-        Err(error) => panic!("{error}"),
-    };
+        .expect("the store");
     let error = lenient.create(&record).await.err();
     assert!(
         matches!(error, Some(MemcacheStoreError::TooLarge { .. })),
@@ -265,9 +233,7 @@ async fn memcached_down_is_a_503_and_service_resumes_when_it_returns() {
         assert_eq!(response.status, StatusCode::SERVICE_UNAVAILABLE, "{path}");
         assert!(response.set_cookies().is_empty());
     }
-    if let Err(error) = server.restart().await {
-        panic!("{error}");
-    }
+    server.restart().await.expect("memcached restarts");
     // memcached keeps nothing across a restart: the session starts over, and works.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     let mut status = StatusCode::SERVICE_UNAVAILABLE;
@@ -286,7 +252,6 @@ async fn memcached_down_is_a_503_and_service_resumes_when_it_returns() {
 /// Three `MemcacheStore` instances (each with its own connections) on one memcached, restarted
 /// twice while the consistency checker runs: a restart loses every session (the checker is told),
 /// and the calls that succeeded still agree. (The report is printed: `scripts/soak.sh`.)
-#[allow(clippy::print_stdout)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_instances_agree_through_restarts() {
     let server = tokio::sync::Mutex::new(memcached().await);
@@ -307,19 +272,15 @@ async fn three_instances_agree_through_restarts() {
             let restarted = faults
                 .wipe(async { server.lock().await.restart().await })
                 .await;
-            restarted.unwrap_or_else(|error| panic!("{error}"));
+            restarted.expect("memcached restarts");
         }
     };
     let (report, ()) = tokio::join!(checker.run(instances), restarts);
-    match report {
-        Ok(report) => {
-            println!("MemcacheStore, 3 instances, restarts: {report}");
-            assert!(report.operations > 500, "{report}");
-            assert!(
-                report.indeterminate > 0,
-                "no call failed: the restarts were not seen"
-            );
-        }
-        Err(violation) => panic!("{violation}"),
-    }
+    let report = report.expect("the instances agree");
+    println!("MemcacheStore, 3 instances, restarts: {report}");
+    assert!(report.operations > 500, "{report}");
+    assert!(
+        report.indeterminate > 0,
+        "no call failed: the restarts were not seen"
+    );
 }

@@ -12,8 +12,9 @@ use std::future::Future;
 use std::time::Duration;
 
 use cloakroom_redis::RedisStore;
-use cloakroom_testkit::{Consistency, Faults, RedisCluster, RedisServer, Report};
-use common::{admin, cluster_url, command};
+use cloakroom_testkit::{Consistency, Faults, RedisCluster, Report};
+use cloakroom_tests::cluster_url;
+use common::{DURABLE, admin, cluster, command, durable_redis, redis};
 
 /// The tolerance for the local copy: the time an invalidation takes to arrive after the
 /// write that caused it returned (the README states it).
@@ -28,10 +29,8 @@ async fn instances(url: &str, cached: bool) -> Vec<RedisStore> {
             .url(url)
             .command_timeout(TIMEOUT)
             .local_cache(if cached { 10_000 } else { 0 });
-        match builder.build().await {
-            Ok(store) => stores.push(store),
-            Err(error) => panic!("cannot connect to {url}: {error}"),
-        }
+        let store = builder.build().await;
+        stores.push(store.unwrap_or_else(|error| panic!("cannot connect to {url}: {error}")));
     }
     stores
 }
@@ -45,7 +44,7 @@ fn checker(cached: bool) -> Consistency {
 }
 
 /// Checks `instances` while `faults` runs, and returns the report (printed: the soak's
-/// result).
+/// result). Not a test function, so clippy.toml's `allow-print-in-tests` does not reach it.
 #[allow(clippy::print_stdout)]
 async fn check(
     checker: Consistency,
@@ -55,13 +54,9 @@ async fn check(
 ) -> Report {
     let started = std::time::Instant::now();
     let (report, ()) = tokio::join!(checker.run(instances), faults);
-    match report {
-        Ok(report) => {
-            println!("{what}: {report}, in {:?}", started.elapsed());
-            report
-        }
-        Err(violation) => panic!("{what}: {violation}"),
-    }
+    let report = report.unwrap_or_else(|violation| panic!("{what}: {violation}"));
+    println!("{what}: {report}, in {:?}", started.elapsed());
+    report
 }
 
 /// Every `every`, `fault` once more, for the checker's run (`duration`).
@@ -81,9 +76,7 @@ where
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_instances_agree_standalone_with_and_without_the_local_copy() {
-    let server = RedisServer::start()
-        .await
-        .unwrap_or_else(|error| panic!("{error}"));
+    let server = redis().await;
     for cached in [true, false] {
         let report = check(
             checker(cached),
@@ -99,9 +92,7 @@ async fn three_instances_agree_standalone_with_and_without_the_local_copy() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_instances_agree_on_a_cluster_with_and_without_the_local_copy() {
-    let cluster = RedisCluster::start()
-        .await
-        .unwrap_or_else(|error| panic!("{error}"));
+    let cluster = cluster().await;
     for cached in [true, false] {
         let report = check(
             checker(cached),
@@ -119,9 +110,7 @@ async fn three_instances_agree_on_a_cluster_with_and_without_the_local_copy() {
 /// command timeout, in turn, while the checker runs on a server that keeps its data.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_instances_agree_through_killed_connections_flushes_and_pauses() {
-    let server = RedisServer::start_with_args(&["--appendonly", "yes", "--appendfsync", "always"])
-        .await
-        .unwrap_or_else(|error| panic!("{error}"));
+    let server = durable_redis().await;
     let admin = admin(&server.url()).await;
     for cached in [true, false] {
         let checker = checker(cached);
@@ -143,9 +132,9 @@ async fn three_instances_agree_through_killed_connections_flushes_and_pauses() {
                         }
                         1 => faults.wipe(command(admin, &["FLUSHALL"])).await,
                         _ => {
-                            server.pause().unwrap_or_else(|error| panic!("{error}"));
+                            server.pause().expect("redis-server pauses");
                             tokio::time::sleep(TIMEOUT * 2).await;
-                            server.resume().unwrap_or_else(|error| panic!("{error}"));
+                            server.resume().expect("redis-server resumes");
                         }
                     }
                 }
@@ -169,9 +158,7 @@ async fn three_instances_agree_through_killed_connections_flushes_and_pauses() {
 /// and the watchers come back on the new connections.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_instances_agree_through_a_restart() {
-    let server = RedisServer::start_with_args(&["--appendonly", "yes", "--appendfsync", "always"])
-        .await
-        .unwrap_or_else(|error| panic!("{error}"));
+    let server = durable_redis().await;
     let server = std::sync::Arc::new(tokio::sync::Mutex::new(server));
     let url = server.lock().await.url();
     let restarts = repeatedly(
@@ -181,7 +168,7 @@ async fn three_instances_agree_through_a_restart() {
             let server = std::sync::Arc::clone(&server);
             async move {
                 let restarted = server.lock().await.restart().await;
-                restarted.unwrap_or_else(|error| panic!("{error}"));
+                restarted.expect("redis-server restarts");
             }
         },
     );
@@ -198,10 +185,9 @@ async fn three_instances_agree_through_a_restart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_instances_agree_on_a_cluster_through_killed_connections_flushes_pauses_and_restarts()
 {
-    let cluster =
-        RedisCluster::start_with_args(&["--appendonly", "yes", "--appendfsync", "always"])
-            .await
-            .unwrap_or_else(|error| panic!("{error}"));
+    let cluster = RedisCluster::start_with_args(DURABLE)
+        .await
+        .expect("the cluster starts");
     let url = cluster_url(&cluster);
     let mut nodes = Vec::new();
     for url in cluster.urls() {
@@ -231,17 +217,13 @@ async fn three_instances_agree_on_a_cluster_through_killed_connections_flushes_p
                 }
                 2 => {
                     let cluster = cluster.lock().await;
-                    cluster
-                        .pause(node)
-                        .unwrap_or_else(|error| panic!("{error}"));
+                    cluster.pause(node).expect("the node pauses");
                     tokio::time::sleep(TIMEOUT * 2).await;
-                    cluster
-                        .resume(node)
-                        .unwrap_or_else(|error| panic!("{error}"));
+                    cluster.resume(node).expect("the node resumes");
                 }
                 _ => {
                     let restarted = cluster.lock().await.restart(node).await;
-                    restarted.unwrap_or_else(|error| panic!("{error}"));
+                    restarted.expect("the node restarts");
                 }
             }
         }

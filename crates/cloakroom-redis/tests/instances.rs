@@ -3,34 +3,26 @@
 //! an update with or without a session sent back). Each instance is its own `RedisStore`,
 //! with its own connections, as separate app processes have.
 
+// Helpers outside the `#[test]` functions are test code too; clippy.toml's allowances do not
+// reach them.
+#![allow(clippy::expect_used)]
+
 mod common;
 
 use std::time::Duration;
 
 use cloakroom::SessionId;
-use cloakroom::store::{Changes, Entry, Record, SessionStore};
+use cloakroom::store::{Changes, Record, SessionStore};
 use cloakroom_redis::RedisStore;
-use cloakroom_testkit::{RedisCluster, RedisServer};
+use cloakroom_testkit::RedisServer;
 use cloakroom_tests::app::{NAME, cookie, layer, serve};
-use common::{admin, cluster_url, run, store, uncached_store};
+use cloakroom_tests::{cluster_url, set};
+use common::{admin, cluster, redis, run, store, uncached_store};
 use fred::interfaces::ClientLike;
 
 /// How long an instance may still serve a copy after another instance's change returned: the
 /// time Redis's invalidation takes to reach it. The README states this bound.
 const STALENESS: Duration = Duration::from_millis(100);
-
-fn set(key: &str, json: &str) -> Changes {
-    Changes {
-        entries: vec![(
-            key.to_owned(),
-            Some(Entry {
-                json: json.to_owned(),
-                flash: false,
-            }),
-        )],
-        ..Changes::default()
-    }
-}
 
 fn value(record: &Option<Record>, key: &str) -> Option<String> {
     Some(record.as_ref()?.entries.get(key)?.json.clone())
@@ -38,17 +30,11 @@ fn value(record: &Option<Record>, key: &str) -> Option<String> {
 
 async fn create(store: &RedisStore) -> SessionId {
     let record = Record::new(std::time::SystemTime::now(), Duration::from_secs(600), None);
-    match store.create(&record).await {
-        Ok(id) => id,
-        Err(error) => panic!("create: {error}"),
-    }
+    store.create(&record).await.expect("create")
 }
 
 async fn read(store: &RedisStore, id: &SessionId) -> Option<Record> {
-    match store.read(id).await {
-        Ok(record) => record,
-        Err(error) => panic!("read: {error}"),
-    }
+    store.read(id).await.expect("read")
 }
 
 /// What `store` answers for `id` once [`STALENESS`] has passed, by `read` and by `read_now`
@@ -57,7 +43,7 @@ async fn settled(store: &RedisStore, id: &SessionId) -> Option<Record> {
     tokio::time::sleep(STALENESS).await;
     let read = read(store, id).await;
     if let Some(now) = store.read_now(id) {
-        let now = now.unwrap_or_else(|error| panic!("read_now: {error}"));
+        let now = now.expect("read_now");
         assert_eq!(
             now.map(|r| r.entries),
             read.as_ref().map(|r| r.entries.clone()),
@@ -112,9 +98,7 @@ async fn hold(here: &RedisStore, id: &SessionId, how: Held) {
             here.update(id, &changes).await.map(drop)
         }
     };
-    if let Err(error) = outcome {
-        panic!("{how:?}: {error}");
-    }
+    outcome.unwrap_or_else(|error| panic!("{how:?}: {error}"));
     assert!(
         here.read_now(id).is_some(),
         "{how:?} left no local copy: nothing is tested"
@@ -128,9 +112,10 @@ async fn changes_elsewhere_reach_every_copy(url: &str) {
     for how in HELD {
         let id = create(&here).await;
         hold(&here, &id, how).await;
-        if let Err(error) = there.update(&id, &set("cart", "[1]")).await {
-            panic!("update elsewhere: {error}");
-        }
+        there
+            .update(&id, &set("cart", "[1]"))
+            .await
+            .expect("an update elsewhere");
         let seen = settled(&here, &id).await;
         assert_eq!(
             value(&seen, "cart").as_deref(),
@@ -140,9 +125,7 @@ async fn changes_elsewhere_reach_every_copy(url: &str) {
 
         // The read above re-made the copy; hold it the same way again, then delete elsewhere.
         hold(&here, &id, how).await;
-        if let Err(error) = there.delete(&id).await {
-            panic!("delete elsewhere: {error}");
-        }
+        there.delete(&id).await.expect("a delete elsewhere");
         let seen = settled(&here, &id).await;
         assert!(
             seen.is_none(),
@@ -153,17 +136,13 @@ async fn changes_elsewhere_reach_every_copy(url: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn another_instances_update_and_delete_reach_every_copy_standalone() {
-    let server = RedisServer::start()
-        .await
-        .unwrap_or_else(|error| panic!("{error}"));
+    let server = redis().await;
     changes_elsewhere_reach_every_copy(&server.url()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn another_instances_update_and_delete_reach_every_copy_on_a_cluster() {
-    let cluster = RedisCluster::start()
-        .await
-        .unwrap_or_else(|error| panic!("{error}"));
+    let cluster = cluster().await;
     changes_elsewhere_reach_every_copy(&cluster_url(&cluster)).await;
 }
 
@@ -172,9 +151,7 @@ async fn another_instances_update_and_delete_reach_every_copy_on_a_cluster() {
 /// refreshes (a write of its own), which must not blind A's copy either.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_logout_through_one_instance_holds_on_the_other() {
-    let server = RedisServer::start()
-        .await
-        .unwrap_or_else(|error| panic!("{error}"));
+    let server = redis().await;
     for refresh in [Duration::from_secs(60), Duration::ZERO] {
         let a = serve(layer(cookie(), store(&server.url()).await).refresh_interval(refresh)).await;
         let b = serve(layer(cookie(), store(&server.url()).await).refresh_interval(refresh)).await;
@@ -223,9 +200,7 @@ async fn a_flush_logs_everybody_out(url: &str, nodes: &[String], command: &'stat
         let admin = admin(node).await;
         let custom = fred::types::CustomCommand::new_static(command, None, false);
         let reply: Result<fred::types::Value, _> = admin.custom(custom, Vec::<String>::new()).await;
-        if let Err(error) = reply {
-            panic!("{command} on {node}: {error}");
-        }
+        reply.unwrap_or_else(|error| panic!("{command} on {node}: {error}"));
     }
     tokio::time::sleep(STALENESS).await;
     for (n, instance) in instances.iter().enumerate() {
@@ -244,18 +219,14 @@ async fn a_flush_logs_everybody_out(url: &str, nodes: &[String], command: &'stat
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flush_logs_everybody_out_on_every_instance_standalone() {
-    let server = RedisServer::start()
-        .await
-        .unwrap_or_else(|error| panic!("{error}"));
+    let server = redis().await;
     a_flush_logs_everybody_out(&server.url(), &[server.url()], "FLUSHALL").await;
     a_flush_logs_everybody_out(&server.url(), &[server.url()], "FLUSHDB").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flush_logs_everybody_out_on_every_instance_on_a_cluster() {
-    let cluster = RedisCluster::start()
-        .await
-        .unwrap_or_else(|error| panic!("{error}"));
+    let cluster = cluster().await;
     a_flush_logs_everybody_out(&cluster_url(&cluster), &cluster.urls(), "FLUSHALL").await;
 }
 
@@ -265,23 +236,21 @@ async fn a_flush_logs_everybody_out_on_every_instance_on_a_cluster() {
 /// that makes a timed-out write unable to land must change this test and the README together.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_that_timed_out_against_a_paused_redis_may_land_when_it_resumes() {
-    let server = RedisServer::start()
-        .await
-        .unwrap_or_else(|error| panic!("{error}"));
+    let server = redis().await;
     let store = RedisStore::builder()
         .url(server.url())
         .command_timeout(Duration::from_millis(300))
         .build()
         .await
-        .unwrap_or_else(|error| panic!("{error}"));
+        .expect("the store connects");
     let app = serve(layer(cookie(), store)).await;
     let browser = app.browser();
     for visit in 1..=6 {
         assert_eq!(browser.get("/count").await.body, visit.to_string());
     }
-    server.pause().unwrap_or_else(|error| panic!("{error}"));
+    server.pause().expect("redis-server pauses");
     let timed_out = browser.get("/count").await;
-    server.resume().unwrap_or_else(|error| panic!("{error}"));
+    server.resume().expect("redis-server resumes");
     assert_eq!(
         timed_out.status,
         axum::http::StatusCode::SERVICE_UNAVAILABLE
@@ -305,26 +274,22 @@ async fn a_write_that_timed_out_against_a_paused_redis_may_land_when_it_resumes(
 /// off, and see the delete once the partition heals.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_connection_stops_the_copy_within_the_heartbeat_bound() {
-    let server = RedisServer::start()
-        .await
-        .unwrap_or_else(|error| panic!("{error}"));
+    let server = redis().await;
     let proxy = cloakroom_testkit::Proxy::start(server.port())
         .await
-        .unwrap_or_else(|error| panic!("{error}"));
+        .expect("the proxy starts");
     let a = RedisStore::builder()
         .url(format!("redis://127.0.0.1:{}", proxy.port()))
         .command_timeout(Duration::from_millis(500))
         .build()
         .await
-        .unwrap_or_else(|error| panic!("{error}"));
+        .expect("the store connects");
     let b = store(&server.url()).await;
     let id = create(&b).await;
     hold(&a, &id, Held::Read).await;
 
     proxy.freeze();
-    if let Err(error) = b.delete(&id).await {
-        panic!("delete: {error}");
-    }
+    b.delete(&id).await.expect("delete");
     let frozen = tokio::time::Instant::now();
     let bound = Duration::from_secs(3);
     while a.read_now(&id).is_some() {
@@ -360,15 +325,11 @@ async fn a_stalled_connection_stops_the_copy_within_the_heartbeat_bound() {
 /// its claim, the read's stale reply was kept, and NOLOOP meant nothing ever corrected it.)
 #[tokio::test]
 async fn a_cancelled_update_leaves_no_stale_copy_on_its_own_instance() {
-    let server = RedisServer::start()
-        .await
-        .unwrap_or_else(|error| panic!("{error}"));
+    let server = redis().await;
     let here = store(&server.url()).await;
     let redis = uncached_store(&server.url()).await;
     let id = create(&here).await;
-    if let Err(error) = here.update(&id, &set("k", "1")).await {
-        panic!("{error}");
-    }
+    here.update(&id, &set("k", "1")).await.expect("update");
     assert_eq!(value(&read(&here, &id).await, "k").as_deref(), Some("1"));
     {
         let changes = set("k", "2");
@@ -401,9 +362,7 @@ async fn a_cancelled_update_leaves_no_stale_copy_on_its_own_instance() {
 /// that follows the redirection safely must change this test and the README together.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_slot_moved_one_script_call_fails_and_the_next_reaches_the_new_owner() {
-    let cluster = RedisCluster::start()
-        .await
-        .unwrap_or_else(|error| panic!("{error}"));
+    let cluster = cluster().await;
     let mut nodes = Vec::new();
     for url in cluster.urls() {
         nodes.push(admin(&url).await);
@@ -428,7 +387,7 @@ async fn after_a_slot_moved_one_script_call_fails_and_the_next_reaches_the_new_o
             reply
                 .ok()
                 .and_then(|v| v.as_string())
-                .unwrap_or_else(|| panic!("CLUSTER MYID"))
+                .expect("CLUSTER MYID answers")
         }
     };
     let (from_id, to_id) = (node_id(from).await, node_id(to).await);
@@ -441,14 +400,14 @@ async fn after_a_slot_moved_one_script_call_fails_and_the_next_reaches_the_new_o
             vec!["MIGRATE", "127.0.0.1", &to_port, &key, "0", "5000"],
         ),
     ] {
-        if let Err(error) = run(&nodes[node], &args).await {
-            panic!("{args:?}: {error}");
-        }
+        run(&nodes[node], &args)
+            .await
+            .unwrap_or_else(|error| panic!("{args:?}: {error}"));
     }
     for node in &nodes {
-        if let Err(error) = run(node, &["CLUSTER", "SETSLOT", &slot, "NODE", &to_id]).await {
-            panic!("SETSLOT NODE: {error}");
-        }
+        run(node, &["CLUSTER", "SETSLOT", &slot, "NODE", &to_id])
+            .await
+            .expect("CLUSTER SETSLOT NODE");
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
     let first = here.load(&id).await;
@@ -467,15 +426,13 @@ async fn after_a_slot_moved_one_script_call_fails_and_the_next_reaches_the_new_o
 /// it fails, naming the cause, after at most that timeout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_counts_once_a_replica_has_it() {
-    let primary = RedisServer::start()
-        .await
-        .unwrap_or_else(|error| panic!("{error}"));
+    let primary = redis().await;
     let lonely = RedisStore::builder()
         .url(primary.url())
         .replicas(1, Duration::from_millis(100))
         .build()
         .await
-        .unwrap_or_else(|error| panic!("{error}"));
+        .expect("the store connects");
     let record = Record::new(std::time::SystemTime::now(), Duration::from_secs(60), None);
     let error = lonely.create(&record).await.err().map(|e| e.to_string());
     assert!(
@@ -488,7 +445,7 @@ async fn a_write_counts_once_a_replica_has_it() {
     let replica_of = format!("127.0.0.1 {}", primary.port());
     let _replica = RedisServer::start_with_args(&["--replicaof", &replica_of])
         .await
-        .unwrap_or_else(|error| panic!("{error}"));
+        .expect("the replica starts");
     let admin = admin(&primary.url()).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
@@ -508,15 +465,11 @@ async fn a_write_counts_once_a_replica_has_it() {
         .replicas(1, Duration::MAX)
         .build()
         .await
-        .unwrap_or_else(|error| panic!("{error}"));
-    let id = store
-        .create(&record)
+        .expect("the store connects");
+    let id = store.create(&record).await.expect("create with a replica");
+    store
+        .update(&id, &set("k", "1"))
         .await
-        .unwrap_or_else(|error| panic!("create with a replica: {error}"));
-    if let Err(error) = store.update(&id, &set("k", "1")).await {
-        panic!("update with a replica: {error}");
-    }
-    if let Err(error) = store.delete(&id).await {
-        panic!("delete with a replica: {error}");
-    }
+        .expect("update with a replica");
+    store.delete(&id).await.expect("delete with a replica");
 }

@@ -1,6 +1,10 @@
 //! RedisStore against real `redis-server` processes (standalone and a 3-master cluster) that
 //! the tests start on free loopback ports.
 
+// Helpers outside the `#[test]` functions are test code too; clippy.toml's allowances do not
+// reach them.
+#![allow(clippy::expect_used)]
+
 mod common;
 
 use std::collections::HashMap;
@@ -10,34 +14,12 @@ use axum::http::StatusCode;
 use cloakroom::SessionId;
 use cloakroom::store::{Changes, Entry, Record, SessionStore, Update};
 use cloakroom_redis::{RedisStore, RedisStoreError};
-use cloakroom_testkit::{Conformance, RedisCluster, RedisServer};
-use cloakroom_tests::app::{NAME, cookie, layer, max_age, serve, write_concurrently};
-use common::{admin as inspector, cluster_url, store, uncached_store};
+use cloakroom_testkit::{Conformance, RedisServer};
+use cloakroom_tests::app::{NAME, cookie, id_from, layer, max_age, serve, write_concurrently};
+use cloakroom_tests::{cluster_url, set};
+use common::{admin as inspector, cluster, durable_redis, redis, store, uncached_store};
 use fred::clients::Client;
 use fred::interfaces::{ClientLike, ConfigInterface, HashesInterface, KeysInterface};
-
-async fn redis() -> RedisServer {
-    match RedisServer::start().await {
-        Ok(server) => server,
-        Err(error) => panic!("{error}"),
-    }
-}
-
-/// A 3-master Redis Cluster on loopback.
-async fn cluster() -> RedisCluster {
-    match RedisCluster::start().await {
-        Ok(cluster) => cluster,
-        Err(error) => panic!("{error}"),
-    }
-}
-
-/// A server that keeps its data across a restart (an append-only file, synced per write).
-async fn durable_redis() -> RedisServer {
-    match RedisServer::start_with_args(&["--appendonly", "yes", "--appendfsync", "always"]).await {
-        Ok(server) => server,
-        Err(error) => panic!("{error}"),
-    }
-}
 
 /// A fresh server, a store on it and a client to inspect it.
 async fn server_store_and_inspector() -> (RedisServer, RedisStore, Client) {
@@ -71,10 +53,7 @@ async fn cluster_keeps_every_promise() {
     let record = Record::new(std::time::SystemTime::now(), Duration::from_secs(60), None);
     let mut per_node = HashMap::new();
     for _ in 0..60 {
-        let id = match store.create(&record).await {
-            Ok(id) => id,
-            Err(error) => panic!("{error}"),
-        };
+        let id = store.create(&record).await.expect("create");
         for url in cluster.urls() {
             let node = inspector(&url).await;
             let keys: i64 = node.exists(store.key(&id)).await.unwrap_or(0);
@@ -249,9 +228,7 @@ async fn a_new_session_is_one_script_call_however_many_keys_it_has() {
     let store = uncached_store(&server.url()).await;
     let inspector = inspector(&server.url()).await;
     // Load the script.
-    if let Err(error) = store.create(&record_of(1)).await {
-        panic!("{error}");
-    }
+    store.create(&record_of(1)).await.expect("create");
     let small = record_of(3);
     let mut created = None;
     let commands = commands_of(&inspector, async {
@@ -271,18 +248,13 @@ async fn a_new_session_is_one_script_call_however_many_keys_it_has() {
         "a new session must be one EVALSHA: EXISTS, TIME, one HSET with its expiry, PEXPIREAT, \
          and the closing EXISTS every script call ends with"
     );
-    let Some(created) = created else {
-        panic!("the session was not created")
-    };
+    let created = created.expect("the session was created");
     let loaded = store.load(&created).await.ok().flatten();
     assert_eq!(loaded.map(|record| record.entries), Some(small.entries));
 
     // 5,000 keys are 10,000 field arguments, more than one HSET takes inside the script.
     let large = record_of(5_000);
-    let id = match store.create(&large).await {
-        Ok(id) => id,
-        Err(error) => panic!("{error}"),
-    };
+    let id = store.create(&large).await.expect("create");
     let loaded = store.load(&id).await.ok().flatten();
     let expires = loaded.as_ref().map(|record| record.expires);
     assert_eq!(loaded.map(|record| record.entries), Some(large.entries));
@@ -302,11 +274,7 @@ async fn redis_ttl_and_cookie_max_age_agree() {
     let browser = app.browser();
     let response = browser.get("/count").await;
     let sent = response.set_cookie(NAME).as_deref().and_then(max_age);
-    let id = browser.cookie(NAME).unwrap_or_default();
-    let id = SessionId::parse(id.split('.').next().unwrap_or_default());
-    let Some(id) = id else {
-        panic!("no session id")
-    };
+    let id = id_from(&browser.cookie(NAME).unwrap_or_default());
     let ttl: i64 = inspector.pttl(store.key(&id)).await.unwrap_or(-3);
     assert_eq!(sent, Some(1800));
     assert!(
@@ -327,15 +295,12 @@ async fn redis_ttl_and_cookie_max_age_agree() {
 #[tokio::test]
 async fn redis_down_is_a_503_and_nothing_is_lost_when_it_returns() {
     let mut server = durable_redis().await;
-    let store = match RedisStore::builder()
+    let store = RedisStore::builder()
         .url(server.url())
         .command_timeout(Duration::from_millis(500))
         .build()
         .await
-    {
-        Ok(store) => store,
-        Err(error) => panic!("{error}"),
-    };
+        .expect("the store connects");
     let app = serve(layer(cookie(), store)).await;
     let browser = app.browser();
     for _ in 0..3 {
@@ -360,9 +325,7 @@ async fn redis_down_is_a_503_and_nothing_is_lost_when_it_returns() {
     let newcomer = app.browser().get("/count").await;
     assert_eq!(newcomer.status, StatusCode::SERVICE_UNAVAILABLE);
 
-    if let Err(error) = server.restart().await {
-        panic!("{error}");
-    }
+    server.restart().await.expect("redis-server restarts");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     let body = loop {
         let response = browser.get("/peek").await;
@@ -421,10 +384,7 @@ async fn a_key_written_by_another_program_is_a_clear_error_naming_it() {
     let app = serve(layer(cookie(), store.clone())).await;
     let browser = app.browser();
     browser.get("/count").await;
-    let cookie_value = browser.cookie(NAME).unwrap_or_default();
-    let Some(id) = SessionId::parse(cookie_value.split('.').next().unwrap_or_default()) else {
-        panic!("no session id in {cookie_value:?}");
-    };
+    let id = id_from(&browser.cookie(NAME).unwrap_or_default());
     let _: () = inspector
         .set(store.key(&id), "{}", None, None, false)
         .await
@@ -497,10 +457,7 @@ async fn with_the_local_cache_a_read_costs_no_command_and_a_write_one() {
 async fn a_refreshed_copy_carries_the_expiry_redis_set() {
     let (_server, store, inspector) = server_store_and_inspector().await;
     let record = Record::new(SystemTime::now(), Duration::from_secs(60), None);
-    let id = match store.create(&record).await {
-        Ok(id) => id,
-        Err(error) => panic!("create: {error}"),
-    };
+    let id = store.create(&record).await.expect("create");
     let cost = until_cached(&store, &inspector, &id, Duration::from_secs(2)).await;
     assert!(cost.is_empty(), "the session was never held: {cost:?}");
     tokio::time::sleep(Duration::from_millis(20)).await;
@@ -536,10 +493,7 @@ async fn read_until(
 ) -> Option<Record> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
     loop {
-        let record = match store.read(id).await {
-            Ok(record) => record,
-            Err(error) => panic!("read: {error}"),
-        };
+        let record = store.read(id).await.expect("read");
         if done(&record) || tokio::time::Instant::now() > deadline {
             return record;
         }
@@ -569,10 +523,7 @@ async fn follow_changes(url: &str, counted: bool) {
             .map(|e| e.json.clone())
     };
     let record = Record::new(std::time::SystemTime::now(), Duration::from_secs(600), None);
-    let id = match here.create(&record).await {
-        Ok(id) => id,
-        Err(error) => panic!("create: {error}"),
-    };
+    let id = here.create(&record).await.expect("create");
     assert!(matches!(here.read(&id).await, Ok(Some(_))));
     if counted {
         let cached = commands_of(&inspector, async {
@@ -587,17 +538,7 @@ async fn follow_changes(url: &str, counted: bool) {
         );
     }
 
-    let changes = cloakroom::store::Changes {
-        entries: vec![(
-            "cart".to_owned(),
-            Some(cloakroom::store::Entry {
-                json: "[1]".to_owned(),
-                flash: false,
-            }),
-        )],
-        ..Default::default()
-    };
-    assert!(there.update(&id, &changes).await.is_ok());
+    assert!(there.update(&id, &set("cart", "[1]")).await.is_ok());
     let seen = read_until(&here, &id, |r| value(r, "cart").is_some()).await;
     assert_eq!(
         value(&seen, "cart").as_deref(),
@@ -624,26 +565,18 @@ async fn follow_changes(url: &str, counted: bool) {
 async fn after_redis_restarts_the_local_copy_is_tracked_again() {
     let mut server = durable_redis().await;
     // One connection, so that one reconnection is all there is.
-    let store = match RedisStore::builder()
+    let store = RedisStore::builder()
         .url(server.url())
         .pool_size(1)
         .command_timeout(Duration::from_millis(500))
         .build()
         .await
-    {
-        Ok(store) => store,
-        Err(error) => panic!("{error}"),
-    };
+        .expect("the store connects");
     let record = Record::new(std::time::SystemTime::now(), Duration::from_secs(600), None);
-    let id = match store.create(&record).await {
-        Ok(id) => id,
-        Err(error) => panic!("create: {error}"),
-    };
+    let id = store.create(&record).await.expect("create");
     assert!(matches!(store.read(&id).await, Ok(Some(_))));
 
-    if let Err(error) = server.restart().await {
-        panic!("{error}");
-    }
+    server.restart().await.expect("redis-server restarts");
     // Once a read succeeds again, the client has reconnected.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while store.read(&id).await.is_err() && tokio::time::Instant::now() < deadline {
@@ -699,21 +632,15 @@ async fn until_cached(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_client_tracking_is_retried_until_the_copy_is_tracked_again() {
     let server = redis().await;
-    let store = match RedisStore::builder()
+    let store = RedisStore::builder()
         .url(server.url())
         .pool_size(1)
         .build()
         .await
-    {
-        Ok(store) => store,
-        Err(error) => panic!("{error}"),
-    };
+        .expect("the store connects");
     let inspector = inspector(&server.url()).await;
     let record = Record::new(SystemTime::now(), Duration::from_secs(600), None);
-    let id = match store.create(&record).await {
-        Ok(id) => id,
-        Err(error) => panic!("create: {error}"),
-    };
+    let id = store.create(&record).await.expect("create");
     assert_eq!(
         until_cached(&store, &inspector, &id, Duration::from_secs(5)).await,
         counts(&[])
@@ -778,14 +705,10 @@ async fn a_refused_client_tracking_is_retried_until_the_copy_is_tracked_again() 
 /// program's data; checks every update applied and only the foreign one failed, naming its
 /// key. Returns how many `EVALSHA`s the lot cost on `nodes`, the servers behind `url`.
 async fn update_together(store: &RedisStore, url: &str, nodes: &[String], count: usize) -> u64 {
-    use cloakroom::store::{Changes, Entry, Update};
     let record = Record::new(std::time::SystemTime::now(), Duration::from_secs(60), None);
     let mut ids = Vec::with_capacity(count);
     for _ in 0..count {
-        match store.create(&record).await {
-            Ok(id) => ids.push(id),
-            Err(error) => panic!("create: {error}"),
-        }
+        ids.push(store.create(&record).await.expect("create"));
     }
     let foreign = SessionId::generate();
     let _: () = inspector(url)
@@ -793,18 +716,7 @@ async fn update_together(store: &RedisStore, url: &str, nodes: &[String], count:
         .set(store.key(&foreign), "not a session", None, None, false)
         .await
         .unwrap_or(());
-    let changes: Vec<Changes> = (0..count)
-        .map(|n| Changes {
-            entries: vec![(
-                "n".to_owned(),
-                Some(Entry {
-                    json: n.to_string(),
-                    flash: false,
-                }),
-            )],
-            ..Changes::default()
-        })
-        .collect();
+    let changes: Vec<Changes> = (0..count).map(|n| set("n", &n.to_string())).collect();
     let mut node_inspectors = Vec::new();
     for node in nodes {
         let inspector = inspector(node).await;
@@ -849,10 +761,7 @@ async fn concurrent_calls_share_one_script_call_and_fail_alone() {
     let server = redis().await;
     let (url, nodes) = (server.url(), [server.url()]);
     let pooled = |size| RedisStore::builder().url(&url).pool_size(size).build();
-    let store = match pooled(1).await {
-        Ok(store) => store,
-        Err(error) => panic!("{error}"),
-    };
+    let store = pooled(1).await.expect("the store connects");
     // After a SCRIPT FLUSH (as on a restarted server) the batch loads the script and retries.
     let _: () = fred::interfaces::LuaInterface::script_flush(&inspector(&url).await, false)
         .await
@@ -864,10 +773,7 @@ async fn concurrent_calls_share_one_script_call_and_fail_alone() {
     assert_eq!(update_together(&store, &url, &nodes, 300).await, 3);
     // With a pool, a session's calls keep to one connection (by hash slot), so each of the
     // four connections carries its share in one script call.
-    let store = match pooled(4).await {
-        Ok(store) => store,
-        Err(error) => panic!("{error}"),
-    };
+    let store = pooled(4).await.expect("the store connects");
     assert_eq!(update_together(&store, &url, &nodes, 100).await, 4);
 }
 

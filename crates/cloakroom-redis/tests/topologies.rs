@@ -2,6 +2,10 @@
 //! processes failed over while the consistency checker runs; a TLS-only `redis-server` with a
 //! certificate authority the test makes, through the `tls` feature.
 
+// Helpers outside the `#[test]` functions (the TLS ones) are test code too; clippy.toml's
+// allowances do not reach them.
+#![allow(clippy::expect_used)]
+
 use std::time::Duration;
 
 use cloakroom::store::{Record, SessionStore};
@@ -21,12 +25,9 @@ use fred::types::config::Config;
 /// rejoin as a replica). Calls around a failover fail or succeed; every successful one agrees,
 /// nothing acknowledged is lost (`replicas(1, ..)`: a write counts once a replica has it), and
 /// the stores recover on the new master by themselves (its tracking state starts empty).
-#[allow(clippy::print_stdout)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sentinel_failovers_lose_nothing_and_serve_nothing_stale() {
-    let sentinels = RedisSentinel::start()
-        .await
-        .unwrap_or_else(|error| panic!("{error}"));
+    let sentinels = RedisSentinel::start().await.expect("the sentinels start");
     let url = sentinels.url();
     let mut instances = Vec::new();
     for _ in 0..3 {
@@ -38,7 +39,7 @@ async fn sentinel_failovers_lose_nothing_and_serve_nothing_stale() {
             .replicas(1, Duration::from_millis(200))
             .build()
             .await
-            .unwrap_or_else(|error| panic!("cannot connect through {url}: {error}"));
+            .expect("the store connects through the Sentinels");
         instances.push(store);
     }
     let probe = instances[0].clone();
@@ -55,10 +56,7 @@ async fn sentinel_failovers_lose_nothing_and_serve_nothing_stale() {
             tokio::time::sleep(Duration::from_millis(1500)).await;
             let mut sentinels = sentinels.lock().await;
             let before = sentinels.master_port().await;
-            sentinels
-                .crash_master()
-                .await
-                .unwrap_or_else(|error| panic!("{error}"));
+            sentinels.crash_master().await.expect("the master crashes");
             assert_ne!(sentinels.master_port().await, before);
             rounds += 1;
             if !soak || tokio::time::Instant::now() + Duration::from_secs(15) > end {
@@ -67,11 +65,11 @@ async fn sentinel_failovers_lose_nothing_and_serve_nothing_stale() {
             sentinels
                 .restart_crashed()
                 .await
-                .unwrap_or_else(|error| panic!("{error}"));
+                .expect("the crashed master restarts");
         }
     };
     let (report, ()) = tokio::join!(checker.run(instances), crashes);
-    let report = report.unwrap_or_else(|violation| panic!("{violation}"));
+    let report = report.expect("the instances agree");
     assert!(report.operations > 1_000, "{report}");
     assert!(report.indeterminate > 0, "no call saw a failover: {report}");
     println!("Sentinel, 3 instances, {rounds} master crashes: {report}");
@@ -104,22 +102,21 @@ fn trusting(ca_file: &std::path::Path) -> rustls::ClientConfig {
     let certificates = CertificateDer::pem_file_iter(ca_file)
         .unwrap_or_else(|error| panic!("{}: {error}", ca_file.display()));
     for certificate in certificates {
-        let certificate = certificate.unwrap_or_else(|error| panic!("CA: {error}"));
         roots
-            .add(certificate)
-            .unwrap_or_else(|error| panic!("CA: {error}"));
+            .add(certificate.expect("the CA certificate"))
+            .expect("the CA certificate trusted");
     }
     let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
     rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .unwrap_or_else(|error| panic!("{error}"))
+        .expect("TLS versions")
         .with_root_certificates(roots)
         .with_no_client_auth()
 }
 
 #[cfg(feature = "tls")]
 fn tls_config(server: &RedisTls) -> Config {
-    let mut config = Config::from_url(&server.url()).unwrap_or_else(|error| panic!("{error}"));
+    let mut config = Config::from_url(&server.url()).expect("a Redis URL");
     config.tls = Some(fred::types::config::TlsConnector::from(trusting(&server.ca_file())).into());
     config.version = fred::types::RespVersion::RESP3;
     config
@@ -133,13 +130,13 @@ fn tls_config(server: &RedisTls) -> Config {
 async fn over_tls_every_promise_holds_and_the_copy_follows_changes_and_flushes() {
     let server = RedisTls::start()
         .await
-        .unwrap_or_else(|error| panic!("{error}"));
+        .expect("redis-server starts with TLS");
     let connect = || async {
         RedisStore::builder()
             .config(tls_config(&server))
             .build()
             .await
-            .unwrap_or_else(|error| panic!("cannot connect over TLS: {error}"))
+            .expect("the store connects over TLS")
     };
     let result = Conformance::new()
         .tick(Duration::from_millis(200))
@@ -149,35 +146,26 @@ async fn over_tls_every_promise_holds_and_the_copy_follows_changes_and_flushes()
     assert_eq!(result, Ok(()));
 
     let (here, there) = (connect().await, connect().await);
-    let id = here
-        .create(&minute())
-        .await
-        .unwrap_or_else(|error| panic!("{error}"));
+    let id = here.create(&minute()).await.expect("create");
     assert!(matches!(here.read(&id).await, Ok(Some(_))));
     assert!(here.read_now(&id).is_some(), "no local copy over TLS");
-    there
-        .delete(&id)
-        .await
-        .unwrap_or_else(|error| panic!("{error}"));
+    there.delete(&id).await.expect("delete");
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert!(
         here.read_now(&id).is_none(),
         "the copy missed a delete over TLS"
     );
 
-    let id = here
-        .create(&minute())
-        .await
-        .unwrap_or_else(|error| panic!("{error}"));
+    let id = here.create(&minute()).await.expect("create");
     let _ = here.load(&id).await;
     assert!(here.read_now(&id).is_some());
     let admin = Client::new(tls_config(&server), None, None, None);
-    admin.init().await.unwrap_or_else(|error| panic!("{error}"));
+    admin.init().await.expect("the admin client connects");
     let flush = fred::types::CustomCommand::new_static("FLUSHALL", None, false);
     let _: fred::types::Value = admin
         .custom(flush, Vec::<String>::new())
         .await
-        .unwrap_or_else(|error| panic!("{error}"));
+        .expect("FLUSHALL");
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert!(
         here.read_now(&id).is_none(),

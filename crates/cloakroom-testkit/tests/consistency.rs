@@ -17,7 +17,6 @@ fn quick() -> Consistency {
 }
 
 /// (The report is printed: `scripts/soak.sh`.)
-#[allow(clippy::print_stdout)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory_store_is_consistent_under_many_tasks() -> Result<(), Violation> {
     let report = quick()
