@@ -252,7 +252,7 @@ mod tests {
 
     fn config() -> Config {
         let cookie = SessionCookie::new("s").secret([7; 32]).into_signer();
-        Config::new(cookie.unwrap_or_else(|error| panic!("{error}")))
+        Config::new(cookie.expect("a valid test configuration"))
     }
 
     /// What the handler did, in the table's words.

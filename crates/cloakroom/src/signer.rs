@@ -239,10 +239,10 @@ mod tests {
     const OLD: &[u8] = b"0123456789abcdef0123456789abcdef-old";
 
     fn signer(secrets: &[&[u8]]) -> CookieSigner {
-        match SessionCookie::new("sid").secrets(secrets).into_signer() {
-            Ok(signer) => signer,
-            Err(error) => panic!("valid test configuration rejected: {error}"),
-        }
+        SessionCookie::new("sid")
+            .secrets(secrets)
+            .into_signer()
+            .expect("a valid test configuration")
     }
 
     /// A millisecond-aligned time, as a signed value carries it.
@@ -284,10 +284,10 @@ mod tests {
         let mut flipped = signed.clone().into_bytes();
         flipped[0] ^= 1;
         let flipped = String::from_utf8(flipped).unwrap_or_default();
-        let other_name = match SessionCookie::new("other").secret(NEW).into_signer() {
-            Ok(other) => other.sign("some-id", issued()),
-            Err(error) => panic!("{error}"),
-        };
+        let other = SessionCookie::new("other").secret(NEW).into_signer();
+        let other_name = other
+            .expect("a valid test configuration")
+            .sign("some-id", issued());
         // The same signature with another issue time: a client cannot extend its cookie.
         let later = signed.replacen(".1795000000123.", ".1795000600123.", 1);
         let tag = signed.rsplit('.').next().unwrap_or_default();
@@ -336,16 +336,13 @@ mod tests {
 
     #[test]
     fn set_cookie_carries_every_configured_attribute() {
-        let signer = match SessionCookie::new("sid")
+        let signer = SessionCookie::new("sid")
             .secret(NEW)
             .domain("example.com")
             .path("/app")
             .same_site(SameSite::Strict)
             .into_signer()
-        {
-            Ok(signer) => signer,
-            Err(error) => panic!("{error}"),
-        };
+            .expect("a valid test configuration");
         assert_eq!(
             signer.set_cookie("v.s", Duration::from_secs(60)),
             "sid=v.s; Max-Age=60; Path=/app; Domain=example.com; HttpOnly; Secure; SameSite=Strict"
@@ -377,10 +374,10 @@ mod tests {
         }
 
         fn build(secrets: &[Vec<u8>]) -> CookieSigner {
-            match SessionCookie::new("sid").secrets(secrets).into_signer() {
-                Ok(signer) => signer,
-                Err(error) => panic!("{error}"),
-            }
+            SessionCookie::new("sid")
+                .secrets(secrets)
+                .into_signer()
+                .expect("a valid test configuration")
         }
 
         proptest! {
