@@ -939,3 +939,46 @@ async fn a_client_that_goes_away_mid_save_never_leaves_the_old_id_alive() {
         }
     }
 }
+
+/// `remove` answers the old value and the key is gone for later requests; `clear` empties the
+/// session but keeps it (same id, no new cookie needed); `is_empty` says so.
+#[tokio::test]
+async fn remove_returns_the_old_value_and_clear_keeps_the_session() {
+    let (server, _store) = memory_server().await;
+    let browser = server.browser();
+    browser.post_form("/set/a/apple", "").await;
+    browser.post_form("/set/b/banana", "").await;
+    assert_eq!(browser.get("/empty").await.body, "false");
+    assert_eq!(browser.post_form("/take/a", "").await.body, "apple");
+    assert_eq!(browser.post_form("/take/a", "").await.body, "none");
+    assert_eq!(browser.get("/keys").await.body, "b");
+    let before = browser.cookie(NAME).unwrap_or_default();
+    let response = browser.post_form("/clear", "").await;
+    assert_eq!(response.status, StatusCode::OK);
+    assert_eq!(response.set_cookie(NAME), None, "clear ended the session");
+    assert_eq!(browser.get("/keys").await.body, "");
+    assert_eq!(browser.get("/empty").await.body, "true");
+    assert_eq!(browser.cookie(NAME).unwrap_or_default(), before);
+    browser.get("/count").await;
+    assert_eq!(
+        browser.get("/peek").await.body,
+        "1",
+        "the cleared session is still in use"
+    );
+}
+
+/// A handler can read how long its session lives without requests, and whether it has an end
+/// however active it is.
+#[tokio::test]
+async fn a_handler_reads_the_idle_timeout_and_the_deadline() {
+    let plain =
+        serve(layer(cookie(), MemoryStore::new()).idle_timeout(Duration::from_secs(600))).await;
+    assert_eq!(plain.browser().get("/expiry").await.body, "600 none");
+    let limited =
+        serve(layer(cookie(), MemoryStore::new()).lifetime(Duration::from_secs(3600))).await;
+    let browser = limited.browser();
+    browser.get("/count").await;
+    assert_eq!(browser.get("/expiry").await.body, "604800 set");
+    browser.post_form("/remember", "").await;
+    assert_eq!(browser.get("/expiry").await.body, "5184000 set");
+}

@@ -147,6 +147,29 @@ async fn forever(session: Session) -> Result<(), SessionError> {
     session.set_idle_timeout(Duration::from_secs(u64::MAX))
 }
 
+/// `POST /take/{key}`: removes `key` and answers the string it held, or `none`.
+async fn take(session: Session, Path(key): Path<String>) -> Result<String, SessionError> {
+    Ok(session
+        .remove::<String>(&key)?
+        .unwrap_or_else(|| "none".to_owned()))
+}
+
+/// `POST /clear`: removes every key, keeping the session.
+async fn clear(session: Session) -> Result<(), SessionError> {
+    session.clear()
+}
+
+/// `GET /empty`: whether the session holds no key.
+async fn empty(session: Session) -> String {
+    session.is_empty().to_string()
+}
+
+/// `GET /expiry`: the idle timeout in seconds, and whether there is a deadline.
+async fn expiry(session: Session) -> String {
+    let deadline = session.deadline().map_or("none", |_| "set");
+    format!("{} {deadline}", session.idle_timeout().as_secs())
+}
+
 async fn noop() -> &'static str {
     "nothing"
 }
@@ -174,6 +197,10 @@ pub fn routes() -> Router {
         .route("/remember", post(remember))
         .route("/forever", post(forever))
         .route("/noop", get(noop))
+        .route("/take/{key}", post(take))
+        .route("/clear", post(clear))
+        .route("/empty", get(empty))
+        .route("/expiry", get(expiry))
 }
 
 /// The test routes behind `layer`, on a loopback port.

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -186,6 +186,64 @@ impl Session {
     /// [`SessionError::Destroyed`] after [`destroy`](Self::destroy).
     pub fn unset(&self, key: &str) -> Result<(), SessionError> {
         self.access().write(key.to_owned(), None)
+    }
+
+    /// Removes `key` and returns the value it had as a `T` (`Ok(None)` if it was not set).
+    ///
+    /// # Errors
+    ///
+    /// [`SessionError::Deserialize`] if the stored value is not a valid `T` (the key is then
+    /// kept); [`SessionError::Destroyed`] after [`destroy`](Self::destroy).
+    pub fn remove<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, SessionError> {
+        let mut state = self.access();
+        if state.fate == Fate::Destroy {
+            return Err(SessionError::Destroyed);
+        }
+        let Some(entry) = state.record.entries.get(key) else {
+            return Ok(None);
+        };
+        let value =
+            serde_json::from_str(&entry.json).map_err(|source| SessionError::Deserialize {
+                key: key.to_owned(),
+                type_name: std::any::type_name::<T>(),
+                source,
+            })?;
+        state.write(key.to_owned(), None)?;
+        Ok(Some(value))
+    }
+
+    /// Removes every key, keeping the session (its id, cookie and expiry); unlike
+    /// [`destroy`](Self::destroy), the user stays in the same session, now empty.
+    ///
+    /// # Errors
+    ///
+    /// [`SessionError::Destroyed`] after [`destroy`](Self::destroy).
+    pub fn clear(&self) -> Result<(), SessionError> {
+        let mut state = self.access();
+        if state.fate == Fate::Destroy {
+            return Err(SessionError::Destroyed);
+        }
+        let keys: Vec<String> = state.record.entries.keys().cloned().collect();
+        keys.into_iter().try_for_each(|key| state.write(key, None))
+    }
+
+    /// Whether the session holds no key. Does not consume flash values.
+    pub fn is_empty(&self) -> bool {
+        self.access().record.entries.is_empty()
+    }
+
+    /// How long the session lives without requests: its own
+    /// ([`set_idle_timeout`](Self::set_idle_timeout)) or the layer's. Every request (at the
+    /// granularity of the refresh interval) moves its end to that long from now.
+    pub fn idle_timeout(&self) -> Duration {
+        let state = self.access();
+        state.idle_timeout.unwrap_or(state.record.idle_timeout)
+    }
+
+    /// When the session ends however active it is, if the layer's
+    /// [`lifetime`](crate::SessionLayer::lifetime) gave it an end.
+    pub fn deadline(&self) -> Option<SystemTime> {
+        self.access().record.deadline
     }
 
     /// Ends the session: after this request its record is deleted and the browser's cookie is
