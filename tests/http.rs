@@ -982,3 +982,21 @@ async fn a_handler_reads_the_idle_timeout_and_the_deadline() {
     browser.post_form("/remember", "").await;
     assert_eq!(browser.get("/expiry").await.body, "5184000 set");
 }
+
+/// Setting a key to `None` unsets it: it reads back as not set, of any type, in this request
+/// and later ones, instead of a stored `null` that `get::<String>` fails on (a 500).
+#[tokio::test]
+async fn setting_none_unsets_the_key() {
+    let (server, _store) = memory_server().await;
+    let browser = server.browser();
+    browser.post_form("/set/theme/dark", "").await;
+    assert_eq!(browser.get("/get/theme").await.body, "dark");
+    let response = browser.post_form("/set-none/theme", "").await;
+    assert_eq!(response.status, StatusCode::OK);
+    let response = browser.get("/get/theme").await;
+    assert_eq!(
+        (response.status, response.body.as_str()),
+        (StatusCode::OK, "none")
+    );
+    assert_eq!(browser.get("/keys").await.body, "");
+}

@@ -154,6 +154,18 @@ async fn take(session: Session, Path(key): Path<String>) -> Result<String, Sessi
         .unwrap_or_else(|| "none".to_owned()))
 }
 
+/// `POST /set-none/{key}`: sets `key` to `None`.
+async fn set_none(session: Session, Path(key): Path<String>) -> Result<(), SessionError> {
+    session.set(key, None::<String>)
+}
+
+/// `GET /get/{key}`: `key` read as a string, or `none`.
+async fn get_string(session: Session, Path(key): Path<String>) -> Result<String, SessionError> {
+    Ok(session
+        .get::<String>(&key)?
+        .unwrap_or_else(|| "none".to_owned()))
+}
+
 /// `POST /clear`: removes every key, keeping the session.
 async fn clear(session: Session) -> Result<(), SessionError> {
     session.clear()
@@ -199,6 +211,8 @@ pub fn routes() -> Router {
         .route("/noop", get(noop))
         .route("/take/{key}", post(take))
         .route("/clear", post(clear))
+        .route("/set-none/{key}", post(set_none))
+        .route("/get/{key}", get(get_string))
         .route("/empty", get(empty))
         .route("/expiry", get(expiry))
 }

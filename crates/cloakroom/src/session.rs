@@ -146,7 +146,18 @@ impl Session {
         Ok(Some(value))
     }
 
-    /// Sets `key` to `value`.
+    /// Sets `key` to `value`. A value that serializes to JSON `null` (`None`, `()`) removes the
+    /// key instead, as [`unset`](Self::unset) does: "no value" reads back as not set, so `has`
+    /// is `false` and `get` answers `Ok(None)` for any type, rather than a stored `null` that
+    /// most types fail to read.
+    ///
+    /// ```
+    /// # fn handler(session: cloakroom::Session) -> Result<(), cloakroom::SessionError> {
+    /// let theme: Option<String> = None;
+    /// session.set("theme", theme)?;
+    /// assert!(!session.has("theme"));
+    /// # Ok(()) }
+    /// ```
     ///
     /// # Errors
     ///
@@ -171,7 +182,8 @@ impl Session {
             Ok(json) => json,
             Err(source) => return Err(SessionError::Serialize { key, source }),
         };
-        self.access().write(key, Some(Entry { json, flash }))
+        let entry = (json != "null").then_some(Entry { json, flash });
+        self.access().write(key, entry)
     }
 
     /// Whether `key` is set. Does not consume a flash value.
