@@ -1000,3 +1000,59 @@ async fn setting_none_unsets_the_key() {
     );
     assert_eq!(browser.get("/keys").await.body, "");
 }
+
+/// A logout whose detached delete is cut short by a runtime shutdown (the task is cancelled
+/// while the response still completes, on another runtime) still clears the cookie.
+#[test]
+fn a_logout_interrupted_by_a_runtime_shutdown_still_clears_the_cookie() {
+    use tower::{Service as _, ServiceExt as _};
+    let runtime = || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime")
+    };
+    let store = Instrumented::new(MemoryStore::new());
+    let mut app = routes().layer(layer(cookie(), store.clone()).store_timeout(None));
+    let request = |path: &str, cookie: Option<&str>| {
+        let mut request = http::Request::post(path);
+        if let Some(cookie) = cookie {
+            request = request.header(header::COOKIE, cookie);
+        }
+        request.body(axum::body::Body::empty()).expect("a request")
+    };
+    let setup = runtime();
+    let login = setup.block_on(app.clone().oneshot(request("/login", None)));
+    let login = login.unwrap_or_else(|never| match never {});
+    let set_cookie = login
+        .headers()
+        .get(header::SET_COOKIE)
+        .and_then(|v| v.to_str().ok());
+    let pair = set_cookie
+        .and_then(|c| c.split(';').next())
+        .map(str::to_owned);
+    store.set_delay(Delays {
+        deletes: Duration::MAX,
+        ..Delays::default()
+    });
+    // The handler answers on runtime A, which runs the delete as its task; the delete hangs.
+    let doomed = runtime();
+    let mut logout = Box::pin(app.call(request("/logout", pair.as_deref())));
+    doomed.block_on(std::future::poll_fn(|cx| {
+        assert!(logout.as_mut().poll(cx).is_pending(), "the delete hangs");
+        std::task::Poll::Ready(())
+    }));
+    // A shuts down, cancelling the delete; the response completes on B.
+    drop(doomed);
+    let response = runtime()
+        .block_on(logout)
+        .unwrap_or_else(|never| match never {});
+    let cleared = response
+        .headers()
+        .get(header::SET_COOKIE)
+        .and_then(|v| v.to_str().ok());
+    assert!(
+        cleared.is_some_and(|c| c.starts_with(&format!("{NAME}=;")) && c.contains("Max-Age=0")),
+        "a logout left the cookie in place: {cleared:?}"
+    );
+}

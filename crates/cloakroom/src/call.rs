@@ -123,7 +123,8 @@ pub(crate) fn span(operation: StoreOperation, session: Option<&SessionId>) -> tr
     tracing::debug_span!(
         "session_store",
         operation = operation.as_str(),
-        session = session.map(tracing::field::display)
+        session = session.map(tracing::field::display),
+        keys = tracing::field::Empty
     )
 }
 

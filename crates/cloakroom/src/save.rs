@@ -49,13 +49,21 @@ pub(crate) fn start<St: SessionStore>(
             span(StoreOperation::Create, None),
             false,
         ),
-        Outcome::Update { id, .. } => (
-            StoreOperation::Update,
-            span(StoreOperation::Update, Some(id)),
-            false,
+        Outcome::Update { id, changes, .. } => {
+            let span = span(StoreOperation::Update, Some(id));
+            span.record("keys", changes.entries.len());
+            (StoreOperation::Update, span, false)
+        }
+        // Opened here, in the request's span; its two calls have a `session_store` span each
+        // inside it.
+        Outcome::Regenerate { old, .. } => (
+            StoreOperation::Create,
+            tracing::debug_span!(
+                "session_regenerate",
+                replaces = old.as_ref().map(tracing::field::display)
+            ),
+            true,
         ),
-        // Its two calls have a span each.
-        Outcome::Regenerate { .. } => (StoreOperation::Create, tracing::Span::none(), true),
         Outcome::Delete { id } => (
             StoreOperation::Delete,
             span(StoreOperation::Delete, Some(id)),
@@ -68,6 +76,9 @@ pub(crate) fn start<St: SessionStore>(
         let step = step.clone();
         move || step.map_or(first, |step| step.operation(first))
     };
+    // What the cookie becomes if a detached call ends without an answer: a logout still
+    // clears it, anything else leaves it alone.
+    let interrupted = outcome.cookie(None);
     let store = Arc::clone(store);
     let save = async move {
         let saved_as = call(store.as_ref(), &outcome, step.as_ref()).await?;
@@ -106,8 +117,8 @@ pub(crate) fn start<St: SessionStore>(
                 match task.await {
                     Ok(saved) => saved,
                     Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
-                    // The runtime is shutting down: no answer, so the cookie is left alone.
-                    Err(_) => Ok(SetCookie::Keep),
+                    // The runtime is shutting down: no answer.
+                    Err(_) => Ok(interrupted),
                 }
             })))
         }

@@ -113,7 +113,10 @@ where
                             loaded.map_err(|error| CallError::Store(operation, error))
                         };
                         let limit = config.store_timeout;
-                        let span = span(operation, Some(&id));
+                        let span = match operation {
+                            StoreOperation::Read => read,
+                            _ => span(operation, Some(&id)),
+                        };
                         Start::Load(boxed(within(limit, move || operation, call), span), id)
                     }
                 }
