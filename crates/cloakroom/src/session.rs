@@ -130,6 +130,15 @@ impl Session {
     /// [`SessionError::Deserialize`] if the stored value is not a valid `T`; a flash value is
     /// then kept.
     pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, SessionError> {
+        self.read(key, |entry| entry.flash)
+    }
+
+    /// Reads `key` as a `T`, and removes it if `then_remove` says so of its entry.
+    fn read<T: DeserializeOwned>(
+        &self,
+        key: &str,
+        then_remove: fn(&Entry) -> bool,
+    ) -> Result<Option<T>, SessionError> {
         let mut state = self.access();
         let Some(entry) = state.record.entries.get(key) else {
             return Ok(None);
@@ -140,7 +149,7 @@ impl Session {
                 type_name: std::any::type_name::<T>(),
                 source,
             })?;
-        if entry.flash {
+        if then_remove(entry) {
             state.write(key.to_owned(), None)?;
         }
         Ok(Some(value))
@@ -207,21 +216,10 @@ impl Session {
     /// [`SessionError::Deserialize`] if the stored value is not a valid `T` (the key is then
     /// kept); [`SessionError::Destroyed`] after [`destroy`](Self::destroy).
     pub fn remove<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, SessionError> {
-        let mut state = self.access();
-        if state.fate == Fate::Destroy {
+        if self.lock().fate == Fate::Destroy {
             return Err(SessionError::Destroyed);
         }
-        let Some(entry) = state.record.entries.get(key) else {
-            return Ok(None);
-        };
-        let value =
-            serde_json::from_str(&entry.json).map_err(|source| SessionError::Deserialize {
-                key: key.to_owned(),
-                type_name: std::any::type_name::<T>(),
-                source,
-            })?;
-        state.write(key.to_owned(), None)?;
-        Ok(Some(value))
+        self.read(key, |_| true)
     }
 
     /// Removes every key, keeping the session (its id, cookie and expiry); unlike
