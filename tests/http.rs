@@ -1056,3 +1056,35 @@ fn a_logout_interrupted_by_a_runtime_shutdown_still_clears_the_cookie() {
         "a logout left the cookie in place: {cleared:?}"
     );
 }
+
+/// `Priority=High` on the session cookie, when asked, on every cookie the layer sends (set and
+/// cleared), so the browser evicts other cookies first.
+#[tokio::test]
+async fn the_cookie_carries_the_priority_asked_for() {
+    let high = cookie().priority(cloakroom::Priority::High);
+    let server = serve(layer(high, MemoryStore::new())).await;
+    let browser = server.browser();
+    let set = browser
+        .get("/count")
+        .await
+        .set_cookie(NAME)
+        .unwrap_or_default();
+    assert!(set.ends_with("; SameSite=Lax; Priority=High"), "{set}");
+    let cleared = browser
+        .post_form("/logout", "")
+        .await
+        .set_cookie(NAME)
+        .unwrap_or_default();
+    assert!(
+        cleared.contains("Max-Age=0") && cleared.ends_with("; Priority=High"),
+        "{cleared}"
+    );
+    let plain = serve(layer(cookie(), MemoryStore::new())).await;
+    let set = plain
+        .browser()
+        .get("/count")
+        .await
+        .set_cookie(NAME)
+        .unwrap_or_default();
+    assert!(!set.contains("Priority"), "no Priority unless asked: {set}");
+}

@@ -31,6 +31,28 @@ impl SameSite {
     }
 }
 
+/// The `Priority` attribute of the session cookie (Chromium's): which cookies a browser evicts
+/// last when a site has too many.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Priority {
+    /// Evicted first.
+    Low,
+    /// What browsers assume without the attribute.
+    Medium,
+    /// Evicted last: a session cookie lost to eviction logs the user out.
+    High,
+}
+
+impl Priority {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Low => "Low",
+            Self::Medium => "Medium",
+            Self::High => "High",
+        }
+    }
+}
+
 /// A secret that signs or verifies session cookies. Its `Debug` shows only its length.
 #[derive(Clone)]
 struct Secret(Vec<u8>);
@@ -70,6 +92,7 @@ pub struct SessionCookie {
     http_only: bool,
     secure: bool,
     same_site: SameSite,
+    priority: Option<Priority>,
     secrets: Vec<Secret>,
 }
 
@@ -89,6 +112,7 @@ impl SessionCookie {
             http_only: true,
             secure: true,
             same_site: SameSite::Lax,
+            priority: None,
             secrets: Vec::new(),
         }
     }
@@ -140,6 +164,19 @@ impl SessionCookie {
     /// The `SameSite` attribute, [`SameSite::Lax`] by default.
     pub fn same_site(mut self, same_site: SameSite) -> Self {
         self.same_site = same_site;
+        self
+    }
+
+    /// The `Priority` attribute; none by default (browsers then assume `Medium`). Browsers that
+    /// do not know the attribute ignore it.
+    ///
+    /// ```
+    /// use cloakroom::{Priority, SessionCookie};
+    ///
+    /// let cookie = SessionCookie::new("__Host-session").priority(Priority::High);
+    /// ```
+    pub fn priority(mut self, priority: Priority) -> Self {
+        self.priority = Some(priority);
         self
     }
 
@@ -235,6 +272,10 @@ impl SessionCookie {
         }
         attributes.push_str("; SameSite=");
         attributes.push_str(self.same_site.as_str());
+        if let Some(priority) = self.priority {
+            attributes.push_str("; Priority=");
+            attributes.push_str(priority.as_str());
+        }
         let secrets: Vec<&[u8]> = self.secrets.iter().map(|secret| &secret.0[..]).collect();
         Ok(CookieSigner::new(self.name, attributes, &secrets))
     }

@@ -69,7 +69,7 @@ mod signer;
 pub mod store;
 
 pub use crate::call::{StoreOperation, StoreTimedOut};
-pub use crate::cookie::{MIN_SECRET_LEN, SameSite, SessionCookie};
+pub use crate::cookie::{MIN_SECRET_LEN, Priority, SameSite, SessionCookie};
 pub use crate::error::{ConfigError, SessionError};
 #[cfg(feature = "axum")]
 pub use crate::extract::MissingSessionLayer;
