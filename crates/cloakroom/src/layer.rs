@@ -5,7 +5,7 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use tokio::sync::Semaphore;
 use tower_layer::Layer;
@@ -103,18 +103,6 @@ impl Config {
             save_uninitialized: false,
             save_on_server_error: false,
             store_timeout: Some(DEFAULT_STORE_TIMEOUT),
-        }
-    }
-
-    /// Whether a cookie issued at `issued` is due for a refresh at `now`, for a session that
-    /// lives `idle` without requests.
-    pub(crate) fn refresh_due(&self, issued: SystemTime, now: SystemTime, idle: Duration) -> bool {
-        let interval = self.refresh_interval.min(idle / 10);
-        match now.duration_since(issued) {
-            Ok(age) => age >= interval,
-            // Issued "in the future": another instance's clock runs a little ahead, or this
-            // clock was set back, in which case waiting for it would let sessions expire.
-            Err(ahead) => ahead.duration() > interval,
         }
     }
 }

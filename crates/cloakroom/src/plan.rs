@@ -50,7 +50,7 @@ impl Refresh {
         current: bool,
         now: SystemTime,
     ) -> Self {
-        if !current || config.refresh_due(issued, now, config.idle_timeout) {
+        if !current || due(config, issued, now, config.idle_timeout) {
             Self::Owed
         } else {
             Self::NotDue
@@ -183,7 +183,7 @@ pub(crate) fn decide(config: &Config, facts: &Facts<'_>) -> Outcome {
             // Max-Age.
             let refresh = match (refresh, cookie) {
                 (Refresh::NotDue, CookieSeen::Ours { issued })
-                    if state.idle_timeout.is_some() || config.refresh_due(issued, now, idle) =>
+                    if state.idle_timeout.is_some() || due(config, issued, now, idle) =>
                 {
                     Refresh::Owed
                 }
@@ -232,6 +232,19 @@ impl Outcome {
             },
             Self::Update { grant: None, .. } => SetCookie::Keep,
         }
+    }
+}
+
+/// Whether a cookie issued at `issued` is due for a refresh at `now`, for a session that lives
+/// `idle` without requests: older than the refresh interval, which is at most a tenth of
+/// `idle`.
+fn due(config: &Config, issued: SystemTime, now: SystemTime, idle: Duration) -> bool {
+    let interval = config.refresh_interval.min(idle / 10);
+    match now.duration_since(issued) {
+        Ok(age) => age >= interval,
+        // Issued "in the future": another instance's clock runs a little ahead, or this
+        // clock was set back, in which case waiting for it would let sessions expire.
+        Err(ahead) => ahead.duration() > interval,
     }
 }
 
@@ -397,8 +410,8 @@ mod tests {
         let config = config();
         let now = SystemTime::now();
         let issued = now - Duration::from_secs(7);
-        assert!(!config.refresh_due(issued, now, MINUTE * 10));
-        assert!(config.refresh_due(issued, now, MINUTE));
+        assert!(!due(&config, issued, now, MINUTE * 10));
+        assert!(due(&config, issued, now, MINUTE));
     }
 
     #[test]
