@@ -8,7 +8,8 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use cloakroom::{
-    MemoryStore, Session, SessionCookie, SessionError, SessionId, SessionLayer, SessionStore,
+    MemoryStore, OwnerIndex, Owners, OwnersError, Session, SessionCookie, SessionError,
+    SessionHandle, SessionId, SessionLayer, SessionStore,
 };
 
 use crate::TestServer;
@@ -215,6 +216,87 @@ pub fn routes() -> Router {
         .route("/get/{key}", get(get_string))
         .route("/empty", get(empty))
         .route("/expiry", get(expiry))
+}
+
+/// `POST /sign-in/{owner}`: logs in as `owner` (a new id, the owner noted).
+async fn sign_in(session: Session, Path(owner): Path<String>) -> Result<String, SessionError> {
+    session.set("user", &owner)?;
+    session.set_owner(owner)?;
+    Ok("signed in".to_owned())
+}
+
+/// `GET /owner`: the session's owner, or `anonymous`.
+async fn owner(session: Session) -> String {
+    session.owner().unwrap_or_else(|| "anonymous".to_owned())
+}
+
+/// What the owner routes answer when a handler needs an owner and the session has none.
+const NOT_SIGNED_IN: (StatusCode, &str) = (StatusCode::UNAUTHORIZED, "not signed in");
+
+/// The routes of an owner's sessions, on `owners`:
+///
+/// - `POST /sign-in/{owner}`, `GET /owner`;
+/// - `GET /devices`: one line per session of the session's owner, the most recent login
+///   first: `handle current user-agent address`;
+/// - `POST /revoke/{handle}`: `true` if it ended one of the owner's sessions;
+/// - `POST /revoke-others`: how many other sessions of the owner it ended;
+/// - `POST /revoke-all/{owner}`: how many sessions of `owner` it ended (an admin's route).
+pub fn owner_routes<St: OwnerIndex>(owners: Owners<St>) -> Router {
+    let devices = {
+        let owners = owners.clone();
+        move |session: Session| async move {
+            let Some(owner) = session.owner() else {
+                return Ok::<_, OwnersError<St::Error>>(NOT_SIGNED_IN.into_response());
+            };
+            let lines: Vec<String> = owners
+                .list(&owner, Some(&session))
+                .await?
+                .iter()
+                .map(|info| {
+                    let ua = info.user_agent.as_deref().unwrap_or("-");
+                    let address = info.address.as_deref().unwrap_or("-");
+                    format!("{} {} {ua} {address}", info.handle, info.current)
+                })
+                .collect();
+            Ok(lines.join("\n").into_response())
+        }
+    };
+    let revoke = {
+        let owners = owners.clone();
+        move |session: Session, Path(handle): Path<String>| async move {
+            let (Some(owner), Ok(handle)) = (session.owner(), handle.parse::<SessionHandle>())
+            else {
+                return Ok::<_, OwnersError<St::Error>>(NOT_SIGNED_IN.into_response());
+            };
+            Ok(owners
+                .revoke(&owner, &handle)
+                .await?
+                .to_string()
+                .into_response())
+        }
+    };
+    let revoke_others = {
+        let owners = owners.clone();
+        move |session: Session| async move {
+            Ok::<_, OwnersError<St::Error>>(owners.revoke_others(&session).await?.to_string())
+        }
+    };
+    let revoke_all = move |Path(owner): Path<String>| async move {
+        Ok::<_, OwnersError<St::Error>>(owners.revoke_all(&owner).await?.to_string())
+    };
+    Router::new()
+        .route("/sign-in/{owner}", post(sign_in))
+        .route("/owner", get(owner))
+        .route("/devices", get(devices))
+        .route("/revoke/{handle}", post(revoke))
+        .route("/revoke-others", post(revoke_others))
+        .route("/revoke-all/{owner}", post(revoke_all))
+}
+
+/// The test routes and the owner routes behind `layer`, on a loopback port.
+pub async fn serve_owned<St: OwnerIndex>(layer: SessionLayer<St>) -> TestServer {
+    let owners = layer.owners();
+    TestServer::start(routes().merge(owner_routes(owners)).layer(layer)).await
 }
 
 /// The test routes behind `layer`, on a loopback port.

@@ -210,6 +210,7 @@ pub struct Browser {
     addr: SocketAddr,
     client: Client<HttpConnector, Full<Bytes>>,
     jar: Arc<Mutex<HashMap<String, String>>>,
+    user_agent: Option<Arc<str>>,
 }
 
 impl Browser {
@@ -219,7 +220,14 @@ impl Browser {
             addr,
             client: Client::builder(TokioExecutor::new()).build_http(),
             jar: Arc::default(),
+            user_agent: None,
         }
+    }
+
+    /// This browser, sending `User-Agent: user_agent` with every request.
+    pub fn with_user_agent(mut self, user_agent: &str) -> Self {
+        self.user_agent = Some(user_agent.into());
+        self
     }
 
     /// The value of cookie `name` in the jar.
@@ -260,6 +268,9 @@ impl Browser {
         }
         if form.is_some() {
             request = request.header("content-type", "application/x-www-form-urlencoded");
+        }
+        if let Some(user_agent) = &self.user_agent {
+            request = request.header("user-agent", user_agent.as_ref());
         }
         let request = request
             .body(Full::new(Bytes::from(form.unwrap_or_default())))

@@ -36,6 +36,8 @@
 
 #![forbid(unsafe_code)]
 
+mod owners;
+
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
@@ -120,6 +122,8 @@ pub struct FsStore {
 struct Inner {
     dir: PathBuf,
     locks: PathBuf,
+    /// The index of owners' sessions (see [`owners`]).
+    owners: PathBuf,
     lock_timeout: Duration,
 }
 
@@ -157,11 +161,14 @@ impl FsStoreBuilder {
     /// it exists and other users may read or enter it.
     pub fn build(self) -> Result<FsStore, FsStoreError> {
         let locks = self.dir.join(".locks");
+        let owners = self.dir.join(".owners");
         private_dir(&self.dir)?;
         private_dir(&locks)?;
+        private_dir(&owners)?;
         let inner = Arc::new(Inner {
             dir: self.dir,
             locks,
+            owners,
             lock_timeout: self.lock_timeout,
         });
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
@@ -417,8 +424,16 @@ impl Inner {
             let linked = fs::hard_link(&temp, &path);
             let _ = fs::remove_file(&temp);
             match linked {
-                // A login the app answered must survive a crash: the new name made durable.
-                Ok(()) => return self.sync_dir().map(|()| id),
+                // A login the app answered must survive a crash: the new name made durable,
+                // and then its owner's entry (see `owners`).
+                Ok(()) => {
+                    self.sync_dir()?;
+                    drop(_lock);
+                    if let Some(owner) = &record.owner {
+                        self.index(&owner.name, &id)?;
+                    }
+                    return Ok(id);
+                }
                 Err(error) if error.kind() == io::ErrorKind::AlreadyExists => continue,
                 Err(error) => return Err(io_at(&path)(error)),
             }
@@ -444,9 +459,20 @@ impl Inner {
     fn delete(&self, id: &SessionId) -> Result<(), FsStoreError> {
         let path = self.path(id)?;
         let _lock = self.lock(id)?;
+        // Its owner's entry goes with it; a file that cannot be read has none to find (a
+        // list removes what is left behind).
+        let owner = self
+            .read(&path)
+            .ok()
+            .flatten()
+            .and_then(|record| record.owner);
         self.remove(&path)?;
         // A logout must survive a crash too: without this, the file can come back.
-        self.sync_dir()
+        self.sync_dir()?;
+        match owner {
+            Some(owner) => self.unindex(&owner.name, id),
+            None => Ok(()),
+        }
     }
 
     fn sweep(&self, now: SystemTime) -> Result<usize, FsStoreError> {
@@ -473,6 +499,9 @@ impl Inner {
             match self.read(&path) {
                 Ok(Some(record)) if record.is_expired(now) => {
                     self.remove(&path)?;
+                    if let Some(owner) = &record.owner {
+                        self.unindex(&owner.name, &id)?;
+                    }
                     removed += 1;
                 }
                 Ok(_) => {}

@@ -5,7 +5,7 @@
 // reach them.
 #![allow(clippy::expect_used)]
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use axum::http::StatusCode;
 use cloakroom::SessionId;
@@ -50,6 +50,65 @@ async fn fs_store_keeps_every_promise() {
         .run(store(dir.path()))
         .await;
     assert_eq!(result, Ok(()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fs_store_keeps_the_owner_index_promises() {
+    let dir = dir();
+    let result = Conformance::new()
+        .tick(Duration::from_millis(100))
+        .sessions(2_000)
+        .run_owner_index(store(dir.path()))
+        .await;
+    assert_eq!(result, Ok(()));
+}
+
+/// Thousands of an owner's sessions expire: the sweep takes their entries out with them,
+/// and the owner's directory once it is empty; a logout takes its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_owner_index_does_not_keep_ended_sessions() {
+    let dir = dir();
+    let store = store(dir.path());
+    let owned = |idle| {
+        let mut record = Record::new(SystemTime::now(), idle, None);
+        record.owner = Some(cloakroom::store::Owner {
+            name: "user:1".to_owned(),
+            since: SystemTime::now(),
+            user_agent: None,
+            address: None,
+        });
+        record
+    };
+    for _ in 0..2_000 {
+        store
+            .create(&owned(Duration::from_millis(50)))
+            .await
+            .expect("create");
+    }
+    let owners = dir.path().join(".owners");
+    let entries = || -> usize {
+        std::fs::read_dir(&owners)
+            .expect(".owners")
+            .filter_map(Result::ok)
+            .map(|owner| std::fs::read_dir(owner.path()).map_or(0, Iterator::count))
+            .sum()
+    };
+    assert_eq!(entries(), 2_000);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(store.sweep().expect("sweep"), 2_000);
+    assert_eq!(entries(), 0, "the sweep left index entries");
+    assert_eq!(std::fs::read_dir(&owners).expect(".owners").count(), 0);
+
+    let first = store
+        .create(&owned(Duration::from_secs(60)))
+        .await
+        .expect("create");
+    store
+        .create(&owned(Duration::from_secs(60)))
+        .await
+        .expect("create");
+    store.delete(&first).await.expect("delete");
+    assert_eq!(entries(), 1, "a logout left its entry");
 }
 
 #[tokio::test]

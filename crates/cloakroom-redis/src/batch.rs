@@ -190,6 +190,32 @@ impl Batcher {
         }
     }
 
+    /// Runs `command` on the client that serves `key`, outside any batch: an owner's index is
+    /// off the request path, and its commands are of other kinds. After a write (`write`), waits
+    /// for replicas as configured.
+    pub(crate) async fn direct<'a, T, F>(
+        &'a self,
+        key: &str,
+        write: bool,
+        command: impl FnOnce(&'a Client) -> F,
+    ) -> Result<T, Failure>
+    where
+        F: Future<Output = Result<T, Error>>,
+    {
+        let shared = &*self.shared;
+        let route = shared.route(key);
+        let client = shared.client(route).map_err(Failure::Command)?;
+        let reply = command(client).await.map_err(Failure::Command)?;
+        if write {
+            shared
+                .replication
+                .wait(client, route)
+                .await
+                .map_err(Failure::Command)?;
+        }
+        Ok(reply)
+    }
+
     async fn call(
         &self,
         key: &str,

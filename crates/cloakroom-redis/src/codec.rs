@@ -3,8 +3,9 @@
 //! A session is one hash. Each session key is a field `.`+key whose value is `v` (or `f`, for
 //! a flash) followed by the entry's JSON text. The metadata are fields of their own, in
 //! milliseconds as decimal text: `@created` (Unix time), `@idle` (the idle timeout),
-//! `@deadline` (Unix time, absent without one) and `@expires` (Unix time, a copy of the key's
-//! TTL that the script keeps, so a plain `HGETALL` reads the whole record). The `.` and `@`
+//! `@deadline` (Unix time, absent without one), `@expires` (Unix time, a copy of the key's
+//! TTL that the script keeps, so a plain `HGETALL` reads the whole record) and `@owner` (the
+//! [`Owner`](cloakroom::store::Owner) as JSON, absent without one). The `.` and `@`
 //! prefixes keep the user's keys apart from the metadata, whatever they are called.
 //!
 //! The script does the writing (see [`lua`](crate::lua)): this module builds its arguments and
@@ -42,6 +43,15 @@ pub(crate) fn record_fields(record: &Record) -> Vec<Value> {
     if let Some(deadline) = record.deadline {
         fields.push("@deadline".into());
         fields.push(Value::from(millis(deadline).to_string()));
+    }
+    // Plain fields and strings: serializing them cannot fail.
+    if let Some(owner) = record
+        .owner
+        .as_ref()
+        .and_then(|o| serde_json::to_string(o).ok())
+    {
+        fields.push("@owner".into());
+        fields.push(Value::from(owner));
     }
     fields
 }
@@ -128,6 +138,7 @@ fn decode_fields(
     let foreign = |reason: String| RedisStoreError::foreign(key, reason);
     let mut entries = HashMap::with_capacity(count);
     let (mut created, mut idle, mut deadline, mut expires) = (None, None, None, None);
+    let mut owner = None;
     for (field, value) in fields {
         let (Some(field), Some(value)) = (field.as_str(), value.as_str()) else {
             return Err(foreign("a field or value is not UTF-8 text".to_owned()));
@@ -142,6 +153,11 @@ fn decode_fields(
             "@idle" => idle = Some(number()?),
             "@deadline" => deadline = Some(number()?),
             "@expires" => expires = Some(number()?),
+            "@owner" => {
+                let parsed = serde_json::from_str(&value)
+                    .map_err(|_| foreign("field \"@owner\" does not hold an owner".to_owned()))?;
+                owner = Some(parsed);
+            }
             _ => {
                 let Some(name) = field.strip_prefix('.') else {
                     return Err(foreign(format!("unexpected field {field:?}")));
@@ -173,6 +189,7 @@ fn decode_fields(
         expires: from_millis(expires),
         idle_timeout: Duration::from_millis(idle),
         deadline: deadline.map(from_millis),
+        owner,
     }))
 }
 

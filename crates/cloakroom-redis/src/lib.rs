@@ -133,6 +133,7 @@ mod codec;
 mod error;
 mod flush;
 mod lua;
+mod owners;
 mod replicas;
 
 use std::fmt;
@@ -300,7 +301,12 @@ impl SessionStore for RedisStore {
                     tracing::warn!(session = %id, "new session id already taken; trying another");
                     last_key = key;
                 }
-                _ => return Ok(id),
+                _ => {
+                    if let Some(owner) = &record.owner {
+                        self.index(&owner.name, &id, record.expires).await?;
+                    }
+                    return Ok(id);
+                }
             }
         }
         let reason = format!("{CREATE_ATTEMPTS} fresh random ids were all taken");

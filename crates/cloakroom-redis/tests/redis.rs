@@ -12,14 +12,16 @@ use std::time::{Duration, SystemTime};
 
 use axum::http::StatusCode;
 use cloakroom::SessionId;
-use cloakroom::store::{Changes, Entry, Record, SessionStore, Update};
+use cloakroom::store::{Changes, Entry, OwnerIndex, Record, SessionStore, Update};
 use cloakroom_redis::{RedisStore, RedisStoreError};
 use cloakroom_testkit::{Conformance, RedisServer};
 use cloakroom_tests::app::{NAME, cookie, id_from, layer, max_age, serve, write_concurrently};
 use cloakroom_tests::{cluster_url, set};
 use common::{admin as inspector, cluster, durable_redis, redis, store, uncached_store};
 use fred::clients::Client;
-use fred::interfaces::{ClientLike, ConfigInterface, HashesInterface, KeysInterface};
+use fred::interfaces::{
+    ClientLike, ConfigInterface, HashesInterface, KeysInterface, SortedSetsInterface,
+};
 
 /// A fresh server, a store on it and a client to inspect it.
 async fn server_store_and_inspector() -> (RedisServer, RedisStore, Client) {
@@ -63,6 +65,153 @@ async fn cluster_keeps_every_promise() {
         }
     }
     assert_eq!(per_node.len(), 3, "sessions landed on {per_node:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn standalone_keeps_the_owner_index_promises() {
+    let server = redis().await;
+    let result = Conformance::new()
+        .tick(Duration::from_millis(200))
+        .sessions(3_000)
+        .run_owner_index(store(&server.url()).await)
+        .await;
+    assert_eq!(result, Ok(()));
+}
+
+/// On a cluster an owner's sessions live on every node, and its set on one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_keeps_the_owner_index_promises() {
+    let cluster = cluster().await;
+    let store = store(&cluster_url(&cluster)).await;
+    let result = Conformance::new()
+        .tick(Duration::from_millis(200))
+        .sessions(3_000)
+        .run_owner_index(store.clone())
+        .await;
+    assert_eq!(result, Ok(()));
+    let mut per_node = HashMap::new();
+    for _ in 0..30 {
+        let id = store
+            .create(&owned("user:spread", 60_000))
+            .await
+            .expect("create");
+        for url in cluster.urls() {
+            let keys: i64 = inspector(&url)
+                .await
+                .exists(store.key(&id))
+                .await
+                .unwrap_or(0);
+            if keys == 1 {
+                *per_node.entry(url).or_insert(0) += 1;
+            }
+        }
+    }
+    assert_eq!(
+        per_node.len(),
+        3,
+        "one owner's sessions landed on {per_node:?}"
+    );
+    let listed = store
+        .owned("user:spread")
+        .await
+        .expect("a list across nodes");
+    assert_eq!(listed.len(), 30);
+}
+
+/// A record of `owner` that lives `idle_ms` without requests.
+fn owned(owner: &str, idle_ms: u64) -> Record {
+    let mut record = Record::new(SystemTime::now(), Duration::from_millis(idle_ms), None);
+    record.owner = Some(cloakroom::store::Owner {
+        name: owner.to_owned(),
+        since: SystemTime::now(),
+        user_agent: None,
+        address: None,
+    });
+    record
+}
+
+/// Thousands of an owner's sessions expire: each login prunes a bounded number of their ids,
+/// a list drops the rest, and a logout's id goes at the next list.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_owners_set_does_not_keep_ended_sessions() {
+    let (_server, store, inspector) = server_store_and_inspector().await;
+    let set = store.owner_key("user:many");
+    for _ in 0..20 {
+        let record = owned("user:many", 3_000);
+        let logins = (0..100).map(|_| store.create(&record));
+        for created in futures_util::future::join_all(logins).await {
+            created.expect("create");
+        }
+    }
+    let size = |inspector: &Client| {
+        let (inspector, set) = (inspector.clone(), set.clone());
+        async move { inspector.zcard::<i64, _>(&set).await.expect("ZCARD") }
+    };
+    assert_eq!(size(&inspector).await, 2_000, "logins pruned live sessions");
+    tokio::time::sleep(Duration::from_millis(3_200)).await;
+    // Each login looks at 64 of the expired ids, whatever the set holds.
+    for _ in 0..10 {
+        store
+            .create(&owned("user:many", 60_000))
+            .await
+            .expect("create");
+    }
+    assert_eq!(size(&inspector).await, 2_000 + 10 - 640);
+    let live = store.owned("user:many").await.expect("list");
+    assert_eq!(live.len(), 10);
+    assert_eq!(
+        size(&inspector).await,
+        10,
+        "a list left the ids of ended sessions"
+    );
+    store.delete(&live[0].0).await.expect("delete");
+    assert_eq!(store.owned("user:many").await.expect("list").len(), 9);
+    assert_eq!(size(&inspector).await, 9);
+}
+
+/// A read of a session with an owner costs what a read of any session costs: the owner adds
+/// no command to requests that do not change it.
+#[tokio::test]
+async fn an_owner_adds_no_command_to_a_read_or_a_write() {
+    let (_server, store, inspector) = server_store_and_inspector().await;
+    let uncached = uncached_store(&_server.url()).await;
+    for store in [store, uncached] {
+        let anonymous = store
+            .create(&Record::new(
+                SystemTime::now(),
+                Duration::from_secs(60),
+                None,
+            ))
+            .await
+            .expect("create");
+        let signed_in = store
+            .create(&owned("user:counted", 60_000))
+            .await
+            .expect("create");
+        let mut costs = Vec::new();
+        for id in [&anonymous, &signed_in] {
+            let before = command_counts(&inspector).await;
+            store.read(id).await.expect("read");
+            store.load(id).await.expect("load");
+            store.update(id, &set("k", "1")).await.expect("update");
+            let after = command_counts(&inspector).await;
+            let spent: HashMap<String, u64> = after
+                .iter()
+                .map(|(command, n)| {
+                    (
+                        command.clone(),
+                        n - before.get(command).copied().unwrap_or(0),
+                    )
+                })
+                .filter(|(_, n)| *n > 0)
+                .collect();
+            costs.push(spent);
+        }
+        assert_eq!(
+            costs[0], costs[1],
+            "an owner changed the commands of a request"
+        );
+    }
 }
 
 /// `(command, calls)` from `INFO commandstats`, without the inspector's own commands.

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use cloakroom::SessionId;
-use cloakroom::store::{Changes, Entry, Ids, Record, SessionStore, Update};
+use cloakroom::store::{Changes, Entry, Ids, Owner, OwnerIndex, Record, SessionStore, Update};
 use tokio::task::JoinSet;
 
 /// A promise of the store contract that the store broke, and how.
@@ -81,6 +81,14 @@ const LARGE: &str = "large values round-trip unchanged";
 const UNICODE: &str = "unicode keys and values round-trip unchanged";
 const STORE_CALL: &str = "store calls succeed against a healthy store";
 const READ_NOW: &str = "read_now, when it answers, answers as read does";
+const OWNER_KEPT: &str = "a record's owner round-trips unchanged";
+const LISTED: &str = "owned lists every live session of the owner, and only those";
+const LIST_GONE: &str = "owned never lists a session that was deleted or expired";
+const REVOKED: &str =
+    "revoke_all ends every session of the owner but the one excepted, and returns them";
+const REVOKE_RACE: &str =
+    "a session created while revoke_all runs is either revoked or listed afterwards";
+const INDEX_CLEANED: &str = "expired sessions leave the owner's list, thousands of them";
 
 impl Conformance {
     /// The default settings: a 1 second tick, 10,000 sessions, a 256 KiB large value.
@@ -114,6 +122,7 @@ impl Conformance {
     pub async fn run<St: SessionStore>(&self, store: St) -> Result<(), Violation> {
         let store = Arc::new(store);
         self.round_trip(store.as_ref()).await?;
+        self.owner_round_trip(store.as_ref()).await?;
         self.unknown_ids(store.as_ref()).await?;
         self.changes(store.as_ref()).await?;
         if St::IDS == Ids::Generated {
@@ -128,6 +137,255 @@ impl Conformance {
         self.deadline(store.as_ref()).await?;
         self.extremes(store.as_ref()).await?;
         Ok(())
+    }
+
+    /// Runs the checks of the optional [`OwnerIndex`] capability against `store` (the
+    /// sessions of each owner: listing, revoking, and an index that cleans itself), after
+    /// checking that owners round-trip. Run [`run`](Self::run) too: this assumes the rest of
+    /// the contract holds.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), cloakroom_testkit::Violation> {
+    /// use std::time::Duration;
+    /// use cloakroom::MemoryStore;
+    /// use cloakroom_testkit::Conformance;
+    ///
+    /// Conformance::new()
+    ///     .tick(Duration::from_millis(50))
+    ///     .sessions(1_000)
+    ///     .run_owner_index(MemoryStore::new())
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn run_owner_index<St: OwnerIndex>(&self, store: St) -> Result<(), Violation> {
+        let store = Arc::new(store);
+        self.owner_round_trip(store.as_ref()).await?;
+        self.listed(store.as_ref()).await?;
+        self.revoked(store.as_ref()).await?;
+        self.revoke_race(&store).await?;
+        self.index_cleaned(&store).await
+    }
+
+    fn owned_record(&self, owner: &str, idle_ticks: u32) -> Record {
+        let mut record = self.record(idle_ticks, &[("user", "\"ada\"")]);
+        record.owner = Some(Owner {
+            name: owner.to_owned(),
+            since: SystemTime::now(),
+            user_agent: Some("Mozilla/5.0 (X11; Linux x86_64) ✓".to_owned()),
+            address: Some("2001:db8::1".to_owned()),
+        });
+        record
+    }
+
+    /// A fresh owner name, so checks never see each other's sessions (or an earlier run's).
+    fn owner(&self, what: &str) -> String {
+        format!(
+            "conformance {what} ✓ {}",
+            SessionId::generate().short_hash()
+        )
+    }
+
+    async fn owner_round_trip<St: SessionStore>(&self, store: &St) -> Result<(), Violation> {
+        let record = self.owned_record(&self.owner("round trip"), 600);
+        let mut id = call(store.create(&record).await)?;
+        let loaded = load(store, &id, OWNER_KEPT).await?;
+        let same = |loaded: &Record| {
+            let (Some(a), Some(b)) = (&loaded.owner, &record.owner) else {
+                return false;
+            };
+            a.name == b.name
+                && a.user_agent == b.user_agent
+                && a.address == b.address
+                && close(a.since, b.since)
+        };
+        ensure(same(&loaded), OWNER_KEPT, || {
+            format!("owner {:?} came back as {:?}", record.owner, loaded.owner)
+        })?;
+        id = applied(store, &id, &set("k", "1"), OWNER_KEPT).await?;
+        let loaded = load(store, &id, OWNER_KEPT).await?;
+        ensure(same(&loaded), OWNER_KEPT, || {
+            format!(
+                "after an update, owner {:?} came back as {:?}",
+                record.owner, loaded.owner
+            )
+        })?;
+        call(store.delete(&id).await)
+    }
+
+    async fn listed<St: OwnerIndex>(&self, store: &St) -> Result<(), Violation> {
+        let (owner, other) = (self.owner("listed"), self.owner("other"));
+        let mut ids = HashSet::new();
+        for _ in 0..3 {
+            ids.insert(call(store.create(&self.owned_record(&owner, 600)).await)?);
+        }
+        let short = call(store.create(&self.owned_record(&owner, 1)).await)?;
+        let others = call(store.create(&self.owned_record(&other, 600)).await)?;
+        let anonymous = call(store.create(&self.record(600, &[])).await)?;
+        let mut expected = ids.clone();
+        expected.insert(short.clone());
+        self.ensure_listed(store, &owner, &expected, LISTED).await?;
+        let deleted = ids.iter().next().cloned();
+        if let Some(deleted) = &deleted {
+            call(store.delete(deleted).await)?;
+            ids.remove(deleted);
+            expected.remove(deleted);
+        }
+        self.ensure_listed(store, &owner, &expected, LIST_GONE)
+            .await?;
+        tokio::time::sleep(self.tick * 5 / 2).await;
+        self.ensure_listed(store, &owner, &ids, LIST_GONE).await?;
+        let listed = call(store.owned(&other).await)?;
+        ensure(listed.len() == 1 && listed[0].0 == others, LISTED, || {
+            format!(
+                "another owner's one session was listed as {} sessions",
+                listed.len()
+            )
+        })?;
+        for id in ids.iter().chain([&others, &anonymous]) {
+            call(store.delete(id).await)?;
+        }
+        Ok(())
+    }
+
+    async fn ensure_listed<St: OwnerIndex>(
+        &self,
+        store: &St,
+        owner: &str,
+        expected: &HashSet<SessionId>,
+        promise: &'static str,
+    ) -> Result<(), Violation> {
+        let listed = call(store.owned(owner).await)?;
+        let ids: HashSet<SessionId> = listed.iter().map(|(id, _)| id.clone()).collect();
+        ensure(
+            ids == *expected && ids.len() == listed.len(),
+            promise,
+            || {
+                format!(
+                    "{} sessions were live, {} listed, {} of them live ones",
+                    expected.len(),
+                    listed.len(),
+                    ids.intersection(expected).count()
+                )
+            },
+        )?;
+        let strays = listed
+            .iter()
+            .filter(|(_, record)| record.owner.as_ref().is_none_or(|o| o.name != owner))
+            .count();
+        ensure(strays == 0, promise, || {
+            format!("{strays} listed records are not of the owner listed")
+        })?;
+        Ok(())
+    }
+
+    async fn revoked<St: OwnerIndex>(&self, store: &St) -> Result<(), Violation> {
+        let (owner, other) = (self.owner("revoked"), self.owner("bystander"));
+        let mut ids = Vec::new();
+        for _ in 0..5 {
+            ids.push(call(store.create(&self.owned_record(&owner, 600)).await)?);
+        }
+        let bystander = call(store.create(&self.owned_record(&other, 600)).await)?;
+        let kept = ids[0].clone();
+        let revoked = call(store.revoke_all(&owner, Some(&kept)).await)?;
+        let revoked: HashSet<SessionId> = revoked.into_iter().collect();
+        let expected: HashSet<SessionId> = ids[1..].iter().cloned().collect();
+        ensure(revoked == expected, REVOKED, || {
+            format!(
+                "of 4 sessions to revoke, {} were returned, {} of them right",
+                revoked.len(),
+                revoked.intersection(&expected).count()
+            )
+        })?;
+        for id in &ids[1..] {
+            ensure(call(store.load(id).await)?.is_none(), REVOKED, || {
+                "a revoked session still loaded".to_owned()
+            })?;
+            ensure(read(store, id).await?.is_none(), REVOKED, || {
+                "a revoked session was still read".to_owned()
+            })?;
+        }
+        load(store, &kept, REVOKED).await?;
+        load(store, &bystander, REVOKED).await?;
+        self.ensure_listed(store, &owner, &HashSet::from([kept.clone()]), REVOKED)
+            .await?;
+        let revoked = call(store.revoke_all(&owner, None).await)?;
+        ensure(revoked == vec![kept.clone()], REVOKED, || {
+            format!(
+                "revoke_all without an exception returned {} sessions, not the 1 left",
+                revoked.len()
+            )
+        })?;
+        ensure(call(store.load(&kept).await)?.is_none(), REVOKED, || {
+            "revoke_all left the excepted session of before alive".to_owned()
+        })?;
+        call(store.delete(&bystander).await)
+    }
+
+    async fn revoke_race<St: OwnerIndex>(&self, store: &Arc<St>) -> Result<(), Violation> {
+        const LOGINS: usize = 40;
+        let owner = self.owner("race");
+        let mut tasks = JoinSet::new();
+        for i in 0..LOGINS {
+            let (store, record) = (Arc::clone(store), self.owned_record(&owner, 600));
+            let owner = owner.clone();
+            tasks.spawn(async move {
+                if i % 10 == 5 {
+                    store.revoke_all(&owner, None).await.map(|_| None)
+                } else {
+                    store.create(&record).await.map(Some)
+                }
+            });
+        }
+        let mut created = Vec::new();
+        while let Some(joined) = tasks.join_next().await {
+            if let Some(id) = call(call(joined.map_err(|e| e.to_string()))?)? {
+                created.push(id);
+            }
+        }
+        let listed: HashSet<SessionId> = call(store.owned(&owner).await)?
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        for id in &created {
+            let alive = call(store.load(id).await)?.is_some();
+            ensure(!alive || listed.contains(id), REVOKE_RACE, || {
+                "a session created during revoke_all is alive but not listed".to_owned()
+            })?;
+        }
+        call(store.revoke_all(&owner, None).await).map(drop)
+    }
+
+    async fn index_cleaned<St: OwnerIndex>(&self, store: &Arc<St>) -> Result<(), Violation> {
+        const PARALLEL: usize = 32;
+        let owner = self.owner("many");
+        let count = self.sessions.min(5_000);
+        for batch in (0..count).collect::<Vec<_>>().chunks(PARALLEL) {
+            let mut creators = JoinSet::new();
+            for _ in batch {
+                let (store, record) = (Arc::clone(store), self.owned_record(&owner, 2));
+                creators.spawn(async move { store.create(&record).await });
+            }
+            while let Some(joined) = creators.join_next().await {
+                call(call(joined.map_err(|e| e.to_string()))?)?;
+            }
+        }
+        // Past their expiry, measured from the last create.
+        tokio::time::sleep(self.tick * 5).await;
+        let live = call(store.create(&self.owned_record(&owner, 600)).await)?;
+        self.ensure_listed(
+            store.as_ref(),
+            &owner,
+            &HashSet::from([live.clone()]),
+            INDEX_CLEANED,
+        )
+        .await?;
+        let revoked = call(store.revoke_all(&owner, None).await)?;
+        ensure(revoked == vec![live], INDEX_CLEANED, || {
+            format!(
+                "after {count} expired sessions and 1 live one, revoke_all ended {}",
+                revoked.len()
+            )
+        })
     }
 
     fn record(&self, idle_ticks: u32, entries: &[(&str, &str)]) -> Record {

@@ -10,7 +10,7 @@ use std::convert::Infallible;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
-use cloakroom::store::{Changes, Record, SessionStore, Update};
+use cloakroom::store::{Changes, OwnerIndex, Record, SessionStore, Update};
 use cloakroom::{MemoryStore, SessionId};
 use cloakroom_testkit::{Conformance, Violation};
 
@@ -28,6 +28,15 @@ async fn memory_store_keeps_every_promise() -> Result<(), Violation> {
         .await
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_store_keeps_the_owner_index_promises() -> Result<(), Violation> {
+    Conformance::new()
+        .tick(Duration::from_millis(50))
+        .sessions(5_000)
+        .run_owner_index(MemoryStore::new())
+        .await
+}
+
 /// The mistakes real stores make.
 #[derive(Clone, Copy, PartialEq)]
 enum Flaw {
@@ -37,6 +46,12 @@ enum Flaw {
     Immortal,
     /// `update` of a missing id creates it.
     Resurrects,
+    /// `owned` lists nothing: the index was never written.
+    Unlisted,
+    /// `owned` lists expired sessions too.
+    ListsTheDead,
+    /// `owned` lists every owned session, whoever owns it.
+    ListsStrangers,
 }
 
 struct Flawed {
@@ -99,6 +114,59 @@ impl SessionStore for Flawed {
         self.map().remove(id);
         Ok(())
     }
+}
+
+impl OwnerIndex for Flawed {
+    async fn owned(&self, owner: &str) -> Result<Vec<(SessionId, Record)>, Infallible> {
+        let now = SystemTime::now();
+        let map = self.map();
+        let listed = map.iter().filter(|(_, record)| {
+            let mine = record.owner.as_ref().is_some_and(|o| o.name == owner);
+            let live = !record.is_expired(now);
+            match self.flaw {
+                Flaw::Unlisted => false,
+                Flaw::ListsTheDead => mine,
+                Flaw::ListsStrangers => record.owner.is_some() && live,
+                _ => mine && live,
+            }
+        });
+        Ok(listed
+            .map(|(id, record)| (id.clone(), record.clone()))
+            .collect())
+    }
+}
+
+async fn broken_owner_promise(flaw: Flaw) -> String {
+    quick()
+        .run_owner_index(Flawed::new(flaw))
+        .await
+        .expect_err("a flawed store passed the owner index checks")
+        .promise
+        .to_owned()
+}
+
+#[tokio::test]
+async fn a_store_that_does_not_index_owners_is_caught() {
+    assert_eq!(
+        broken_owner_promise(Flaw::Unlisted).await,
+        "owned lists every live session of the owner, and only those"
+    );
+}
+
+#[tokio::test]
+async fn a_store_that_lists_the_dead_is_caught() {
+    assert_eq!(
+        broken_owner_promise(Flaw::ListsTheDead).await,
+        "owned never lists a session that was deleted or expired"
+    );
+}
+
+#[tokio::test]
+async fn a_store_that_lists_other_owners_sessions_is_caught() {
+    assert_eq!(
+        broken_owner_promise(Flaw::ListsStrangers).await,
+        "owned lists every live session of the owner, and only those"
+    );
 }
 
 async fn broken_promise(flaw: Flaw) -> String {

@@ -29,10 +29,14 @@ pub enum StoreOperation {
     Update,
     /// Deleting a destroyed session, or the old id after `regenerate_id`.
     Delete,
+    /// Listing the sessions of an owner ([`Owners`](crate::Owners)).
+    List,
+    /// Ending sessions of an owner ([`Owners`](crate::Owners)).
+    Revoke,
 }
 
 impl StoreOperation {
-    /// The operation's name: `read`, `load`, `create`, `update` or `delete`.
+    /// The operation's name: `read`, `load`, `create`, `update`, `delete`, `list` or `revoke`.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Read => "read",
@@ -40,6 +44,8 @@ impl StoreOperation {
             Self::Create => "create",
             Self::Update => "update",
             Self::Delete => "delete",
+            Self::List => "list",
+            Self::Revoke => "revoke",
         }
     }
 }

@@ -77,4 +77,12 @@ pub enum SessionError {
     /// The session was destroyed earlier in this request and can no longer be changed.
     #[error("the session was destroyed in this request and cannot be changed")]
     Destroyed,
+    /// An owner name that is empty or too long for a store's index.
+    #[error("a session owner must be 1 to {max} bytes long; this one is {len}")]
+    InvalidOwner {
+        /// Its length in bytes.
+        len: usize,
+        /// The longest allowed, [`MAX_OWNER_LEN`](crate::store::MAX_OWNER_LEN).
+        max: usize,
+    },
 }

@@ -5,7 +5,9 @@ use axum_core::response::{IntoResponse, Response};
 use http::StatusCode;
 use http::request::Parts;
 
-use crate::{Session, SessionError};
+use crate::failure::FailureStatus;
+use crate::store::StoreError;
+use crate::{OwnersError, Session, SessionError};
 
 /// The rejection when a handler asks for a [`Session`] on a route without [`SessionLayer`]:
 /// a `500` whose body names the missing layer, because this is a wiring mistake in the app,
@@ -50,5 +52,15 @@ impl IntoResponse for SessionError {
     fn into_response(self) -> Response {
         tracing::error!(error = %self, "session error in handler");
         (StatusCode::INTERNAL_SERVER_ERROR, "session error").into_response()
+    }
+}
+
+/// The layer's default store-error response: `503` with `Retry-After` when a retry may help,
+/// `500` otherwise (and for [`OwnersError::NoOwner`], a mistake in the app); the error goes to
+/// the log, not to the client.
+impl<E: StoreError> IntoResponse for OwnersError<E> {
+    fn into_response(self) -> Response {
+        tracing::error!(error = %self, "the sessions of an owner could not be reached");
+        FailureStatus::response(self.failure_kind())
     }
 }

@@ -85,8 +85,15 @@ pub struct FailureStatus;
 
 impl<B: Default> OnStoreError<B> for FailureStatus {
     fn on_store_error(&self, failure: &StoreFailure<'_>) -> Response<B> {
+        FailureStatus::response(failure.kind())
+    }
+}
+
+impl FailureStatus {
+    /// The response for a failure of `kind`.
+    pub(crate) fn response<B: Default>(kind: FailureKind) -> Response<B> {
         let mut response = Response::new(B::default());
-        match failure.kind() {
+        match kind {
             FailureKind::Rejected => *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR,
             _ => {
                 *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;

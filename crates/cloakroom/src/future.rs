@@ -12,6 +12,7 @@ use pin_project_lite::pin_project;
 use tower_service::Service;
 
 use crate::call::{BoxFuture, CallError};
+use crate::client::Client;
 use crate::failure::OnStoreError;
 use crate::plan::{CookieSeen, Facts, Refresh, SetCookie};
 use crate::save::Saved;
@@ -78,6 +79,8 @@ pub(crate) struct RequestSession<St, H> {
     pub(crate) refresh: Refresh,
     /// The handler's session, once it has one.
     session: Option<Session>,
+    /// What was noted of the client, for the session once there is one.
+    client: Client,
 }
 
 impl<S, ReqB, St, H> ResponseFuture<S, ReqB, St, H>
@@ -143,7 +146,8 @@ where
                     let shared = &this.request.shared;
                     let outcome = this.request.outcome(&response);
                     let limit = shared.config.store_timeout;
-                    match save::start(outcome, &shared.store, limit, &shared.detached) {
+                    let audit = &shared.config.audit;
+                    match save::start(outcome, &shared.store, limit, &shared.detached, audit) {
                         Saved::Now(set_cookie) => {
                             return Poll::Ready(Ok(this.request.finish(response, &set_cookie)));
                         }
@@ -169,13 +173,19 @@ where
 }
 
 impl<St: SessionStore, H> RequestSession<St, H> {
-    pub(crate) fn new(shared: Arc<Shared<St, H>>, now: SystemTime, cookie: CookieSeen) -> Self {
+    pub(crate) fn new(
+        shared: Arc<Shared<St, H>>,
+        now: SystemTime,
+        cookie: CookieSeen,
+        client: Client,
+    ) -> Self {
         Self {
             shared,
             now,
             cookie,
             refresh: Refresh::NotDue,
             session: None,
+            client,
         }
     }
 
@@ -189,6 +199,9 @@ impl<St: SessionStore, H> RequestSession<St, H> {
     where
         S: Service<Request<ReqB>>,
     {
+        if !self.client.is_empty() {
+            session.lock().client = std::mem::take(&mut self.client);
+        }
         request.extensions_mut().insert(session.clone());
         self.session = Some(session);
         inner.call(request)

@@ -10,13 +10,16 @@ use std::time::Duration;
 use tokio::sync::Semaphore;
 use tower_layer::Layer;
 
+use crate::audit::{Audit, AuditEvent};
+use crate::client::Notes;
 use crate::cookie::SessionCookie;
 use crate::error::ConfigError;
 use crate::failure::FailureStatus;
+use crate::owners::Owners;
 use crate::save::MAX_DETACHED;
 use crate::service::{SessionService, Shared};
 use crate::signer::CookieSigner;
-use crate::store::{FOREVER, SessionStore};
+use crate::store::{FOREVER, OwnerIndex, SessionStore};
 
 /// The idle timeout when none is configured: 7 days.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(7 * 24 * 60 * 60);
@@ -90,6 +93,9 @@ pub(crate) struct Config {
     pub(crate) save_uninitialized: bool,
     pub(crate) save_on_server_error: bool,
     pub(crate) store_timeout: Option<Duration>,
+    /// What is noted of the client when a session is given an owner.
+    pub(crate) notes: Notes,
+    pub(crate) audit: Audit,
 }
 
 impl Config {
@@ -103,6 +109,8 @@ impl Config {
             save_uninitialized: false,
             save_on_server_error: false,
             store_timeout: Some(DEFAULT_STORE_TIMEOUT),
+            notes: Notes::default(),
+            audit: Audit::default(),
         }
     }
 }
@@ -221,6 +229,71 @@ impl<St, H> SessionLayer<St, H> {
         self
     }
 
+    /// Keeps the client's `User-Agent` (its first 256 bytes) with a session when a handler
+    /// gives it an owner ([`Session::set_owner`](crate::Session::set_owner)), for a list of
+    /// the owner's devices ([`Owners::list`]). Off by default: it is personal data, and
+    /// nothing of it is kept for anonymous sessions either way.
+    pub fn keep_user_agent(mut self, keep: bool) -> Self {
+        Arc::make_mut(&mut self.config).notes.user_agent = keep;
+        self
+    }
+
+    /// Keeps the client's address (what `address_of` finds for the request, its first 64
+    /// bytes) with a session when a handler gives it an owner, for [`Owners::list`]. Off by
+    /// default, as personal data. The layer cannot know how the application sees addresses:
+    /// behind a proxy, from a header the proxy sets; otherwise from the connection, as axum's
+    /// `ConnectInfo` puts it in the extensions. `address_of` runs for every request.
+    ///
+    /// ```
+    /// use std::net::SocketAddr;
+    /// use axum::extract::ConnectInfo;
+    /// use cloakroom::{MemoryStore, SessionCookie, SessionLayer};
+    ///
+    /// # fn main() -> Result<(), cloakroom::ConfigError> {
+    /// # let cookie = SessionCookie::new("__session").secret([7; 32]);
+    /// let layer = SessionLayer::new(cookie, MemoryStore::new())?
+    ///     .keep_user_agent(true)
+    ///     .keep_address(|_headers, extensions| {
+    ///         let ConnectInfo(peer) = extensions.get::<ConnectInfo<SocketAddr>>()?;
+    ///         Some(peer.ip().to_string())
+    ///     });
+    /// # Ok(()) }
+    /// ```
+    pub fn keep_address<F>(mut self, address_of: F) -> Self
+    where
+        F: Fn(&http::HeaderMap, &http::Extensions) -> Option<String> + Send + Sync + 'static,
+    {
+        Arc::make_mut(&mut self.config).notes.address = Some(Arc::new(address_of));
+        self
+    }
+
+    /// Calls `hook` with every [`AuditEvent`]: a session created, regenerated (a login),
+    /// destroyed (a logout) or revoked ([`Owners`]), with its owner and short hash, once the
+    /// store has done it. The same events go to `tracing` (target `cloakroom::audit`, level
+    /// `INFO`) with or without a hook. The hook runs on the request's task, after the store
+    /// call: send the event to a channel rather than block.
+    ///
+    /// ```
+    /// use cloakroom::{AuditKind, MemoryStore, SessionCookie, SessionLayer};
+    ///
+    /// # fn main() -> Result<(), cloakroom::ConfigError> {
+    /// # let cookie = SessionCookie::new("__session").secret([7; 32]);
+    /// let (events, _audit_log) = std::sync::mpsc::channel();
+    /// let layer = SessionLayer::new(cookie, MemoryStore::new())?.on_audit(move |event| {
+    ///     if event.kind != AuditKind::Created || event.owner.is_some() {
+    ///         let _ = events.send(event.clone());
+    ///     }
+    /// });
+    /// # Ok(()) }
+    /// ```
+    pub fn on_audit<F>(mut self, hook: F) -> Self
+    where
+        F: Fn(&AuditEvent) + Send + Sync + 'static,
+    {
+        Arc::make_mut(&mut self.config).audit = Audit(Some(Arc::new(hook)));
+        self
+    }
+
     /// The response the client gets when the store fails, instead of an empty `503`.
     pub fn on_store_error<H2>(self, on_store_error: H2) -> SessionLayer<St, H2> {
         SessionLayer {
@@ -229,6 +302,16 @@ impl<St, H> SessionLayer<St, H> {
             on_store_error,
             detached: self.detached,
         }
+    }
+}
+
+impl<St: OwnerIndex, H> SessionLayer<St, H> {
+    /// A handle on the sessions of each owner, for this layer's store: list a user's devices,
+    /// sign one out, or all ("log out everywhere"), from a handler or from anywhere else (an
+    /// admin tool, a password reset). Only for stores that keep an index of owners
+    /// ([`OwnerIndex`]); with one that cannot (the cookie store), this does not compile.
+    pub fn owners(&self) -> Owners<St> {
+        Owners::new(Arc::clone(&self.store), Arc::clone(&self.config))
     }
 }
 

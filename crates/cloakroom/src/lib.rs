@@ -50,7 +50,9 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
+mod audit;
 mod call;
+mod client;
 mod cookie;
 mod error;
 #[cfg(feature = "axum")]
@@ -61,6 +63,7 @@ mod headers;
 mod id;
 mod layer;
 mod memory;
+mod owners;
 mod plan;
 mod save;
 mod service;
@@ -68,6 +71,7 @@ mod session;
 mod signer;
 pub mod store;
 
+pub use crate::audit::{AuditEvent, AuditKind};
 pub use crate::call::{StoreOperation, StoreTimedOut};
 pub use crate::cookie::{MIN_SECRET_LEN, Priority, SameSite, SessionCookie};
 pub use crate::error::{ConfigError, SessionError};
@@ -80,7 +84,8 @@ pub use crate::layer::{
     DEFAULT_IDLE_TIMEOUT, DEFAULT_REFRESH_INTERVAL, DEFAULT_STORE_TIMEOUT, SessionLayer,
 };
 pub use crate::memory::{MemoryStore, MemoryStoreBuilder, MemoryStoreError};
+pub use crate::owners::{InvalidHandle, Owners, OwnersError, SessionHandle, SessionInfo};
 pub use crate::service::SessionService;
 pub use crate::session::Session;
 pub use crate::signer::{CookieSigner, Verified};
-pub use crate::store::{FailureKind, SessionStore, StoreError};
+pub use crate::store::{FailureKind, OwnerIndex, SessionStore, StoreError};

@@ -1,5 +1,6 @@
 //! `MemoryStore`: sessions in this process's memory, the embedded default.
 
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
@@ -10,7 +11,7 @@ use hashbrown::hash_table;
 
 use self::packed::{Key, Packed, hash};
 use crate::SessionId;
-use crate::store::{Changes, Record, SessionStore, Update, later};
+use crate::store::{Changes, OwnerIndex, Record, SessionStore, Update, later};
 
 mod packed;
 
@@ -57,6 +58,10 @@ struct Inner {
     sweep_interval: Duration,
     /// When the next inline sweep is due; `None` when a background task sweeps.
     next_inline_sweep: Option<Mutex<SystemTime>>,
+    /// The keys of each owner's sessions: added after the record at create, removed after it
+    /// at delete and sweep, and when a list finds the record gone. Never locked while a shard
+    /// is.
+    owners: Mutex<HashMap<String, HashSet<Key>>>,
 }
 
 /// Why the memory store refused a call.
@@ -106,6 +111,7 @@ impl MemoryStoreBuilder {
             next_inline_sweep: runtime
                 .is_none()
                 .then(|| Mutex::new(later(SystemTime::now(), self.sweep_interval))),
+            owners: Mutex::new(HashMap::new()),
         });
         if let Some(runtime) = runtime {
             runtime.spawn(sweep_periodically(
@@ -200,14 +206,42 @@ impl Inner {
 
     fn sweep(&self, now: SystemTime) -> usize {
         let mut removed = 0;
+        let mut owned = Vec::new();
         for shard in &self.shards {
             let mut shard = shard.lock().unwrap_or_else(PoisonError::into_inner);
             let before = shard.len();
-            shard.retain(|packed| !packed.is_expired(now));
+            shard.retain(|packed| {
+                if !packed.is_expired(now) {
+                    return true;
+                }
+                if let (Some(owner), Some(key)) = (packed.owner(), packed.key()) {
+                    owned.push((owner, key));
+                }
+                false
+            });
             removed += before - shard.len();
         }
         self.len.fetch_sub(removed, Ordering::Relaxed);
+        self.unindex(owned);
         removed
+    }
+
+    fn owners(&self) -> MutexGuard<'_, HashMap<String, HashSet<Key>>> {
+        self.owners.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Removes these (owner, key) pairs from the index.
+    fn unindex(&self, pairs: impl IntoIterator<Item = (String, Key)>) {
+        let mut owners = None;
+        for (owner, key) in pairs {
+            let owners = owners.get_or_insert_with(|| self.owners());
+            if let Some(keys) = owners.get_mut(&owner) {
+                keys.remove(&key);
+                if keys.is_empty() {
+                    owners.remove(&owner);
+                }
+            }
+        }
     }
 
     fn sweep_inline_if_due(&self, now: SystemTime) {
@@ -224,11 +258,20 @@ impl Inner {
         self.sweep(now);
     }
 
-    fn remove(&self, shard: &mut Table, key: &Key) {
-        if let Ok(found) = shard.find_entry(hash(key), |packed| packed.is(key)) {
-            found.remove();
-            self.len.fetch_sub(1, Ordering::Relaxed);
-        }
+    /// Removes the record of `key` from its (locked) shard; returns its owner, for the caller
+    /// to take out of the index once the shard is unlocked.
+    #[must_use = "an owned record's index entry is removed with the owner returned"]
+    fn remove(&self, shard: &mut Table, key: &Key) -> Option<String> {
+        let found = shard.find_entry(hash(key), |packed| packed.is(key)).ok()?;
+        let (packed, _) = found.remove();
+        self.len.fetch_sub(1, Ordering::Relaxed);
+        packed.owner()
+    }
+
+    /// Removes the record of `key`, and its index entry.
+    fn remove_now(&self, key: &Key) {
+        let owner = self.remove(&mut self.shard(key), key);
+        self.unindex(owner.map(|owner| (owner, *key)));
     }
 }
 
@@ -250,7 +293,8 @@ impl SessionStore for MemoryStore {
                 return Ok(Some(record));
             }
         }
-        self.inner.remove(&mut shard, &key);
+        drop(shard);
+        self.inner.remove_now(&key);
         Ok(None)
     }
 
@@ -278,6 +322,13 @@ impl SessionStore for MemoryStore {
             if let hash_table::Entry::Vacant(slot) = slot {
                 slot.insert(Packed::pack(&key, record));
                 self.inner.len.fetch_add(1, Ordering::Relaxed);
+                drop(shard);
+                // The record first, then the index: an entry never names a record that is
+                // still to come, so a list may drop an entry whose record is missing.
+                if let Some(owner) = &record.owner {
+                    let mut owners = self.inner.owners();
+                    owners.entry(owner.name.clone()).or_default().insert(key);
+                }
                 return Ok(SessionId::from_bytes(&key));
             }
         }
@@ -305,16 +356,39 @@ impl SessionStore for MemoryStore {
             *packed = Packed::pack(&key, &record);
             return Ok(Update::Applied);
         }
-        self.inner.remove(&mut shard, &key);
+        drop(shard);
+        self.inner.remove_now(&key);
         Ok(Update::Missing)
     }
 
     async fn delete(&self, id: &SessionId) -> Result<(), MemoryStoreError> {
         if let Some(key) = id.bytes() {
-            let mut shard = self.inner.shard(&key);
-            self.inner.remove(&mut shard, &key);
+            self.inner.remove_now(&key);
         }
         Ok(())
+    }
+}
+
+/// Each owner's sessions are a set of ids in process, kept with the records: an entry leaves
+/// with its record (a delete, the sweep), so the index holds no more than the live sessions and
+/// those expired since the last sweep.
+impl OwnerIndex for MemoryStore {
+    async fn owned(&self, owner: &str) -> Result<Vec<(SessionId, Record)>, MemoryStoreError> {
+        let keys: Vec<Key> = match self.inner.owners().get(owner) {
+            Some(keys) => keys.iter().copied().collect(),
+            None => return Ok(Vec::new()),
+        };
+        let mut live = Vec::with_capacity(keys.len());
+        for key in keys {
+            let id = SessionId::from_bytes(&key);
+            let record = self.inner.read(&id);
+            if let Some(record) =
+                record.filter(|r| r.owner.as_ref().is_some_and(|o| o.name == owner))
+            {
+                live.push((id, record));
+            }
+        }
+        Ok(live)
     }
 }
 
@@ -382,6 +456,44 @@ mod tests {
             assert_eq!(store.len(), 1);
             Ok(())
         })
+    }
+
+    #[tokio::test]
+    async fn an_owner_index_keeps_only_live_sessions_however_many_expire()
+    -> Result<(), MemoryStoreError> {
+        let store = MemoryStore::new();
+        let owned = |idle| {
+            let mut record = record(idle);
+            record.owner = Some(crate::store::Owner {
+                name: "user:1".to_owned(),
+                since: SystemTime::now(),
+                user_agent: None,
+                address: None,
+            });
+            record
+        };
+        for _ in 0..5_000 {
+            store.create(&owned(Duration::from_millis(10))).await?;
+        }
+        let live = store.create(&owned(Duration::from_secs(60))).await?;
+        let gone = store.create(&owned(Duration::from_secs(60))).await?;
+        store.delete(&gone).await?;
+        let indexed = |store: &MemoryStore| store.inner.owners().get("user:1").map(HashSet::len);
+        assert_eq!(
+            indexed(&store),
+            Some(5_001),
+            "a delete left its index entry"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(store.owned("user:1").await?.len(), 1);
+        assert_eq!(store.sweep(), 5_000);
+        assert_eq!(indexed(&store), Some(1), "the sweep left index entries");
+        store.delete(&live).await?;
+        assert!(
+            store.inner.owners().is_empty(),
+            "an empty owner stayed in the index"
+        );
+        Ok(())
     }
 
     #[tokio::test]

@@ -114,8 +114,11 @@ pub(crate) enum Outcome {
         record: Record,
         grant: Grant,
     },
-    /// Delete the session and clear the cookie.
-    Delete { id: SessionId },
+    /// Delete the session (of `owner`, for the audit event) and clear the cookie.
+    Delete {
+        id: SessionId,
+        owner: Option<String>,
+    },
 }
 
 /// A cookie to send: its `Max-Age`, and the issue time signed into it.
@@ -147,7 +150,7 @@ pub(crate) fn decide(config: &Config, facts: &Facts<'_>) -> Outcome {
         // A logout always happens, even from a handler that failed after `destroy`; the rest
         // (its changes, and a regenerate, whose login failed with it) is dropped.
         return match (state.fate, &state.id) {
-            (Fate::Destroy, Some(id)) => Outcome::Delete { id: id.clone() },
+            (Fate::Destroy, Some(id)) => delete(id, state),
             _ => Outcome::Nothing,
         };
     }
@@ -159,7 +162,7 @@ pub(crate) fn decide(config: &Config, facts: &Facts<'_>) -> Outcome {
         issued: now,
     };
     match (state.fate, &state.id) {
-        (Fate::Destroy, Some(id)) => Outcome::Delete { id: id.clone() },
+        (Fate::Destroy, Some(id)) => delete(id, state),
         // A logout clears any cookie of ours, even when its session was gone already.
         (Fate::Destroy, None) if cookie != CookieSeen::Absent => Outcome::Clear,
         (Fate::Destroy, None) => Outcome::Nothing,
@@ -245,6 +248,15 @@ fn due(config: &Config, issued: SystemTime, now: SystemTime, idle: Duration) -> 
         // Issued "in the future": another instance's clock runs a little ahead, or this
         // clock was set back, in which case waiting for it would let sessions expire.
         Err(ahead) => ahead.duration() > interval,
+    }
+}
+
+/// The logout of the session `id`.
+fn delete(id: &SessionId, state: &State) -> Outcome {
+    let owner = state.record.owner.as_ref();
+    Outcome::Delete {
+        id: id.clone(),
+        owner: owner.map(|owner| owner.name.clone()),
     }
 }
 
@@ -428,6 +440,7 @@ mod tests {
         assert_eq!(update.cookie(None), SetCookie::Keep);
         let delete = Outcome::Delete {
             id: SessionId::generate(),
+            owner: None,
         };
         assert_eq!(delete.cookie(None), SetCookie::Clear);
         let reissued = SessionId::generate();

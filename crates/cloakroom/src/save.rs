@@ -9,9 +9,10 @@ use tokio::sync::Semaphore;
 use tracing::Instrument as _;
 
 use crate::SessionId;
+use crate::audit::{Audit, AuditKind};
 use crate::call::{BoxFuture, CallError, StoreOperation, boxed, span, within};
 use crate::plan::{Outcome, SetCookie};
-use crate::store::{SessionStore, Update};
+use crate::store::{Record, SessionStore, Update};
 
 /// How many logouts and regenerates of one layer may run as tasks of their own at once. Past
 /// it (a store that hangs, and clients that retry), they run in place: a store that does not
@@ -39,6 +40,7 @@ pub(crate) fn start<St: SessionStore>(
     store: &Arc<St>,
     limit: Option<Duration>,
     detached: &Arc<Semaphore>,
+    audit: &Audit,
 ) -> Saved<St::Error> {
     let (first, span, detach) = match &outcome {
         Outcome::Nothing | Outcome::Clear | Outcome::Resend { .. } => {
@@ -64,7 +66,7 @@ pub(crate) fn start<St: SessionStore>(
             ),
             true,
         ),
-        Outcome::Delete { id } => (
+        Outcome::Delete { id, .. } => (
             StoreOperation::Delete,
             span(StoreOperation::Delete, Some(id)),
             true,
@@ -80,8 +82,13 @@ pub(crate) fn start<St: SessionStore>(
     // clears it, anything else leaves it alone.
     let interrupted = outcome.cookie(None);
     let store = Arc::clone(store);
+    // An update is no audit event: the hot path clones no hook.
+    let audit = (!matches!(outcome, Outcome::Update { .. })).then(|| audit.clone());
     let save = async move {
         let saved_as = call(store.as_ref(), &outcome, step.as_ref()).await?;
+        if let Some(audit) = audit {
+            report(&audit, &outcome, saved_as.as_ref());
+        }
         Ok(outcome.cookie(saved_as))
     };
     let runtime = tokio::runtime::Handle::try_current();
@@ -189,10 +196,45 @@ async fn call<St: SessionStore>(
             }
             Ok(Some(id))
         }
-        Outcome::Delete { id } => store
+        Outcome::Delete { id, .. } => store
             .delete(id)
             .await
             .map(|()| None)
             .map_err(failed(StoreOperation::Delete)),
+    }
+}
+
+/// The owner's name of `record`, if it has one.
+fn name(record: &Record) -> Option<&str> {
+    record.owner.as_ref().map(|owner| owner.name.as_str())
+}
+
+/// The audit event of an outcome whose store call succeeded, the session now going by
+/// `saved_as`.
+fn report(audit: &Audit, outcome: &Outcome, saved_as: Option<&SessionId>) {
+    match (outcome, saved_as) {
+        (
+            Outcome::Create { record, .. }
+            | Outcome::Regenerate {
+                old: None, record, ..
+            },
+            Some(id),
+        ) => {
+            audit.report(AuditKind::Created, name(record), id, None);
+        }
+        (
+            Outcome::Regenerate {
+                old: Some(old),
+                record,
+                ..
+            },
+            Some(id),
+        ) => {
+            audit.report(AuditKind::Regenerated, name(record), id, Some(old));
+        }
+        (Outcome::Delete { id, owner }, _) => {
+            audit.report(AuditKind::Destroyed, owner.as_deref(), id, None);
+        }
+        _ => {}
     }
 }

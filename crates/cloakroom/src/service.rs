@@ -82,7 +82,8 @@ where
         // signs, are taken from it.
         let now = SystemTime::now();
         let (cookie, named) = find::<St>(config, request.headers(), now);
-        let mut session = RequestSession::new(Arc::clone(shared), now, cookie);
+        let client = config.notes.of(request.headers(), request.extensions());
+        let mut session = RequestSession::new(Arc::clone(shared), now, cookie, client);
         let start = match named {
             None => Start::Run(Session::from_state(State::new(None, fresh(config, now)))),
             Some((id, refresh)) => {

@@ -9,8 +9,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::SessionId;
+use crate::client::Client;
 use crate::error::SessionError;
-use crate::store::{Changes, Entry, FOREVER, Record};
+use crate::store::{Changes, Entry, FOREVER, MAX_OWNER_LEN, Owner, Record};
 
 /// One user's session: a key-value map that survives across requests.
 ///
@@ -58,6 +59,8 @@ pub(crate) struct State {
     pub(crate) fate: Fate,
     /// Whether the handler called any method, so the response depends on the cookie.
     pub(crate) accessed: bool,
+    /// What the layer noted of the client, for [`Session::set_owner`] to keep.
+    pub(crate) client: Client,
 }
 
 impl State {
@@ -69,6 +72,7 @@ impl State {
             idle_timeout: None,
             fate: Fate::Keep,
             accessed: false,
+            client: Client::default(),
         }
     }
 
@@ -297,6 +301,65 @@ impl Session {
         }
         state.idle_timeout = Some(idle_timeout.min(FOREVER));
         Ok(())
+    }
+
+    /// Marks whose session this is (`"user:42"`): the login. Like
+    /// [`regenerate_id`](Self::regenerate_id), this moves the session to a fresh id when the
+    /// request ends, keeping its data, since a login changes privileges; so this one call is
+    /// the whole login. The session is then listed among the owner's and ended by a revoke
+    /// ([`Owners`](crate::Owners)); the layer notes the time and, if configured, the client's
+    /// user agent and address ([`SessionLayer::keep_user_agent`](crate::SessionLayer::keep_user_agent),
+    /// [`keep_address`](crate::SessionLayer::keep_address)). Logging out is
+    /// [`destroy`](Self::destroy), which ends the session with its owner.
+    ///
+    /// ```
+    /// # fn login(session: cloakroom::Session) -> Result<(), cloakroom::SessionError> {
+    /// session.set_owner("user:42")?;
+    /// assert_eq!(session.owner().as_deref(), Some("user:42"));
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// An owner never changes under one id: calling this again (for another user, say) gives
+    /// the session yet another id, so an index of an owner's sessions never goes stale by a
+    /// write it did not see.
+    ///
+    /// # Errors
+    ///
+    /// [`SessionError::InvalidOwner`] for an empty name or one over [`MAX_OWNER_LEN`] bytes;
+    /// [`SessionError::Destroyed`] after [`destroy`](Self::destroy).
+    pub fn set_owner(&self, owner: impl Into<String>) -> Result<(), SessionError> {
+        let name = owner.into();
+        if name.is_empty() || name.len() > MAX_OWNER_LEN {
+            return Err(SessionError::InvalidOwner {
+                len: name.len(),
+                max: MAX_OWNER_LEN,
+            });
+        }
+        let mut state = self.access();
+        if state.fate == Fate::Destroy {
+            return Err(SessionError::Destroyed);
+        }
+        let owner = Owner {
+            name,
+            since: SystemTime::now(),
+            user_agent: state.client.user_agent(),
+            address: state.client.address.clone(),
+        };
+        state.record.owner = Some(owner);
+        state.fate = Fate::Regenerate;
+        Ok(())
+    }
+
+    /// Whose session this is ([`set_owner`](Self::set_owner)); `None` for an anonymous
+    /// session, and after [`destroy`](Self::destroy).
+    pub fn owner(&self) -> Option<String> {
+        let state = self.access();
+        let owner = state
+            .record
+            .owner
+            .as_ref()
+            .filter(|_| state.fate != Fate::Destroy);
+        owner.map(|owner| owner.name.clone())
     }
 
     /// The id the session was loaded under, or `None` for a session that is not stored yet

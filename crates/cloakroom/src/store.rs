@@ -41,7 +41,34 @@ pub struct Record {
     pub idle_timeout: Duration,
     /// The absolute end of the session, however active it is, if the layer sets one.
     pub deadline: Option<SystemTime>,
+    /// Whose session it is, once a handler said so ([`Session::set_owner`]). Set when the
+    /// record is created and never changed under the same id: a new owner means a new id.
+    ///
+    /// [`Session::set_owner`]: crate::Session::set_owner
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<Owner>,
 }
+
+/// Whose session a record is, and what the layer noted when it was given its owner.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Owner {
+    /// The owner's name, as the application gave it (`"user:42"`): 1 to [`MAX_OWNER_LEN`]
+    /// bytes.
+    pub name: String,
+    /// When the session was given this owner: the login.
+    pub since: SystemTime,
+    /// The client's `User-Agent` at login, if the layer keeps it
+    /// ([`SessionLayer::keep_user_agent`](crate::SessionLayer::keep_user_agent)).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_agent: Option<String>,
+    /// The client's address at login, if the layer keeps it
+    /// ([`SessionLayer::keep_address`](crate::SessionLayer::keep_address)).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+}
+
+/// The longest owner name, in bytes: names are keys of a store's index, not documents.
+pub const MAX_OWNER_LEN: usize = 256;
 
 impl Record {
     /// A new, empty record created at `now`.
@@ -64,6 +91,7 @@ impl Record {
             expires: expiry(now, idle_timeout, deadline),
             idle_timeout,
             deadline,
+            owner: None,
         }
     }
 
@@ -414,4 +442,57 @@ pub trait SessionStore: Send + Sync + 'static {
 
     /// Removes the session. Deleting an id that does not exist is not an error.
     fn delete(&self, id: &SessionId) -> impl Future<Output = Result<(), Self::Error>> + Send;
+}
+
+/// The optional capability of a store that knows the sessions of each owner: what
+/// [`Owners`](crate::Owners) (listing a user's devices, "log out everywhere") is built on.
+///
+/// A store that implements it keeps these promises on top of [`SessionStore`]'s, which the
+/// `owners` section of the conformance suite in `cloakroom-testkit` checks:
+///
+/// - **Owned records are indexed by the time `create` returns.** [`create`] of a record with
+///   an [`owner`](Record::owner) stores the record first and then adds its id to the owner's
+///   index, and returns only once both are done: the layer sends the new cookie only after
+///   that, so a session anyone holds is always in the index. (A record whose index entry was
+///   never written, because the second step failed, is one nobody has the id of.) An owner
+///   never changes under an id, so `update` never touches the index.
+/// - **A list is exact.** [`owned`](Self::owned) returns every live record of the owner, and
+///   nothing that is gone: an index entry whose record was deleted or expired is skipped
+///   (and may be removed then; ids are never reused, so a missing record is gone for good).
+///   A store that cannot list exactly (memcached evicts what it likes) returns an error that
+///   says so, a [`FailureKind::Rejected`].
+/// - **A revoke is a delete.** [`revoke_all`](Self::revoke_all) ends every session of the
+///   owner but `except`, each as [`delete`] would (on every instance, local copies included),
+///   and returns the ids it ended. A session created while it runs is either among them or
+///   still listed afterwards. The default lists and deletes.
+/// - **The index does not grow without bound.** Entries of sessions that ended leave it
+///   without anyone listing (with the record, at a sweep, or when the owner logs in again).
+///
+/// [`create`]: SessionStore::create
+/// [`delete`]: SessionStore::delete
+pub trait OwnerIndex: SessionStore {
+    /// Every live session of `owner`, with its record, in no particular order.
+    fn owned(
+        &self,
+        owner: &str,
+    ) -> impl Future<Output = Result<Vec<(SessionId, Record)>, Self::Error>> + Send;
+
+    /// Ends every session of `owner` except `except`, and returns the ids it ended. The
+    /// default ends each listed session with [`delete`](SessionStore::delete).
+    fn revoke_all(
+        &self,
+        owner: &str,
+        except: Option<&SessionId>,
+    ) -> impl Future<Output = Result<Vec<SessionId>, Self::Error>> + Send {
+        async move {
+            let mut revoked = Vec::new();
+            for (id, _) in self.owned(owner).await? {
+                if Some(&id) != except {
+                    self.delete(&id).await?;
+                    revoked.push(id);
+                }
+            }
+            Ok(revoked)
+        }
+    }
 }

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::id::ID_BYTES;
-use crate::store::{Entry, Record};
+use crate::store::{Entry, Owner, Record};
 
 pub(super) type Key = [u8; ID_BYTES];
 
@@ -19,12 +19,16 @@ pub(super) fn hash(key: &Key) -> u64 {
 
 /// Bytes of a time in a packed record: milliseconds since the Unix epoch, little-endian.
 const TIME: usize = 6;
+/// Flags: a deadline follows.
+const HAS_DEADLINE: u8 = 1;
+/// Flags: an owner follows (after the deadline, if any).
+const HAS_OWNER: u8 = 2;
 const CREATED: usize = ID_BYTES;
 const EXPIRES: usize = CREATED + TIME;
 
 /// One session in one allocation (a `Box<[u8]>`, 16 bytes in the table):
 ///
-/// `id (24 bytes) | created (6) | expires (6) | idle timeout (varint) | deadline (0, or 1 and 6) | entries`
+/// `id (24 bytes) | created (6) | expires (6) | idle timeout (varint) | flags (1) | deadline (6, if flagged) | owner (varint length and JSON, if flagged) | entries`
 ///
 /// and each entry as `varint(key length × 2 + flash) | varint(value length) | key | value`.
 /// Times are milliseconds since the Unix epoch in 6 bytes (good for 8,000 years), the idle
@@ -38,10 +42,19 @@ pub(super) struct Packed(Box<[u8]>);
 impl Packed {
     pub(super) fn pack(key: &Key, record: &Record) -> Self {
         let idle = millis(record.idle_timeout);
+        // An owner is a few dozen bytes of JSON; serializing these plain fields cannot fail.
+        let owner = record
+            .owner
+            .as_ref()
+            .and_then(|owner| serde_json::to_vec(owner).ok());
         let size = ID_BYTES
             + 2 * TIME
             + varint_len(idle)
-            + record.deadline.map_or(1, |_| 1 + TIME)
+            + 1
+            + record.deadline.map_or(0, |_| TIME)
+            + owner
+                .as_ref()
+                .map_or(0, |owner| varint_len(owner.len() as u64) + owner.len())
             + record
                 .entries
                 .iter()
@@ -57,12 +70,18 @@ impl Packed {
         bytes.extend_from_slice(&time_bytes(record.created));
         bytes.extend_from_slice(&time_bytes(record.expires));
         put_varint(&mut bytes, idle);
-        match record.deadline {
-            Some(deadline) => {
-                bytes.push(1);
-                bytes.extend_from_slice(&time_bytes(deadline));
-            }
-            None => bytes.push(0),
+        let flags = if record.deadline.is_some() {
+            HAS_DEADLINE
+        } else {
+            0
+        } | if owner.is_some() { HAS_OWNER } else { 0 };
+        bytes.push(flags);
+        if let Some(deadline) = record.deadline {
+            bytes.extend_from_slice(&time_bytes(deadline));
+        }
+        if let Some(owner) = &owner {
+            put_varint(&mut bytes, owner.len() as u64);
+            bytes.extend_from_slice(owner);
         }
         for (key, entry) in &record.entries {
             put_varint(&mut bytes, entry_head(key, entry));
@@ -78,20 +97,38 @@ impl Packed {
         self.0.first_chunk().map_or(0, hash)
     }
 
+    /// The id's bytes, the record's key.
+    pub(super) fn key(&self) -> Option<Key> {
+        self.0.first_chunk().copied()
+    }
+
     pub(super) fn is(&self, key: &Key) -> bool {
         self.0.first_chunk() == Some(key)
     }
 
-    /// The record without its entries (which allocates nothing), and a reader at the entries.
-    /// `None` only for bytes `pack` did not write.
-    fn meta(&self) -> Option<(Record, Reader<'_>)> {
+    /// The record without its entries and owner (which allocates nothing), the owner's JSON,
+    /// and a reader at the entries. `None` only for bytes `pack` did not write.
+    fn meta(&self) -> Option<(Record, Option<&[u8]>, Reader<'_>)> {
         let mut reader = Reader(self.0.get(CREATED..)?);
         let created = reader.time()?;
         let expires = reader.time()?;
         let idle_timeout = Duration::from_millis(reader.varint()?);
-        let deadline = match reader.take(1)? {
-            [0] => None,
+        let &[flags] = reader.take(1)? else {
+            return None;
+        };
+        if flags & !(HAS_DEADLINE | HAS_OWNER) != 0 {
+            return None;
+        }
+        let deadline = match flags & HAS_DEADLINE {
+            0 => None,
             _ => Some(reader.time()?),
+        };
+        let owner = match flags & HAS_OWNER {
+            0 => None,
+            _ => {
+                let len = usize::try_from(reader.varint()?).ok()?;
+                Some(reader.take(len)?)
+            }
         };
         let record = Record {
             entries: HashMap::new(),
@@ -99,17 +136,27 @@ impl Packed {
             expires,
             idle_timeout,
             deadline,
+            owner: None,
         };
-        Some((record, reader))
+        Some((record, owner, reader))
     }
 
-    /// The record without its entries, allocating nothing: what a refresh looks at.
+    /// The record without its entries and owner, allocating nothing: what a refresh looks at.
     pub(super) fn head(&self) -> Option<Record> {
-        self.meta().map(|(record, _)| record)
+        self.meta().map(|(record, _, _)| record)
+    }
+
+    /// The owner's name, if the record has an owner.
+    pub(super) fn owner(&self) -> Option<String> {
+        let (_, owner, _) = self.meta()?;
+        Some(serde_json::from_slice::<Owner>(owner?).ok()?.name)
     }
 
     pub(super) fn unpack(&self) -> Option<Record> {
-        let (mut record, mut reader) = self.meta()?;
+        let (mut record, owner, mut reader) = self.meta()?;
+        if let Some(owner) = owner {
+            record.owner = Some(serde_json::from_slice(owner).ok()?);
+        }
         while !reader.0.is_empty() {
             let (key, entry) = reader.entry()?;
             record.entries.insert(key, entry);
@@ -124,7 +171,8 @@ impl Packed {
     }
 
     pub(super) fn is_expired(&self, now: SystemTime) -> bool {
-        self.meta().is_none_or(|(record, _)| record.is_expired(now))
+        self.meta()
+            .is_none_or(|(record, _, _)| record.is_expired(now))
     }
 }
 
@@ -314,6 +362,7 @@ mod tests {
                 created in 0..1u64 << 47,
                 idle in 0..1u64 << 40,
                 deadline in proptest::option::of(0..1u64 << 47),
+                owner in proptest::option::of(("\\PC{1,100}", 0..1u64 << 47, proptest::option::of("\\PC{0,100}"))),
             ) {
                 let at = |millis| UNIX_EPOCH + Duration::from_millis(millis);
                 let record = Record {
@@ -322,6 +371,12 @@ mod tests {
                     expires: at(created + idle),
                     idle_timeout: Duration::from_millis(idle),
                     deadline: deadline.map(at),
+                    owner: owner.map(|(name, since, user_agent)| Owner {
+                        name,
+                        since: at(since),
+                        address: user_agent.clone(),
+                        user_agent,
+                    }),
                 };
                 let packed = Packed::pack(&key, &record);
                 prop_assert!(packed.is(&key));

@@ -1,0 +1,106 @@
+//! The sessions of each owner ([`OwnerIndex`]): `<dir>/.owners/<owner>/<id>`, an empty file
+//! per session, where `<owner>` is the SHA-256 of the owner's name in hex (any name is a safe
+//! directory name then).
+//!
+//! An entry is made after the session's file, at its login, and made durable with it; an
+//! owner never changes under an id, so nothing else writes one. An entry leaves with its
+//! session: a delete and the sweep remove it after the file. One left behind (a crash between
+//! the two) names a session that is gone for good, since ids are never reused, and a list
+//! removes those it finds. Like the sessions, entries are private to the user the app runs as
+//! (`0700` directories, `0600` files): their names are session ids.
+
+use std::fs;
+use std::io;
+use std::path::PathBuf;
+
+use cloakroom::SessionId;
+use cloakroom::store::{OwnerIndex, Record};
+
+use crate::{FsStore, FsStoreError, Inner, io_at, private_dir, private_file};
+
+impl Inner {
+    fn owner_dir(&self, owner: &str) -> PathBuf {
+        let digest = ring::digest::digest(&ring::digest::SHA256, owner.as_bytes());
+        let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+        self.owners.join(hex)
+    }
+
+    /// Adds `id`, whose file was just created for `owner`, to the owner's entries, durably.
+    pub(crate) fn index(&self, owner: &str, id: &SessionId) -> Result<(), FsStoreError> {
+        let dir = self.owner_dir(owner);
+        let entry = dir.join(id.as_str());
+        // A sweep may remove the owner's directory once it is empty, between our creating it
+        // and the entry: then make it again.
+        let mut attempts = 0;
+        loop {
+            private_dir(&dir)?;
+            match private_file()
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&entry)
+            {
+                Ok(_) => break,
+                Err(error) if error.kind() == io::ErrorKind::NotFound && attempts < 3 => {
+                    attempts += 1;
+                }
+                Err(error) => return Err(io_at(&entry)(error)),
+            }
+        }
+        sync(&dir)?;
+        sync(&self.owners)
+    }
+
+    /// The ids `owner` has entries for.
+    fn entries(&self, owner: &str) -> Result<Vec<SessionId>, FsStoreError> {
+        let dir = self.owner_dir(owner);
+        let listing = match fs::read_dir(&dir) {
+            Ok(listing) => listing,
+            Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(error) => return Err(io_at(&dir)(error)),
+        };
+        let names = listing.filter_map(|entry| entry.ok()?.file_name().into_string().ok());
+        // Only this store writes here; anything else names no session.
+        Ok(names.filter_map(|name| SessionId::parse(&name)).collect())
+    }
+
+    /// Removes the entry of `id` (a session that is gone) from `owner`'s, and the owner's
+    /// directory once it is empty.
+    pub(crate) fn unindex(&self, owner: &str, id: &SessionId) -> Result<(), FsStoreError> {
+        let dir = self.owner_dir(owner);
+        self.remove(&dir.join(id.as_str()))?;
+        // Fails while other entries are left (or a login just added one): that is fine.
+        let _ = fs::remove_dir(&dir);
+        Ok(())
+    }
+
+    fn owned(&self, owner: &str) -> Result<Vec<(SessionId, Record)>, FsStoreError> {
+        let mut live = Vec::new();
+        for id in self.entries(owner)? {
+            match self.load(&id, false)? {
+                Some(record) if record.owner.as_ref().is_some_and(|o| o.name == owner) => {
+                    live.push((id, record));
+                }
+                Some(_) => {}
+                None => self.unindex(owner, &id)?,
+            }
+        }
+        Ok(live)
+    }
+}
+
+/// `fsync` of a directory: the names made in it survive a crash.
+fn sync(dir: &std::path::Path) -> Result<(), FsStoreError> {
+    fs::File::open(dir)
+        .and_then(|dir| dir.sync_all())
+        .map_err(io_at(dir))
+}
+
+/// Each owner's sessions are entries in a directory of its own; listing reads each session's
+/// file (without refreshing it) and removes the entries of sessions that are gone.
+impl OwnerIndex for FsStore {
+    async fn owned(&self, owner: &str) -> Result<Vec<(SessionId, Record)>, FsStoreError> {
+        let owner = owner.to_owned();
+        self.blocking(move |inner| inner.owned(&owner)).await
+    }
+}
