@@ -8,7 +8,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use cloakroom::{
-    MemoryStore, OwnerIndex, Owners, OwnersError, Session, SessionCookie, SessionError,
+    MemoryStore, OwnerIndex, Owners, OwnersError, Revoked, Session, SessionCookie, SessionError,
     SessionHandle, SessionId, SessionLayer, SessionStore,
 };
 
@@ -239,7 +239,8 @@ const NOT_SIGNED_IN: (StatusCode, &str) = (StatusCode::UNAUTHORIZED, "not signed
 /// - `GET /devices`: one line per session of the session's owner, the most recent login
 ///   first: `handle current user-agent address`;
 /// - `POST /revoke/{handle}`: `true` if it ended one of the owner's sessions;
-/// - `POST /revoke-others`: how many other sessions of the owner it ended;
+/// - `POST /revoke-others`: how many other sessions of the owner it ended (`all` when the
+///   store cannot say);
 /// - `POST /revoke-all/{owner}`: how many sessions of `owner` it ended (an admin's route).
 pub fn owner_routes<St: OwnerIndex>(owners: Owners<St>) -> Router {
     let devices = {
@@ -278,11 +279,11 @@ pub fn owner_routes<St: OwnerIndex>(owners: Owners<St>) -> Router {
     let revoke_others = {
         let owners = owners.clone();
         move |session: Session| async move {
-            Ok::<_, OwnersError<St::Error>>(owners.revoke_others(&session).await?.to_string())
+            Ok::<_, OwnersError<St::Error>>(shown(&owners.revoke_others(&session).await?))
         }
     };
     let revoke_all = move |Path(owner): Path<String>| async move {
-        Ok::<_, OwnersError<St::Error>>(owners.revoke_all(&owner).await?.to_string())
+        Ok::<_, OwnersError<St::Error>>(shown(&owners.revoke_all(&owner).await?))
     };
     Router::new()
         .route("/sign-in/{owner}", post(sign_in))
@@ -291,6 +292,13 @@ pub fn owner_routes<St: OwnerIndex>(owners: Owners<St>) -> Router {
         .route("/revoke/{handle}", post(revoke))
         .route("/revoke-others", post(revoke_others))
         .route("/revoke-all/{owner}", post(revoke_all))
+}
+
+/// How many sessions a revoke ended, or `all` when the store cannot name them.
+fn shown(revoked: &Revoked) -> String {
+    revoked
+        .count()
+        .map_or_else(|| "all".to_owned(), |n| n.to_string())
 }
 
 /// The test routes and the owner routes behind `layer`, on a loopback port.

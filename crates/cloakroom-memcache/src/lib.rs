@@ -42,6 +42,8 @@
 
 #![forbid(unsafe_code)]
 
+mod owners;
+
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -114,6 +116,15 @@ pub enum MemcacheStoreError {
         /// What is wrong with it.
         reason: String,
     },
+    /// What memcached cannot do exactly, since it may evict any item: listing an owner's
+    /// sessions (and so revoking one by its handle). Revoking all of them works.
+    #[error(
+        "memcached cannot do this: {operation} (it may evict any item, so a list would not be exact); revoke_all and revoke_others work"
+    )]
+    Unsupported {
+        /// What was asked.
+        operation: &'static str,
+    },
     /// Concurrent writers kept winning the CAS race.
     #[error("session {key:?} changed under {attempts} consecutive update attempts")]
     Contention {
@@ -128,6 +139,9 @@ pub enum MemcacheStoreError {
 struct Stored {
     cloakroom_memcache: u32,
     record: Record,
+    /// For a session with an owner, the owner's generation it belongs to (see [`owners`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    generation: Option<u64>,
 }
 
 /// One memcached server and its idle connections.
@@ -246,7 +260,9 @@ impl MemcacheStoreBuilder {
                 "no memcached servers given".to_owned(),
             ));
         }
-        let longest_key = self.prefix.len() + 32;
+        // A session's key is the prefix and an id of 32 characters; an owner's, the prefix,
+        // `owner:` and 64 hex digits.
+        let longest_key = self.prefix.len() + 70;
         if longest_key > MAX_KEY_LEN {
             return Err(MemcacheStoreError::Config(format!(
                 "prefix {:?} makes keys of {longest_key} bytes; memcached allows {MAX_KEY_LEN}",
@@ -394,10 +410,16 @@ impl MemcacheStore {
         }
     }
 
-    fn encode(&self, key: &str, record: &Record) -> Result<Vec<u8>, MemcacheStoreError> {
+    fn encode(
+        &self,
+        key: &str,
+        record: &Record,
+        generation: Option<u64>,
+    ) -> Result<Vec<u8>, MemcacheStoreError> {
         let bytes = serde_json::to_vec(&Stored {
             cloakroom_memcache: FORMAT,
             record: record.clone(),
+            generation,
         })
         .map_err(|error| MemcacheStoreError::Corrupt {
             key: SessionId::redact(key, ""),
@@ -413,7 +435,7 @@ impl MemcacheStore {
         Ok(bytes)
     }
 
-    fn decode(key: &str, bytes: &[u8]) -> Result<Record, MemcacheStoreError> {
+    fn decode(key: &str, bytes: &[u8]) -> Result<Stored, MemcacheStoreError> {
         let corrupt = |reason: String| MemcacheStoreError::Corrupt {
             key: SessionId::redact(key, ""),
             reason,
@@ -425,7 +447,7 @@ impl MemcacheStore {
                 stored.cloakroom_memcache
             )));
         }
-        Ok(stored.record)
+        Ok(stored)
     }
 
     /// A large value the server refused is reported with its size, not as a server error.
@@ -444,7 +466,8 @@ impl MemcacheStore {
     }
 
     /// The record in a `mg` reply and how long it may live from now, or `None` (deleting it)
-    /// if it is missing or past its deadline.
+    /// if it is missing, past its deadline, or of an owner's generation that is gone (a
+    /// revoke, or an eviction of the owner's state: fail closed).
     async fn live(
         &self,
         id: &SessionId,
@@ -454,13 +477,116 @@ impl MemcacheStore {
         let Some(data) = found.and_then(|value| value.data) else {
             return Ok(None);
         };
-        let record = Self::decode(key, &data)?;
-        let left = remaining(&record, SystemTime::now());
+        let stored = Self::decode(key, &data)?;
+        let left = remaining(&stored.record, SystemTime::now());
         if left.is_zero() {
             let _ = self.delete(id).await;
             return Ok(None);
         }
-        Ok(Some((record, left)))
+        let Some(owner) = &stored.record.owner else {
+            return Ok(Some((stored.record, left)));
+        };
+        let owner = owner.name.clone();
+        let mut seen = stored;
+        for _ in 0..4 {
+            if self.belongs(&owner, seen.generation).await? {
+                let left = remaining(&seen.record, SystemTime::now());
+                return Ok(Some((seen.record, left)));
+            }
+            // A revoke that keeps this session may have moved it to the owner's new generation
+            // between the two reads: read it again, after the owner's item. Unmoved, it was
+            // revoked (a move is written before the owner's item drops the old generation).
+            let found = self
+                .with_client(key, "load", async |client| {
+                    client.meta_get(key, false, None, Some(&["v"])).await
+                })
+                .await?;
+            let Some(data) = found.and_then(|value| value.data) else {
+                return Ok(None);
+            };
+            let again = Self::decode(key, &data)?;
+            if again.generation == seen.generation {
+                let _ = self.delete(id).await;
+                return Ok(None);
+            }
+            seen = again;
+        }
+        // Revokes keep moving it: not served this time, and left as it is.
+        Ok(None)
+    }
+}
+
+impl MemcacheStore {
+    /// Rewrites the live session under `key` with `change` applied, by compare-and-swap:
+    /// read it with its CAS token, change it, write it only if nobody wrote in between, and
+    /// otherwise start again. A missing or dead session is [`Update::Missing`], and stays
+    /// missing (a CAS write of a missing key fails).
+    async fn rewrite(
+        &self,
+        key: &str,
+        operation: &'static str,
+        mut change: impl FnMut(&mut Stored, SystemTime),
+    ) -> Result<Update, MemcacheStoreError> {
+        // However many CAS rounds the writers of one session need, the call ends in bounded time.
+        let deadline =
+            tokio::time::Instant::now() + self.inner.timeout.saturating_mul(UPDATE_TIMEOUTS);
+        for attempt in 0..CAS_ATTEMPTS {
+            if attempt > 0 && tokio::time::Instant::now() >= deadline {
+                return Err(MemcacheStoreError::Contention {
+                    key: SessionId::redact(key, ""),
+                    attempts: attempt,
+                });
+            }
+            let found = self
+                .with_client(key, operation, async |client| {
+                    client.meta_get(key, false, None, Some(&["v", "c"])).await
+                })
+                .await?;
+            let Some((data, cas)) = found.and_then(|value| value.data.zip(value.cas)) else {
+                return Ok(Update::Missing);
+            };
+            let mut stored = Self::decode(key, &data)?;
+            let now = SystemTime::now();
+            if remaining(&stored.record, now).is_zero() {
+                return Ok(Update::Missing);
+            }
+            change(&mut stored, now);
+            let bytes = self.encode(key, &stored.record, stored.generation)?;
+            let cas_flag = format!("C{cas}");
+            let ttl = ttl_arg(remaining(&stored.record, now));
+            let flags = [cas_flag.as_str(), ttl.as_str()];
+            let written = self
+                .with_client(key, operation, async |client| {
+                    client
+                        .meta_set(key, bytes.as_slice(), false, None, Some(&flags))
+                        .await
+                })
+                .await;
+            match written {
+                Ok(_) => return Ok(Update::Applied),
+                Err(MemcacheStoreError::Server {
+                    source: McError::Protocol(Status::Exists),
+                    ..
+                }) => {
+                    // Another request wrote first: re-read and re-apply, with a little jitter so
+                    // the writers do not collide in lockstep.
+                    let jitter = u64::from(hash(format!("{key}{attempt}").as_bytes()) % 200);
+                    tokio::time::sleep(Duration::from_micros(jitter * (attempt as u64 % 8 + 1)))
+                        .await;
+                }
+                Err(MemcacheStoreError::Server {
+                    source: McError::Protocol(Status::NotFound),
+                    ..
+                }) => {
+                    return Ok(Update::Missing);
+                }
+                Err(error) => return Err(self.refused(key, bytes.len(), error)),
+            }
+        }
+        Err(MemcacheStoreError::Contention {
+            key: SessionId::redact(key, ""),
+            attempts: CAS_ATTEMPTS,
+        })
     }
 }
 
@@ -480,7 +606,9 @@ impl Inner {
 impl StoreError for MemcacheStoreError {
     fn failure_kind(&self) -> FailureKind {
         match self {
-            Self::TooLarge { .. } | Self::Corrupt { .. } => FailureKind::Rejected,
+            Self::TooLarge { .. } | Self::Corrupt { .. } | Self::Unsupported { .. } => {
+                FailureKind::Rejected
+            }
             _ => FailureKind::Unavailable,
         }
     }
@@ -533,11 +661,16 @@ impl SessionStore for MemcacheStore {
         Ok(Some(record))
     }
 
+    /// A session with an owner is made in the owner's current generation (see [`owners`]).
     async fn create(&self, record: &Record) -> Result<SessionId, MemcacheStoreError> {
+        let generation = match &record.owner {
+            Some(owner) => Some(self.generation(&owner.name).await?),
+            None => None,
+        };
         loop {
             let id = SessionId::generate();
             let key = self.key(&id);
-            let bytes = self.encode(&key, record)?;
+            let bytes = self.encode(&key, record, generation)?;
             let ttl = ttl_arg(remaining(record, SystemTime::now()));
             let flags = ["ME", ttl.as_str()];
             let added = self
@@ -565,67 +698,10 @@ impl SessionStore for MemcacheStore {
         id: &SessionId,
         changes: &Changes,
     ) -> Result<Update, MemcacheStoreError> {
-        let key = self.key(id);
-        // However many CAS rounds the writers of one session need, the call ends in bounded time.
-        let deadline =
-            tokio::time::Instant::now() + self.inner.timeout.saturating_mul(UPDATE_TIMEOUTS);
-        for attempt in 0..CAS_ATTEMPTS {
-            if attempt > 0 && tokio::time::Instant::now() >= deadline {
-                return Err(MemcacheStoreError::Contention {
-                    key: SessionId::redact(&key, ""),
-                    attempts: attempt,
-                });
-            }
-            let found = self
-                .with_client(&key, "update", async |client| {
-                    client.meta_get(&key, false, None, Some(&["v", "c"])).await
-                })
-                .await?;
-            let Some((data, cas)) = found.and_then(|value| value.data.zip(value.cas)) else {
-                return Ok(Update::Missing);
-            };
-            let mut record = Self::decode(&key, &data)?;
-            let now = SystemTime::now();
-            if remaining(&record, now).is_zero() {
-                return Ok(Update::Missing);
-            }
-            record.apply(changes, now);
-            let bytes = self.encode(&key, &record)?;
-            let cas_flag = format!("C{cas}");
-            let ttl = ttl_arg(remaining(&record, now));
-            let flags = [cas_flag.as_str(), ttl.as_str()];
-            let written = self
-                .with_client(&key, "update", async |client| {
-                    client
-                        .meta_set(&key, bytes.as_slice(), false, None, Some(&flags))
-                        .await
-                })
-                .await;
-            match written {
-                Ok(_) => return Ok(Update::Applied),
-                Err(MemcacheStoreError::Server {
-                    source: McError::Protocol(Status::Exists),
-                    ..
-                }) => {
-                    // Another request wrote first: re-read and re-apply, with a little jitter so
-                    // the writers do not collide in lockstep.
-                    let jitter = u64::from(hash(format!("{key}{attempt}").as_bytes()) % 200);
-                    tokio::time::sleep(Duration::from_micros(jitter * (attempt as u64 % 8 + 1)))
-                        .await;
-                }
-                Err(MemcacheStoreError::Server {
-                    source: McError::Protocol(Status::NotFound),
-                    ..
-                }) => {
-                    return Ok(Update::Missing);
-                }
-                Err(error) => return Err(self.refused(&key, bytes.len(), error)),
-            }
-        }
-        Err(MemcacheStoreError::Contention {
-            key: SessionId::redact(&key, ""),
-            attempts: CAS_ATTEMPTS,
+        self.rewrite(&self.key(id), "update", |stored, now| {
+            stored.record.apply(changes, now);
         })
+        .await
     }
 
     async fn delete(&self, id: &SessionId) -> Result<(), MemcacheStoreError> {

@@ -284,3 +284,111 @@ async fn three_instances_agree_through_restarts() {
         "no call failed: the restarts were not seen"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memcached_revokes_an_owners_sessions() {
+    let server = memcached().await;
+    let result = Conformance::new()
+        .tick(Duration::from_secs(1))
+        .run_revocation(store(&[&server]))
+        .await;
+    assert_eq!(result, Ok(()));
+}
+
+fn owned(owner: &str) -> Record {
+    let mut record = Record::new(SystemTime::now(), Duration::from_secs(600), None);
+    record.owner = Some(cloakroom::store::Owner {
+        name: owner.to_owned(),
+        since: SystemTime::now(),
+        user_agent: None,
+        address: None,
+    });
+    record
+}
+
+/// memcached may evict the owner's item at any moment: its sessions are then not served (the
+/// user is logged out), never served past a revoke nobody could record. A new login works.
+#[tokio::test]
+async fn an_evicted_owner_fails_closed() {
+    let server = memcached().await;
+    let store = store(&[&server]);
+    let id = store.create(&owned("user:1")).await.expect("create");
+    let anonymous = store
+        .create(&Record::new(
+            SystemTime::now(),
+            Duration::from_secs(600),
+            None,
+        ))
+        .await
+        .expect("create");
+    assert!(store.load(&id).await.expect("load").is_some());
+    let mut evict = client(&server).await;
+    evict
+        .meta_delete(store.owner_key("user:1"), false, None, None)
+        .await
+        .expect("the owner's item is removed, as an eviction would");
+    assert!(
+        store.read(&id).await.expect("read").is_none(),
+        "served without its owner"
+    );
+    assert!(store.load(&id).await.expect("load").is_none());
+    assert!(store.load(&anonymous).await.expect("load").is_some());
+    let again = store.create(&owned("user:1")).await.expect("a new login");
+    assert!(store.load(&again).await.expect("load").is_some());
+    assert!(
+        store.load(&id).await.expect("load").is_none(),
+        "an evicted generation came back"
+    );
+}
+
+/// Through two app instances: signing out the other devices ends the phone's session and
+/// keeps the laptop's, even while the laptop's own requests keep coming; listing is a clear
+/// error (500), not a wrong list.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signing_out_other_devices_through_another_instance() {
+    let server = memcached().await;
+    let one = cloakroom_tests::app::serve_owned(layer(cookie(), store(&[&server]))).await;
+    let two = cloakroom_tests::app::serve_owned(layer(cookie(), store(&[&server]))).await;
+    let (laptop, phone) = (one.browser(), two.browser());
+    for browser in [&laptop, &phone] {
+        let response = browser.post_form("/sign-in/user:42", "").await;
+        assert_eq!(response.status, StatusCode::OK);
+    }
+    assert_eq!(phone.get("/owner").await.body, "user:42");
+    // The laptop keeps making requests while it signs out the others, again and again.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let busy: Vec<_> = (0..4)
+        .map(|_| {
+            let (laptop, stop) = (laptop.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut answers = Vec::new();
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    answers.push(laptop.get("/owner").await.body);
+                }
+                answers
+            })
+        })
+        .collect();
+    for _ in 0..20 {
+        let response = laptop.post_form("/revoke-others", "").await;
+        assert_eq!(response.body, "all", "{}", response.status);
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for request in busy {
+        let answers = request.await.expect("the laptop's requests");
+        let signed_out = answers.iter().filter(|answer| *answer != "user:42").count();
+        assert_eq!(
+            signed_out,
+            0,
+            "the laptop was signed out while it signed out the others ({} requests)",
+            answers.len()
+        );
+    }
+    assert_eq!(phone.get("/owner").await.body, "anonymous");
+    assert_eq!(laptop.get("/owner").await.body, "user:42");
+    let listed = laptop.get("/devices").await;
+    assert_eq!(listed.status, StatusCode::INTERNAL_SERVER_ERROR);
+    let admin = two.browser();
+    assert_eq!(admin.post_form("/revoke-all/user:42", "").await.body, "all");
+    assert_eq!(laptop.get("/owner").await.body, "anonymous");
+}

@@ -20,7 +20,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use cloakroom::SessionId;
-use cloakroom::store::{OwnerIndex, Record, SessionStore};
+use cloakroom::store::{OwnerIndex, Record, Revoked, SessionStore};
 use fred::interfaces::{KeysInterface, SortedSetsInterface};
 use fred::types::SetOptions;
 use futures_util::future::join_all;
@@ -191,7 +191,7 @@ impl OwnerIndex for RedisStore {
         &self,
         owner: &str,
         except: Option<&SessionId>,
-    ) -> Result<Vec<SessionId>, RedisStoreError> {
+    ) -> Result<Revoked, RedisStoreError> {
         let index = self.owner_key(owner);
         let members = self.members(&index).await?;
         let ended: Vec<SessionId> = members
@@ -203,6 +203,6 @@ impl OwnerIndex for RedisStore {
         deletes.into_iter().collect::<Result<Vec<()>, _>>()?;
         let ids = ended.iter().map(|id| id.as_str().to_owned()).collect();
         self.unindex(&index, ids).await?;
-        Ok(ended)
+        Ok(Revoked::Sessions(ended))
     }
 }

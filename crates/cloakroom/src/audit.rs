@@ -55,8 +55,9 @@ pub struct AuditEvent {
     /// Whose session it is, if it has an owner.
     pub owner: Option<String>,
     /// The session's short hash (`SessionId`'s `Display`, without the `#`); after a
-    /// regenerate, of the new id.
-    pub session: String,
+    /// regenerate, of the new id. `None` for a revoke of every session of the owner that the
+    /// store ended without naming them (memcached).
+    pub session: Option<String>,
     /// For [`AuditKind::Regenerated`], the short hash of the id it replaced.
     pub replaces: Option<String>,
 }
@@ -81,7 +82,7 @@ impl Audit {
         &self,
         kind: AuditKind,
         owner: Option<&str>,
-        session: &SessionId,
+        session: Option<&SessionId>,
         replaces: Option<&SessionId>,
     ) {
         let traced = tracing::enabled!(target: "cloakroom::audit", tracing::Level::INFO);
@@ -91,7 +92,7 @@ impl Audit {
         let event = AuditEvent {
             kind,
             owner: owner.map(str::to_owned),
-            session: session.short_hash(),
+            session: session.map(SessionId::short_hash),
             replaces: replaces.map(SessionId::short_hash),
         };
         if traced {
@@ -99,7 +100,7 @@ impl Audit {
                 target: "cloakroom::audit",
                 event = kind.as_str(),
                 owner = event.owner.as_deref(),
-                session = event.session,
+                session = event.session.as_deref(),
                 replaces = event.replaces.as_deref(),
                 "session {kind}"
             );

@@ -88,4 +88,4 @@ pub use crate::owners::{InvalidHandle, Owners, OwnersError, SessionHandle, Sessi
 pub use crate::service::SessionService;
 pub use crate::session::Session;
 pub use crate::signer::{CookieSigner, Verified};
-pub use crate::store::{FailureKind, OwnerIndex, SessionStore, StoreError};
+pub use crate::store::{FailureKind, OwnerIndex, Revoked, SessionStore, StoreError};

@@ -16,7 +16,7 @@ use tracing::Instrument as _;
 use crate::audit::AuditKind;
 use crate::call::{CallError, StoreOperation, StoreTimedOut, span, within};
 use crate::layer::Config;
-use crate::store::{FailureKind, OwnerIndex, Record, StoreError};
+use crate::store::{FailureKind, OwnerIndex, Record, Revoked, StoreError};
 use crate::{Session, SessionId};
 
 /// The sessions of each owner in one layer's store: what a "your devices" page, "sign out
@@ -36,8 +36,8 @@ use crate::{Session, SessionId};
 /// async fn sign_out_other_devices(
 ///     owners: &Owners<MemoryStore>,
 ///     session: &Session,
-/// ) -> Result<usize, cloakroom::OwnersError<cloakroom::MemoryStoreError>> {
-///     owners.revoke_others(session).await
+/// ) -> Result<Option<usize>, cloakroom::OwnersError<cloakroom::MemoryStoreError>> {
+///     Ok(owners.revoke_others(session).await?.count())
 /// }
 ///
 /// # fn main() -> Result<(), cloakroom::ConfigError> {
@@ -121,28 +121,32 @@ impl<St: OwnerIndex> Owners<St> {
             .await?;
         self.config
             .audit
-            .report(AuditKind::Revoked, Some(owner), id, None);
+            .report(AuditKind::Revoked, Some(owner), Some(id), None);
         Ok(true)
     }
 
-    /// Ends every session of `owner` ("log out everywhere"); returns how many it ended. From
-    /// a handler of one of them, that request's session ends too: call
-    /// [`Session::destroy`] as well to clear its cookie now.
+    /// Ends every session of `owner` ("log out everywhere") and says which it ended (how many,
+    /// on a store that can say: not memcached). From a handler of one of them, that request's
+    /// session ends too: call [`Session::destroy`] as well to clear its cookie now.
     ///
     /// # Errors
     ///
-    /// As [`list`](Self::list).
-    pub async fn revoke_all(&self, owner: &str) -> Result<usize, OwnersError<St::Error>> {
+    /// [`OwnersError::Store`] when the store fails; [`OwnersError::TimedOut`] past the store
+    /// timeout (some sessions may be ended: retry).
+    pub async fn revoke_all(&self, owner: &str) -> Result<Revoked, OwnersError<St::Error>> {
         self.revoke_except(owner, None).await
     }
 
-    /// Ends every other session of `current`'s owner ("sign out all other devices"); returns
-    /// how many it ended.
+    /// Ends every other session of `current`'s owner ("sign out all other devices").
     ///
     /// # Errors
     ///
-    /// [`OwnersError::NoOwner`] if `current` has no owner; otherwise as [`list`](Self::list).
-    pub async fn revoke_others(&self, current: &Session) -> Result<usize, OwnersError<St::Error>> {
+    /// [`OwnersError::NoOwner`] if `current` has no owner; otherwise as
+    /// [`revoke_all`](Self::revoke_all).
+    pub async fn revoke_others(
+        &self,
+        current: &Session,
+    ) -> Result<Revoked, OwnersError<St::Error>> {
         let owner = current.owner().ok_or(OwnersError::NoOwner)?;
         self.revoke_except(&owner, current.id().as_ref()).await
     }
@@ -151,15 +155,19 @@ impl<St: OwnerIndex> Owners<St> {
         &self,
         owner: &str,
         except: Option<&SessionId>,
-    ) -> Result<usize, OwnersError<St::Error>> {
+    ) -> Result<Revoked, OwnersError<St::Error>> {
         let revoked = self.store.revoke_all(owner, except);
         let revoked = self.call(StoreOperation::Revoke, revoked).await?;
-        for id in &revoked {
-            self.config
-                .audit
-                .report(AuditKind::Revoked, Some(owner), id, None);
+        let audit = &self.config.audit;
+        match &revoked {
+            Revoked::Sessions(ids) => {
+                for id in ids {
+                    audit.report(AuditKind::Revoked, Some(owner), Some(id), None);
+                }
+            }
+            _ => audit.report(AuditKind::Revoked, Some(owner), None, None),
         }
-        Ok(revoked.len())
+        Ok(revoked)
     }
 
     /// Runs one store call within the layer's store timeout, in a `session_store` span.

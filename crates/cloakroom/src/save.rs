@@ -220,7 +220,7 @@ fn report(audit: &Audit, outcome: &Outcome, saved_as: Option<&SessionId>) {
             },
             Some(id),
         ) => {
-            audit.report(AuditKind::Created, name(record), id, None);
+            audit.report(AuditKind::Created, name(record), Some(id), None);
         }
         (
             Outcome::Regenerate {
@@ -230,10 +230,10 @@ fn report(audit: &Audit, outcome: &Outcome, saved_as: Option<&SessionId>) {
             },
             Some(id),
         ) => {
-            audit.report(AuditKind::Regenerated, name(record), id, Some(old));
+            audit.report(AuditKind::Regenerated, name(record), Some(id), Some(old));
         }
         (Outcome::Delete { id, owner }, _) => {
-            audit.report(AuditKind::Destroyed, owner.as_deref(), id, None);
+            audit.report(AuditKind::Destroyed, owner.as_deref(), Some(id), None);
         }
         _ => {}
     }

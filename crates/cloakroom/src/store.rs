@@ -461,10 +461,12 @@ pub trait SessionStore: Send + Sync + 'static {
 ///   (and may be removed then; ids are never reused, so a missing record is gone for good).
 ///   A store that cannot list exactly (memcached evicts what it likes) returns an error that
 ///   says so, a [`FailureKind::Rejected`].
-/// - **A revoke is a delete.** [`revoke_all`](Self::revoke_all) ends every session of the
-///   owner but `except`, each as [`delete`] would (on every instance, local copies included),
-///   and returns the ids it ended. A session created while it runs is either among them or
-///   still listed afterwards. The default lists and deletes.
+/// - **A revoke is final.** [`revoke_all`](Self::revoke_all) ends every session of the owner
+///   but `except`, as [`delete`] would (on every instance, local copies included), and says
+///   which it ended ([`Revoked`]). A session created while it runs is either ended or still
+///   listed afterwards. The default lists and deletes; a store that cannot list ends them all
+///   another way (memcached: a new generation for the owner, which every session of an older
+///   one fails, fail-closed).
 /// - **The index does not grow without bound.** Entries of sessions that ended leave it
 ///   without anyone listing (with the record, at a sweep, or when the owner logs in again).
 ///
@@ -477,13 +479,13 @@ pub trait OwnerIndex: SessionStore {
         owner: &str,
     ) -> impl Future<Output = Result<Vec<(SessionId, Record)>, Self::Error>> + Send;
 
-    /// Ends every session of `owner` except `except`, and returns the ids it ended. The
-    /// default ends each listed session with [`delete`](SessionStore::delete).
+    /// Ends every session of `owner` except `except`. The default ends each listed session
+    /// with [`delete`](SessionStore::delete).
     fn revoke_all(
         &self,
         owner: &str,
         except: Option<&SessionId>,
-    ) -> impl Future<Output = Result<Vec<SessionId>, Self::Error>> + Send {
+    ) -> impl Future<Output = Result<Revoked, Self::Error>> + Send {
         async move {
             let mut revoked = Vec::new();
             for (id, _) in self.owned(owner).await? {
@@ -492,7 +494,28 @@ pub trait OwnerIndex: SessionStore {
                     revoked.push(id);
                 }
             }
-            Ok(revoked)
+            Ok(Revoked::Sessions(revoked))
+        }
+    }
+}
+
+/// What [`OwnerIndex::revoke_all`] ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Revoked {
+    /// These sessions: every one of the owner's but the one excepted.
+    Sessions(Vec<SessionId>),
+    /// Every session of the owner but the one excepted, which the store cannot name one by
+    /// one (memcached ends them by giving the owner a new generation).
+    Unnamed,
+}
+
+impl Revoked {
+    /// How many sessions were ended, if the store could say.
+    pub fn count(&self) -> Option<usize> {
+        match self {
+            Self::Sessions(ids) => Some(ids.len()),
+            Self::Unnamed => None,
         }
     }
 }
