@@ -292,6 +292,21 @@ async fn three_instances_on_one_directory_agree() {
     assert_eq!(report.failed, 0, "calls failed without a fault: {report}");
 }
 
+/// "Log out everywhere" through any of three instances on one directory, racing every other
+/// call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revokes_hold_on_every_instance() {
+    let dir = dir();
+    let instances = vec![store(dir.path()), store(dir.path()), store(dir.path())];
+    let report = cloakroom_testkit::Consistency::new()
+        .duration(Duration::from_secs(2))
+        .run_with_revokes(instances)
+        .await;
+    let report = report.expect("the instances agree");
+    assert!(report.operations > 500, "{report}");
+    assert_eq!(report.failed, 0, "calls failed without a fault: {report}");
+}
+
 /// A new session in `store`, good for a minute.
 async fn created(store: &FsStore) -> SessionId {
     let record = Record::new(std::time::SystemTime::now(), Duration::from_secs(60), None);

@@ -530,6 +530,8 @@ impl MemcacheStore {
         // However many CAS rounds the writers of one session need, the call ends in bounded time.
         let deadline =
             tokio::time::Instant::now() + self.inner.timeout.saturating_mul(UPDATE_TIMEOUTS);
+        // The generation of a session with an owner found revoked on the round before.
+        let mut revoked = None;
         for attempt in 0..CAS_ATTEMPTS {
             if attempt > 0 && tokio::time::Instant::now() >= deadline {
                 return Err(MemcacheStoreError::Contention {
@@ -549,6 +551,17 @@ impl MemcacheStore {
             let now = SystemTime::now();
             if remaining(&stored.record, now).is_zero() {
                 return Ok(Update::Missing);
+            }
+            if let Some(owner) = &stored.record.owner {
+                if !self.belongs(&owner.name, stored.generation).await? {
+                    // A revoked session is missing to a write too. Unless a revoke that keeps it
+                    // is moving it to the new generation: then the next round reads it moved.
+                    if revoked == Some(stored.generation) {
+                        return Ok(Update::Missing);
+                    }
+                    revoked = Some(stored.generation);
+                    continue;
+                }
             }
             change(&mut stored, now);
             let bytes = self.encode(key, &stored.record, stored.generation)?;

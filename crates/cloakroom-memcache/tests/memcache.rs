@@ -392,3 +392,19 @@ async fn signing_out_other_devices_through_another_instance() {
     assert_eq!(admin.post_form("/revoke-all/user:42", "").await.body, "all");
     assert_eq!(laptop.get("/owner").await.body, "anonymous");
 }
+
+/// "Log out everywhere" through any of three instances, racing every other call: a revoke by
+/// generation ends every session of the owner on every instance once it returns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revokes_hold_on_every_instance() {
+    let server = memcached().await;
+    let instances = vec![store(&[&server]), store(&[&server]), store(&[&server])];
+    let report = cloakroom_testkit::Consistency::new()
+        .duration(Duration::from_secs(3))
+        .expiry(Duration::from_secs(1))
+        .run_with_revokes(instances)
+        .await;
+    let report = report.unwrap_or_else(|violation| panic!("{violation}"));
+    assert!(report.operations > 500, "{report}");
+    assert_eq!(report.failed, 0, "calls failed without a fault: {report}");
+}

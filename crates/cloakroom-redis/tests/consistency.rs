@@ -236,3 +236,40 @@ async fn three_instances_agree_on_a_cluster_through_killed_connections_flushes_p
     )
     .await;
 }
+
+/// "Log out everywhere" racing every other call, through any of three instances with their
+/// local copies, standalone (with killed connections meanwhile) and on a cluster, where an
+/// owner's sessions and its set live on different nodes: once a revoke has returned, no
+/// instance serves a session it ended (within the copy's tolerance).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revokes_hold_on_every_instance_standalone_and_on_a_cluster() {
+    let server = redis().await;
+    let admin = admin(&server.url()).await;
+    let cluster = cluster().await;
+    for (url, killing) in [(server.url(), true), (cluster_url(&cluster), false)] {
+        for cached in [true, false] {
+            let checker = checker(cached);
+            let kills = repeatedly(
+                checker.planned_duration(),
+                Duration::from_millis(700),
+                |_| {
+                    let admin = &admin;
+                    async move {
+                        if killing {
+                            command(
+                                admin,
+                                &["CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes"],
+                            )
+                            .await;
+                        }
+                    }
+                },
+            );
+            let stores = instances(&url, cached).await;
+            let (report, ()) = tokio::join!(checker.run_with_revokes(stores), kills);
+            let what = format!("revokes, {url}, local copy {cached}");
+            let report = report.unwrap_or_else(|violation| panic!("{what}: {violation}"));
+            assert!(report.operations > 1_000, "{what}: {report}");
+        }
+    }
+}

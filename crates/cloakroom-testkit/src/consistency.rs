@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
 use cloakroom::SessionId;
-use cloakroom::store::{Changes, Entry, Record, SessionStore, Update};
+use cloakroom::store::{Changes, Entry, Owner, OwnerIndex, Record, SessionStore, Update};
 use tokio::task::JoinSet;
 
 use crate::conformance::Violation;
@@ -28,6 +28,9 @@ const LONG: Duration = Duration::from_secs(600);
 const EXPIRING: usize = 2;
 /// How many times each of the first sessions is tried.
 const SETUP_ATTEMPTS: usize = 30;
+
+/// How many owners the sessions belong to, when the run revokes.
+const OWNERS: usize = 2;
 
 const EXPIRED: &str = "nothing expired is served";
 const HEALTHY: &str = "store calls succeed against a healthy store";
@@ -193,12 +196,42 @@ impl Consistency {
     /// Runs the calls through `instances` and checks what they saw; returns the first broken
     /// promise, naming the calls involved and the seed.
     pub async fn run<St: SessionStore>(&self, instances: Vec<St>) -> Result<Report, Violation> {
+        let instances = instances.into_iter().map(Arc::new).collect();
+        self.run_with(instances, None).await
+    }
+
+    /// As [`run`](Self::run), with every session belonging to one of two owners, and now and
+    /// then a "log out everywhere" of one ([`OwnerIndex::revoke_all`]) through some instance,
+    /// racing the other calls: once a revoke has returned, no instance serves a session of
+    /// that owner created before it began (within the [`staleness`](Self::staleness)), and a
+    /// session created while it ran may be gone or not.
+    pub async fn run_with_revokes<St: OwnerIndex>(
+        &self,
+        instances: Vec<St>,
+    ) -> Result<Report, Violation> {
+        let instances: Vec<Arc<St>> = instances.into_iter().map(Arc::new).collect();
+        let revokers = instances.clone();
+        let revoke: Revoke = Arc::new(move |instance: usize, owner: String| {
+            let store = revokers.get(instance).cloned();
+            Box::pin(async move {
+                let Some(store) = store else { return false };
+                store.revoke_all(&owner, None).await.is_ok()
+            })
+        });
+        self.run_with(instances, Some(revoke)).await
+    }
+
+    async fn run_with<St: SessionStore>(
+        &self,
+        instances: Vec<Arc<St>>,
+        revoke: Option<Revoke>,
+    ) -> Result<Report, Violation> {
         let seed = self.seed.unwrap_or_else(|| {
             SystemTime::now()
                 .duration_since(SystemTime::UNIX_EPOCH)
                 .map_or(1, |d| d.as_nanos() as u64)
         });
-        self.run_seeded(instances, seed)
+        self.run_seeded(instances, seed, revoke)
             .await
             .map_err(|violation| Violation {
                 detail: format!("{} (seed {seed})", violation.detail),
@@ -208,10 +241,10 @@ impl Consistency {
 
     async fn run_seeded<St: SessionStore>(
         &self,
-        instances: Vec<St>,
+        instances: Vec<Arc<St>>,
         seed: u64,
+        revoke: Option<Revoke>,
     ) -> Result<Report, Violation> {
-        let instances: Vec<Arc<St>> = instances.into_iter().map(Arc::new).collect();
         let Some(first) = instances.first() else {
             return Ok(Report::default());
         };
@@ -219,6 +252,7 @@ impl Consistency {
             origin: Instant::now(),
             settings: self.clone(),
             state: Mutex::new(State::default()),
+            revoke,
         });
         let mut rng = Rng(seed);
         for n in 0..self.sessions + EXPIRING {
@@ -287,8 +321,12 @@ impl Consistency {
         }
         self.check_expired(&run, &instances).await?;
 
+        let revokes = run.revokes();
+        let (revoked, possible) = (revokes.len(), revokes.iter().filter(|op| op.end.is_none()));
+        let possible = possible.count();
         let state = run.state();
         let mut ops = state.ops.clone();
+        ops.extend(revokes);
         for &(start, end) in lock(&self.faults.wipes).iter() {
             ops.push(Op {
                 instance: usize::MAX,
@@ -305,6 +343,12 @@ impl Consistency {
             expiring: state.expiring.clone(),
         }
         .check(self.staleness)?;
+        // A revoke is one call, though the history holds a delete per session it may have
+        // ended; the possible ones are no failures.
+        report.operations = report.operations - revoked + state.revokes.len();
+        report.indeterminate = report.indeterminate.saturating_sub(possible);
+        let failed_revokes = state.revokes.iter().filter(|op| op.end.is_none()).count();
+        report.indeterminate += failed_revokes;
         report.cut = state.cut;
         report.failed = report.indeterminate.saturating_sub(state.cut);
         // A store that answers nothing breaks no promise about its answers.
@@ -349,11 +393,18 @@ impl Consistency {
     }
 }
 
+/// `revoke_all` of an owner through an instance: whether it succeeded.
+type Revoke = Arc<dyn Fn(usize, String) -> BoxFuture<bool> + Send + Sync>;
+
+type BoxFuture<T> = std::pin::Pin<Box<dyn Future<Output = T> + Send>>;
+
 /// One run: its settings and what it has seen.
 struct Run {
     origin: Instant,
     settings: Consistency,
     state: Mutex<State>,
+    /// When the run revokes: how.
+    revoke: Option<Revoke>,
 }
 
 #[derive(Default)]
@@ -367,6 +418,10 @@ struct State {
     last_value: u64,
     /// Calls the checker cut short on purpose.
     cut: usize,
+    /// When the run revokes, each session's owner and when its create began and ended.
+    created: Vec<(usize, Instant, Instant)>,
+    /// The revokes made, each as an op whose `session` is the owner.
+    revokes: Vec<Op>,
 }
 
 impl Run {
@@ -453,6 +508,7 @@ impl Run {
                     self.regenerate(store, instance, slot, session, &mut rng)
                         .await?
                 }
+                92..94 if self.revoke.is_some() => self.revoke(instance, session).await,
                 _ => {
                     // Log out, then in again.
                     self.delete(store, instance, session, &mut rng).await;
@@ -573,6 +629,15 @@ impl Run {
         for (key, value) in &values {
             record.entries.insert(key.clone(), entry(*value));
         }
+        let owner = self.state().ids.len() % OWNERS;
+        if self.revoke.is_some() {
+            record.owner = Some(Owner {
+                name: owner_name(owner),
+                since: SystemTime::now(),
+                user_agent: None,
+                address: None,
+            });
+        }
         let start = Instant::now();
         // A create whose id never came back is invisible to every later call: not recorded,
         // and not cut short either (that would test nothing).
@@ -585,6 +650,7 @@ impl Run {
         let mut state = self.state();
         state.ids.push(id);
         let session = state.ids.len() - 1;
+        state.created.push((owner, start, end));
         state.ops.push(Op {
             instance,
             session,
@@ -641,6 +707,52 @@ impl Run {
         self.record(instance, session, start, ok, Kind::Delete);
     }
 
+    /// "Log out everywhere" for the owner of `session`: to the history, a delete of each of
+    /// the owner's sessions, certain for those created before it began, possible for those
+    /// created while it ran.
+    async fn revoke(&self, instance: usize, session: Session) {
+        let Some(revoke) = &self.revoke else { return };
+        let Some(&(owner, _, _)) = self.state().created.get(session) else {
+            return;
+        };
+        let start = Instant::now();
+        let limit = self.settings.call_timeout;
+        let ok = tokio::time::timeout(limit, revoke(instance, owner_name(owner)))
+            .await
+            .unwrap_or(false);
+        let end = ok.then(Instant::now);
+        self.state().revokes.push(Op {
+            instance,
+            session: owner,
+            start,
+            end,
+            kind: Kind::Delete,
+        });
+    }
+
+    /// The revokes as the history sees them, once every call has returned (a create that
+    /// began before a revoke ended may have been recorded after it): a delete of each session
+    /// of the owner, certain for those created before the revoke began, possible for those
+    /// whose create overlapped it.
+    fn revokes(&self) -> Vec<Op> {
+        let state = self.state();
+        let mut deletes = Vec::new();
+        for revoke in &state.revokes {
+            let owner = revoke.session;
+            let ended = revoke.end.unwrap_or_else(Instant::now);
+            for (session, &(of, began, created)) in state.created.iter().enumerate() {
+                if of == owner && began < ended {
+                    deletes.push(Op {
+                        session,
+                        end: revoke.end.filter(|_| created < revoke.start),
+                        ..revoke.clone()
+                    });
+                }
+            }
+        }
+        deletes
+    }
+
     /// What a login does: read the session, copy it to a new id, delete the old one.
     async fn regenerate<St: SessionStore>(
         &self,
@@ -669,6 +781,11 @@ impl Run {
         }
         Ok(())
     }
+}
+
+/// The name of owner `n`.
+fn owner_name(n: usize) -> String {
+    format!("consistency owner {n}")
 }
 
 fn entry(value: u64) -> Entry {

@@ -280,3 +280,70 @@ async fn a_store_that_answers_nothing_does_not_pass() {
         Some("store calls succeed against a healthy store")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_store_is_consistent_with_revokes() -> Result<(), Violation> {
+    let store = MemoryStore::new();
+    let report = quick()
+        .concurrency(8)
+        .run_with_revokes(vec![store.clone(), store])
+        .await?;
+    assert!(report.operations > 500, "{report}");
+    Ok(())
+}
+
+/// A store whose "log out everywhere" answers without ending anything.
+struct IdleRevoke(MemoryStore);
+
+impl SessionStore for IdleRevoke {
+    type Error = cloakroom::MemoryStoreError;
+
+    async fn load(&self, id: &SessionId) -> Result<Option<Record>, Self::Error> {
+        self.0.load(id).await
+    }
+
+    async fn create(&self, record: &Record) -> Result<SessionId, Self::Error> {
+        self.0.create(record).await
+    }
+
+    async fn update(&self, id: &SessionId, changes: &Changes) -> Result<Update, Self::Error> {
+        self.0.update(id, changes).await
+    }
+
+    async fn delete(&self, id: &SessionId) -> Result<(), Self::Error> {
+        self.0.delete(id).await
+    }
+}
+
+impl cloakroom::OwnerIndex for IdleRevoke {
+    async fn owned(&self, owner: &str) -> Result<Vec<(SessionId, Record)>, Self::Error> {
+        self.0.owned(owner).await
+    }
+
+    async fn revoke_all(
+        &self,
+        _owner: &str,
+        _except: Option<&SessionId>,
+    ) -> Result<cloakroom::Revoked, Self::Error> {
+        Ok(cloakroom::Revoked::Sessions(Vec::new()))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoke_that_ends_nothing_is_caught() {
+    let store = MemoryStore::new();
+    let violation = quick()
+        .concurrency(8)
+        .run_with_revokes(vec![IdleRevoke(store.clone()), IdleRevoke(store)])
+        .await
+        .err()
+        .map(|violation| violation.promise);
+    let ended = [
+        "nothing reads a session after a delete of it has completed (or a read found it gone)",
+        "no update of a deleted session applies",
+    ];
+    assert!(
+        violation.is_some_and(|promise| ended.contains(&promise)),
+        "{violation:?}"
+    );
+}
