@@ -204,3 +204,132 @@ async fn login_flash_protected_page_and_logout_in_chromium() {
     );
     let _ = browser.close().await;
 }
+
+/// Fills the login form at `base` as `user` and waits for the account page.
+async fn log_in(browser: &Client, base: &str, user: &str) {
+    browser
+        .goto(&format!("{base}/login"))
+        .await
+        .expect("the page loads");
+    for (field, value) in [("#username", user), ("#password", "secret")] {
+        let input = browser
+            .find(Locator::Css(field))
+            .await
+            .unwrap_or_else(|error| panic!("{field}: {error}"));
+        input.send_keys(value).await.expect("the keys typed");
+    }
+    let button = browser
+        .find(Locator::Css("#login"))
+        .await
+        .expect("the login button");
+    button.click().await.expect("the click");
+    assert_eq!(landed_on(browser, "/account").await, "/account");
+}
+
+/// The rows of the devices page: (browser, whether it is this device).
+async fn devices(browser: &Client) -> Vec<(String, bool)> {
+    let rows = browser
+        .find_all(Locator::Css("tr.device"))
+        .await
+        .expect("the devices table");
+    let mut devices = Vec::new();
+    for row in rows {
+        let name = row
+            .find(Locator::Css(".browser"))
+            .await
+            .expect("a browser cell");
+        let current = row.find(Locator::Css(".current")).await.is_ok();
+        devices.push((name.text().await.unwrap_or_default(), current));
+    }
+    devices
+}
+
+/// The same user signs in from two browsers; from "Your devices" the first signs the second
+/// out (one device, then all others): the second is logged out on its next navigation, the
+/// first stays in.
+#[tokio::test]
+async fn signing_out_another_device_in_chromium() {
+    let example = Example::start("login_page").await;
+    let base = format!("http://{}", example.addr);
+    let driver = ChromeDriver::start().await;
+    let profiles = tempfile::tempdir().expect("a temporary directory");
+    let first = driver.browser(&profiles.path().join("first")).await;
+    let second = driver.browser(&profiles.path().join("second")).await;
+    log_in(&second, &base, "ada").await;
+    log_in(&first, &base, "ada").await;
+
+    let link = first
+        .find(Locator::Css("#devices"))
+        .await
+        .expect("the devices link");
+    link.click().await.expect("the click");
+    assert_eq!(landed_on(&first, "/devices").await, "/devices");
+    let listed = devices(&first).await;
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    assert_eq!(
+        listed.iter().filter(|(_, current)| *current).count(),
+        1,
+        "{listed:?}"
+    );
+    assert!(
+        listed.iter().all(|(name, _)| name.contains("Chrome")),
+        "the browsers are not shown: {listed:?}"
+    );
+
+    // "Sign out" on the other device's row.
+    let sign_out = first
+        .find(Locator::Css(".sign-out"))
+        .await
+        .expect("a sign-out button");
+    sign_out.click().await.expect("the click");
+    assert_eq!(landed_on(&first, "/devices").await, "/devices");
+    assert_eq!(
+        text(&first, "#flash").await.as_deref(),
+        Some("Signed out that device.")
+    );
+    assert_eq!(devices(&first).await.len(), 1);
+    second
+        .goto(&format!("{base}/account"))
+        .await
+        .expect("the page loads");
+    assert_eq!(
+        path(&second).await,
+        "/login",
+        "the signed-out device is still in"
+    );
+    first
+        .goto(&format!("{base}/account"))
+        .await
+        .expect("the page loads");
+    assert_eq!(text(&first, "#user").await.as_deref(), Some("ada"));
+
+    // "Sign out all other devices".
+    log_in(&second, &base, "ada").await;
+    first
+        .goto(&format!("{base}/devices"))
+        .await
+        .expect("the page loads");
+    assert_eq!(devices(&first).await.len(), 2);
+    let others = first
+        .find(Locator::Css("#sign-out-others"))
+        .await
+        .expect("the sign-out-others button");
+    others.click().await.expect("the click");
+    assert_eq!(landed_on(&first, "/devices").await, "/devices");
+    assert_eq!(
+        devices(&first).await,
+        vec![(devices(&first).await[0].0.clone(), true)]
+    );
+    second
+        .goto(&format!("{base}/account"))
+        .await
+        .expect("the page loads");
+    assert_eq!(path(&second).await, "/login");
+    first
+        .goto(&format!("{base}/account"))
+        .await
+        .expect("the page loads");
+    assert_eq!(text(&first, "#user").await.as_deref(), Some("ada"));
+    let _ = second.close().await;
+    let _ = first.close().await;
+}

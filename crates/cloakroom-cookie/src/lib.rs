@@ -44,6 +44,22 @@
 //! store where logout must end the session everywhere at once. Concurrent requests of one
 //! session each get their own cookie back, and the browser keeps the last one, so their
 //! changes do not merge.
+//!
+//! For the same reason there is no list of a user's sessions and no "log out everywhere":
+//! [`Session::set_owner`](cloakroom::Session::set_owner) keeps the owner in the cookie, but
+//! [`SessionLayer::owners`](cloakroom::SessionLayer::owners) needs a store that implements
+//! [`OwnerIndex`](cloakroom::OwnerIndex), and with this one it does not compile:
+//!
+//! ```compile_fail,E0277
+//! # use cloakroom::{SessionCookie, SessionLayer};
+//! # use cloakroom_cookie::CookieStore;
+//! # fn main() -> Result<(), cloakroom::ConfigError> {
+//! # let cookie = SessionCookie::new("__Host-session").secrets([[1u8; 32], [2u8; 32]]);
+//! # let store = CookieStore::new(&cookie)?;
+//! let layer = SessionLayer::new(cookie, store)?;
+//! let owners = layer.owners(); // CookieStore: OwnerIndex is not satisfied
+//! # Ok(()) }
+//! ```
 
 #![forbid(unsafe_code)]
 
