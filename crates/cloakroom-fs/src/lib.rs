@@ -32,6 +32,9 @@
 //!   other user of the machine can read a session; a directory that exists and is open to
 //!   others is an [`FsStoreError::Exposed`] error when the store is built (fix it with
 //!   `chmod 700`), rather than a warning that a deployment would keep running past.
+//! - **A user's sessions** ([`Owners`](cloakroom::Owners)): each owner's sessions are entries
+//!   `<dir>/.owners/<sha256 of the name>/<id>`, made (and `fsync`ed) after the session's
+//!   file at its login and removed with it at delete and by the sweep.
 //! - A corrupt or foreign file is an [`FsStoreError::Corrupt`] naming the file.
 
 #![forbid(unsafe_code)]

@@ -36,6 +36,12 @@
 //!   control characters) when the store is built; a session larger than the item size limit
 //!   ([`max_item_size`](MemcacheStoreBuilder::max_item_size), 1 MiB like memcached's default
 //!   `-I`) is a [`MemcacheStoreError::TooLarge`] naming the size, never a silent drop.
+//! - **A user's sessions**: "log out everywhere" ([`Owners`](cloakroom::Owners)) works, and
+//!   fails closed under eviction: each owner has a generation in an item of its own, a
+//!   session is served only while its owner's item holds the generation of its login, and a
+//!   revoke writes a new one. Reading a session with an owner costs one more `mg`. Listing an
+//!   owner's sessions cannot be exact when any item may be evicted, so it is
+//!   [`MemcacheStoreError::Unsupported`] (see the `owners` module in the source).
 //! - **When memcached is down** a call fails after the
 //!   [timeout](MemcacheStoreBuilder::timeout) and the layer answers 503; connections are made
 //!   again on the next request, so service resumes as soon as memcached is back.
@@ -674,7 +680,7 @@ impl SessionStore for MemcacheStore {
         Ok(Some(record))
     }
 
-    /// A session with an owner is made in the owner's current generation (see [`owners`]).
+    /// A session with an owner is made in the owner's current generation (see the crate docs).
     async fn create(&self, record: &Record) -> Result<SessionId, MemcacheStoreError> {
         let generation = match &record.owner {
             Some(owner) => Some(self.generation(&owner.name).await?),

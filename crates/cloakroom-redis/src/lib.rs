@@ -69,6 +69,20 @@
 //! different keys all survive, and because the update script writes nothing when the key does
 //! not exist, a request that finishes after logout cannot bring the session back.
 //!
+//! # A user's sessions
+//!
+//! [`OwnerIndex`](cloakroom::OwnerIndex) (listing and revoking the sessions of an owner,
+//! through [`Owners`](cloakroom::Owners)): one sorted set per owner,
+//! [`owner_key`](RedisStore::owner_key) (`<prefix>owner:<name>`), of the ids of its
+//! sessions. A login costs, after its create script, one `ZADD`, and a prune of up to 64 of
+//! the set's expired ids (`ZRANGEBYSCORE`, a `PTTL` each, `ZREM`); a list, a `ZRANGE` and a
+//! read of each session (from the local copy when it has them); a revoke, a `DEL` of each
+//! session (invalidating every instance's copy) and a `ZREM`. Other requests cost nothing
+//! more. The set has no TTL (a session in use outlives any TTL it could be given), so use a
+//! `maxmemory-policy` that never evicts keys without one: `noeviction` (the default) or a
+//! `volatile-*` policy; under `allkeys-*` Redis could evict a set and a "log out everywhere"
+//! would miss its sessions.
+//!
 //! # Expiry
 //!
 //! The session's idle timeout is the layer's ([`SessionLayer::idle_timeout`], or the

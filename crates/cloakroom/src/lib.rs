@@ -37,7 +37,10 @@
 //!   a store call it makes anyway (the load, or the update after the handler);
 //! - a store failure is an error response (503 or 500, see [`FailureStatus`]), never an empty
 //!   session, and no request waits on the store longer than the
-//!   [`store_timeout`](SessionLayer::store_timeout).
+//!   [`store_timeout`](SessionLayer::store_timeout);
+//! - a login ([`Session::set_owner`]) makes the session one of its owner's: [`Owners`] lists
+//!   them and revokes one, the others or all, on every instance once the call returns
+//!   (stores that keep an index of owners, [`OwnerIndex`]).
 //!
 //! What a store must promise is written once, in [`store::SessionStore`]; the
 //! `cloakroom-testkit` crate checks it (`conformance`) and what an attacker can try through
