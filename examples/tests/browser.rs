@@ -124,19 +124,7 @@ async fn login_flash_protected_page_and_logout_in_chromium() {
         .expect("the page loads");
     assert_eq!(path(&browser).await, "/login");
 
-    for (field, value) in [("#username", "ada"), ("#password", "secret")] {
-        let input = browser
-            .find(Locator::Css(field))
-            .await
-            .unwrap_or_else(|error| panic!("{field}: {error}"));
-        input.send_keys(value).await.expect("the keys typed");
-    }
-    let button = browser
-        .find(Locator::Css("#login"))
-        .await
-        .expect("the login button");
-    button.click().await.expect("the click");
-    assert_eq!(landed_on(&browser, "/account").await, "/account");
+    log_in(&browser, &base, "ada").await;
     assert_eq!(
         text(&browser, "#flash").await.as_deref(),
         Some("Welcome, ada!")

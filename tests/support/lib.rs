@@ -57,6 +57,19 @@ pub fn set(key: &str, json: &str) -> Changes {
     }
 }
 
+/// A new session's record of `owner`, signed in now, that lives `idle` without requests.
+pub fn owned(owner: &str, idle: std::time::Duration) -> cloakroom::store::Record {
+    let now = std::time::SystemTime::now();
+    let mut record = cloakroom::store::Record::new(now, idle, None);
+    record.owner = Some(cloakroom::store::Owner {
+        name: owner.to_owned(),
+        since: now,
+        user_agent: None,
+        address: None,
+    });
+    record
+}
+
 /// A server on `127.0.0.1:<ephemeral>` serving `service`, stopped when dropped.
 pub struct TestServer {
     /// Where it listens.

@@ -5,7 +5,7 @@
 // reach them.
 #![allow(clippy::expect_used)]
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use axum::http::StatusCode;
 use cloakroom::SessionId;
@@ -69,16 +69,7 @@ async fn fs_store_keeps_the_owner_index_promises() {
 async fn the_owner_index_does_not_keep_ended_sessions() {
     let dir = dir();
     let store = store(dir.path());
-    let owned = |idle| {
-        let mut record = Record::new(SystemTime::now(), idle, None);
-        record.owner = Some(cloakroom::store::Owner {
-            name: "user:1".to_owned(),
-            since: SystemTime::now(),
-            user_agent: None,
-            address: None,
-        });
-        record
-    };
+    let owned = |idle| cloakroom_tests::owned("user:1", idle);
     for _ in 0..2_000 {
         store
             .create(&owned(Duration::from_millis(50)))

@@ -296,14 +296,7 @@ async fn memcached_revokes_an_owners_sessions() {
 }
 
 fn owned(owner: &str) -> Record {
-    let mut record = Record::new(SystemTime::now(), Duration::from_secs(600), None);
-    record.owner = Some(cloakroom::store::Owner {
-        name: owner.to_owned(),
-        since: SystemTime::now(),
-        user_agent: None,
-        address: None,
-    });
-    record
+    cloakroom_tests::owned(owner, Duration::from_secs(600))
 }
 
 /// memcached may evict the owner's item at any moment: its sessions are then not served (the

@@ -120,14 +120,7 @@ async fn cluster_keeps_the_owner_index_promises() {
 
 /// A record of `owner` that lives `idle_ms` without requests.
 fn owned(owner: &str, idle_ms: u64) -> Record {
-    let mut record = Record::new(SystemTime::now(), Duration::from_millis(idle_ms), None);
-    record.owner = Some(cloakroom::store::Owner {
-        name: owner.to_owned(),
-        since: SystemTime::now(),
-        user_agent: None,
-        address: None,
-    });
-    record
+    cloakroom_tests::owned(owner, Duration::from_millis(idle_ms))
 }
 
 /// Thousands of an owner's sessions expire: each login prunes a bounded number of their ids,

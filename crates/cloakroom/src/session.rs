@@ -489,6 +489,40 @@ mod tests {
     }
 
     #[test]
+    fn an_owner_is_a_login_and_leaves_with_the_session() -> Result<(), SessionError> {
+        let session = session();
+        assert_eq!(session.owner(), None);
+        session.set_owner("user:ü")?;
+        assert_eq!(session.owner().as_deref(), Some("user:ü"));
+        assert_eq!(
+            session.lock().fate,
+            Fate::Regenerate,
+            "a login keeps the old id"
+        );
+        assert!(matches!(
+            session.set_owner(""),
+            Err(SessionError::InvalidOwner { len: 0, .. })
+        ));
+        let long = "é".repeat(MAX_OWNER_LEN / 2 + 1);
+        assert!(matches!(
+            session.set_owner(long),
+            Err(SessionError::InvalidOwner { len, max: MAX_OWNER_LEN }) if len == MAX_OWNER_LEN + 2
+        ));
+        assert_eq!(
+            session.owner().as_deref(),
+            Some("user:ü"),
+            "a refused owner replaced one"
+        );
+        session.destroy();
+        assert_eq!(session.owner(), None);
+        assert!(matches!(
+            session.set_owner("user:2"),
+            Err(SessionError::Destroyed)
+        ));
+        Ok(())
+    }
+
+    #[test]
     fn data_is_a_snapshot_of_everything() -> Result<(), SessionError> {
         let session = session();
         session.set("a", 1)?;
