@@ -1088,3 +1088,64 @@ async fn the_cookie_carries_the_priority_asked_for() {
         .unwrap_or_default();
     assert!(!set.contains("Priority"), "no Priority unless asked: {set}");
 }
+
+/// The layer applied twice to the same routes (a nested router and the outer one): the inner
+/// one passes the request on, so a login whose cookie is due for a refresh gets one cookie,
+/// the new one, and the user stays logged in.
+#[tokio::test]
+async fn a_layer_applied_twice_behaves_as_one() {
+    let store = Instrumented::new(MemoryStore::new());
+    let layer = layer(cookie(), store.clone()).refresh_interval(Duration::ZERO);
+    let app = Router::new()
+        .merge(routes().layer(layer.clone()))
+        .layer(layer);
+    let server = TestServer::start(app).await;
+    let browser = server.browser();
+    assert_eq!(browser.get("/count").await.body, "1");
+    let response = browser.post_form("/login", "").await;
+    let ours: Vec<String> = response
+        .set_cookies()
+        .into_iter()
+        .filter(|cookie| cookie.starts_with(&format!("{NAME}=")))
+        .collect();
+    assert_eq!(ours.len(), 1, "{ours:?}");
+    assert!(
+        !ours[0].contains("Max-Age=0"),
+        "the login cleared its own cookie: {ours:?}"
+    );
+    assert_eq!(
+        browser.get("/whoami").await.body,
+        "ada",
+        "logged out right after login"
+    );
+    assert_eq!(browser.get("/peek").await.body, "1");
+    // One load per request, not two.
+    let before = store.calls.counts();
+    browser.get("/peek").await;
+    let after = store.calls.counts();
+    assert_eq!(after.read + after.load - before.read - before.load, 1);
+}
+
+/// Two different layers on one route cannot both own the request's `Session`: the outer one
+/// does, the inner one passes the request on (and says so in the log).
+#[tokio::test]
+async fn a_second_different_layer_inside_the_first_is_passed_over() {
+    let outer = layer(cookie(), MemoryStore::new());
+    let inner = layer(
+        cloakroom::SessionCookie::new("inner")
+            .secret(SECRET)
+            .secure(false),
+        MemoryStore::new(),
+    );
+    let app = Router::new().merge(routes().layer(inner)).layer(outer);
+    let server = TestServer::start(app).await;
+    let browser = server.browser();
+    let response = browser.get("/count").await;
+    assert_eq!(response.body, "1");
+    assert!(response.set_cookie(NAME).is_some());
+    assert!(
+        response.set_cookie("inner").is_none(),
+        "the inner layer set a cookie"
+    );
+    assert_eq!(browser.get("/count").await.body, "2");
+}

@@ -26,6 +26,8 @@ pub(crate) enum Start<E> {
     Run(Session),
     /// Read the session of this id first.
     Load(BoxFuture<Result<Option<Record>, CallError<E>>>, SessionId),
+    /// Another layer handles the session: call the inner service, touch nothing.
+    PassOn,
 }
 
 pin_project! {
@@ -97,6 +99,9 @@ where
         let step = match start {
             Start::Run(handed) => Step::Calling {
                 future: session.run(inner, request, handed),
+            },
+            Start::PassOn => Step::Calling {
+                future: inner.call(request),
             },
             Start::Load(load, id) => {
                 // Drive the service that was polled ready; leave a clone for the next request.

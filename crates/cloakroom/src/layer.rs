@@ -5,6 +5,7 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use tokio::sync::Semaphore;
@@ -72,6 +73,12 @@ pub const DEFAULT_STORE_TIMEOUT: Duration = Duration::from_secs(10);
 /// their responses carry no `Set-Cookie`, which saves the store a write and every response
 /// its largest header. The browser's cookie and the store's record therefore expire together,
 /// at most one interval before a refresh on every request would have put them.
+///
+/// Apply it once per route. A layer that finds a [`Session`](crate::Session) in the request
+/// already (the same layer on a nested router and the outer one, an easy mistake) passes the
+/// request on untouched, so the outer one alone loads and saves the session; if the outer one
+/// is a different layer (another cookie or store), it is the one handlers see, and the inner
+/// one logs an error, once, naming its cookie.
 ///
 /// When the store fails, the client gets the [`OnStoreError`](crate::OnStoreError) response (503 by default)
 /// instead of the handler's, with a `tracing` error event; a failed load never runs the
@@ -345,6 +352,7 @@ impl<S, St, H: Clone> Layer<S> for SessionLayer<St, H> {
             config: Arc::clone(&self.config),
             on_store_error: self.on_store_error.clone(),
             detached: Arc::clone(&self.detached),
+            nested: AtomicBool::new(false),
         };
         SessionService::new(inner, shared)
     }

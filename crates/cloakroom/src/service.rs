@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::SystemTime;
 
@@ -11,6 +12,7 @@ use tokio::sync::Semaphore;
 use tower_service::Service;
 
 use crate::call::{CallError, StoreOperation, boxed, span, within};
+use crate::client::Client;
 use crate::failure::{FailureStatus, OnStoreError};
 use crate::future::{RequestSession, ResponseFuture, Start};
 use crate::layer::Config;
@@ -32,6 +34,8 @@ pub(crate) struct Shared<St, H> {
     pub(crate) on_store_error: H,
     /// Permits for logouts and regenerates that run as tasks, shared by the layer's services.
     pub(crate) detached: Arc<Semaphore>,
+    /// Whether this service has found another layer's session in a request (and said so).
+    pub(crate) nested: AtomicBool,
 }
 
 impl<S, St, H> SessionService<S, St, H> {
@@ -81,11 +85,24 @@ where
         // The request's one clock reading: its refresh decision, and every time it stores or
         // signs, are taken from it.
         let now = SystemTime::now();
+        if let Some(outer) = request.extensions().get::<Session>() {
+            // The layer is applied twice to this route (a nested router, say): the outer one
+            // loaded the session and will save it, so this one only passes the request on.
+            // Two layers saving one session would undo each other's cookies.
+            warn_if_foreign(shared, outer);
+            let session = RequestSession::new(
+                Arc::clone(shared),
+                now,
+                CookieSeen::Absent,
+                Client::default(),
+            );
+            return ResponseFuture::new(&mut self.inner, request, session, Start::PassOn);
+        }
         let (cookie, named) = find::<St>(config, request.headers(), now);
         let client = config.notes.of(request.headers(), request.extensions());
         let mut session = RequestSession::new(Arc::clone(shared), now, cookie, client);
         let start = match named {
-            None => Start::Run(Session::from_state(State::new(None, fresh(config, now)))),
+            None => Start::Run(made(config, State::new(None, fresh(config, now)))),
             Some((id, refresh)) => {
                 // A store that has the record at hand answers at once, due or not: a due
                 // refresh then rides on the update after the handler, so a writing request
@@ -164,7 +181,34 @@ pub(crate) fn found(
             State::new(None, fresh(config, now))
         }
     };
+    made(config, state)
+}
+
+/// The session of `state`, marked as this layer's.
+fn made(config: &Config, mut state: State) -> Session {
+    state.layer = identity(config);
     Session::from_state(state)
+}
+
+/// A layer's identity: its configuration's address, shared by its clones.
+fn identity(config: &Config) -> usize {
+    std::ptr::from_ref(config) as usize
+}
+
+/// Logs, once per layer, that `outer` (already in the request) is another layer's session:
+/// two different session layers on one route, of which only the outer one works.
+fn warn_if_foreign<St, H>(shared: &Shared<St, H>, outer: &Session) {
+    if outer.lock().layer == identity(&shared.config) {
+        return;
+    }
+    if !shared.nested.swap(true, Ordering::Relaxed) {
+        tracing::error!(
+            cookie = shared.config.cookie.name(),
+            "a SessionLayer runs inside another SessionLayer on the same route; the inner one \
+             is ignored and handlers see the outer one's session. Apply one SessionLayer, on \
+             the outermost router (axum: Router::layer once, after merging or nesting)"
+        );
+    }
 }
 
 fn fresh(config: &Config, now: SystemTime) -> Record {

@@ -61,6 +61,9 @@ pub(crate) struct State {
     pub(crate) accessed: bool,
     /// What the layer noted of the client, for [`Session::set_owner`] to keep.
     pub(crate) client: Client,
+    /// Which layer made the session (its configuration's address), so a layer that finds a
+    /// session in the request already can tell its own clone from another layer.
+    pub(crate) layer: usize,
 }
 
 impl State {
@@ -73,6 +76,7 @@ impl State {
             fate: Fate::Keep,
             accessed: false,
             client: Client::default(),
+            layer: 0,
         }
     }
 

@@ -97,6 +97,11 @@ impl fmt::Debug for CookieSigner {
 }
 
 impl CookieSigner {
+    /// The cookie's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
     /// The signer of cookies named `name`, sent with `attributes`, with a key for each secret
     /// (newest first).
     pub(crate) fn new(name: String, attributes: String, secrets: &[&[u8]]) -> Self {
