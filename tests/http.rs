@@ -1149,3 +1149,17 @@ async fn a_second_different_layer_inside_the_first_is_passed_over() {
     );
     assert_eq!(browser.get("/count").await.body, "2");
 }
+
+/// A handler is a function of a `Session`: `TestSession` makes one without a layer, and says
+/// what the handler did.
+#[tokio::test]
+async fn a_handler_is_tested_without_the_layer() -> Result<(), SessionError> {
+    use cloakroom::testing::{Ending, TestSession};
+    let test = TestSession::stored().with("visits", 41)?;
+    assert_eq!(count(test.session()).await?, "42");
+    let changes = test.changes();
+    assert_eq!(changes.len(), 1);
+    assert_eq!(changes.get("visits"), Some(&Some(serde_json::json!(42))));
+    assert_eq!(test.ending(), Ending::Kept);
+    Ok(())
+}

@@ -73,6 +73,7 @@ mod service;
 mod session;
 mod signer;
 pub mod store;
+pub mod testing;
 
 pub use crate::audit::{AuditEvent, AuditKind};
 pub use crate::call::{StoreOperation, StoreTimedOut};
