@@ -1163,3 +1163,35 @@ async fn a_handler_is_tested_without_the_layer() -> Result<(), SessionError> {
     assert_eq!(test.ending(), Ending::Kept);
     Ok(())
 }
+
+/// A handler's deadline ends the session then, however active it is, and the cookie's
+/// `Max-Age` follows at once; a later one than the layer's lifetime changes nothing.
+#[tokio::test]
+async fn a_session_ends_at_the_deadline_a_handler_set() {
+    let store = MemoryStore::new();
+    let server = serve(layer(cookie(), store.clone()).lifetime(Duration::from_secs(60))).await;
+    let browser = server.browser();
+    assert_eq!(browser.get("/count").await.body, "1");
+    let later = browser.post_form("/deadline/3600", "").await;
+    let age = later.set_cookie(NAME).and_then(|c| max_age(&c));
+    assert!(age.is_some_and(|age| (59..=60).contains(&age)), "{age:?}");
+    let soon = browser.post_form("/deadline/1", "").await;
+    let age = soon.set_cookie(NAME).and_then(|c| max_age(&c));
+    assert!(age.is_some_and(|age| age <= 2), "{age:?}");
+    assert_eq!(
+        browser.get("/count").await.body,
+        "2",
+        "the session ended early"
+    );
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    // The browser would have dropped the cookie; a client that keeps it gets a new session.
+    let planted = server.browser();
+    if let Some(value) = browser.cookie(NAME) {
+        planted.set_cookie(NAME, &value);
+    }
+    assert_eq!(
+        planted.get("/peek").await.body,
+        "none",
+        "served past its deadline"
+    );
+}

@@ -183,6 +183,11 @@ async fn expiry(session: Session) -> String {
     format!("{} {deadline}", session.idle_timeout().as_secs())
 }
 
+/// `POST /deadline/{secs}`: the session ends `secs` seconds from now at the latest.
+async fn deadline(session: Session, Path(secs): Path<u64>) -> Result<(), SessionError> {
+    session.set_deadline(std::time::SystemTime::now() + Duration::from_secs(secs))
+}
+
 async fn noop() -> &'static str {
     "nothing"
 }
@@ -216,6 +221,7 @@ pub fn routes() -> Router {
         .route("/get/{key}", get(get_string))
         .route("/empty", get(empty))
         .route("/expiry", get(expiry))
+        .route("/deadline/{secs}", post(deadline))
 }
 
 /// `POST /sign-in/{owner}`: logs in as `owner` (a new id, the owner noted).

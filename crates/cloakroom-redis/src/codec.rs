@@ -57,11 +57,11 @@ pub(crate) fn record_fields(record: &Record) -> Vec<Value> {
 }
 
 /// The update script's arguments: a new idle timeout or '', '1' to refresh the expiry or '',
-/// '1' to return the session as it now is (`returned`) or '', then field, value pairs where an
-/// empty value removes the field.
+/// '1' to return the session as it now is (`returned`) or '', a new deadline or '', then
+/// field, value pairs where an empty value removes the field.
 pub(crate) fn update_args(changes: &Changes, returned: bool) -> Vec<Value> {
     let flag = |on: bool| Value::from_static_str(if on { "1" } else { "" });
-    let mut args = Vec::with_capacity(changes.entries.len() * 2 + 3);
+    let mut args = Vec::with_capacity(changes.entries.len() * 2 + 4);
     args.push(Value::from(
         changes
             .idle_timeout
@@ -70,6 +70,12 @@ pub(crate) fn update_args(changes: &Changes, returned: bool) -> Vec<Value> {
     ));
     args.push(flag(changes.touch));
     args.push(flag(returned));
+    args.push(Value::from(
+        changes
+            .deadline
+            .map(|deadline| millis(deadline).to_string())
+            .unwrap_or_default(),
+    ));
     for (name, entry) in &changes.entries {
         args.push(Value::from(format!(".{name}")));
         args.push(Value::from(entry.as_ref().map(encode).unwrap_or_default()));
@@ -371,15 +377,16 @@ mod tests {
                 ("gone".to_owned(), None),
             ],
             idle_timeout: Some(Duration::from_secs(2)),
+            deadline: Some(at(90_000)),
             touch: true,
         };
-        let expected: Vec<Value> = ["2000", "1", "", ".user", "v7", ".gone", ""]
+        let expected: Vec<Value> = ["2000", "1", "", "90000", ".user", "v7", ".gone", ""]
             .into_iter()
             .map(Value::from)
             .collect();
         assert_eq!(update_args(&changes, false), expected);
         let quiet = update_args(&Changes::default(), true);
-        assert_eq!(quiet, ["", "", "1"].map(Value::from).to_vec());
+        assert_eq!(quiet, ["", "", "1", ""].map(Value::from).to_vec());
     }
 
     #[test]

@@ -66,9 +66,10 @@ end
 ///   the record was already past its deadline (and so was not written). The first `HSET`
 ///   carries `@expires` too, so a new session is `EXISTS`, `TIME`, `HSET`, `PEXPIREAT`;
 ///   `HSET` takes the fields 7,000 arguments at a time, under Lua's stack limit.
-/// - `update` (a new `@idle` or '', '1' to refresh the expiry (always done with a new `@idle`)
-///   or '', '1' to return the session or '', then field, value, ... where an empty value
-///   removes the field): writes nothing if the session does not exist. Returns 0 if missing;
+/// - `update` (a new `@idle` or '', '1' to refresh the expiry (always done with a new `@idle`
+///   or `@deadline`) or '', '1' to return the session or '', a new `@deadline` or '' (kept
+///   only if earlier), then field, value, ... where an empty value removes the field): writes
+///   nothing if the session does not exist. Returns 0 if missing;
 ///   if applied, every field and value of the session as it now is (when asked, for the local
 ///   cache), else the new `@expires` if the expiry moved, or 1.
 const OPERATIONS: &str = r#"
@@ -105,7 +106,7 @@ local function update(key, a, n)
   local meta = redis.call('HMGET', key, '@idle', '@deadline')
   local idle, deadline = tonumber(meta[1]), tonumber(meta[2])
   if not idle then return 0 end
-  for i = a + 3, a + n - 1, 2 do
+  for i = a + 4, a + n - 1, 2 do
     if ARGV[i + 1] == '' then
       redis.call('HDEL', key, ARGV[i])
     else
@@ -116,8 +117,13 @@ local function update(key, a, n)
     idle = tonumber(ARGV[a])
     redis.call('HSET', key, '@idle', ARGV[a])
   end
+  local new_deadline = tonumber(ARGV[a + 3])
+  if new_deadline and (not deadline or new_deadline < deadline) then
+    deadline = new_deadline
+    redis.call('HSET', key, '@deadline', ARGV[a + 3])
+  end
   local expires
-  if ARGV[a] ~= '' or ARGV[a + 1] ~= '' then
+  if ARGV[a] ~= '' or ARGV[a + 1] ~= '' or ARGV[a + 3] ~= '' then
     expires = refresh(key, idle, deadline)
     if not expires then return 0 end
   end

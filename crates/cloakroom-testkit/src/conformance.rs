@@ -75,6 +75,8 @@ const READ: &str = "read returns the live record as load does";
 const EXPIRED: &str = "a dead record is never returned";
 const EXTREMES: &str = "any duration, from zero to Duration::MAX, is taken without a panic or an error, and a huge one lasts";
 const DEADLINE: &str = "a record past its absolute deadline is never returned";
+const OWN_DEADLINE: &str =
+    "update with Changes::deadline brings the deadline closer (never later) and it is kept";
 const CHANGES: &str = "update sets and removes only the changed keys";
 const CONCURRENT: &str = "concurrent updates of different keys all survive";
 const DESTROY_WINS: &str = "a deleted session is not recreated by a late update";
@@ -137,6 +139,7 @@ impl Conformance {
         self.touch(store.as_ref()).await?;
         self.expiry(store.as_ref()).await?;
         self.deadline(store.as_ref()).await?;
+        self.own_deadline(store.as_ref()).await?;
         self.extremes(store.as_ref()).await?;
         Ok(())
     }
@@ -493,6 +496,7 @@ impl Conformance {
         let changes = Changes {
             entries: vec![("c".to_owned(), Some(entry("3"))), ("a".to_owned(), None)],
             idle_timeout: Some(self.tick * 900),
+            deadline: None,
             touch: false,
         };
         let id = applied(store, &id, &changes, CHANGES).await?;
@@ -777,6 +781,55 @@ impl Conformance {
             })?;
         }
         Ok(())
+    }
+
+    /// A deadline set by `update` ends the session then; a later one than it had changes
+    /// nothing.
+    async fn own_deadline<St: SessionStore>(&self, store: &St) -> Result<(), Violation> {
+        let soon = SystemTime::now() + self.tick;
+        let record = Record::new(SystemTime::now(), self.tick * 600, None);
+        let id = call(store.create(&record).await)?;
+        let changes = Changes {
+            deadline: Some(soon),
+            ..set("k", "1")
+        };
+        let id = applied(store, &id, &changes, OWN_DEADLINE).await?;
+        let loaded = load(store, &id, OWN_DEADLINE).await?;
+        ensure(
+            loaded
+                .deadline
+                .is_some_and(|deadline| close(deadline, soon)),
+            OWN_DEADLINE,
+            || {
+                format!(
+                    "a deadline {soon:?} set by update came back as {:?}",
+                    loaded.deadline
+                )
+            },
+        )?;
+        let later = Changes {
+            deadline: Some(soon + self.tick * 600),
+            ..Changes::default()
+        };
+        let id = applied(store, &id, &later, OWN_DEADLINE).await?;
+        let loaded = load(store, &id, OWN_DEADLINE).await?;
+        ensure(
+            loaded
+                .deadline
+                .is_some_and(|deadline| close(deadline, soon)),
+            OWN_DEADLINE,
+            || format!("a later deadline moved {soon:?} to {:?}", loaded.deadline),
+        )?;
+        tokio::time::sleep(self.tick * 5 / 2).await;
+        ensure(read(store, &id).await?.is_none(), OWN_DEADLINE, || {
+            format!(
+                "a session whose own deadline passed {:?} ago was read",
+                self.tick * 3 / 2
+            )
+        })?;
+        ensure(call(store.load(&id).await)?.is_none(), OWN_DEADLINE, || {
+            "a session whose own deadline passed still loaded".to_owned()
+        })
     }
 
     async fn deadline<St: SessionStore>(&self, store: &St) -> Result<(), Violation> {

@@ -681,6 +681,7 @@ impl Run {
                 .map(|(key, value)| (key.clone(), value.map(entry)))
                 .collect(),
             idle_timeout: None,
+            deadline: None,
             touch: rng.below(5) == 0,
         };
         let start = Instant::now();

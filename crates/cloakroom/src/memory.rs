@@ -343,7 +343,10 @@ impl SessionStore for MemoryStore {
         let Some(packed) = shard.find_mut(hash(&key), |packed| packed.is(&key)) else {
             return Ok(Update::Missing);
         };
-        if changes.entries.is_empty() && changes.idle_timeout.is_none() {
+        if changes.entries.is_empty()
+            && changes.idle_timeout.is_none()
+            && changes.deadline.is_none()
+        {
             // Only the expiry moves (a refresh): rewritten in place, as `load` does.
             if let Some(mut record) = packed.head() {
                 if record.touch(now) {

@@ -182,11 +182,13 @@ pub(crate) fn decide(config: &Config, facts: &Facts<'_>) -> Outcome {
         (Fate::Keep, None) => Outcome::Nothing,
         (Fate::Keep, Some(id)) => {
             // Due now if it was when the request came, or if the session's own idle timeout
-            // (known only now) makes the cookie old enough; a new idle timeout needs a new
-            // Max-Age.
+            // (known only now) makes the cookie old enough; a new idle timeout or deadline
+            // needs a new Max-Age.
             let refresh = match (refresh, cookie) {
                 (Refresh::NotDue, CookieSeen::Ours { issued })
-                    if state.idle_timeout.is_some() || due(config, issued, now, idle) =>
+                    if state.idle_timeout.is_some()
+                        || state.deadline.is_some()
+                        || due(config, issued, now, idle) =>
                 {
                     Refresh::Owed
                 }

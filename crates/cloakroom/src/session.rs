@@ -56,6 +56,8 @@ pub(crate) struct State {
     pub(crate) changed: HashMap<String, Option<Entry>>,
     /// A new idle timeout chosen by the handler.
     pub(crate) idle_timeout: Option<Duration>,
+    /// A new absolute deadline set by the handler (already in `record.deadline`).
+    pub(crate) deadline: Option<SystemTime>,
     pub(crate) fate: Fate,
     /// Whether the handler called any method, so the response depends on the cookie.
     pub(crate) accessed: bool,
@@ -73,6 +75,7 @@ impl State {
             record,
             changed: HashMap::new(),
             idle_timeout: None,
+            deadline: None,
             fate: Fate::Keep,
             accessed: false,
             client: Client::default(),
@@ -82,7 +85,7 @@ impl State {
 
     /// Whether the handler changed anything the store keeps.
     pub(crate) fn is_modified(&self) -> bool {
-        !self.changed.is_empty() || self.idle_timeout.is_some()
+        !self.changed.is_empty() || self.idle_timeout.is_some() || self.deadline.is_some()
     }
 
     /// This request's changes, as the store contract wants them; `touch` asks the store to
@@ -95,6 +98,7 @@ impl State {
                 .map(|(key, entry)| (key.clone(), entry.clone()))
                 .collect(),
             idle_timeout: self.idle_timeout,
+            deadline: self.deadline,
             touch,
         }
     }
@@ -258,10 +262,40 @@ impl Session {
         state.idle_timeout.unwrap_or(state.record.idle_timeout)
     }
 
-    /// When the session ends however active it is, if the layer's
-    /// [`lifetime`](crate::SessionLayer::lifetime) gave it an end.
+    /// When the session ends however active it is, if it has an end: the layer's
+    /// [`lifetime`](crate::SessionLayer::lifetime) from its creation, or its own
+    /// ([`set_deadline`](Self::set_deadline)), whichever comes first.
     pub fn deadline(&self) -> Option<SystemTime> {
         self.access().record.deadline
+    }
+
+    /// Ends the session at `at` at the latest, however active it is: the end of a
+    /// subscription, of a shift, of an elevated "sudo" mode. Kept for the session's later
+    /// requests, by every store; the cookie's `Max-Age` follows. A deadline only comes closer:
+    /// the layer's lifetime, or an earlier deadline, still applies, and a time already past
+    /// ends the session when this request does.
+    ///
+    /// ```
+    /// # fn handler(session: cloakroom::Session) -> Result<(), cloakroom::SessionError> {
+    /// use std::time::{Duration, SystemTime};
+    /// let shift_ends = SystemTime::now() + Duration::from_secs(8 * 3600);
+    /// session.set_deadline(shift_ends)?;
+    /// assert!(session.deadline().is_some_and(|end| end <= shift_ends));
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`SessionError::Destroyed`] after [`destroy`](Self::destroy).
+    pub fn set_deadline(&self, at: SystemTime) -> Result<(), SessionError> {
+        let mut state = self.access();
+        if state.fate == Fate::Destroy {
+            return Err(SessionError::Destroyed);
+        }
+        let deadline = crate::store::earlier(state.record.deadline, at);
+        state.record.deadline = Some(deadline);
+        state.deadline = Some(deadline);
+        Ok(())
     }
 
     /// Ends the session: after this request its record is deleted and the browser's cookie is
@@ -273,6 +307,7 @@ impl Session {
         state.record.entries.clear();
         state.changed.clear();
         state.idle_timeout = None;
+        state.deadline = None;
     }
 
     /// Moves the session to a fresh id when this request ends, keeping its data; the old id

@@ -112,8 +112,8 @@ impl Record {
     }
 
     /// Applies one request's changes at `now`: sets and removes the changed keys (all other
-    /// keys stay as they are), takes a new idle timeout if there is one, and refreshes the
-    /// expiry (whatever [`Changes::touch`] says: refreshing is always allowed). Stores that hold whole records use this inside their lock or CAS loop.
+    /// keys stay as they are), takes a new idle timeout and an earlier deadline if there are
+    /// any, and refreshes the expiry (whatever [`Changes::touch`] says: refreshing is always allowed). Stores that hold whole records use this inside their lock or CAS loop.
     pub fn apply(&mut self, changes: &Changes, now: SystemTime) {
         for (key, entry) in &changes.entries {
             match entry {
@@ -124,8 +124,16 @@ impl Record {
         if let Some(idle_timeout) = changes.idle_timeout {
             self.idle_timeout = idle_timeout.min(FOREVER);
         }
+        if let Some(deadline) = changes.deadline {
+            self.deadline = Some(earlier(self.deadline, deadline));
+        }
         self.expires = expiry(now, self.idle_timeout, self.deadline);
     }
+}
+
+/// The earlier of a record's deadline (if it has one) and `deadline`.
+pub(crate) fn earlier(current: Option<SystemTime>, deadline: SystemTime) -> SystemTime {
+    current.map_or(deadline, |current| current.min(deadline))
 }
 
 /// `min(now + idle_timeout, deadline)`.
@@ -172,6 +180,9 @@ pub struct Changes {
     pub entries: Vec<(String, Option<Entry>)>,
     /// A new idle timeout for this session ("remember me"), if the handler chose one.
     pub idle_timeout: Option<Duration>,
+    /// A new absolute deadline for this session, if the handler set one: the record's
+    /// deadline becomes the earlier of the two (a deadline only ever comes closer).
+    pub deadline: Option<SystemTime>,
     /// Whether the expiry must be refreshed too, as [`SessionStore::load`] does. When `false`
     /// the store may leave the expiry where it is (or refresh it anyway: [`Record::apply`]
     /// does): this request's load already did, or the refresh is not due yet.
