@@ -63,7 +63,8 @@ async fn login_form(session: Session) -> Result<Html<String>, SessionError> {
 
 /// Any non-empty username with the password `secret` logs in (a demo, not an auth system).
 async fn login(session: Session, Form(form): Form<Credentials>) -> Result<Redirect, SessionError> {
-    if form.username.trim().is_empty() || form.password != "secret" {
+    let too_long = form.username.trim().len() > cloakroom::store::MAX_OWNER_LEN;
+    if form.username.trim().is_empty() || too_long || form.password != "secret" {
         session.flash("flash", "Wrong username or password.")?;
         return Ok(Redirect::to("/login"));
     }

@@ -326,3 +326,60 @@ async fn revoking_others_without_an_owner_is_an_error() {
     let response = server.browser().post_form("/revoke-others", "").await;
     assert_eq!(response.status, StatusCode::INTERNAL_SERVER_ERROR);
 }
+
+/// A request that loaded a session before "log out everywhere" returned, and moves it to a new
+/// id after (a step-up re-authentication, say), does not bring the session back.
+async fn an_in_flight_regenerate_does_not_undo_a_revoke<St: OwnerIndex>(store: St) {
+    use std::sync::Arc;
+    use tokio::sync::Notify;
+    let (loaded, go) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+    let slow = {
+        let (loaded, go) = (Arc::clone(&loaded), Arc::clone(&go));
+        move |session: cloakroom::Session| async move {
+            let _ = session.owner();
+            loaded.notify_one();
+            go.notified().await;
+            session.regenerate_id()
+        }
+    };
+    let layer = layer(cookie(), store);
+    let owners = layer.owners();
+    let app = cloakroom_tests::app::routes()
+        .merge(cloakroom_tests::app::owner_routes(owners.clone()))
+        .route("/slow-regenerate", axum::routing::post(slow))
+        .layer(layer);
+    let server = TestServer::start(app).await;
+    let stolen = server.browser();
+    sign_in(&stolen, "user:1").await;
+    let in_flight = {
+        let stolen = stolen.clone();
+        tokio::spawn(async move { stolen.post_form("/slow-regenerate", "").await })
+    };
+    loaded.notified().await;
+    owners.revoke_all("user:1").await.expect("the revoke");
+    go.notify_one();
+    in_flight.await.expect("the in-flight request");
+    assert_eq!(
+        owner(&stolen).await,
+        "anonymous",
+        "a revoked session came back"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_in_flight_regenerate_does_not_undo_a_revoke_on_any_store() {
+    an_in_flight_regenerate_does_not_undo_a_revoke(MemoryStore::new()).await;
+    let server = RedisServer::start().await.expect("redis-server starts");
+    an_in_flight_regenerate_does_not_undo_a_revoke(redis_store(&server.url()).await).await;
+    let memcached = cloakroom_testkit::MemcachedServer::start()
+        .await
+        .expect("memcached starts");
+    let store = cloakroom_memcache::MemcacheStore::builder()
+        .servers([memcached.addr()])
+        .build()
+        .expect("the memcached store");
+    an_in_flight_regenerate_does_not_undo_a_revoke(store).await;
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let fs = FsStore::new(dir.path().join("sessions")).expect("the file store opens");
+    an_in_flight_regenerate_does_not_undo_a_revoke(fs).await;
+}

@@ -208,13 +208,20 @@ fn io_at(path: &Path) -> impl FnOnce(io::Error) -> FsStoreError + '_ {
     }
 }
 
-/// `path` as errors carry it: a session file's id (`<id>.json`, and the temporary
-/// `.tmp-…-<id>.json`) replaced by its short hash, since an id is a credential.
+/// `path` as errors carry it: a session file's id (`<id>.json`, the temporary
+/// `.tmp-…-<id>.json`, an owner's entry `<id>`) replaced by its short hash, since an id is a
+/// credential.
 fn redacted(path: &Path) -> PathBuf {
-    match path.file_name().and_then(|name| name.to_str()) {
-        Some(name) => path.with_file_name(SessionId::redact(name, ".json")),
-        None => path.to_owned(),
-    }
+    let Some(name) = path.file_name().and_then(|name| name.to_str()) else {
+        return path.to_owned();
+    };
+    let file = SessionId::redact(name, ".json");
+    let name = if file == name {
+        SessionId::redact(name, "")
+    } else {
+        file
+    };
+    path.with_file_name(name)
 }
 
 impl FsStore {
@@ -400,7 +407,7 @@ impl Inner {
         };
         let now = SystemTime::now();
         if record.is_expired(now) {
-            self.remove(&path)?;
+            self.remove_expired(id, &path, &record)?;
             return Ok(None);
         }
         if !touch {
@@ -451,7 +458,7 @@ impl Inner {
             return Ok(Update::Missing);
         };
         if record.is_expired(now) {
-            self.remove(&path)?;
+            self.remove_expired(id, &path, &record)?;
             return Ok(Update::Missing);
         }
         record.apply(changes, now);
@@ -472,10 +479,24 @@ impl Inner {
         self.remove(&path)?;
         // A logout must survive a crash too: without this, the file can come back.
         self.sync_dir()?;
-        match owner {
-            Some(owner) => self.unindex(&owner.name, id),
-            None => Ok(()),
+        if let Some(owner) = owner {
+            self.unindex_or_warn(&owner.name, id);
         }
+        Ok(())
+    }
+
+    /// Removes the expired session file `path` of `id`, and its owner's entry.
+    fn remove_expired(
+        &self,
+        id: &SessionId,
+        path: &Path,
+        record: &Record,
+    ) -> Result<(), FsStoreError> {
+        self.remove(path)?;
+        if let Some(owner) = &record.owner {
+            self.unindex_or_warn(&owner.name, id);
+        }
+        Ok(())
     }
 
     fn sweep(&self, now: SystemTime) -> Result<usize, FsStoreError> {
@@ -501,10 +522,7 @@ impl Inner {
             let _lock = self.lock(&id)?;
             match self.read(&path) {
                 Ok(Some(record)) if record.is_expired(now) => {
-                    self.remove(&path)?;
-                    if let Some(owner) = &record.owner {
-                        self.unindex(&owner.name, &id)?;
-                    }
+                    self.remove_expired(&id, &path, &record)?;
                     removed += 1;
                 }
                 Ok(_) => {}
@@ -592,5 +610,30 @@ impl SessionStore for FsStore {
     async fn delete(&self, id: &SessionId) -> Result<(), FsStoreError> {
         let id = id.clone();
         self.blocking(move |inner| inner.delete(&id)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_in_errors_never_show_an_id() {
+        let id = SessionId::generate();
+        for path in [
+            format!("/var/sessions/{}.json", id.as_str()),
+            format!(
+                "/var/sessions/.tmp-{}-{}.json",
+                SessionId::generate().as_str(),
+                id.as_str()
+            ),
+            format!("/var/sessions/.owners/{}/{}", "ab".repeat(32), id.as_str()),
+        ] {
+            let shown = redacted(Path::new(&path)).display().to_string();
+            assert!(!shown.contains(id.as_str()), "{shown}");
+            assert!(shown.contains(&id.short_hash()), "{shown}");
+        }
+        let plain = Path::new("/var/sessions/.locks/7");
+        assert_eq!(redacted(plain), plain);
     }
 }

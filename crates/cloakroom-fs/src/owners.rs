@@ -14,7 +14,7 @@ use std::io;
 use std::path::PathBuf;
 
 use cloakroom::SessionId;
-use cloakroom::store::{OwnerIndex, Record};
+use cloakroom::store::{OwnerIndex, Record, Revoked};
 
 use crate::{FsStore, FsStoreError, Inner, io_at, private_dir, private_file};
 
@@ -64,6 +64,14 @@ impl Inner {
         Ok(names.filter_map(|name| SessionId::parse(&name)).collect())
     }
 
+    /// [`unindex`](Self::unindex) for a session already removed: a failure leaves an entry a
+    /// list removes later, so it is logged, not returned (the removal stands).
+    pub(crate) fn unindex_or_warn(&self, owner: &str, id: &SessionId) {
+        if let Err(error) = self.unindex(owner, id) {
+            tracing::warn!(%error, "could not remove an owner's entry of an ended session; a list will");
+        }
+    }
+
     /// Removes the entry of `id` (a session that is gone) from `owner`'s, and the owner's
     /// directory once it is empty.
     pub(crate) fn unindex(&self, owner: &str, id: &SessionId) -> Result<(), FsStoreError> {
@@ -77,15 +85,50 @@ impl Inner {
     fn owned(&self, owner: &str) -> Result<Vec<(SessionId, Record)>, FsStoreError> {
         let mut live = Vec::new();
         for id in self.entries(owner)? {
-            match self.load(&id, false)? {
-                Some(record) if record.owner.as_ref().is_some_and(|o| o.name == owner) => {
+            match self.load(&id, false) {
+                Ok(Some(record)) if record.owner.as_ref().is_some_and(|o| o.name == owner) => {
                     live.push((id, record));
                 }
-                Some(_) => {}
-                None => self.unindex(owner, &id)?,
+                Ok(Some(_)) => {}
+                Ok(None) => self.unindex_or_warn(owner, &id),
+                // One unreadable session file is not every session of the owner: it is left
+                // out (and served to nobody: a load of it fails the same way).
+                Err(error) => {
+                    tracing::warn!(%error, "an owner's session could not be read; not listed");
+                }
             }
         }
         Ok(live)
+    }
+}
+
+impl Inner {
+    /// Deletes every session `owner` has an entry for but `except`, without reading them: an
+    /// owner never changes under an id, so a session file that cannot be read (a lock held
+    /// too long, a corrupt file) is ended all the same.
+    fn revoke_all(
+        &self,
+        owner: &str,
+        except: Option<&SessionId>,
+    ) -> Result<Vec<SessionId>, FsStoreError> {
+        let mut ended = Vec::new();
+        for id in self.entries(owner)? {
+            if Some(&id) == except {
+                continue;
+            }
+            let path = self.path(&id)?;
+            let existed = fs::symlink_metadata(&path).is_ok();
+            {
+                let _lock = self.lock(&id)?;
+                self.remove(&path)?;
+            }
+            self.sync_dir()?;
+            self.unindex_or_warn(owner, &id);
+            if existed {
+                ended.push(id);
+            }
+        }
+        Ok(ended)
     }
 }
 
@@ -97,10 +140,23 @@ fn sync(dir: &std::path::Path) -> Result<(), FsStoreError> {
 }
 
 /// Each owner's sessions are entries in a directory of its own; listing reads each session's
-/// file (without refreshing it) and removes the entries of sessions that are gone.
+/// file (without refreshing it), leaves out one it cannot read, and removes the entries of
+/// sessions that are gone; a revoke deletes every entry's session without reading it.
 impl OwnerIndex for FsStore {
     async fn owned(&self, owner: &str) -> Result<Vec<(SessionId, Record)>, FsStoreError> {
         let owner = owner.to_owned();
         self.blocking(move |inner| inner.owned(&owner)).await
+    }
+
+    async fn revoke_all(
+        &self,
+        owner: &str,
+        except: Option<&SessionId>,
+    ) -> Result<Revoked, FsStoreError> {
+        let (owner, except) = (owner.to_owned(), except.cloned());
+        let ended = self
+            .blocking(move |inner| inner.revoke_all(&owner, except.as_ref()))
+            .await?;
+        Ok(Revoked::Sessions(ended))
     }
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use axum::http::StatusCode;
 use cloakroom::SessionId;
-use cloakroom::store::{Record, SessionStore, StoreError};
+use cloakroom::store::{OwnerIndex, Record, SessionStore, StoreError};
 use cloakroom_fs::{FsStore, FsStoreError};
 use cloakroom_testkit::Conformance;
 use cloakroom_tests::app::{NAME, cookie, id_from, layer, serve, write_concurrently};
@@ -174,7 +174,7 @@ async fn crafted_ids_never_touch_paths_outside_the_directory() {
         let name = entry.file_name().to_string_lossy().into_owned();
         let id = name.strip_suffix(".json");
         assert!(
-            name == ".locks" || id.and_then(SessionId::parse).is_some(),
+            name == ".locks" || name == ".owners" || id.and_then(SessionId::parse).is_some(),
             "unexpected file {name:?}"
         );
     }
@@ -281,6 +281,81 @@ async fn three_instances_on_one_directory_agree() {
     println!("FsStore, 3 instances: {report}");
     assert!(report.operations > 500, "{report}");
     assert_eq!(report.failed, 0, "calls failed without a fault: {report}");
+}
+
+/// The owners' entries below `dir`.
+fn owner_entries(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let owners = std::fs::read_dir(dir.join(".owners")).expect(".owners");
+    owners
+        .filter_map(Result::ok)
+        .flat_map(|owner| std::fs::read_dir(owner.path()).expect("an owner's entries"))
+        .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+        .collect()
+}
+
+/// A session that expired and was then visited (a user back after the idle timeout) takes its
+/// owner's entry with it, as a delete and the sweep do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_session_found_by_a_request_leaves_the_index() {
+    let dir = dir();
+    let store = FsStore::builder(dir.path())
+        .sweep_interval(Duration::from_secs(3600))
+        .build()
+        .expect("the store");
+    for visit in 0..20 {
+        let id = store
+            .create(&cloakroom_tests::owned("user:1", Duration::from_millis(20)))
+            .await
+            .expect("create");
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        if visit % 2 == 0 {
+            assert!(store.load(&id).await.expect("load").is_none());
+        } else {
+            let update = store.update(&id, &set("k", "1")).await.expect("update");
+            assert_eq!(update, cloakroom::store::Update::Missing);
+        }
+    }
+    assert_eq!(
+        owner_entries(dir.path()).len(),
+        0,
+        "expired sessions left entries"
+    );
+}
+
+/// An entry that cannot be removed does not fail the logout, and no error or log line shows
+/// the session id; a revoke ends a session whose file cannot be read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_index_entry_fails_no_logout_and_shows_no_id() {
+    let dir = dir();
+    let store = store(dir.path());
+    let id = store
+        .create(&cloakroom_tests::owned("user:1", Duration::from_secs(60)))
+        .await
+        .expect("create");
+    let entry = owner_entries(dir.path()).pop().expect("an entry");
+    std::fs::remove_file(&entry).expect("remove the entry");
+    std::fs::create_dir(&entry).expect("a directory in its place");
+    std::fs::write(entry.join("x"), b"").expect("a file inside");
+    store.delete(&id).await.expect("the logout stands");
+    assert!(store.load(&id).await.expect("load").is_none());
+    let listed = store.owned("user:1").await.expect("the list");
+    assert!(listed.is_empty());
+
+    let other = store
+        .create(&cloakroom_tests::owned("user:2", Duration::from_secs(60)))
+        .await
+        .expect("create");
+    std::fs::write(
+        dir.path().join(format!("{}.json", other.as_str())),
+        b"not json",
+    )
+    .expect("corrupt the session file");
+    let error = store.load(&other).await.expect_err("a corrupt file");
+    assert!(!error.to_string().contains(other.as_str()), "{error}");
+    assert!(store.owned("user:2").await.expect("the list").is_empty());
+    let revoked = store.revoke_all("user:2", None).await.expect("the revoke");
+    assert_eq!(revoked.count(), Some(1));
+    assert!(!dir.path().join(format!("{}.json", other.as_str())).exists());
 }
 
 /// "Log out everywhere" through any of three instances on one directory, racing every other

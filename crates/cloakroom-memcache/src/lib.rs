@@ -266,9 +266,9 @@ impl MemcacheStoreBuilder {
                 "no memcached servers given".to_owned(),
             ));
         }
-        // A session's key is the prefix and an id of 32 characters; an owner's, the prefix,
-        // `owner:` and 64 hex digits.
-        let longest_key = self.prefix.len() + 70;
+        // A session's key is the prefix and an id of 32 characters; an owner's revoke lock,
+        // the prefix, `owner:`, 64 hex digits and `:lock`.
+        let longest_key = self.prefix.len() + 75;
         if longest_key > MAX_KEY_LEN {
             return Err(MemcacheStoreError::Config(format!(
                 "prefix {:?} makes keys of {longest_key} bytes; memcached allows {MAX_KEY_LEN}",

@@ -11,10 +11,18 @@
 //! new generation. Reading a session with an owner costs one more `mg` (the owner's item,
 //! which these reads keep at the top of memcached's LRU).
 //!
-//! "All but this one" keeps the current session: the owner's item first holds the old
-//! generation and the new one together, the current session moves to the new one (by
+//! "All but this one" keeps the current session: the owner's item first accepts the new
+//! generation as well as those it accepted, the current session moves to the new one (by
 //! compare-and-swap, like an update), then the item holds only the new one. A session in use
-//! meanwhile stays valid throughout, and a login meanwhile joins the new generation.
+//! meanwhile stays valid throughout, and a login meanwhile joins the new generation. Revokes
+//! of one owner take turns (a lock item with a 5 s TTL), so each ends what the one before
+//! left; one cut short on the way (a timeout, a client gone) leaves several generations
+//! accepted and its lock until the TTL, and the next revoke ends them all.
+//!
+//! One race is left: a session that moves to a new id (a login, `regenerate_id`) joins the
+//! newest generation, so a regenerate whose check of the old session came just before a
+//! revoke, and whose create just after, survives it (a round trip wide; the layer checks the
+//! old session first, so a revoke that returned before the regenerate began always wins).
 //!
 //! Listing cannot be exact under eviction, so [`owned`](OwnerIndex::owned) is an error,
 //! [`MemcacheStoreError::Unsupported`]; so is revoking one session by its handle, which needs
@@ -31,23 +39,47 @@ use crate::{MemcacheStore, MemcacheStoreError};
 /// How many times a call tries again after another call changed the owner's item under it.
 const ATTEMPTS: usize = 16;
 
-/// What an owner's item holds: the generation sessions must belong to, and, while a revoke
-/// that keeps one session is under way, the one it moves that session to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// How long an owner's revoke lock lasts if a revoke cut short never gives it back, and the
+/// longest a revoke waits for it.
+const LOCK_TTL: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The most generations an owner's item accepts at once: more than one only while revokes
+/// that keep a session are under way (or were cut short before they finished, which the
+/// next revoke completes).
+const MAX_ACCEPTED: usize = 8;
+
+/// What an owner's item holds: the generations whose sessions are served, oldest first. The
+/// last is the one logins join; there is more than one only while a revoke that keeps one
+/// session moves it to the newest.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 struct Generations {
-    current: u64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    next: Option<u64>,
+    accepted: Vec<u64>,
 }
 
 impl Generations {
+    fn only(generation: u64) -> Self {
+        Self {
+            accepted: vec![generation],
+        }
+    }
+
     fn holds(&self, generation: u64) -> bool {
-        self.current == generation || self.next == Some(generation)
+        self.accepted.contains(&generation)
     }
 
     /// The generation a login joins: the newest.
-    fn newest(&self) -> u64 {
-        self.next.unwrap_or(self.current)
+    fn newest(&self) -> Option<u64> {
+        self.accepted.last().copied()
+    }
+
+    /// These generations and `next`, the oldest dropped past [`MAX_ACCEPTED`] (their sessions
+    /// are then ended: fail closed).
+    fn and(&self, next: u64) -> Self {
+        let mut accepted = self.accepted.clone();
+        accepted.push(next);
+        let excess = accepted.len().saturating_sub(MAX_ACCEPTED);
+        accepted.drain(..excess);
+        Self { accepted }
     }
 }
 
@@ -94,11 +126,11 @@ impl MemcacheStore {
     async fn put(
         &self,
         key: &str,
-        generations: Generations,
+        generations: &Generations,
         cas: Option<u64>,
     ) -> Result<bool, MemcacheStoreError> {
         let bytes =
-            serde_json::to_vec(&generations).map_err(|error| MemcacheStoreError::Corrupt {
+            serde_json::to_vec(generations).map_err(|error| MemcacheStoreError::Corrupt {
                 key: key.to_owned(),
                 reason: error.to_string(),
             })?;
@@ -126,15 +158,12 @@ impl MemcacheStore {
     pub(crate) async fn generation(&self, owner: &str) -> Result<u64, MemcacheStoreError> {
         let key = self.owner_key(owner);
         for _ in 0..ATTEMPTS {
-            if let Some((generations, _)) = self.generations(&key).await? {
-                return Ok(generations.newest());
+            if let Some(newest) = self.generations(&key).await?.and_then(|(g, _)| g.newest()) {
+                return Ok(newest);
             }
-            let made = Generations {
-                current: fresh()?,
-                next: None,
-            };
-            if self.put(&key, made, None).await? {
-                return Ok(made.current);
+            let generation = fresh()?;
+            if self.put(&key, &Generations::only(generation), None).await? {
+                return Ok(generation);
             }
         }
         Err(MemcacheStoreError::Contention {
@@ -156,36 +185,42 @@ impl MemcacheStore {
         Ok(found.is_some_and(|(generations, _)| generations.holds(generation)))
     }
 
-    /// Ends every session of `owner` but `except` (see the module's documentation).
+    /// Ends every session of `owner` but `except` (see the module's documentation), one revoke
+    /// of an owner at a time.
     async fn revoke(
         &self,
         owner: &str,
         except: Option<&SessionId>,
     ) -> Result<(), MemcacheStoreError> {
         let key = self.owner_key(owner);
+        let lock = self.lock(&key).await?;
+        let revoked = self.revoke_locked(&key, except).await;
+        self.unlock(&key, lock).await;
+        revoked
+    }
+
+    async fn revoke_locked(
+        &self,
+        key: &str,
+        except: Option<&SessionId>,
+    ) -> Result<(), MemcacheStoreError> {
         for _ in 0..ATTEMPTS {
-            let found = self.generations(&key).await?;
+            let found = self.generations(key).await?;
             let next = fresh()?;
-            let (Some(except), Some((old, cas))) = (except, found) else {
+            let (Some(except), Some((old, cas))) = (except, &found) else {
                 // Nothing to keep (or nothing left: an evicted item has ended every session
                 // already): a new generation, whatever the item held.
-                let generations = Generations {
-                    current: next,
-                    next: None,
-                };
-                match found {
-                    Some((_, cas)) if self.put(&key, generations, Some(cas)).await? => {
-                        return Ok(());
-                    }
-                    None if self.put(&key, generations, None).await? => return Ok(()),
-                    _ => continue,
+                let only = Generations::only(next);
+                let cas = found.as_ref().map(|(_, cas)| *cas);
+                if self.put(key, &only, cas).await? {
+                    return Ok(());
                 }
+                continue;
             };
-            let both = Generations {
-                current: old.current,
-                next: Some(next),
-            };
-            if !self.put(&key, both, Some(cas)).await? {
+            // Every generation accepted so far stays so while the kept session moves, those
+            // of an earlier revoke that was cut short included.
+            let both = old.and(next);
+            if !self.put(key, &both, Some(*cas)).await? {
                 continue;
             }
             // The session kept moves to the new generation, if it is still one of the owner's.
@@ -196,25 +231,86 @@ impl MemcacheStore {
                 }
             })
             .await?;
-            let Some((now, cas)) = self.generations(&key).await? else {
-                return Ok(());
-            };
-            if now != both {
-                // Another revoke came after ours: it decides what is left.
-                return Ok(());
+            // Only logins write the item meanwhile, and only to make a missing one.
+            for _ in 0..ATTEMPTS {
+                let Some((_, cas)) = self.generations(key).await? else {
+                    return Ok(());
+                };
+                if self.put(key, &Generations::only(next), Some(cas)).await? {
+                    return Ok(());
+                }
             }
-            let only = Generations {
-                current: next,
-                next: None,
-            };
-            if self.put(&key, only, Some(cas)).await? {
-                return Ok(());
-            }
+            break;
         }
         Err(MemcacheStoreError::Contention {
-            key,
+            key: key.to_owned(),
             attempts: ATTEMPTS,
         })
+    }
+
+    /// Takes the owner's revoke lock (`<owner key>:lock`, added with a TTL so that a revoke
+    /// cut short cannot hold it for ever): concurrent revokes of one owner take turns, so each
+    /// ends what the one before left. Waits a little longer than [`LOCK_TTL`] at most.
+    async fn lock(&self, key: &str) -> Result<u64, MemcacheStoreError> {
+        let lock = format!("{key}:lock");
+        let token = fresh()?;
+        let value = token.to_string();
+        let ttl = format!("T{}", LOCK_TTL.as_secs());
+        let flags = ["ME", ttl.as_str()];
+        // A lock left by a revoke cut short expires within LOCK_TTL (memcached counts seconds).
+        let deadline = tokio::time::Instant::now() + LOCK_TTL + std::time::Duration::from_secs(1);
+        loop {
+            let added = self
+                .with_client(&lock, "revoke", async |client| {
+                    client
+                        .meta_set(&lock, value.as_bytes(), false, None, Some(&flags))
+                        .await
+                })
+                .await;
+            match added {
+                Ok(_) => return Ok(token),
+                Err(MemcacheStoreError::Server {
+                    source: McError::Protocol(Status::NotStored),
+                    ..
+                }) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+                }
+                Err(MemcacheStoreError::Server {
+                    source: McError::Protocol(Status::NotStored),
+                    ..
+                }) => {
+                    return Err(MemcacheStoreError::Contention {
+                        key: lock,
+                        attempts: ATTEMPTS,
+                    });
+                }
+                Err(error) => return Err(error),
+            }
+        }
+    }
+
+    /// Gives the lock back if it is still ours (it may have expired and gone to another).
+    async fn unlock(&self, key: &str, token: u64) {
+        let lock = format!("{key}:lock");
+        let found = self
+            .with_client(&lock, "revoke", async |client| {
+                client.meta_get(&lock, false, None, Some(&["v", "c"])).await
+            })
+            .await;
+        let Ok(Some((value, cas))) = found.map(|found| found.and_then(|v| v.data.zip(v.cas)))
+        else {
+            return;
+        };
+        if value == token.to_string().as_bytes() {
+            let cas = format!("C{cas}");
+            let _ = self
+                .with_client(&lock, "revoke", async |client| {
+                    client
+                        .meta_delete(&lock, false, None, Some(&[cas.as_str()]))
+                        .await
+                })
+                .await;
+        }
     }
 }
 
@@ -240,19 +336,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_revoke_that_keeps_a_session_holds_both_generations_until_it_is_done() {
-        let both = Generations {
-            current: 1,
-            next: Some(2),
-        };
+    fn a_revoke_that_keeps_a_session_holds_every_generation_until_it_is_done() {
+        let both = Generations::only(1).and(2);
         assert!(both.holds(1) && both.holds(2) && !both.holds(3));
-        assert_eq!(both.newest(), 2);
-        let one = Generations {
-            current: 2,
-            next: None,
-        };
-        assert!(!one.holds(1) && one.holds(2));
-        let text = serde_json::to_string(&one).ok();
-        assert_eq!(text.as_deref(), Some(r#"{"current":2}"#));
+        assert_eq!(both.newest(), Some(2));
+        // A revoke cut short left 1 and 2 accepted: the next keeps both until it is done.
+        let again = both.and(3);
+        assert!(again.holds(1) && again.holds(2) && again.holds(3));
+        let mut many = Generations::only(0);
+        for n in 1..20 {
+            many = many.and(n);
+        }
+        assert_eq!(many.accepted.len(), MAX_ACCEPTED);
+        assert!(!many.holds(0) && many.holds(19));
+        let text = serde_json::to_string(&Generations::only(2)).ok();
+        assert_eq!(text.as_deref(), Some(r#"{"accepted":[2]}"#));
     }
 }

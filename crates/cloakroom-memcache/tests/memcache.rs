@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use async_memcached::{Client, MetaProtocol};
 use axum::http::StatusCode;
-use cloakroom::store::{Entry, Record, SessionStore, StoreError};
+use cloakroom::store::{Entry, OwnerIndex, Record, SessionStore, StoreError};
 use cloakroom_memcache::{MemcacheStore, MemcacheStoreError};
 use cloakroom_testkit::{Conformance, MemcachedServer, Proxy};
 use cloakroom_tests::app::{NAME, cookie, id_from, layer, max_age, serve, write_concurrently};
@@ -400,4 +400,46 @@ async fn revokes_hold_on_every_instance() {
     let report = report.unwrap_or_else(|violation| panic!("{violation}"));
     assert!(report.operations > 500, "{report}");
     assert_eq!(report.failed, 0, "calls failed without a fault: {report}");
+}
+
+async fn item(client: &mut Client, key: &str) -> String {
+    let value = client.meta_get(key, false, None, Some(&["v"])).await;
+    let data = value
+        .expect("mg")
+        .and_then(|value| value.data)
+        .unwrap_or_default();
+    String::from_utf8(data).expect("the owner's item is text")
+}
+
+/// A "sign out other devices" cut short (a store timeout, a client gone) leaves the owner's
+/// item accepting two generations; a device that signs in then and later signs out its other
+/// devices keeps its own session, and ends the rest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoke_cut_short_is_finished_by_the_next_one() {
+    let server = memcached().await;
+    let store = store(&[&server]);
+    let mut client = client(&server).await;
+    let key = store.owner_key("user:1");
+    let laptop = store.create(&owned("user:1")).await.expect("create");
+    let mut tries = 0;
+    while item(&mut client, &key).await.matches(',').count() == 0 {
+        tries += 1;
+        assert!(tries < 20_000, "a revoke was never cut short half-way");
+        let cut = Duration::from_micros(50 + (tries % 400) as u64);
+        let _ = tokio::time::timeout(cut, store.revoke_all("user:1", Some(&laptop))).await;
+    }
+    assert!(store.load(&laptop).await.expect("load").is_some());
+    let phone = store.create(&owned("user:1")).await.expect("create");
+    store
+        .revoke_all("user:1", Some(&phone))
+        .await
+        .expect("revoke");
+    assert!(
+        store.load(&phone).await.expect("load").is_some(),
+        "it signed out its own device"
+    );
+    assert!(
+        store.load(&laptop).await.expect("load").is_none(),
+        "the other device survived"
+    );
 }

@@ -201,21 +201,22 @@ impl Consistency {
     }
 
     /// As [`run`](Self::run), with every session belonging to one of two owners, and now and
-    /// then a "log out everywhere" of one ([`OwnerIndex::revoke_all`]) through some instance,
-    /// racing the other calls: once a revoke has returned, no instance serves a session of
-    /// that owner created before it began (within the [`staleness`](Self::staleness)), and a
-    /// session created while it ran may be gone or not.
+    /// then a "log out everywhere" of one ([`OwnerIndex::revoke_all`]), or "all but this
+    /// session", through some instance, racing the other calls: once a revoke has returned,
+    /// no instance serves a session of that owner created before it began but the one it kept
+    /// (within the [`staleness`](Self::staleness)), and a session created while it ran may be
+    /// gone or not.
     pub async fn run_with_revokes<St: OwnerIndex>(
         &self,
         instances: Vec<St>,
     ) -> Result<Report, Violation> {
         let instances: Vec<Arc<St>> = instances.into_iter().map(Arc::new).collect();
         let revokers = instances.clone();
-        let revoke: Revoke = Arc::new(move |instance: usize, owner: String| {
+        let revoke: Revoke = Arc::new(move |instance: usize, owner: String, except| {
             let store = revokers.get(instance).cloned();
             Box::pin(async move {
                 let Some(store) = store else { return false };
-                store.revoke_all(&owner, None).await.is_ok()
+                store.revoke_all(&owner, except.as_ref()).await.is_ok()
             })
         });
         self.run_with(instances, Some(revoke)).await
@@ -347,7 +348,11 @@ impl Consistency {
         // ended; the possible ones are no failures.
         report.operations = report.operations - revoked + state.revokes.len();
         report.indeterminate = report.indeterminate.saturating_sub(possible);
-        let failed_revokes = state.revokes.iter().filter(|op| op.end.is_none()).count();
+        let failed_revokes = state
+            .revokes
+            .iter()
+            .filter(|(_, op)| op.end.is_none())
+            .count();
         report.indeterminate += failed_revokes;
         report.cut = state.cut;
         report.failed = report.indeterminate.saturating_sub(state.cut);
@@ -393,8 +398,9 @@ impl Consistency {
     }
 }
 
-/// `revoke_all` of an owner through an instance: whether it succeeded.
-type Revoke = Arc<dyn Fn(usize, String) -> BoxFuture<bool> + Send + Sync>;
+/// `revoke_all` of an owner (but one session, maybe) through an instance: whether it
+/// succeeded.
+type Revoke = Arc<dyn Fn(usize, String, Option<SessionId>) -> BoxFuture<bool> + Send + Sync>;
 
 type BoxFuture<T> = std::pin::Pin<Box<dyn Future<Output = T> + Send>>;
 
@@ -420,8 +426,9 @@ struct State {
     cut: usize,
     /// When the run revokes, each session's owner and when its create began and ended.
     created: Vec<(usize, Instant, Instant)>,
-    /// The revokes made, each as an op whose `session` is the owner.
-    revokes: Vec<Op>,
+    /// The revokes made, each as an op whose `session` is the owner, with the session it
+    /// kept, if it kept one.
+    revokes: Vec<(Option<Session>, Op)>,
 }
 
 impl Run {
@@ -508,7 +515,10 @@ impl Run {
                     self.regenerate(store, instance, slot, session, &mut rng)
                         .await?
                 }
-                92..94 if self.revoke.is_some() => self.revoke(instance, session).await,
+                92..94 if self.revoke.is_some() => {
+                    let keep = rng.below(2) == 0;
+                    self.revoke(instance, session, keep).await;
+                }
                 _ => {
                     // Log out, then in again.
                     self.delete(store, instance, session, &mut rng).await;
@@ -711,24 +721,32 @@ impl Run {
     /// "Log out everywhere" for the owner of `session`: to the history, a delete of each of
     /// the owner's sessions, certain for those created before it began, possible for those
     /// created while it ran.
-    async fn revoke(&self, instance: usize, session: Session) {
+    /// (`keep`: "all but this one", the revoke keeping `session`.)
+    async fn revoke(&self, instance: usize, session: Session, keep: bool) {
         let Some(revoke) = &self.revoke else { return };
-        let Some(&(owner, _, _)) = self.state().created.get(session) else {
-            return;
+        let (owner, except) = {
+            let state = self.state();
+            let Some(&(owner, _, _)) = state.created.get(session) else {
+                return;
+            };
+            (owner, keep.then(|| state.ids[session].clone()))
         };
         let start = Instant::now();
         let limit = self.settings.call_timeout;
-        let ok = tokio::time::timeout(limit, revoke(instance, owner_name(owner)))
+        let ok = tokio::time::timeout(limit, revoke(instance, owner_name(owner), except))
             .await
             .unwrap_or(false);
         let end = ok.then(Instant::now);
-        self.state().revokes.push(Op {
-            instance,
-            session: owner,
-            start,
-            end,
-            kind: Kind::Delete,
-        });
+        self.state().revokes.push((
+            keep.then_some(session),
+            Op {
+                instance,
+                session: owner,
+                start,
+                end,
+                kind: Kind::Delete,
+            },
+        ));
     }
 
     /// The revokes as the history sees them, once every call has returned (a create that
@@ -738,11 +756,11 @@ impl Run {
     fn revokes(&self) -> Vec<Op> {
         let state = self.state();
         let mut deletes = Vec::new();
-        for revoke in &state.revokes {
+        for (kept, revoke) in &state.revokes {
             let owner = revoke.session;
             let ended = revoke.end.unwrap_or_else(Instant::now);
             for (session, &(of, began, created)) in state.created.iter().enumerate() {
-                if of == owner && began < ended {
+                if of == owner && began < ended && *kept != Some(session) {
                     deletes.push(Op {
                         session,
                         end: revoke.end.filter(|_| created < revoke.start),

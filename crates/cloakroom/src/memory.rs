@@ -373,24 +373,27 @@ impl SessionStore for MemoryStore {
 }
 
 /// Each owner's sessions are a set of ids in process, kept with the records: an entry leaves
-/// with its record (a delete, the sweep), so the index holds no more than the live sessions and
-/// those expired since the last sweep.
+/// with its record (a delete, the sweep) or when a list finds it dead, so the index holds no
+/// more than the live sessions and those expired since the last sweep.
 impl OwnerIndex for MemoryStore {
     async fn owned(&self, owner: &str) -> Result<Vec<(SessionId, Record)>, MemoryStoreError> {
         let keys: Vec<Key> = match self.inner.owners().get(owner) {
             Some(keys) => keys.iter().copied().collect(),
             None => return Ok(Vec::new()),
         };
-        let mut live = Vec::with_capacity(keys.len());
+        let (mut live, mut gone) = (Vec::with_capacity(keys.len()), Vec::new());
         for key in keys {
             let id = SessionId::from_bytes(&key);
-            let record = self.inner.read(&id);
-            if let Some(record) =
-                record.filter(|r| r.owner.as_ref().is_some_and(|o| o.name == owner))
-            {
-                live.push((id, record));
+            match self.inner.read(&id) {
+                Some(record) if record.owner.as_ref().is_some_and(|o| o.name == owner) => {
+                    live.push((id, record));
+                }
+                Some(_) => {}
+                // Gone, or dead (which the sweep removes too): out of the index.
+                None => gone.push((owner.to_owned(), key)),
             }
         }
+        self.inner.unindex(gone);
         Ok(live)
     }
 }

@@ -137,7 +137,8 @@ impl<St: OwnerIndex> Owners<St> {
         self.revoke_except(owner, None).await
     }
 
-    /// Ends every other session of `current`'s owner ("sign out all other devices").
+    /// Ends every other session of `current`'s owner ("sign out all other devices"). Two
+    /// devices that do this at the same moment may both be signed out: each ends the other.
     ///
     /// # Errors
     ///

@@ -89,7 +89,7 @@ pub(crate) struct Facts<'a> {
     pub(crate) sealed: bool,
 }
 
-/// What happens after the handler: at most one store call (a regenerate's create-then-delete
+/// What happens after the handler: at most one store call (a regenerate's check, create and delete
 /// counts as one), and what it means for the cookie.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Outcome {
@@ -108,7 +108,8 @@ pub(crate) enum Outcome {
         changes: Changes,
         grant: Option<Grant>,
     },
-    /// Move the session to a new id (create, then delete the old one) and send its cookie.
+    /// Move the session to a new id (check that the old one is still there, create, then
+    /// delete the old one) and send its cookie.
     Regenerate {
         old: Option<SessionId>,
         record: Record,

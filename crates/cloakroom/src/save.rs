@@ -2,7 +2,7 @@
 //! store timeout, ending in what the response does to the cookie.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::time::Duration;
 
 use tokio::sync::Semaphore;
@@ -29,7 +29,7 @@ pub(crate) enum Saved<E> {
 
 /// Starts the store call `outcome` asks for.
 ///
-/// A logout, and a regenerate (whose create and delete are two calls), run as a task of their
+/// A logout, and a regenerate (whose check, create and delete are three calls), run as a task of their
 /// own: a client that goes away mid-save drops the response future, and must not leave the
 /// session reachable under its old id. The timeout is on the wait for the task, which runs on
 /// to the end and logs a failure no response reported. Other writes run in place (a cut one
@@ -72,11 +72,22 @@ pub(crate) fn start<St: SessionStore>(
             true,
         ),
     };
-    // Only a regenerate has a second step to tell apart.
-    let step = matches!(outcome, Outcome::Regenerate { .. }).then(Step::default);
+    // Only a regenerate has steps to tell apart.
+    let step = match &outcome {
+        Outcome::Regenerate { old, .. } => {
+            let step = Step::default();
+            step.enter(if old.is_some() {
+                StoreOperation::Load
+            } else {
+                StoreOperation::Create
+            });
+            Some(step)
+        }
+        _ => None,
+    };
     let operation = {
         let step = step.clone();
-        move || step.map_or(first, |step| step.operation(first))
+        move || step.map_or(first, |step| step.operation())
     };
     // What the cookie becomes if a detached call ends without an answer: a logout still
     // clears it, anything else leaves it alone.
@@ -142,17 +153,29 @@ impl Drop for Waiting {
     }
 }
 
-/// Which call of a save is under way, for a timeout to name: the first, or a regenerate's
-/// delete of the old id.
+/// Which call of a regenerate is under way, for a timeout to name: the check that the old
+/// session is still there, the create, or the delete of the old id.
 #[derive(Clone, Default)]
-struct Step(Arc<AtomicBool>);
+struct Step(Arc<AtomicU8>);
 
 impl Step {
-    fn operation(&self, first: StoreOperation) -> StoreOperation {
-        if self.0.load(Ordering::Acquire) {
-            StoreOperation::Delete
-        } else {
-            first
+    const OPERATIONS: [StoreOperation; 3] = [
+        StoreOperation::Load,
+        StoreOperation::Create,
+        StoreOperation::Delete,
+    ];
+
+    fn operation(&self) -> StoreOperation {
+        let at = usize::from(self.0.load(Ordering::Acquire));
+        Self::OPERATIONS
+            .get(at)
+            .copied()
+            .unwrap_or(StoreOperation::Delete)
+    }
+
+    fn enter(&self, operation: StoreOperation) {
+        if let Some(at) = Self::OPERATIONS.iter().position(|op| *op == operation) {
+            self.0.store(at as u8, Ordering::Release);
         }
     }
 }
@@ -179,15 +202,32 @@ async fn call<St: SessionStore>(
             Err(error) => Err(CallError::Store(StoreOperation::Update, error)),
         },
         Outcome::Regenerate { old, record, .. } => {
+            let enter = |operation| {
+                if let Some(step) = step {
+                    step.enter(operation);
+                }
+            };
+            if let Some(old) = old {
+                // The session may have ended since this request loaded it (a revoke, a logout
+                // elsewhere): then its data must not live on under a new id.
+                let live = store
+                    .load(old)
+                    .instrument(span(StoreOperation::Load, Some(old)))
+                    .await
+                    .map_err(failed(StoreOperation::Load))?;
+                if live.is_none() {
+                    tracing::debug!(session = %old, "the session ended before its new id was made; not regenerating");
+                    return Ok(None);
+                }
+            }
+            enter(StoreOperation::Create);
             let id = store
                 .create(record)
                 .instrument(span(StoreOperation::Create, None))
                 .await
                 .map_err(failed(StoreOperation::Create))?;
             if let Some(old) = old {
-                if let Some(step) = step {
-                    step.0.store(true, Ordering::Release);
-                }
+                enter(StoreOperation::Delete);
                 store
                     .delete(old)
                     .instrument(span(StoreOperation::Delete, Some(old)))
