@@ -383,3 +383,30 @@ async fn an_in_flight_regenerate_does_not_undo_a_revoke_on_any_store() {
     let fs = FsStore::new(dir.path().join("sessions")).expect("the file store opens");
     an_in_flight_regenerate_does_not_undo_a_revoke(fs).await;
 }
+
+/// "Log out everywhere, and stay signed in here": a login in the same request as a revoke of
+/// every session of its owner is honoured (a login never depends on the session it started
+/// from still being there).
+#[tokio::test]
+async fn a_login_after_revoking_everything_in_the_same_request_stays_signed_in() {
+    let layer = layer(cookie(), MemoryStore::new());
+    let owners = layer.owners();
+    let everywhere = move |session: cloakroom::Session| async move {
+        owners.revoke_all("user:5").await.expect("the revoke");
+        session.set_owner("user:5")
+    };
+    let app = cloakroom_tests::app::routes()
+        .merge(cloakroom_tests::app::owner_routes(layer.owners()))
+        .route("/everywhere", axum::routing::post(everywhere))
+        .layer(layer);
+    let server = TestServer::start(app).await;
+    let browser = server.browser();
+    sign_in(&browser, "user:5").await;
+    let other = server.browser();
+    sign_in(&other, "user:5").await;
+    let response = browser.post_form("/everywhere", "").await;
+    assert_eq!(response.status, StatusCode::OK);
+    assert_eq!(owner(&browser).await, "user:5", "the login was dropped");
+    assert_eq!(owner(&other).await, "anonymous");
+    assert_eq!(devices(&browser).await.len(), 1);
+}

@@ -131,6 +131,13 @@ pub enum MemcacheStoreError {
         /// What was asked.
         operation: &'static str,
     },
+    /// Another revoke of the same owner held its lock for longer than a revoke takes (it was
+    /// cut short); retrying after a while helps.
+    #[error("another revoke of this owner held its lock for {waited:?}")]
+    Locked {
+        /// How long this one waited.
+        waited: Duration,
+    },
     /// Concurrent writers kept winning the CAS race.
     #[error("session {key:?} changed under {attempts} consecutive update attempts")]
     Contention {

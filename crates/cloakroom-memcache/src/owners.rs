@@ -14,10 +14,11 @@
 //! "All but this one" keeps the current session: the owner's item first accepts the new
 //! generation as well as those it accepted, the current session moves to the new one (by
 //! compare-and-swap, like an update), then the item holds only the new one. A session in use
-//! meanwhile stays valid throughout, and a login meanwhile joins the new generation. Revokes
-//! of one owner take turns (a lock item with a 5 s TTL), so each ends what the one before
-//! left; one cut short on the way (a timeout, a client gone) leaves several generations
-//! accepted and its lock until the TTL, and the next revoke ends them all.
+//! meanwhile stays valid throughout, and a login meanwhile joins the new generation. If the
+//! move fails, the old generations end all the same (fail closed). Revokes of one owner take
+//! turns (a lock item with a TTL longer than a revoke takes), so each ends what the one before
+//! left; one cut short on the way (the layer detaches revokes, so only a crash does this)
+//! leaves several generations accepted and its lock until the TTL, and the next ends them.
 //!
 //! One race is left: a session that moves to a new id (a login, `regenerate_id`) joins the
 //! newest generation, so a regenerate whose check of the old session came just before a
@@ -27,6 +28,8 @@
 //! Listing cannot be exact under eviction, so [`owned`](OwnerIndex::owned) is an error,
 //! [`MemcacheStoreError::Unsupported`]; so is revoking one session by its handle, which needs
 //! the list.
+
+use std::time::Duration;
 
 use async_memcached::{Error as McError, MetaProtocol, Status};
 use cloakroom::SessionId;
@@ -39,9 +42,8 @@ use crate::{MemcacheStore, MemcacheStoreError};
 /// How many times a call tries again after another call changed the owner's item under it.
 const ATTEMPTS: usize = 16;
 
-/// How long an owner's revoke lock lasts if a revoke cut short never gives it back, and the
-/// longest a revoke waits for it.
-const LOCK_TTL: std::time::Duration = std::time::Duration::from_secs(5);
+/// The shortest an owner's revoke lock lasts (see [`MemcacheStore::lock_ttl`]).
+const MIN_LOCK_TTL: Duration = Duration::from_secs(5);
 
 /// The most generations an owner's item accepts at once: more than one only while revokes
 /// that keep a session are under way (or were cut short before they finished, which the
@@ -224,23 +226,18 @@ impl MemcacheStore {
                 continue;
             }
             // The session kept moves to the new generation, if it is still one of the owner's.
-            // (Gone already, it has nothing to move: `Update::Missing` is fine.)
-            self.rewrite(&self.key(except), "revoke", |stored, _| {
-                if stored.generation.is_some_and(|g| old.holds(g)) {
-                    stored.generation = Some(next);
-                }
-            })
-            .await?;
-            // Only logins write the item meanwhile, and only to make a missing one.
-            for _ in 0..ATTEMPTS {
-                let Some((_, cas)) = self.generations(key).await? else {
-                    return Ok(());
-                };
-                if self.put(key, &Generations::only(next), Some(cas)).await? {
-                    return Ok(());
-                }
-            }
-            break;
+            // (Gone already, it has nothing to move: `Update::Missing` is fine.) Whether it
+            // moved or not, the old generations end: a revoke that fails half-way fails closed
+            // (the kept session may end with them).
+            let moved = self
+                .rewrite(&self.key(except), "revoke", |stored, _| {
+                    if stored.generation.is_some_and(|g| old.holds(g)) {
+                        stored.generation = Some(next);
+                    }
+                })
+                .await;
+            self.finish(key, &both, next).await?;
+            return moved.map(drop);
         }
         Err(MemcacheStoreError::Contention {
             key: key.to_owned(),
@@ -248,20 +245,46 @@ impl MemcacheStore {
         })
     }
 
-    /// Takes the owner's revoke lock (`<owner key>:lock`, added with a TTL so that a revoke
-    /// cut short cannot hold it for ever): concurrent revokes of one owner take turns, so each
-    /// ends what the one before left. Waits a little longer than [`LOCK_TTL`] at most.
+    /// Replaces `both` (what this revoke wrote) with `next` alone. If the item holds anything
+    /// else, a later revoke has written it (one that took the lock after ours expired, or an
+    /// eviction and a login), and what it wrote stands: it ended at least what ours would.
+    async fn finish(
+        &self,
+        key: &str,
+        both: &Generations,
+        next: u64,
+    ) -> Result<(), MemcacheStoreError> {
+        for _ in 0..ATTEMPTS {
+            match self.generations(key).await? {
+                Some((now, cas)) if now == *both => {
+                    if self.put(key, &Generations::only(next), Some(cas)).await? {
+                        return Ok(());
+                    }
+                }
+                _ => return Ok(()),
+            }
+        }
+        Err(MemcacheStoreError::Contention {
+            key: key.to_owned(),
+            attempts: ATTEMPTS,
+        })
+    }
+
+    /// Takes the owner's revoke lock (`<owner key>:lock`, on the owner's server, added with a
+    /// TTL so that a revoke cut short cannot hold it for ever): concurrent revokes of one owner
+    /// take turns, so each ends what the one before left. Waits as long as the TTL at most.
     async fn lock(&self, key: &str) -> Result<u64, MemcacheStoreError> {
         let lock = format!("{key}:lock");
         let token = fresh()?;
         let value = token.to_string();
-        let ttl = format!("T{}", LOCK_TTL.as_secs());
-        let flags = ["ME", ttl.as_str()];
-        // A lock left by a revoke cut short expires within LOCK_TTL (memcached counts seconds).
-        let deadline = tokio::time::Instant::now() + LOCK_TTL + std::time::Duration::from_secs(1);
+        let ttl = self.lock_ttl();
+        let expiry = format!("T{}", ttl.as_secs());
+        let flags = ["ME", expiry.as_str()];
+        let deadline = tokio::time::Instant::now() + ttl;
+        let mut pause = Duration::from_millis(1);
         loop {
             let added = self
-                .with_client(&lock, "revoke", async |client| {
+                .with_client(key, "revoke", async |client| {
                     client
                         .meta_set(&lock, value.as_bytes(), false, None, Some(&flags))
                         .await
@@ -273,27 +296,38 @@ impl MemcacheStore {
                     source: McError::Protocol(Status::NotStored),
                     ..
                 }) if tokio::time::Instant::now() < deadline => {
-                    tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_millis(50));
                 }
                 Err(MemcacheStoreError::Server {
                     source: McError::Protocol(Status::NotStored),
                     ..
-                }) => {
-                    return Err(MemcacheStoreError::Contention {
-                        key: lock,
-                        attempts: ATTEMPTS,
-                    });
-                }
+                }) => return Err(MemcacheStoreError::Locked { waited: ttl }),
                 Err(error) => return Err(error),
             }
         }
+    }
+
+    /// How long a revoke lock lasts: longer than a revoke can take (its calls, and an update's
+    /// compare-and-swap rounds on the kept session), so only a revoke cut short leaves one to
+    /// expire.
+    fn lock_ttl(&self) -> Duration {
+        let longest = self
+            .inner
+            .timeout
+            .saturating_mul(crate::UPDATE_TIMEOUTS + 8);
+        let seconds = longest
+            .as_secs()
+            .saturating_add(1)
+            .max(MIN_LOCK_TTL.as_secs());
+        Duration::from_secs(seconds)
     }
 
     /// Gives the lock back if it is still ours (it may have expired and gone to another).
     async fn unlock(&self, key: &str, token: u64) {
         let lock = format!("{key}:lock");
         let found = self
-            .with_client(&lock, "revoke", async |client| {
+            .with_client(key, "revoke", async |client| {
                 client.meta_get(&lock, false, None, Some(&["v", "c"])).await
             })
             .await;
@@ -304,7 +338,7 @@ impl MemcacheStore {
         if value == token.to_string().as_bytes() {
             let cas = format!("C{cas}");
             let _ = self
-                .with_client(&lock, "revoke", async |client| {
+                .with_client(key, "revoke", async |client| {
                     client
                         .meta_delete(&lock, false, None, Some(&[cas.as_str()]))
                         .await

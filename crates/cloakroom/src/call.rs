@@ -19,7 +19,8 @@ pub(crate) type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum StoreOperation {
-    /// Reading the session before the handler, within the refresh interval.
+    /// Reading the session before the handler, within the refresh interval; or, before a
+    /// signed-in session moves to a new id, checking that it is still there.
     Read,
     /// Loading the session before the handler and refreshing its expiry.
     Load,

@@ -27,8 +27,9 @@ use crate::{Session, SessionId};
 /// A revoke has taken effect on every instance of the application when it returns: it is a
 /// delete, which no instance serves past, local copies included. A session whose login is
 /// racing a revoke is either revoked or listed afterwards, never alive and unlisted. Each
-/// call waits at most the layer's [`store_timeout`](crate::SessionLayer::store_timeout)
-/// (a revoke that timed out may still have ended some sessions: retry it).
+/// call waits at most the layer's [`store_timeout`](crate::SessionLayer::store_timeout); a
+/// revoke runs on to the end as a task of its own even when the caller stops waiting, and an
+/// error says it may have ended some sessions (retry it).
 ///
 /// ```
 /// use cloakroom::{MemoryStore, Owners, Session, SessionCookie, SessionLayer};
@@ -157,8 +158,30 @@ impl<St: OwnerIndex> Owners<St> {
         owner: &str,
         except: Option<&SessionId>,
     ) -> Result<Revoked, OwnersError<St::Error>> {
-        let revoked = self.store.revoke_all(owner, except);
-        let revoked = self.call(StoreOperation::Revoke, revoked).await?;
+        let store = Arc::clone(&self.store);
+        let (name, kept) = (owner.to_owned(), except.cloned());
+        let revoke = async move { store.revoke_all(&name, kept.as_ref()).await };
+        // A revoke runs as a task of its own, as a logout does: a caller that stops waiting
+        // (the store timeout, a client gone) does not leave it half done.
+        let revoked = match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                let task = runtime.spawn(revoke);
+                let joined = async move {
+                    match task.await {
+                        Ok(revoked) => revoked.map(Some),
+                        Err(error) if error.is_panic() => {
+                            std::panic::resume_unwind(error.into_panic())
+                        }
+                        // The runtime is shutting down.
+                        Err(_) => Ok(None),
+                    }
+                };
+                self.call(StoreOperation::Revoke, joined)
+                    .await?
+                    .ok_or(OwnersError::Interrupted)?
+            }
+            Err(_) => self.call(StoreOperation::Revoke, revoke).await?,
+        };
         let audit = &self.config.audit;
         match &revoked {
             Revoked::Sessions(ids) => {
@@ -350,6 +373,9 @@ pub enum OwnersError<E> {
     /// [`Owners::revoke_others`] with a session that has no owner.
     #[error("this session has no owner; give it one at login with Session::set_owner")]
     NoOwner,
+    /// The runtime shut down while a revoke ran; it may have ended some sessions.
+    #[error("the runtime shut down during a revoke; it may have ended some sessions")]
+    Interrupted,
 }
 
 impl<E: StoreError> OwnersError<E> {
@@ -357,7 +383,7 @@ impl<E: StoreError> OwnersError<E> {
     pub fn failure_kind(&self) -> FailureKind {
         match self {
             Self::Store { source, .. } => source.failure_kind(),
-            Self::TimedOut(_) => FailureKind::Unavailable,
+            Self::TimedOut(_) | Self::Interrupted => FailureKind::Unavailable,
             Self::NoOwner => FailureKind::Rejected,
         }
     }

@@ -89,8 +89,8 @@ pub(crate) struct Facts<'a> {
     pub(crate) sealed: bool,
 }
 
-/// What happens after the handler: at most one store call (a regenerate's check, create and delete
-/// counts as one), and what it means for the cookie.
+/// What happens after the handler: at most one store call (a regenerate's check, create and
+/// delete count as one), and what it means for the cookie.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Outcome {
     /// No store call; the cookie stays as it is.
@@ -108,12 +108,16 @@ pub(crate) enum Outcome {
         changes: Changes,
         grant: Option<Grant>,
     },
-    /// Move the session to a new id (check that the old one is still there, create, then
-    /// delete the old one) and send its cookie.
+    /// Move the session to a new id (create, then delete the old one) and send its cookie.
+    /// `check`: first make sure the old one is still there, and move nothing if it is not: a
+    /// plain regenerate of a signed-in session, which a revoke may have ended since this
+    /// request loaded it. (A login in this request is honoured whatever happened to the
+    /// session it started from.)
     Regenerate {
         old: Option<SessionId>,
         record: Record,
         grant: Grant,
+        check: bool,
     },
     /// Delete the session (of `owner`, for the audit event) and clear the cookie.
     Delete {
@@ -171,6 +175,7 @@ pub(crate) fn decide(config: &Config, facts: &Facts<'_>) -> Outcome {
             old: old.clone(),
             record: record_to_save(state, idle, now),
             grant: grant(),
+            check: old.is_some() && state.record.owner.is_some() && !state.logged_in,
         },
         (Fate::Keep, None) if state.is_modified() || config.save_uninitialized => Outcome::Create {
             record: record_to_save(state, idle, now),

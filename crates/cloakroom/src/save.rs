@@ -74,10 +74,10 @@ pub(crate) fn start<St: SessionStore>(
     };
     // Only a regenerate has steps to tell apart.
     let step = match &outcome {
-        Outcome::Regenerate { old, .. } => {
+        Outcome::Regenerate { check, .. } => {
             let step = Step::default();
-            step.enter(if old.is_some() {
-                StoreOperation::Load
+            step.enter(if *check {
+                StoreOperation::Read
             } else {
                 StoreOperation::Create
             });
@@ -160,7 +160,7 @@ struct Step(Arc<AtomicU8>);
 
 impl Step {
     const OPERATIONS: [StoreOperation; 3] = [
-        StoreOperation::Load,
+        StoreOperation::Read,
         StoreOperation::Create,
         StoreOperation::Delete,
     ];
@@ -201,22 +201,24 @@ async fn call<St: SessionStore>(
             Ok(_) => Ok(None),
             Err(error) => Err(CallError::Store(StoreOperation::Update, error)),
         },
-        Outcome::Regenerate { old, record, .. } => {
+        Outcome::Regenerate {
+            old, record, check, ..
+        } => {
             let enter = |operation| {
                 if let Some(step) = step {
                     step.enter(operation);
                 }
             };
-            if let Some(old) = old {
-                // The session may have ended since this request loaded it (a revoke, a logout
-                // elsewhere): then its data must not live on under a new id.
+            if let (Some(old), true) = (old, check) {
+                // The signed-in session may have ended since this request loaded it (a revoke,
+                // a logout elsewhere): then it must not live on under a new id.
                 let live = store
-                    .load(old)
-                    .instrument(span(StoreOperation::Load, Some(old)))
+                    .read(old)
+                    .instrument(span(StoreOperation::Read, Some(old)))
                     .await
-                    .map_err(failed(StoreOperation::Load))?;
+                    .map_err(failed(StoreOperation::Read))?;
                 if live.is_none() {
-                    tracing::debug!(session = %old, "the session ended before its new id was made; not regenerating");
+                    tracing::info!(session = %old, "the session ended during the request; not moving it to a new id");
                     return Ok(None);
                 }
             }

@@ -66,6 +66,8 @@ pub(crate) struct State {
     /// Which layer made the session (its configuration's address), so a layer that finds a
     /// session in the request already can tell its own clone from another layer.
     pub(crate) layer: usize,
+    /// Whether the handler gave the session its owner in this request ([`Session::set_owner`]).
+    pub(crate) logged_in: bool,
 }
 
 impl State {
@@ -80,6 +82,7 @@ impl State {
             accessed: false,
             client: Client::default(),
             layer: 0,
+            logged_in: false,
         }
     }
 
@@ -386,6 +389,7 @@ impl Session {
         };
         state.record.owner = Some(owner);
         state.fate = Fate::Regenerate;
+        state.logged_in = true;
         Ok(())
     }
 
