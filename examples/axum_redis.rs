@@ -29,34 +29,45 @@ async fn visits(session: Session) -> Result<String, SessionError> {
     Ok(format!("visit {visits}\n"))
 }
 
+/// Runs the app; a configuration or connection error ends it with that error's message (not
+/// its `Debug` form) and a failure status.
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
+    match run().await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            #[allow(clippy::print_stderr)] // the one line a failed start-up prints
+            {
+                eprintln!("axum_redis: {error}");
+            }
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let redis_url =
         std::env::var("REDIS_URL").map_err(|_| "set REDIS_URL, e.g. redis://127.0.0.1:6379")?;
-    let secrets: Vec<String> = std::env::var("SESSION_SECRETS")
-        .map_err(|_| "set SESSION_SECRETS to a comma-separated list of secrets of 32+ bytes")?
-        .split(',')
-        .map(|secret| secret.trim().to_owned())
-        .collect();
     let insecure = std::env::var("INSECURE_COOKIES").is_ok_and(|v| v == "1");
 
-    let store = RedisStore::builder()
-        .url(redis_url)
-        .prefix("myapp:session:")
-        .build()
-        .await?;
+    // The configuration first: a wrong secret is reported before anything connects.
     let cookie = SessionCookie::new(if insecure {
         "__session"
     } else {
         "__Host-session"
     })
-    .secrets(&secrets)
+    .secrets_from_env("SESSION_SECRETS")?
     .secure(!insecure);
+    let store = RedisStore::builder()
+        .url(redis_url)
+        .prefix("myapp:session:")
+        .build()
+        .await?;
     let layer = SessionLayer::new(cookie, store)?
         .idle_timeout(IDLE)
         .lifetime(LIFETIME);

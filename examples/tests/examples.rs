@@ -118,3 +118,42 @@ async fn login_page_flow_over_http() {
         Some("/login")
     );
 }
+
+/// A start-up that cannot work says why in one line, naming the variable and, for a secret,
+/// its position; never a `Debug` dump.
+#[tokio::test]
+async fn axum_redis_says_what_is_wrong_with_its_configuration() {
+    let good =
+        "first secret of at least thirty-two bytes,older secret of at least thirty-two bytes";
+    let cases = [
+        (
+            vec![("REDIS_URL", "redis://127.0.0.1:1")],
+            "SESSION_SECRETS is not set",
+        ),
+        (
+            vec![
+                ("REDIS_URL", "redis://127.0.0.1:1"),
+                (
+                    "SESSION_SECRETS",
+                    "first secret of at least thirty-two bytes,",
+                ),
+            ],
+            "secret #2 of SESSION_SECRETS is 0 bytes",
+        ),
+        (
+            vec![
+                ("REDIS_URL", "http://127.0.0.1:6379"),
+                ("SESSION_SECRETS", good),
+            ],
+            "\"http\" is not a Redis URL scheme",
+        ),
+        (vec![("SESSION_SECRETS", good)], "set REDIS_URL"),
+    ];
+    for (env, expected) in cases {
+        let (status, stderr) = cloakroom_tests::Example::exit("axum_redis", &env).await;
+        assert!(!status.success(), "{env:?} started");
+        assert!(stderr.contains(expected), "{env:?}: {stderr}");
+        assert!(!stderr.contains(" { "), "a Debug dump: {stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    }
+}

@@ -181,6 +181,31 @@ impl Example {
     }
 }
 
+impl Example {
+    /// Runs example `name` with `env` (and without the fixed secret) until it exits, which it
+    /// must within 30 s; its exit status and what it printed to stderr.
+    pub async fn exit(name: &str, env: &[(&str, &str)]) -> (std::process::ExitStatus, String) {
+        let exe = std::env::current_exe().unwrap_or_default();
+        let dir = exe
+            .parent()
+            .and_then(|deps| deps.parent())
+            .map(|d| d.join("examples"));
+        let path = dir.unwrap_or_default().join(name);
+        let run = Command::new(&path)
+            .env("PORT", "0")
+            .env("RUST_LOG", "off")
+            .envs(env.iter().copied())
+            .kill_on_drop(true)
+            .output();
+        let output = tokio::time::timeout(Duration::from_secs(30), run)
+            .await
+            .unwrap_or_else(|_| panic!("{name} did not exit"))
+            .unwrap_or_else(|error| panic!("cannot run example {name}: {error}"));
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        (output.status, stderr)
+    }
+}
+
 /// A response, read whole.
 #[derive(Debug)]
 pub struct TestResponse {

@@ -174,10 +174,12 @@ impl RedisStoreBuilder {
             Some(Source::Client(client)) => vec![client],
             Some(Source::Pool(pool)) => pool.clients().to_vec(),
             Some(Source::Url(url)) => {
-                let mut config = Config::from_url(&url).map_err(|source| RedisStoreError::Url {
+                let invalid = |source| RedisStoreError::Url {
                     url: redact(&url),
                     source,
-                })?;
+                };
+                known_scheme(&url).map_err(invalid)?;
+                let mut config = Config::from_url(&url).map_err(invalid)?;
                 config.version = RespVersion::RESP3;
                 connect(config, self.pool_size, self.command_timeout).await?
             }
@@ -231,6 +233,31 @@ async fn connect(
     Ok(pool.clients().to_vec())
 }
 
+/// The URL schemes of Redis: fred reads some others (an `http://` URL, say) as a server too.
+const SCHEMES: [&str; 6] = [
+    "redis",
+    "rediss",
+    "redis-cluster",
+    "rediss-cluster",
+    "redis-sentinel",
+    "rediss-sentinel",
+];
+
+/// `Ok` if `url` has one of the [`SCHEMES`].
+fn known_scheme(url: &str) -> Result<(), fred::error::Error> {
+    let scheme = url.split_once("://").map_or("", |(scheme, _)| scheme);
+    if SCHEMES.contains(&scheme.to_ascii_lowercase().as_str()) {
+        return Ok(());
+    }
+    Err(fred::error::Error::new(
+        fred::error::ErrorKind::Config,
+        format!(
+            "{scheme:?} is not a Redis URL scheme: use redis://, rediss://, redis-cluster://, \
+             rediss-cluster://, redis-sentinel:// or rediss-sentinel://"
+        ),
+    ))
+}
+
 /// The URL with its password, if any, replaced: the URL goes into the error, and errors into
 /// logs.
 fn redact(url: &str) -> String {
@@ -249,6 +276,22 @@ fn redact(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_redis_schemes_are_urls_of_redis() {
+        for url in [
+            "redis://h:6379",
+            "REDISS://h",
+            "redis-cluster://h?node=g",
+            "rediss-sentinel://h",
+        ] {
+            assert!(known_scheme(url).is_ok(), "{url}");
+        }
+        for url in ["http://h:6379", "h:6379", "", "memcache://h", "redis:/h"] {
+            let error = known_scheme(url).err().map(|e| e.details().to_owned());
+            assert!(error.is_some_and(|e| e.contains("redis://")), "{url}");
+        }
+    }
 
     #[test]
     fn redact_hides_passwords_only() {

@@ -131,6 +131,62 @@ impl SessionCookie {
         self
     }
 
+    /// The signing secrets from the environment variable `variable`: a comma-separated list,
+    /// newest first, each at least [`MIN_SECRET_LEN`] bytes. The text of each is the secret,
+    /// byte for byte (spaces around a comma are trimmed); make one with
+    /// `openssl rand -hex 32`. To rotate, put a new secret in front and drop the last one
+    /// after an idle timeout.
+    ///
+    /// ```
+    /// use cloakroom::{ConfigError, SessionCookie};
+    ///
+    /// // SESSION_SECRETS="$(openssl rand -hex 32),$(openssl rand -hex 32)"
+    /// # unsafe { std::env::set_var("DOC_SECRETS", format!("{},{}", "a".repeat(64), "b".repeat(64))) };
+    /// let cookie = SessionCookie::new("__Host-session").secrets_from_env("DOC_SECRETS")?;
+    ///
+    /// let missing = SessionCookie::new("s").secrets_from_env("NO_SUCH_VARIABLE");
+    /// assert!(matches!(missing, Err(ConfigError::SecretsNotSet { .. })));
+    /// # Ok::<(), ConfigError>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::SecretsNotSet`] naming the variable if it is not set (or not UTF-8);
+    /// [`ConfigError::SecretFromEnv`] naming the variable and the position of a secret that is
+    /// empty (a trailing or doubled comma) or too short.
+    pub fn secrets_from_env(self, variable: &str) -> Result<Self, ConfigError> {
+        self.secrets_from(variable, std::env::var(variable))
+    }
+
+    /// [`secrets_from_env`](Self::secrets_from_env) of what reading `variable` gave.
+    fn secrets_from(
+        self,
+        variable: &str,
+        read: Result<String, std::env::VarError>,
+    ) -> Result<Self, ConfigError> {
+        let not_set = |reason: &'static str| ConfigError::SecretsNotSet {
+            variable: variable.to_owned(),
+            reason,
+        };
+        let value = match read {
+            Ok(value) => value,
+            Err(std::env::VarError::NotPresent) => return Err(not_set("is not set")),
+            Err(std::env::VarError::NotUnicode(_)) => return Err(not_set("is not UTF-8 text")),
+        };
+        let secrets: Vec<&str> = value.split(',').map(str::trim).collect();
+        for (index, secret) in secrets.iter().enumerate() {
+            if secret.len() < MIN_SECRET_LEN {
+                return Err(ConfigError::SecretFromEnv {
+                    variable: variable.to_owned(),
+                    position: index + 1,
+                    len: secret.len(),
+                    min: MIN_SECRET_LEN,
+                });
+            }
+        }
+        Ok(self.secrets(secrets))
+    }
+
     /// A single signing secret; shorthand for `secrets([secret])`.
     pub fn secret(self, secret: impl AsRef<[u8]>) -> Self {
         self.secrets([secret])
@@ -294,6 +350,32 @@ fn is_attribute_byte(b: u8) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secrets_from_the_environment_name_the_variable_and_the_position() {
+        let from = |value: Result<String, std::env::VarError>| {
+            SessionCookie::new("s")
+                .secrets_from("SESSION_SECRETS", value)
+                .err()
+                .map(|error| error.to_string())
+        };
+        let good = format!("{} , {}", "a".repeat(32), "b".repeat(40));
+        assert_eq!(from(Ok(good)), None);
+        let missing = from(Err(std::env::VarError::NotPresent));
+        assert!(missing.is_some_and(
+            |e| e.starts_with("SESSION_SECRETS is not set") && e.contains("openssl rand")
+        ));
+        let trailing = from(Ok(format!("{},", "a".repeat(32))));
+        assert!(trailing.is_some_and(
+            |e| e.contains("secret #2 of SESSION_SECRETS is 0 bytes") && e.contains("comma")
+        ));
+        let short = from(Ok("hunter2".to_owned()));
+        assert!(short.is_some_and(|e| e.contains("secret #1 of SESSION_SECRETS is 7 bytes")));
+        let secrets = SessionCookie::new("s")
+            .secrets_from("V", Ok(format!(" {} ", "c".repeat(32))))
+            .map(|cookie| cookie.secrets.len());
+        assert_eq!(secrets, Ok(1));
+    }
 
     const NEW: &[u8] = b"0123456789abcdef0123456789abcdef-new";
 

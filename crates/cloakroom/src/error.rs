@@ -19,6 +19,32 @@ pub enum ConfigError {
         /// The minimum length.
         min: usize,
     },
+    /// The environment variable [`SessionCookie::secrets_from_env`] reads has no secrets.
+    ///
+    /// [`SessionCookie::secrets_from_env`]: crate::SessionCookie::secrets_from_env
+    #[error(
+        "{variable} {reason}: set it to a comma-separated list of secrets, newest first, each at least 32 bytes (make one with `openssl rand -hex 32`)"
+    )]
+    SecretsNotSet {
+        /// The variable.
+        variable: String,
+        /// `is not set`, or `is not UTF-8 text`.
+        reason: &'static str,
+    },
+    /// A secret in the environment variable is empty or too short.
+    #[error(
+        "secret #{position} of {variable} is {len} bytes long; each must be at least {min} bytes (an empty one comes from a trailing or doubled comma)"
+    )]
+    SecretFromEnv {
+        /// The variable.
+        variable: String,
+        /// The secret's position in the list, from 1.
+        position: usize,
+        /// Its length in bytes.
+        len: usize,
+        /// The minimum length.
+        min: usize,
+    },
     /// The cookie name has characters a cookie name cannot have.
     #[error("cookie name {name:?} is not a valid cookie name (RFC 6265 token characters only)")]
     InvalidName {

@@ -48,8 +48,9 @@ pub const DEFAULT_STORE_TIMEOUT: Duration = Duration::from_secs(10);
 /// }
 ///
 /// # fn main() -> Result<(), cloakroom::ConfigError> {
-/// let secret = std::env::var("SESSION_SECRET").unwrap_or_else(|_| "x".repeat(32));
-/// let cookie = SessionCookie::new("__session").secret(secret);
+/// # unsafe { std::env::set_var("SESSION_SECRETS", "0123456789abcdef".repeat(4)) };
+/// // SESSION_SECRETS="$(openssl rand -hex 32)": a comma-separated list, newest first
+/// let cookie = SessionCookie::new("__session").secrets_from_env("SESSION_SECRETS")?;
 /// let app: Router = Router::new()
 ///     .route("/", get(home))
 ///     .layer(SessionLayer::new(cookie, MemoryStore::new())?);
