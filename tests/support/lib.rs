@@ -139,17 +139,7 @@ impl Example {
 
     /// As [`Example::start`], with more environment variables.
     pub async fn start_with_env(name: &str, env: &[(&str, &str)]) -> Self {
-        let exe = std::env::current_exe().unwrap_or_default();
-        let dir = exe
-            .parent()
-            .and_then(|deps| deps.parent())
-            .map(|d| d.join("examples"));
-        let path = dir.unwrap_or_default().join(name);
-        assert!(
-            path.exists(),
-            "example binary {path:?} missing: run `cargo test -p cloakroom-examples`, which builds it"
-        );
-        let mut child = Command::new(&path)
+        let mut child = Command::new(Self::binary(name))
             .env("PORT", "0")
             .env(
                 "SESSION_SECRET",
@@ -182,16 +172,26 @@ impl Example {
 }
 
 impl Example {
-    /// Runs example `name` with `env` (and without the fixed secret) until it exits, which it
-    /// must within 30 s; its exit status and what it printed to stderr.
-    pub async fn exit(name: &str, env: &[(&str, &str)]) -> (std::process::ExitStatus, String) {
+    /// The built binary of example `name`: `cargo test -p cloakroom-examples` builds the
+    /// package's examples into the directory next to the test binaries' `deps`.
+    fn binary(name: &str) -> std::path::PathBuf {
         let exe = std::env::current_exe().unwrap_or_default();
         let dir = exe
             .parent()
             .and_then(|deps| deps.parent())
             .map(|d| d.join("examples"));
         let path = dir.unwrap_or_default().join(name);
-        let run = Command::new(&path)
+        assert!(
+            path.exists(),
+            "example binary {path:?} missing: run `cargo test -p cloakroom-examples`, which builds it"
+        );
+        path
+    }
+
+    /// Runs example `name` with `env` (and without the fixed secret) until it exits, which it
+    /// must within 30 s; its exit status and what it printed to stderr.
+    pub async fn exit(name: &str, env: &[(&str, &str)]) -> (std::process::ExitStatus, String) {
+        let run = Command::new(Self::binary(name))
             .env("PORT", "0")
             .env("RUST_LOG", "off")
             .envs(env.iter().copied())

@@ -789,37 +789,28 @@ impl Conformance {
         let soon = SystemTime::now() + self.tick;
         let record = Record::new(SystemTime::now(), self.tick * 600, None);
         let id = call(store.create(&record).await)?;
-        let changes = Changes {
+        let earlier = Changes {
             deadline: Some(soon),
             ..set("k", "1")
         };
-        let id = applied(store, &id, &changes, OWN_DEADLINE).await?;
-        let loaded = load(store, &id, OWN_DEADLINE).await?;
-        ensure(
-            loaded
-                .deadline
-                .is_some_and(|deadline| close(deadline, soon)),
-            OWN_DEADLINE,
-            || {
-                format!(
-                    "a deadline {soon:?} set by update came back as {:?}",
-                    loaded.deadline
-                )
-            },
-        )?;
         let later = Changes {
             deadline: Some(soon + self.tick * 600),
             ..Changes::default()
         };
-        let id = applied(store, &id, &later, OWN_DEADLINE).await?;
-        let loaded = load(store, &id, OWN_DEADLINE).await?;
-        ensure(
-            loaded
+        let mut id = id;
+        for (changes, what) in [(earlier, "set by update"), (later, "after a later one")] {
+            id = applied(store, &id, &changes, OWN_DEADLINE).await?;
+            let loaded = load(store, &id, OWN_DEADLINE).await?;
+            let kept = loaded
                 .deadline
-                .is_some_and(|deadline| close(deadline, soon)),
-            OWN_DEADLINE,
-            || format!("a later deadline moved {soon:?} to {:?}", loaded.deadline),
-        )?;
+                .is_some_and(|deadline| close(deadline, soon));
+            ensure(kept, OWN_DEADLINE, || {
+                format!(
+                    "a deadline {soon:?}, {what}, came back as {:?}",
+                    loaded.deadline
+                )
+            })?;
+        }
         tokio::time::sleep(self.tick * 5 / 2).await;
         ensure(read(store, &id).await?.is_none(), OWN_DEADLINE, || {
             format!(
