@@ -788,7 +788,7 @@ impl Conformance {
     async fn own_deadline<St: SessionStore>(&self, store: &St) -> Result<(), Violation> {
         let soon = SystemTime::now() + self.tick;
         let record = Record::new(SystemTime::now(), self.tick * 600, None);
-        let id = call(store.create(&record).await)?;
+        let mut id = call(store.create(&record).await)?;
         let earlier = Changes {
             deadline: Some(soon),
             ..set("k", "1")
@@ -797,7 +797,6 @@ impl Conformance {
             deadline: Some(soon + self.tick * 600),
             ..Changes::default()
         };
-        let mut id = id;
         for (changes, what) in [(earlier, "set by update"), (later, "after a later one")] {
             id = applied(store, &id, &changes, OWN_DEADLINE).await?;
             let loaded = load(store, &id, OWN_DEADLINE).await?;
