@@ -359,9 +359,7 @@ impl Inner {
     /// Makes a rename (or a removal) in the directory durable: until the directory itself is
     /// `fsync`ed, a crash can bring the old file back.
     fn sync_dir(&self) -> Result<(), FsStoreError> {
-        File::open(&self.dir)
-            .and_then(|dir| dir.sync_all())
-            .map_err(io_at(&self.dir))
+        sync(&self.dir)
     }
 
     fn temp_path(&self, path: &Path) -> PathBuf {
@@ -531,6 +529,13 @@ impl Inner {
         }
         Ok(removed)
     }
+}
+
+/// `fsync` of a directory: the names made or removed in it survive a crash.
+fn sync(dir: &Path) -> Result<(), FsStoreError> {
+    File::open(dir)
+        .and_then(|dir| dir.sync_all())
+        .map_err(io_at(dir))
 }
 
 /// Creates `dir` (and its parents) `0700` if it is missing; refuses one that other users may

@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use cloakroom::SessionId;
 use cloakroom::store::{OwnerIndex, Record, Revoked};
 
-use crate::{FsStore, FsStoreError, Inner, io_at, private_dir, private_file};
+use crate::{FsStore, FsStoreError, Inner, io_at, private_dir, private_file, sync};
 
 impl Inner {
     fn owner_dir(&self, owner: &str) -> PathBuf {
@@ -130,13 +130,6 @@ impl Inner {
         }
         Ok(ended)
     }
-}
-
-/// `fsync` of a directory: the names made in it survive a crash.
-fn sync(dir: &std::path::Path) -> Result<(), FsStoreError> {
-    fs::File::open(dir)
-        .and_then(|dir| dir.sync_all())
-        .map_err(io_at(dir))
 }
 
 /// Each owner's sessions are entries in a directory of its own; listing reads each session's

@@ -200,7 +200,7 @@ fn decode_fields(
 }
 
 /// A time as Unix milliseconds; 0 for a time before 1970.
-fn millis(time: SystemTime) -> u64 {
+pub(crate) fn millis(time: SystemTime) -> u64 {
     time.duration_since(UNIX_EPOCH).map_or(0, |since| {
         u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
     })

@@ -17,7 +17,7 @@
 //! On a cluster, an owner's sessions live on many slots and the set on one of its own: each
 //! command goes to its key's node.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use cloakroom::SessionId;
 use cloakroom::store::{OwnerIndex, Record, Revoked, SessionStore};
@@ -36,9 +36,7 @@ const HOUR: Duration = Duration::from_secs(3600);
 
 /// A time as a set's score: Unix milliseconds.
 fn score(time: SystemTime) -> f64 {
-    time.duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_millis() as f64
+    crate::codec::millis(time) as f64
 }
 
 impl RedisStore {
