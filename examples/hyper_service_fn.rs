@@ -36,10 +36,13 @@ async fn count(request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infa
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let secret = std::env::var("SESSION_SECRET")
-        .unwrap_or_else(|_| cloakroom::SessionId::generate().as_str().repeat(2));
+    // SESSION_SECRETS if set; else a random secret, so sessions end when the demo does.
+    let cookie = match std::env::var_os("SESSION_SECRETS") {
+        Some(_) => SessionCookie::new("__session").secrets_from_env("SESSION_SECRETS")?,
+        None => SessionCookie::new("__session").random_secret(),
+    };
     // Plain http on loopback; keep Secure on behind TLS.
-    let cookie = SessionCookie::new("__session").secret(secret).secure(false);
+    let cookie = cookie.secure(false);
     let service = tower::ServiceBuilder::new()
         .layer(SessionLayer::new(cookie, MemoryStore::new())?)
         .service_fn(count);

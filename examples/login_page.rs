@@ -204,10 +204,13 @@ async fn logout(session: Session) -> Redirect {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let secret = std::env::var("SESSION_SECRET")
-        .unwrap_or_else(|_| cloakroom::SessionId::generate().as_str().repeat(2));
+    // SESSION_SECRETS if set; else a random secret, so sessions end when the demo does.
+    let cookie = match std::env::var_os("SESSION_SECRETS") {
+        Some(_) => SessionCookie::new("__session").secrets_from_env("SESSION_SECRETS")?,
+        None => SessionCookie::new("__session").random_secret(),
+    };
     // Plain http on loopback for the demo; behind TLS keep the default (Secure on).
-    let cookie = SessionCookie::new("__session").secret(secret).secure(false);
+    let cookie = cookie.secure(false);
     // The devices page shows each session's browser: kept at login, for signed-in sessions
     // only.
     let layer = SessionLayer::new(cookie, MemoryStore::new())?.keep_user_agent(true);

@@ -148,6 +148,14 @@ async fn axum_redis_says_what_is_wrong_with_its_configuration() {
             "\"http\" is not a Redis URL scheme",
         ),
         (vec![("SESSION_SECRETS", good)], "set REDIS_URL"),
+        // Redis down at start-up: the app does not start, and says where it looked.
+        (
+            vec![
+                ("REDIS_URL", "redis://127.0.0.1:1"),
+                ("SESSION_SECRETS", good),
+            ],
+            "could not connect to Redis at 127.0.0.1:1",
+        ),
     ];
     for (env, expected) in cases {
         let (status, stderr) = cloakroom_tests::Example::exit("axum_redis", &env).await;

@@ -9,6 +9,24 @@
 
 pub mod app;
 
+/// Every Rust snippet of the READMEs, compiled and run as a doctest (`build.rs` makes the
+/// copies these include).
+#[cfg(doctest)]
+mod readmes {
+    #[doc = include_str!(concat!(env!("OUT_DIR"), "/README.md"))]
+    struct Readme;
+    #[doc = include_str!(concat!(env!("OUT_DIR"), "/cloakroom-redis.md"))]
+    struct Redis;
+    #[doc = include_str!(concat!(env!("OUT_DIR"), "/cloakroom-memcache.md"))]
+    struct Memcache;
+    #[doc = include_str!(concat!(env!("OUT_DIR"), "/cloakroom-fs.md"))]
+    struct Fs;
+    #[doc = include_str!(concat!(env!("OUT_DIR"), "/cloakroom-cookie.md"))]
+    struct Cookie;
+    #[doc = include_str!(concat!(env!("OUT_DIR"), "/cloakroom-testkit.md"))]
+    struct Testkit;
+}
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::process::Stdio;
@@ -142,7 +160,7 @@ impl Example {
         let mut child = Command::new(Self::binary(name))
             .env("PORT", "0")
             .env(
-                "SESSION_SECRET",
+                "SESSION_SECRETS",
                 "a test secret that is longer than 32 bytes",
             )
             .env("RUST_LOG", "warn")
@@ -173,19 +191,23 @@ impl Example {
 
 impl Example {
     /// The built binary of example `name`: `cargo test -p cloakroom-examples` builds the
-    /// package's examples into the directory next to the test binaries' `deps`.
+    /// package's examples into the directory next to the test binaries' `deps`, and a
+    /// package's own binaries (the quick start's) into the one above it.
     fn binary(name: &str) -> std::path::PathBuf {
         let exe = std::env::current_exe().unwrap_or_default();
-        let dir = exe
+        let profile = exe
             .parent()
             .and_then(|deps| deps.parent())
-            .map(|d| d.join("examples"));
-        let path = dir.unwrap_or_default().join(name);
-        assert!(
-            path.exists(),
-            "example binary {path:?} missing: run `cargo test -p cloakroom-examples`, which builds it"
-        );
-        path
+            .map(std::path::Path::to_path_buf)
+            .unwrap_or_default();
+        let candidates = [profile.join("examples").join(name), profile.join(name)];
+        let found = candidates.iter().find(|path| path.exists());
+        found.cloned().unwrap_or_else(|| {
+            panic!(
+                "example binary {name} missing in {profile:?}: run `cargo test -p cloakroom-examples` \
+                 (or `-p cloakroom-quickstart`), which builds it"
+            )
+        })
     }
 
     /// Runs example `name` with `env` (and without the fixed secret) until it exits, which it

@@ -29,7 +29,7 @@
 //!
 //! Browsers silently drop cookies over 4096 bytes. A session whose cookie would exceed
 //! [`MAX_COOKIE_BYTES`] is a [`CookieStoreError::TooLarge`] when it is saved: the client gets a
-//! `500` (the store reports it as [`FailureKind::Rejected`](cloakroom::FailureKind::Rejected))
+//! `500` (the store reports it as [`FailureKind::Rejected`])
 //! and a `tracing` error names the size and the limit, instead of a cookie the browser would
 //! quietly discard. Keep cookie sessions small (ids, flags, a flash message); for more, move to
 //! a server-side store (`MemoryStore`, `FsStore`, `RedisStore`, `MemcacheStore`): only the

@@ -7,7 +7,7 @@
 //!
 //! # fn app() -> Result<(), Box<dyn std::error::Error>> {
 //! let store = FsStore::new("/var/lib/myapp/sessions")?;
-//! let cookie = SessionCookie::new("__session").secret(std::env::var("SESSION_SECRET")?);
+//! let cookie = SessionCookie::new("__session").secrets_from_env("SESSION_SECRETS")?;
 //! let layer = SessionLayer::new(cookie, store)?;
 //! # Ok(()) }
 //! ```

@@ -12,7 +12,7 @@
 //!     .servers(["10.0.0.1:11211", "10.0.0.2:11211"])
 //!     .ttl(week)
 //!     .build()?;
-//! let cookie = SessionCookie::new("__session").secret(std::env::var("SESSION_SECRET")?);
+//! let cookie = SessionCookie::new("__session").secrets_from_env("SESSION_SECRETS")?;
 //! let layer = SessionLayer::new(cookie, store)?.idle_timeout(week);
 //! # Ok(()) }
 //! ```

@@ -214,6 +214,17 @@ async fn connect(
     pool_size: usize,
     command_timeout: Duration,
 ) -> Result<Vec<Client>, RedisStoreError> {
+    let servers: Vec<String> = config
+        .server
+        .hosts()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    let failed = |source: fred::error::Error| RedisStoreError::Connect {
+        servers: servers.join(","),
+        reason: reason(&source),
+        source,
+    };
     let pool = fred::types::Builder::from_config(config)
         .with_performance_config(|performance| {
             performance.default_command_timeout = command_timeout;
@@ -228,9 +239,20 @@ async fn connect(
         // itself when Redis comes back.
         .set_policy(ReconnectPolicy::new_exponential(0, 50, 1000, 2))
         .build_pool(pool_size)
-        .map_err(RedisStoreError::Connect)?;
-    pool.init().await.map_err(RedisStoreError::Connect)?;
+        .map_err(failed)?;
+    pool.init().await.map_err(failed)?;
     Ok(pool.clients().to_vec())
+}
+
+/// What went wrong, in words: fred keeps an I/O error only as its `Debug` text
+/// (`Os { code: 111, kind: ConnectionRefused, message: "Connection refused" }`), whose
+/// `message` is what a person wants to read.
+fn reason(error: &fred::error::Error) -> String {
+    let details = error.details();
+    details
+        .split_once("message: \"")
+        .and_then(|(_, rest)| rest.split_once('"'))
+        .map_or_else(|| error.to_string(), |(message, _)| message.to_owned())
 }
 
 /// The URL schemes of Redis: fred reads some others (an `http://` URL, say) as a server too.

@@ -25,9 +25,18 @@ pub enum RedisStoreError {
         /// What fred said.
         source: fred::error::Error,
     },
-    /// Connecting failed.
-    #[error("could not connect to Redis: {0}")]
-    Connect(#[source] fred::error::Error),
+    /// Connecting failed: Redis is down or unreachable at start-up, or refused the
+    /// credentials. The store does not start without a first connection; a later outage is
+    /// retried in the background.
+    #[error("could not connect to Redis at {servers}: {reason}")]
+    Connect {
+        /// The servers the configuration names (`host:port`, comma-separated; no password).
+        servers: String,
+        /// Why, in words (fred's own message shows an I/O error in its `Debug` form).
+        reason: String,
+        /// What fred said.
+        source: fred::error::Error,
+    },
     /// A command failed (Redis down, timeout, script error).
     #[error("Redis {operation} of {key:?} failed: {source}")]
     Command {

@@ -13,7 +13,7 @@
 //!     .prefix("session:")
 //!     .build()
 //!     .await?;
-//! let cookie = SessionCookie::new("__Host-session").secret(std::env::var("SESSION_SECRET")?);
+//! let cookie = SessionCookie::new("__Host-session").secrets_from_env("SESSION_SECRETS")?;
 //! let layer = SessionLayer::new(cookie, store)?;
 //! # Ok(()) }
 //! ```
@@ -132,6 +132,7 @@
 //! without), no update is lost, nothing expired is served.
 
 #![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 // One job per module: `builder` configures and connects; `codec` lays a record out as a hash
 // and reads it back; `lua` is the script and what its replies mean; `batch` sends the calls

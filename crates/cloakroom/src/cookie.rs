@@ -187,6 +187,29 @@ impl SessionCookie {
         Ok(self.secrets(secrets))
     }
 
+    /// A random secret of 32 bytes, made now: for demos, development and tests. Cookies it
+    /// signs are worthless once the process exits, and no other instance accepts them; in
+    /// production give every instance the same secrets
+    /// ([`secrets_from_env`](Self::secrets_from_env)).
+    ///
+    /// ```
+    /// use cloakroom::{ConfigError, SessionCookie};
+    ///
+    /// let cookie = match std::env::var_os("SESSION_SECRETS") {
+    ///     Some(_) => SessionCookie::new("__session").secrets_from_env("SESSION_SECRETS")?,
+    ///     None => SessionCookie::new("__session").random_secret(), // sessions end on restart
+    /// };
+    /// # Ok::<(), ConfigError>(())
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// If the operating system's random number generator fails, as
+    /// [`SessionId::generate`](crate::SessionId::generate) does.
+    pub fn random_secret(self) -> Self {
+        self.secret(crate::id::random::<32>("a cookie secret"))
+    }
+
     /// A single signing secret; shorthand for `secrets([secret])`.
     pub fn secret(self, secret: impl AsRef<[u8]>) -> Self {
         self.secrets([secret])
@@ -375,6 +398,15 @@ mod tests {
             .secrets_from("V", Ok(format!(" {} ", "c".repeat(32))))
             .map(|cookie| cookie.secrets.len());
         assert_eq!(secrets, Ok(1));
+    }
+
+    #[test]
+    fn a_random_secret_is_long_enough_and_new_each_time() {
+        let first = SessionCookie::new("s").random_secret().secrets;
+        let second = SessionCookie::new("s").random_secret().secrets;
+        assert_eq!(first.len(), 1);
+        assert_eq!(first[0].0.len(), MIN_SECRET_LEN);
+        assert_ne!(first[0].0, second[0].0);
     }
 
     const NEW: &[u8] = b"0123456789abcdef0123456789abcdef-new";

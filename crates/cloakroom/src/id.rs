@@ -47,6 +47,20 @@ enum Repr {
     Opaque(Arc<str>),
 }
 
+/// `N` bytes from the operating system's generator, for `what`.
+///
+/// # Panics
+///
+/// If the generator fails (it does not on any supported platform): there is no weaker
+/// fallback, since a guessable id or secret would hand accounts to attackers.
+pub(crate) fn random<const N: usize>(what: &str) -> [u8; N] {
+    let mut bytes = [0u8; N];
+    if SystemRandom::new().fill(&mut bytes).is_err() {
+        panic!("the operating system's random number generator failed; refusing to make {what}");
+    }
+    bytes
+}
+
 impl SessionId {
     /// Generates a fresh id from ring's `SystemRandom`.
     ///
@@ -61,13 +75,7 @@ impl SessionId {
     /// The random bytes of a fresh id (see [`generate`](Self::generate), which panics the same
     /// way), for a store that keys by bytes and makes the id only once the bytes are free.
     pub(crate) fn random_bytes() -> [u8; ID_BYTES] {
-        let mut bytes = [0u8; ID_BYTES];
-        if SystemRandom::new().fill(&mut bytes).is_err() {
-            panic!(
-                "the operating system's random number generator failed; refusing to issue a session id"
-            );
-        }
-        bytes
+        random("a session id")
     }
 
     /// The id that stands for `bytes`: the inverse of [`bytes`](Self::bytes).

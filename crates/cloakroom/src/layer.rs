@@ -15,7 +15,7 @@ use crate::audit::{Audit, AuditEvent};
 use crate::client::Notes;
 use crate::cookie::SessionCookie;
 use crate::error::ConfigError;
-use crate::failure::FailureStatus;
+use crate::failure::{FailureStatus, StoreFailure};
 use crate::owners::Owners;
 use crate::save::MAX_DETACHED;
 use crate::service::{SessionService, Shared};
@@ -302,8 +302,34 @@ impl<St, H> SessionLayer<St, H> {
         self
     }
 
-    /// The response the client gets when the store fails, instead of an empty `503`.
-    pub fn on_store_error<H2>(self, on_store_error: H2) -> SessionLayer<St, H2> {
+    /// The response the client gets when the store fails, instead of the empty `503` (or
+    /// `500` for what no retry fixes) of [`FailureStatus`]. The layer has already logged the
+    /// failure; the hook only builds the response.
+    ///
+    /// The response's body must be the app's own body type: in an axum app, build it with
+    /// `IntoResponse` (a `Response<String>` there fails to compile with E0271 at `.layer`).
+    ///
+    /// ```
+    /// use axum::http::StatusCode;
+    /// use axum::response::{IntoResponse, Response};
+    /// use axum::{Router, routing::get};
+    /// use cloakroom::{MemoryStore, SessionCookie, SessionLayer};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # unsafe { std::env::set_var("SESSION_SECRETS", "a secret of at least thirty-two bytes") };
+    /// let cookie = SessionCookie::new("__Host-session").secrets_from_env("SESSION_SECRETS")?;
+    /// let layer = SessionLayer::new(cookie, MemoryStore::new())?.on_store_error(|failure| {
+    ///     let retry = [("retry-after", "5")];
+    ///     let page = format!("Sessions are unavailable ({} failed). Try again soon.", failure.operation());
+    ///     (StatusCode::SERVICE_UNAVAILABLE, retry, page).into_response()
+    /// });
+    /// let app: Router = Router::new().route("/", get(|| async { "ok" })).layer(layer);
+    /// # Ok(()) }
+    /// ```
+    pub fn on_store_error<F, B>(self, on_store_error: F) -> SessionLayer<St, F>
+    where
+        F: Fn(&StoreFailure<'_>) -> http::Response<B>,
+    {
         SessionLayer {
             store: self.store,
             config: self.config,

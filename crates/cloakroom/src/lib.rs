@@ -7,24 +7,28 @@
 //! or the filesystem, Redis or memcached through the adapter crates.
 //!
 //! ```
-//! use axum::{Extension, Router, routing::get};
+//! use axum::{Router, routing::get};
 //! use cloakroom::{MemoryStore, Session, SessionCookie, SessionError, SessionLayer};
 //!
-//! async fn home(Extension(session): Extension<Session>) -> Result<String, String> {
-//!     let visits: u64 = session.get("visits").map_err(|e| e.to_string())?.unwrap_or(0) + 1;
-//!     session.set("visits", visits).map_err(|e| e.to_string())?;
+//! async fn home(session: Session) -> Result<String, SessionError> {
+//!     let visits: u64 = session.get("visits")?.unwrap_or(0) + 1;
+//!     session.set("visits", visits)?;
 //!     Ok(format!("visit {visits}"))
 //! }
 //!
 //! # fn main() -> Result<(), cloakroom::ConfigError> {
 //! # unsafe { std::env::set_var("SESSION_SECRETS", "0123456789abcdef".repeat(4)) };
 //! // SESSION_SECRETS="$(openssl rand -hex 32)": a comma-separated list, newest first
-//! let cookie = SessionCookie::new("__session").secrets_from_env("SESSION_SECRETS")?;
+//! let cookie = SessionCookie::new("__Host-session").secrets_from_env("SESSION_SECRETS")?;
 //! let app: Router = Router::new()
 //!     .route("/", get(home))
 //!     .layer(SessionLayer::new(cookie, MemoryStore::new())?);
 //! # Ok(()) }
 //! ```
+//!
+//! `Session` is an axum extractor with the `axum` feature (on by default), and `?` on a
+//! [`SessionError`] answers with the right status. Without axum, a handler finds the
+//! `Session` in the request's extensions.
 //!
 //! What the layer guarantees, in short (each is a test; the repository's `ARCHITECTURE.md` says
 //! where each lives):
@@ -49,10 +53,11 @@
 //!
 //! # Features
 //!
-//! - `axum`: [`Session`] is an axum extractor by itself, and [`SessionError`] a response.
+//! - `axum` (default): [`Session`] is an axum extractor by itself, and [`SessionError`] and
+//!   [`OwnersError`] are responses.
 
 #![forbid(unsafe_code)]
-#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod audit;
 mod call;

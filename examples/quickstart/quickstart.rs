@@ -1,13 +1,13 @@
 //! The quick start: an axum app with sessions in memory.
 //!
 //! ```sh
-//! cargo run -p cloakroom-examples --example quickstart
+//! cargo run -p cloakroom-quickstart --bin quickstart
 //! ```
 //!
 //! Then open the printed URL. The page counts your visits, shows a message once after you
 //! post it (Post/Redirect/Get with a flash), logs you in (moving the session to a new id) and
 //! out (destroying it). `PORT` picks the port (default 3000; 0 for any free one) and
-//! `SESSION_SECRET` the signing secret (default: a random one, so sessions end on restart).
+//! `SESSION_SECRETS` the signing secrets (default: a random one, so sessions end on restart).
 
 use std::net::SocketAddr;
 
@@ -81,17 +81,6 @@ fn escape(text: &str) -> String {
         .replace('"', "&quot;")
 }
 
-fn secret() -> Vec<u8> {
-    match std::env::var("SESSION_SECRET") {
-        Ok(secret) => secret.into_bytes(),
-        // For a demo only: a random secret, so sessions do not survive a restart.
-        Err(_) => cloakroom::SessionId::generate()
-            .as_str()
-            .repeat(2)
-            .into_bytes(),
-    }
-}
-
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     tracing_subscriber::fmt()
@@ -100,10 +89,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .unwrap_or_else(|_| "info,cloakroom=debug".into()),
         )
         .init();
+    // SESSION_SECRETS if set; else a random secret, so sessions end when the demo does.
+    let cookie = match std::env::var_os("SESSION_SECRETS") {
+        Some(_) => SessionCookie::new("__session").secrets_from_env("SESSION_SECRETS")?,
+        None => SessionCookie::new("__session").random_secret(),
+    };
     // Plain http on localhost: the browser would drop a Secure cookie. Keep Secure in production.
-    let cookie = SessionCookie::new("__session")
-        .secret(secret())
-        .secure(false);
+    let cookie = cookie.secure(false);
     let app = Router::new()
         .route("/", get(home))
         .route("/message", post(message))
@@ -117,10 +109,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .unwrap_or(3000);
     let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port))).await?;
     let url = format!("http://{}/", listener.local_addr()?);
-    #[allow(clippy::print_stdout)] // an example tells its user where to go
-    {
-        println!("cloakroom quick start listening on {url}");
-    }
+    println!("cloakroom quick start listening on {url}");
     axum::serve(listener, app).await?;
     Ok(())
 }

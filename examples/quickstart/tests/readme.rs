@@ -1,0 +1,45 @@
+//! The README's example is `readme.rs`, character for character, and does what the README says.
+
+use cloakroom_tests::{Browser, Example};
+
+/// The line in README.md right before the example's code block.
+const MARKER: &str = "<!-- examples/quickstart/readme.rs: a test keeps the two the same -->";
+
+#[test]
+fn the_readme_shows_this_program() {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+    let readme = std::fs::read_to_string(format!("{root}/README.md")).expect("README.md");
+    let program = std::fs::read_to_string(format!("{root}/examples/quickstart/readme.rs"))
+        .expect("examples/quickstart/readme.rs");
+    let after = readme
+        .split_once(MARKER)
+        .unwrap_or_else(|| panic!("README.md lost the line {MARKER:?}"))
+        .1;
+    let block = after
+        .trim_start()
+        .strip_prefix("```rust,no_run\n")
+        .and_then(|code| code.split_once("\n```\n"))
+        .map(|(code, _)| format!("{code}\n"));
+    assert_eq!(
+        block.as_deref(),
+        Some(program.as_str()),
+        "README.md's example differs from examples/quickstart/readme.rs: copy one over the other"
+    );
+}
+
+#[tokio::test]
+async fn the_readme_example_counts_visits_per_browser() {
+    let secrets = "a secret of at least thirty-two bytes,an older secret of thirty-two bytes";
+    let example = Example::start_with_env("readme", &[("SESSION_SECRETS", secrets)]).await;
+    let browser = Browser::new(example.addr);
+    assert_eq!(browser.get("/").await.body, "visit 1\n");
+    assert_eq!(browser.get("/").await.body, "visit 2\n");
+    assert_eq!(Browser::new(example.addr).get("/").await.body, "visit 1\n");
+}
+
+#[tokio::test]
+async fn the_readme_example_names_a_missing_secret() {
+    let (status, stderr) = Example::exit("readme", &[]).await;
+    assert!(!status.success());
+    assert!(stderr.contains("SESSION_SECRETS"), "{stderr}");
+}
