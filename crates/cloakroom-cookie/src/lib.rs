@@ -6,7 +6,8 @@
 //! use cloakroom_cookie::CookieStore;
 //!
 //! # fn main() -> Result<(), cloakroom::ConfigError> {
-//! let cookie = SessionCookie::new("__Host-session").secrets([[1u8; 32], [2u8; 32]]);
+//! # unsafe { std::env::set_var("SESSION_SECRETS", "a doctest secret of at least thirty-two bytes") };
+//! let cookie = SessionCookie::new("__Host-session").secrets_from_env("SESSION_SECRETS")?;
 //! let store = CookieStore::new(&cookie)?;
 //! let layer = SessionLayer::new(cookie, store)?;
 //! # Ok(()) }

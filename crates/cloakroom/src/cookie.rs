@@ -79,10 +79,17 @@ impl fmt::Debug for Secret {
 /// ```
 /// use cloakroom::{SameSite, SessionCookie};
 ///
-/// let cookie = SessionCookie::new("__Host-session")
-///     .secrets([b"a new secret that is at least 32 bytes long".to_vec(),
-///               b"the previous secret, still accepted for now".to_vec()])
-///     .same_site(SameSite::Strict);
+/// /// Your app's configuration, read at start-up.
+/// struct Config {
+///     session_secret: String,
+///     previous_session_secret: String,
+/// }
+///
+/// fn cookie(config: &Config) -> SessionCookie {
+///     SessionCookie::new("__Host-session")
+///         .secrets([&config.session_secret, &config.previous_session_secret]) // newest first
+///         .same_site(SameSite::Strict)
+/// }
 /// ```
 #[derive(Clone, Debug)]
 pub struct SessionCookie {
@@ -307,7 +314,9 @@ impl SessionCookie {
     /// As [`SessionLayer::new`](crate::SessionLayer::new).
     ///
     /// ```
-    /// let signer = cloakroom::SessionCookie::new("sid").secret([1u8; 32]).into_signer()?;
+    /// # unsafe { std::env::set_var("SESSION_SECRETS", "a doctest secret of at least thirty-two bytes") };
+    /// let cookie = cloakroom::SessionCookie::new("sid").secrets_from_env("SESSION_SECRETS")?;
+    /// let signer = cookie.into_signer()?;
     /// let signed = signer.sign("some-id", std::time::SystemTime::now());
     /// assert_eq!(signer.verify(&signed).map(|v| v.value()), Some("some-id"));
     /// # Ok::<(), cloakroom::ConfigError>(())

@@ -52,19 +52,17 @@ impl<'a> StoreFailure<'a> {
 /// `Fn(&StoreFailure<'_>) -> Response<B>` closure:
 ///
 /// ```
-/// use cloakroom::{MemoryStore, SessionCookie, SessionLayer, StoreFailure};
-/// use http::{Response, StatusCode};
+/// use axum::http::StatusCode;
+/// use axum::response::IntoResponse;
+/// use cloakroom::{MemoryStore, SessionCookie, SessionLayer};
 ///
 /// # fn main() -> Result<(), cloakroom::ConfigError> {
-/// let cookie = SessionCookie::new("__session").secret([7u8; 32]);
-/// let layer = SessionLayer::new(cookie, MemoryStore::new())?
-///     .on_store_error(|failure: &StoreFailure<'_>| {
-///         Response::builder()
-///             .status(StatusCode::SERVICE_UNAVAILABLE)
-///             .header("retry-after", "5")
-///             .body(format!("sessions are unavailable ({} failed)", failure.operation()))
-///             .unwrap_or_default()
-///     });
+/// # unsafe { std::env::set_var("SESSION_SECRETS", "a doctest secret of at least thirty-two bytes") };
+/// let cookie = SessionCookie::new("__session").secrets_from_env("SESSION_SECRETS")?;
+/// let layer = SessionLayer::new(cookie, MemoryStore::new())?.on_store_error(|failure| {
+///     let page = format!("sessions are unavailable ({} failed)", failure.operation());
+///     (StatusCode::SERVICE_UNAVAILABLE, [("retry-after", "5")], page).into_response()
+/// });
 /// # Ok(()) }
 /// ```
 pub trait OnStoreError<B> {

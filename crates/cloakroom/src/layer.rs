@@ -161,7 +161,8 @@ impl<St, H> SessionLayer<St, H> {
     /// use cloakroom::{MemoryStore, SessionCookie, SessionLayer};
     ///
     /// # fn main() -> Result<(), cloakroom::ConfigError> {
-    /// let cookie = SessionCookie::new("__session").secret([7; 32]);
+    /// # unsafe { std::env::set_var("SESSION_SECRETS", "a doctest secret of at least thirty-two bytes") };
+    /// let cookie = SessionCookie::new("__session").secrets_from_env("SESSION_SECRETS")?;
     /// let layer = SessionLayer::new(cookie, MemoryStore::new())?
     ///     .idle_timeout(Duration::from_secs(30 * 60))
     ///     .refresh_interval(Duration::from_secs(10));
@@ -227,7 +228,8 @@ impl<St, H> SessionLayer<St, H> {
     /// use cloakroom::{MemoryStore, SessionCookie, SessionLayer};
     ///
     /// # fn main() -> Result<(), cloakroom::ConfigError> {
-    /// let cookie = SessionCookie::new("__session").secret([7; 32]);
+    /// # unsafe { std::env::set_var("SESSION_SECRETS", "a doctest secret of at least thirty-two bytes") };
+    /// let cookie = SessionCookie::new("__session").secrets_from_env("SESSION_SECRETS")?;
     /// let layer = SessionLayer::new(cookie, MemoryStore::new())?
     ///     .store_timeout(Duration::from_secs(2));
     /// # Ok(()) }

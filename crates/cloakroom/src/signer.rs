@@ -125,7 +125,9 @@ impl CookieSigner {
     /// use cloakroom::SessionCookie;
     ///
     /// # fn main() -> Result<(), cloakroom::ConfigError> {
-    /// let signer = SessionCookie::new("__session").secret([7; 32]).into_signer()?;
+    /// # unsafe { std::env::set_var("SESSION_SECRETS", "a doctest secret of at least thirty-two bytes") };
+    /// let cookie = SessionCookie::new("__session").secrets_from_env("SESSION_SECRETS")?;
+    /// let signer = cookie.into_signer()?;
     /// let signed = signer.sign("the-session-id", SystemTime::now());
     /// let verified = signer.verify(&signed).expect("our own signature verifies");
     /// assert_eq!(verified.value(), "the-session-id");
