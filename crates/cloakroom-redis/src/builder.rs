@@ -6,10 +6,11 @@
 //! and reconnects forever), starts the local copy and hands both to the store. Standalone,
 //! cluster, Sentinel and TLS are all fred's to set up from the URL.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use fred::clients::{Client, Pool};
-use fred::interfaces::ClientLike;
+use fred::interfaces::{ClientLike, ConfigInterface};
 use fred::types::RespVersion;
 use fred::types::config::{Config, ReconnectPolicy};
 
@@ -199,11 +200,16 @@ impl RedisStoreBuilder {
         let replicas = self
             .replicas
             .map(|replicas| replicas.within(command_timeout));
+        let evicting = match clients.first() {
+            Some(client) => evicting_policy(client).await,
+            None => None,
+        };
         let cache = Cache::start(self.local_cache, clients.clone()).await;
         Ok(RedisStore::new(
             Batcher::new(clients, replicas),
             self.prefix,
             cache,
+            evicting,
         ))
     }
 }
@@ -242,6 +248,28 @@ async fn connect(
         .map_err(failed)?;
     pool.init().await.map_err(failed)?;
     Ok(pool.clients().to_vec())
+}
+
+/// The server's `maxmemory-policy` if it may evict keys without a TTL (`allkeys-*`). A server
+/// that refuses `CONFIG` (managed services often do) is taken at its word that it does not:
+/// the crate docs say which policies to use.
+async fn evicting_policy(client: &Client) -> Option<String> {
+    let reply: Result<HashMap<String, String>, _> = client.config_get("maxmemory-policy").await;
+    let policy = match reply {
+        Ok(mut config) => config.remove("maxmemory-policy")?,
+        Err(error) => {
+            tracing::warn!(%error, "could not read Redis's maxmemory-policy; it must be noeviction or volatile-* for a user's sessions");
+            return None;
+        }
+    };
+    if !policy.starts_with("allkeys-") {
+        return None;
+    }
+    tracing::error!(
+        %policy,
+        "Redis may evict keys without a TTL: logins with an owner, lists and revokes of a user's sessions will fail; set maxmemory-policy to noeviction or volatile-*"
+    );
+    Some(policy)
 }
 
 /// What went wrong, in words: fred keeps an I/O error only as its `Debug` text

@@ -25,6 +25,17 @@ pub enum RedisStoreError {
         /// What fred said.
         source: fred::error::Error,
     },
+    /// The server may evict keys that have no TTL (`maxmemory-policy` `allkeys-*`), such as the
+    /// set of a user's sessions: a revoke could then miss sessions it should end, so a login
+    /// with an owner, a list and a revoke are refused (a 500: no retry fixes it). Sessions
+    /// without an owner work as usual (an evicted session is a logged-out user).
+    #[error(
+        "Redis maxmemory-policy is {policy}, which may evict the index of a user's sessions: set noeviction or a volatile-* policy to sign users in with an owner, list or revoke their sessions"
+    )]
+    EvictingPolicy {
+        /// The server's policy, as `CONFIG GET` gave it when the store was built.
+        policy: String,
+    },
     /// Connecting failed: Redis is down or unreachable at start-up, or refused the
     /// credentials. The store does not start without a first connection; a later outage is
     /// retried in the background.
@@ -64,7 +75,7 @@ pub enum RedisStoreError {
 impl StoreError for RedisStoreError {
     fn failure_kind(&self) -> FailureKind {
         match self {
-            Self::Foreign { .. } => FailureKind::Rejected,
+            Self::Foreign { .. } | Self::EvictingPolicy { .. } => FailureKind::Rejected,
             _ => FailureKind::Unavailable,
         }
     }

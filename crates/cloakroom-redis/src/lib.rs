@@ -180,6 +180,9 @@ struct Inner {
     batcher: Batcher,
     prefix: String,
     cache: Option<Arc<Cache>>,
+    /// The server's `maxmemory-policy` when it may evict keys without a TTL (`allkeys-*`),
+    /// which refuses what needs the owner index (see [`RedisStoreError::EvictingPolicy`]).
+    evicting: Option<String>,
 }
 
 impl fmt::Debug for RedisStore {
@@ -204,12 +207,18 @@ impl RedisStore {
 
     /// The store the builder has connected: calls go out through `batcher`, under `prefix`,
     /// with the local copy `cache` if it is on.
-    pub(crate) fn new(batcher: Batcher, prefix: String, cache: Option<Arc<Cache>>) -> Self {
+    pub(crate) fn new(
+        batcher: Batcher,
+        prefix: String,
+        cache: Option<Arc<Cache>>,
+        evicting: Option<String>,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 batcher,
                 prefix,
                 cache,
+                evicting,
             }),
         }
     }
@@ -306,6 +315,9 @@ impl SessionStore for RedisStore {
     }
 
     async fn create(&self, record: &Record) -> Result<SessionId, RedisStoreError> {
+        if record.owner.is_some() {
+            self.owner_index_kept()?;
+        }
         let mut last_key = String::new();
         for _ in 0..CREATE_ATTEMPTS {
             let id = SessionId::generate();

@@ -9,8 +9,9 @@
 //! the set holds about the owner's sessions of one idle timeout, however many logins it had.
 //! A session in use outlives any TTL its set could be given, so the set has none, and an owner
 //! who never comes back leaves one set behind; without a TTL, it is never evicted under a
-//! `volatile-*` `maxmemory-policy` (an `allkeys-*` policy could evict it, and must not be used
-//! with owners, see the crate docs).
+//! `volatile-*` `maxmemory-policy`. An `allkeys-*` policy could evict it, so a store built on a
+//! server with one refuses logins with an owner, lists and revokes
+//! ([`RedisStoreError::EvictingPolicy`]) rather than let a revoke miss sessions.
 //!
 //! A revoke deletes each session as [`delete`](SessionStore::delete) does (through the batch,
 //! so every instance's local copy is invalidated by Redis), then takes its id out of the set.
@@ -40,6 +41,16 @@ fn score(time: SystemTime) -> f64 {
 }
 
 impl RedisStore {
+    /// Refuses what needs the owner index on a server that may evict it.
+    pub(crate) fn owner_index_kept(&self) -> Result<(), RedisStoreError> {
+        match &self.inner.evicting {
+            Some(policy) => Err(RedisStoreError::EvictingPolicy {
+                policy: policy.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+
     /// The Redis key of the set of `owner`'s sessions.
     pub fn owner_key(&self, owner: &str) -> String {
         format!("{}owner:{owner}", self.inner.prefix)
@@ -162,6 +173,7 @@ impl OwnerIndex for RedisStore {
     /// One `ZRANGE`, then each session as [`read`](SessionStore::read) has it (the local copy,
     /// or one `HGETALL` each, sent together); ids whose session is gone leave the set.
     async fn owned(&self, owner: &str) -> Result<Vec<(SessionId, Record)>, RedisStoreError> {
+        self.owner_index_kept()?;
         let index = self.owner_key(owner);
         let members = self.members(&index).await?;
         let reads = join_all(members.into_iter().map(|(id, _)| async move {
@@ -190,6 +202,7 @@ impl OwnerIndex for RedisStore {
         owner: &str,
         except: Option<&SessionId>,
     ) -> Result<Revoked, RedisStoreError> {
+        self.owner_index_kept()?;
         let index = self.owner_key(owner);
         let members = self.members(&index).await?;
         let ended: Vec<SessionId> = members

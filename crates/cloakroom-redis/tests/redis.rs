@@ -162,6 +162,56 @@ async fn an_owners_set_does_not_keep_ended_sessions() {
     assert_eq!(size(&inspector).await, 9);
 }
 
+/// The message of `result`'s refusal for the server's eviction policy.
+fn refused<T>(result: Result<T, RedisStoreError>) -> String {
+    use cloakroom::store::StoreError as _;
+    match result {
+        Err(error @ RedisStoreError::EvictingPolicy { .. }) => {
+            assert_eq!(error.failure_kind(), cloakroom::FailureKind::Rejected);
+            error.to_string()
+        }
+        Err(error) => panic!("refused for another reason: {error}"),
+        Ok(_) => panic!("not refused"),
+    }
+}
+
+/// On a server that may evict keys without a TTL, an owner's set could vanish and a revoke
+/// miss sessions: the store refuses what needs the set (a 500), and nothing else.
+#[tokio::test]
+async fn a_server_that_may_evict_the_owner_index_refuses_owners_and_nothing_else() {
+    let server = RedisServer::start_with_args(&["--maxmemory-policy", "allkeys-lru"])
+        .await
+        .expect("redis-server starts");
+    let store = store(&server.url()).await;
+    let login = refused(store.create(&owned("user:1", 60_000)).await);
+    assert!(
+        login.contains("allkeys-lru") && login.contains("volatile-"),
+        "{login}"
+    );
+    refused(store.owned("user:1").await);
+    refused(store.revoke_all("user:1", None).await);
+    let anonymous = store
+        .create(&Record::new(
+            SystemTime::now(),
+            Duration::from_secs(60),
+            None,
+        ))
+        .await
+        .expect("a session without an owner");
+    assert!(store.load(&anonymous).await.expect("load").is_some());
+
+    // A volatile policy keeps keys without a TTL: the same server, rebuilt, takes owners.
+    let inspector = inspector(&server.url()).await;
+    common::command(
+        &inspector,
+        &["CONFIG", "SET", "maxmemory-policy", "volatile-lru"],
+    )
+    .await;
+    let store = common::store(&server.url()).await;
+    store.create(&owned("user:1", 60_000)).await.expect("login");
+    assert_eq!(store.owned("user:1").await.expect("list").len(), 1);
+}
+
 /// A read of a session with an owner costs what a read of any session costs: the owner adds
 /// no command to requests that do not change it.
 #[tokio::test]
