@@ -1,6 +1,7 @@
 //! A small server-rendered login page on the memory store: a login form that gives the session
 //! its owner (and so a new id), a flash message after the redirect, a page only a logged-in
-//! user sees, a "Your devices" page (each session of the user with when it signed in, when it
+//! user sees ("Keep me signed in" chooses whether its cookie outlives the browser), a "Your
+//! devices" page (each session of the user with when it signed in, when it
 //! was last active and its browser, a "Sign out" per device and "Sign out all other
 //! devices"), and logout that destroys the session.
 //!
@@ -26,6 +27,8 @@ type Devices = Owners<MemoryStore>;
 struct Credentials {
     username: String,
     password: String,
+    /// "Keep me signed in": the checkbox is sent only when ticked.
+    remember: Option<String>,
 }
 
 fn page(title: &str, body: &str) -> Html<String> {
@@ -56,6 +59,7 @@ async fn login_form(session: Session) -> Result<Html<String>, SessionError> {
             r#"{flash}<form method="post" action="/login">
 <input id="username" name="username" placeholder="username">
 <input id="password" name="password" type="password" placeholder="password">
+<label><input id="remember" name="remember" type="checkbox" value="yes"> Keep me signed in</label>
 <button id="login" type="submit">Log in</button></form>"#
         ),
     ))
@@ -71,6 +75,8 @@ async fn login(session: Session, Form(form): Form<Credentials>) -> Result<Redire
     // Whose session it is: this moves it to a new id (an id seen or planted before login is
     // worthless) and lists it among the user's devices.
     session.set_owner(form.username.trim())?;
+    // Ticked: the cookie outlives the browser; otherwise it ends when the browser closes.
+    session.set_persistent(form.remember.is_some())?;
     session.set("user", form.username.trim())?;
     session.flash("flash", format!("Welcome, {}!", form.username.trim()))?;
     Ok(Redirect::to("/account"))
@@ -209,8 +215,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Some(_) => SessionCookie::new("__session").secrets_from_env("SESSION_SECRETS")?,
         None => SessionCookie::new("__session").random_secret(),
     };
-    // Plain http on loopback for the demo; behind TLS keep the default (Secure on).
-    let cookie = cookie.secure(false);
+    // Plain http on loopback for the demo; behind TLS keep the default (Secure on). Until a
+    // login says "keep me signed in", the cookie ends when the browser closes.
+    let cookie = cookie.secure(false).persistent(false);
     // The devices page shows each session's browser: kept at login, for signed-in sessions
     // only.
     let layer = SessionLayer::new(cookie, MemoryStore::new())?.keep_user_agent(true);

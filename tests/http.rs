@@ -410,6 +410,86 @@ async fn remember_me_gives_one_session_its_own_idle_timeout() {
     );
 }
 
+/// "Don't remember me": a browser-session cookie has no `Max-Age` on any response, and the
+/// server's idle timeout still ends the session.
+#[tokio::test]
+async fn a_browser_session_cookie_has_no_max_age_and_still_expires_on_the_server() {
+    let layer = layer(cookie().persistent(false), MemoryStore::new())
+        .idle_timeout(Duration::from_secs(1))
+        .refresh_interval(Duration::ZERO);
+    let server = serve(layer).await;
+    let browser = server.browser();
+    for visit in ["1", "2"] {
+        let response = browser.get("/count").await;
+        assert_eq!(response.body, visit);
+        let set_cookie = response.set_cookie(NAME).unwrap_or_default();
+        assert!(
+            set_cookie.starts_with(&format!("{NAME}=")) && !set_cookie.contains("Max-Age"),
+            "{set_cookie}"
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(1_300)).await;
+    assert_eq!(
+        browser.get("/count").await.body,
+        "1",
+        "outlived its idle timeout"
+    );
+}
+
+/// "Remember me" at login: one session's cookie outlives the browser, and keeps doing so on
+/// later requests; unticked, it is a browser-session cookie; other sessions keep the layer's
+/// default.
+#[tokio::test]
+async fn remember_me_at_login_chooses_whether_the_cookie_outlives_the_browser() {
+    let week = Some(7 * 24 * 60 * 60);
+    for default in [false, true] {
+        let layer = layer(cookie().persistent(default), MemoryStore::new())
+            .refresh_interval(Duration::ZERO);
+        let server = serve(layer).await;
+        let browser = server.browser();
+        browser.get("/count").await;
+        let max_age_of = |response: &cloakroom_tests::TestResponse| {
+            response.set_cookie(NAME).as_deref().and_then(max_age)
+        };
+        let remembered = browser.post_form("/stay-signed-in/yes", "").await;
+        assert_eq!(max_age_of(&remembered), week, "default {default}");
+        assert_eq!(browser.get("/whoami").await.body, "ada");
+        let later = browser.get("/count").await;
+        assert_eq!(max_age_of(&later), week, "not kept (default {default})");
+        let forgotten = browser.post_form("/stay-signed-in/no", "").await;
+        assert!(forgotten.set_cookie(NAME).is_some(), "default {default}");
+        assert_eq!(max_age_of(&forgotten), None, "default {default}");
+        assert_eq!(max_age_of(&browser.get("/count").await), None);
+        let other = server.browser().get("/count").await;
+        assert_eq!(max_age_of(&other), default.then_some(7 * 24 * 60 * 60));
+    }
+}
+
+/// `Partitioned` (CHIPS) is sent when asked for, and refused without `Secure`.
+#[tokio::test]
+async fn a_partitioned_cookie_says_so_and_needs_secure() {
+    let refused = cloakroom::SessionLayer::new(cookie().partitioned(true), MemoryStore::new());
+    assert_eq!(
+        refused.err(),
+        Some(cloakroom::ConfigError::PartitionedWithoutSecure)
+    );
+    let cookie = cookie()
+        .secure(true)
+        .same_site(cloakroom::SameSite::None)
+        .partitioned(true);
+    let server = serve(layer(cookie, MemoryStore::new())).await;
+    let set_cookie = server
+        .browser()
+        .get("/count")
+        .await
+        .set_cookie(NAME)
+        .unwrap_or_default();
+    assert!(
+        set_cookie.contains("; Secure") && set_cookie.ends_with("; Partitioned"),
+        "{set_cookie}"
+    );
+}
+
 #[tokio::test]
 async fn a_store_failure_is_a_503_and_recovers_without_losing_data() {
     let store = Instrumented::new(MemoryStore::new());

@@ -193,8 +193,40 @@ async fn login_flash_protected_page_and_logout_in_chromium() {
     let _ = browser.close().await;
 }
 
+/// "Keep me signed in" ticked, the login outlives a browser restart; unticked, its cookie is a
+/// browser-session one, and the restarted browser is signed out (the same profile both times).
+#[tokio::test]
+async fn keep_me_signed_in_survives_a_browser_restart_and_unticked_does_not() {
+    let example = Example::start("login_page").await;
+    let base = format!("http://{}", example.addr);
+    let driver = ChromeDriver::start().await;
+    let profiles = tempfile::tempdir().expect("a temporary directory");
+    for (remember, after_restart) in [(false, "/login"), (true, "/account")] {
+        let profile = profiles.path().join(format!("remember-{remember}"));
+        let browser = driver.browser(&profile).await;
+        log_in_remembering(&browser, &base, "ada", remember).await;
+        browser.close().await.expect("chromium closes");
+        let restarted = driver.browser(&profile).await;
+        restarted
+            .goto(&format!("{base}/account"))
+            .await
+            .expect("the page loads");
+        assert_eq!(
+            landed_on(&restarted, after_restart).await,
+            after_restart,
+            "keep me signed in: {remember}"
+        );
+        let _ = restarted.close().await;
+    }
+}
+
 /// Fills the login form at `base` as `user` and waits for the account page.
 async fn log_in(browser: &Client, base: &str, user: &str) {
+    log_in_remembering(browser, base, user, false).await;
+}
+
+/// [`log_in`], ticking "Keep me signed in" if `remember`.
+async fn log_in_remembering(browser: &Client, base: &str, user: &str, remember: bool) {
     browser
         .goto(&format!("{base}/login"))
         .await
@@ -205,6 +237,13 @@ async fn log_in(browser: &Client, base: &str, user: &str) {
             .await
             .unwrap_or_else(|error| panic!("{field}: {error}"));
         input.send_keys(value).await.expect("the keys typed");
+    }
+    if remember {
+        let tick = browser.find(Locator::Css("#remember")).await;
+        tick.expect("the checkbox")
+            .click()
+            .await
+            .expect("the click");
     }
     let button = browser
         .find(Locator::Css("#login"))

@@ -141,6 +141,17 @@ async fn remember(session: Session) -> Result<(), SessionError> {
     session.set_idle_timeout(Duration::from_secs(60 * 24 * 60 * 60))
 }
 
+/// `POST /stay-signed-in/{yes|no}`: logs in as `ada` (a new id), with a cookie that outlives
+/// the browser or not ("remember me").
+async fn stay_signed_in(
+    session: Session,
+    axum::extract::Path(choice): axum::extract::Path<String>,
+) -> Result<(), SessionError> {
+    session.set("user", "ada")?;
+    session.regenerate_id()?;
+    session.set_persistent(choice == "yes")
+}
+
 /// `POST /forever`: logs in as `ada` with an idle timeout of `u64::MAX` seconds, a careless
 /// "remember me forever".
 async fn forever(session: Session) -> Result<(), SessionError> {
@@ -213,6 +224,7 @@ pub fn routes() -> Router {
         .route("/logout-then-fail", post(logout_then_fail))
         .route("/login-then-fail", post(login_then_fail))
         .route("/remember", post(remember))
+        .route("/stay-signed-in/{choice}", post(stay_signed_in))
         .route("/forever", post(forever))
         .route("/noop", get(noop))
         .route("/take/{key}", post(take))

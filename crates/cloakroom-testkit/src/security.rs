@@ -159,6 +159,7 @@ async fn forged_truncated_and_reused_signatures<St: SessionStore>(
         format!("{id}.{issued}.{flipped}"),         // altered signature
         format!("{id}.{other_issued}.{other_tag}"), // another session's signature
         format!("{id}.{later}.{tag}"),              // a later issue time
+        format!("{id}.{issued}s.{tag}"),            // made a browser-session cookie
         format!("{id}.{issued}.{tag}.{tag}"),       // doubled
         cut(&stolen, 10),                           // cut short
         format!("{stolen}x"),                       // extended

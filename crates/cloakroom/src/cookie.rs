@@ -100,6 +100,8 @@ pub struct SessionCookie {
     secure: bool,
     same_site: SameSite,
     priority: Option<Priority>,
+    persistent: bool,
+    partitioned: bool,
     secrets: Vec<Secret>,
 }
 
@@ -120,6 +122,8 @@ impl SessionCookie {
             secure: true,
             same_site: SameSite::Lax,
             priority: None,
+            persistent: true,
+            partitioned: false,
             secrets: Vec::new(),
         }
     }
@@ -247,6 +251,27 @@ impl SessionCookie {
         self
     }
 
+    /// Whether the cookie outlives the browser: `true` (the default) sends `Max-Age`, following
+    /// the session's idle timeout; `false` sends none, a browser-session cookie that the
+    /// browser drops when it closes ("don't remember me"). The server-side idle timeout and
+    /// lifetime apply either way. A handler can choose per session, at login say, with
+    /// [`Session::set_persistent`](crate::Session::set_persistent), and the choice stays with
+    /// that browser's cookie.
+    pub fn persistent(mut self, persistent: bool) -> Self {
+        self.persistent = persistent;
+        self
+    }
+
+    /// The `Partitioned` attribute (CHIPS, off by default): for an app embedded in other
+    /// sites (an iframe), the browser keeps a separate cookie per top-level site, so the
+    /// session cannot follow the user from one embedding site to another. Needs
+    /// [`secure`](Self::secure) (browsers drop a `Partitioned` cookie without it) and, to be
+    /// sent in a cross-site iframe at all, [`SameSite::None`].
+    pub fn partitioned(mut self, partitioned: bool) -> Self {
+        self.partitioned = partitioned;
+        self
+    }
+
     /// The `SameSite` attribute, [`SameSite::Lax`] by default.
     pub fn same_site(mut self, same_site: SameSite) -> Self {
         self.same_site = same_site;
@@ -346,6 +371,9 @@ impl SessionCookie {
         if self.same_site == SameSite::None && !self.secure {
             return Err(ConfigError::SameSiteNoneWithoutSecure);
         }
+        if self.partitioned && !self.secure {
+            return Err(ConfigError::PartitionedWithoutSecure);
+        }
         self.check_secrets()?;
         let mut attributes = format!("; Path={}", self.path);
         if let Some(domain) = &self.domain {
@@ -364,8 +392,16 @@ impl SessionCookie {
             attributes.push_str("; Priority=");
             attributes.push_str(priority.as_str());
         }
+        if self.partitioned {
+            attributes.push_str("; Partitioned");
+        }
         let secrets: Vec<&[u8]> = self.secrets.iter().map(|secret| &secret.0[..]).collect();
-        Ok(CookieSigner::new(self.name, attributes, &secrets))
+        Ok(CookieSigner::new(
+            self.name,
+            attributes,
+            self.persistent,
+            &secrets,
+        ))
     }
 }
 

@@ -73,6 +73,9 @@ pub enum ConfigError {
         /// The name given.
         name: String,
     },
+    /// Browsers reject a `Partitioned` cookie without `Secure`.
+    #[error("a Partitioned cookie requires Secure; browsers drop it otherwise")]
+    PartitionedWithoutSecure,
     /// Browsers reject `SameSite=None` without `Secure`.
     #[error("SameSite=None requires Secure; browsers drop such a cookie")]
     SameSiteNoneWithoutSecure,

@@ -19,7 +19,8 @@ pub(crate) fn apply(
         SetCookie::Keep => None,
         SetCookie::Clear => Some(cookie.removal()),
         SetCookie::Send { id, grant } => {
-            Some(cookie.set_cookie(&cookie.sign(id.as_str(), grant.issued), grant.max_age))
+            let signed = cookie.sign_as(id.as_str(), grant.issued, grant.persistent);
+            Some(cookie.set_cookie(&signed, grant.persistent.then_some(grant.max_age)))
         }
     };
     match value.map(HeaderValue::try_from) {

@@ -25,8 +25,11 @@ pub(crate) enum CookieSeen {
     /// A cookie of our name that names no session: forged, of another secret, or not an id
     /// of the store's scheme.
     NotOurs,
-    /// A verified cookie with an id, issued at this time.
-    Ours { issued: SystemTime },
+    /// A verified cookie with an id, issued at this time, with `Max-Age` or not (`persistent`).
+    Ours {
+        issued: SystemTime,
+        persistent: bool,
+    },
 }
 
 /// Whether this request refreshes its session's expiry, and who does it.
@@ -126,11 +129,13 @@ pub(crate) enum Outcome {
     },
 }
 
-/// A cookie to send: its `Max-Age`, and the issue time signed into it.
+/// A cookie to send: its `Max-Age` (sent only if `persistent`: otherwise it is a
+/// browser-session cookie), and the issue time signed into it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Grant {
     pub(crate) max_age: Duration,
     pub(crate) issued: SystemTime,
+    pub(crate) persistent: bool,
 }
 
 /// What the response does to the session cookie.
@@ -160,11 +165,22 @@ pub(crate) fn decide(config: &Config, facts: &Facts<'_>) -> Outcome {
         };
     }
     let idle = state.idle_timeout.unwrap_or(state.record.idle_timeout);
+    // Outlives the browser or not: the handler's choice, else what the cookie was, else the
+    // layer's default.
+    let was_persistent = match cookie {
+        CookieSeen::Ours { persistent, .. } => Some(persistent),
+        CookieSeen::Absent | CookieSeen::NotOurs => None,
+    };
+    let persistent = state
+        .persistent
+        .or(was_persistent)
+        .unwrap_or(config.cookie.persistent());
     let grant = || Grant {
         max_age: state.record.deadline.map_or(idle, |deadline| {
             deadline.duration_since(now).unwrap_or_default().min(idle)
         }),
         issued: now,
+        persistent,
     };
     match (state.fate, &state.id) {
         (Fate::Destroy, Some(id)) => delete(id, state),
@@ -191,9 +207,10 @@ pub(crate) fn decide(config: &Config, facts: &Facts<'_>) -> Outcome {
             // (known only now) makes the cookie old enough; a new idle timeout or deadline
             // needs a new Max-Age.
             let refresh = match (refresh, cookie) {
-                (Refresh::NotDue, CookieSeen::Ours { issued })
+                (Refresh::NotDue, CookieSeen::Ours { issued, .. })
                     if state.idle_timeout.is_some()
                         || state.deadline.is_some()
+                        || was_persistent != Some(persistent)
                         || due(config, issued, now, idle) =>
                 {
                     Refresh::Owed
@@ -345,9 +362,11 @@ mod tests {
         let now = SystemTime::now();
         let fresh = CookieSeen::Ours {
             issued: now - Duration::from_secs(5),
+            persistent: true,
         };
         let old = CookieSeen::Ours {
             issued: now - MINUTE * 2,
+            persistent: true,
         };
         let (ok, failed) = (StatusCode::OK, StatusCode::INTERNAL_SERVER_ERROR);
         // (cookie, stored session, refresh at arrival, what the store answered before the
@@ -434,11 +453,74 @@ mod tests {
         assert!(due(&config, issued, now, MINUTE));
     }
 
+    /// Whether the cookie is sent with `Max-Age`: the handler's choice, else what the cookie
+    /// was, else the layer's default; a change of mind re-sends the cookie at once.
+    #[test]
+    fn a_cookie_outlives_the_browser_as_the_handler_the_cookie_or_the_layer_says() {
+        let now = SystemTime::now();
+        let browser_session = {
+            let cookie = SessionCookie::new("s").secret([7; 32]).persistent(false);
+            Config::new(cookie.into_signer().expect("a valid test configuration"))
+        };
+        let seen = |persistent| CookieSeen::Ours {
+            issued: now - Duration::from_secs(5),
+            persistent,
+        };
+        // (layer default persistent, cookie, stored, handler's choice, wrote) → (persistent, sent)
+        #[rustfmt::skip]
+        let table = [
+            (true, CookieSeen::Absent, false, None, true, Some(true)),
+            (false, CookieSeen::Absent, false, None, true, Some(false)),
+            (false, CookieSeen::Absent, false, Some(true), true, Some(true)),
+            // The cookie's own mode stays, whatever the layer's default.
+            (true, seen(false), true, None, true, None),
+            (false, seen(true), true, None, false, None),
+            // A change of mind is sent at once, written or not.
+            (true, seen(false), true, Some(true), false, Some(true)),
+            (false, seen(true), true, Some(false), false, Some(false)),
+            (true, seen(true), true, Some(true), false, None),
+        ];
+        for (i, (default, cookie, stored, chosen, wrote, expected)) in table.into_iter().enumerate()
+        {
+            let config = if default {
+                config()
+            } else {
+                Config::new(browser_session.cookie.clone())
+            };
+            let mut state = session(
+                stored,
+                if wrote {
+                    Handler::Wrote
+                } else {
+                    Handler::Nothing
+                },
+                now,
+            );
+            state.persistent = chosen;
+            let facts = Facts {
+                now,
+                cookie,
+                refresh: Refresh::NotDue,
+                session: &state,
+                status: StatusCode::OK,
+                sealed: false,
+            };
+            let outcome = decide(&config, &facts);
+            let sent =
+                match outcome.cookie(state.id.clone().or_else(|| Some(SessionId::generate()))) {
+                    SetCookie::Send { grant, .. } => Some(grant.persistent),
+                    _ => None,
+                };
+            assert_eq!(sent, expected, "row {i}: {outcome:?}");
+        }
+    }
+
     #[test]
     fn a_session_gone_before_its_update_keeps_the_cookie_as_it_is() {
         let grant = Grant {
             max_age: MINUTE,
             issued: SystemTime::now(),
+            persistent: true,
         };
         let update = Outcome::Update {
             id: SessionId::generate(),

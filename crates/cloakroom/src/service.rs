@@ -160,8 +160,11 @@ fn find<St: SessionStore>(
         };
         if let Some(id) = St::IDS.parse(verified.value) {
             let refresh = Refresh::at_arrival(config, verified.issued, verified.current, now);
-            let issued = verified.issued;
-            return (CookieSeen::Ours { issued }, Some((id, refresh)));
+            let seen = CookieSeen::Ours {
+                issued: verified.issued,
+                persistent: verified.persistent,
+            };
+            return (seen, Some((id, refresh)));
         }
     }
     (seen, None)

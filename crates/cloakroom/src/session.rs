@@ -68,6 +68,9 @@ pub(crate) struct State {
     pub(crate) layer: usize,
     /// Whether the handler gave the session its owner in this request ([`Session::set_owner`]).
     pub(crate) logged_in: bool,
+    /// Whether the handler chose a cookie that outlives the browser, or a browser-session one
+    /// ([`Session::set_persistent`]).
+    pub(crate) persistent: Option<bool>,
 }
 
 impl State {
@@ -83,6 +86,7 @@ impl State {
             client: Client::default(),
             layer: 0,
             logged_in: false,
+            persistent: None,
         }
     }
 
@@ -342,6 +346,32 @@ impl Session {
             return Err(SessionError::Destroyed);
         }
         state.idle_timeout = Some(idle_timeout.min(FOREVER));
+        Ok(())
+    }
+
+    /// Whether this session's cookie outlives the browser (`true`: "remember me", with
+    /// `Max-Age`) or is a browser-session cookie, gone when the browser closes (`false`).
+    /// The choice stays with this browser's cookie for the session's later requests and
+    /// across [`regenerate_id`](Self::regenerate_id) and [`set_owner`](Self::set_owner); the
+    /// layer's [`SessionCookie::persistent`](crate::SessionCookie::persistent) is the default.
+    /// The server-side idle timeout applies either way. The response re-sends the cookie.
+    ///
+    /// ```
+    /// # fn login(session: cloakroom::Session, remember_me: bool) -> Result<(), cloakroom::SessionError> {
+    /// session.set_owner("user:42")?;
+    /// session.set_persistent(remember_me)?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`SessionError::Destroyed`] after [`destroy`](Self::destroy).
+    pub fn set_persistent(&self, persistent: bool) -> Result<(), SessionError> {
+        let mut state = self.access();
+        if state.fate == Fate::Destroy {
+            return Err(SessionError::Destroyed);
+        }
+        state.persistent = Some(persistent);
         Ok(())
     }
 

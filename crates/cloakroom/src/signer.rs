@@ -1,5 +1,7 @@
 //! Signing and reading the session cookie: `value.issued.signature` with HMAC-SHA256 under
-//! keys derived from the secrets, and the `Set-Cookie` values the layer sends.
+//! keys derived from the secrets, and the `Set-Cookie` values the layer sends. A
+//! browser-session cookie (no `Max-Age`) says so in its signed part, `value.issueds`, so the
+//! choice stays with the browser's cookie from one request to the next without a store field.
 
 use std::fmt;
 use std::time::{Duration, SystemTime};
@@ -19,6 +21,9 @@ const MAX_CANDIDATES: usize = 8;
 
 /// Digits of the issue time in a signed value: Unix milliseconds well past the year 30000.
 const MAX_ISSUED_DIGITS: usize = 15;
+
+/// After the issue time, marks a browser-session cookie (one sent without `Max-Age`).
+const BROWSER_SESSION: char = 's';
 
 /// 32 bytes derived from `secret` for one `purpose` with HKDF-SHA256, so one secret can key
 /// several uses (signing, sealing) without one revealing anything about another.
@@ -56,6 +61,8 @@ pub struct Verified<'a> {
     pub(crate) issued: SystemTime,
     /// Whether it was signed with the newest secret; if not, it must be re-signed.
     pub(crate) current: bool,
+    /// Whether it was issued with `Max-Age` (not a browser-session cookie).
+    pub(crate) persistent: bool,
 }
 
 impl<'a> Verified<'a> {
@@ -74,6 +81,12 @@ impl<'a> Verified<'a> {
     pub fn is_current(&self) -> bool {
         self.current
     }
+
+    /// Whether it was issued to outlive the browser (with `Max-Age`), rather than as a
+    /// browser-session cookie ([`SessionCookie::persistent`](crate::SessionCookie::persistent)).
+    pub fn is_persistent(&self) -> bool {
+        self.persistent
+    }
 }
 
 /// A checked cookie configuration with its signing keys, from
@@ -83,6 +96,8 @@ pub struct CookieSigner {
     name: String,
     /// `; Path=/; HttpOnly; Secure; SameSite=Lax` and so on, built once.
     attributes: String,
+    /// Whether a new session's cookie outlives the browser (`Max-Age`).
+    persistent: bool,
     keys: Vec<hmac::Key>,
 }
 
@@ -91,6 +106,7 @@ impl fmt::Debug for CookieSigner {
         f.debug_struct("CookieSigner")
             .field("name", &self.name)
             .field("attributes", &self.attributes)
+            .field("persistent", &self.persistent)
             .field("keys", &format_args!("[{} redacted]", self.keys.len()))
             .finish()
     }
@@ -102,9 +118,19 @@ impl CookieSigner {
         &self.name
     }
 
-    /// The signer of cookies named `name`, sent with `attributes`, with a key for each secret
-    /// (newest first).
-    pub(crate) fn new(name: String, attributes: String, secrets: &[&[u8]]) -> Self {
+    /// Whether a new session's cookie outlives the browser, unless its handler chose.
+    pub(crate) fn persistent(&self) -> bool {
+        self.persistent
+    }
+
+    /// The signer of cookies named `name`, sent with `attributes` (and `Max-Age` if
+    /// `persistent`, unless a session chose), with a key for each secret (newest first).
+    pub(crate) fn new(
+        name: String,
+        attributes: String,
+        persistent: bool,
+        secrets: &[&[u8]],
+    ) -> Self {
         let keys = secrets
             .iter()
             .map(|secret| signing_key(secret, &name))
@@ -112,6 +138,7 @@ impl CookieSigner {
         Self {
             name,
             attributes,
+            persistent,
             keys,
         }
     }
@@ -135,6 +162,11 @@ impl CookieSigner {
     /// # Ok(()) }
     /// ```
     pub fn sign(&self, value: &str, issued: SystemTime) -> String {
+        self.sign_as(value, issued, true)
+    }
+
+    /// [`sign`](Self::sign), marking a browser-session cookie (`persistent` false) as such.
+    pub(crate) fn sign_as(&self, value: &str, issued: SystemTime, persistent: bool) -> String {
         let millis = issued
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |since| since.as_millis());
@@ -142,6 +174,9 @@ impl CookieSigner {
         signed.push_str(value);
         signed.push('.');
         signed.push_str(&millis.to_string());
+        if !persistent {
+            signed.push(BROWSER_SESSION);
+        }
         let tag = hmac::sign(&self.keys[0], signed.as_bytes());
         signed.push('.');
         URL_SAFE_NO_PAD.encode_string(tag.as_ref(), &mut signed);
@@ -158,12 +193,16 @@ impl CookieSigner {
             return None;
         }
         let (signed, tag) = (raw.get(..split)?, raw.get(split + 1..)?);
-        let digits = signed.bytes().rev().take_while(u8::is_ascii_digit).count();
-        let dot = signed.len().checked_sub(digits + 1)?;
-        if !(1..=MAX_ISSUED_DIGITS).contains(&digits) || signed.as_bytes().get(dot) != Some(&b'.') {
+        let (timed, persistent) = match signed.strip_suffix(BROWSER_SESSION) {
+            Some(timed) => (timed, false),
+            None => (signed, true),
+        };
+        let digits = timed.bytes().rev().take_while(u8::is_ascii_digit).count();
+        let dot = timed.len().checked_sub(digits + 1)?;
+        if !(1..=MAX_ISSUED_DIGITS).contains(&digits) || timed.as_bytes().get(dot) != Some(&b'.') {
             return None;
         }
-        let (value, millis) = (signed.get(..dot)?, signed.get(dot + 1..)?);
+        let (value, millis) = (timed.get(..dot)?, timed.get(dot + 1..)?);
         let mut decoded = [0u8; 32];
         match URL_SAFE_NO_PAD.decode_slice(tag, &mut decoded) {
             Ok(32) => {}
@@ -179,6 +218,7 @@ impl CookieSigner {
             value,
             issued,
             current: index == 0,
+            persistent,
         })
     }
 
@@ -203,27 +243,27 @@ impl CookieSigner {
             .take(MAX_CANDIDATES)
     }
 
-    /// A `Set-Cookie` value carrying `signed`, kept for `max_age`.
+    /// A `Set-Cookie` value carrying `signed`, kept for `max_age`, or until the browser
+    /// closes (no `Max-Age`) for `None`.
     ///
     /// `Max-Age` is rounded up to whole seconds: rounded down, a session with half a second
     /// left would get `Max-Age=0`, which deletes the cookie of a live session.
-    pub(crate) fn set_cookie(&self, signed: &str, max_age: Duration) -> String {
-        let seconds = max_age
-            .as_secs()
-            .saturating_add(u64::from(max_age.subsec_nanos() > 0));
+    pub(crate) fn set_cookie(&self, signed: &str, max_age: Option<Duration>) -> String {
+        let seconds = max_age.map(|max_age| {
+            let whole = max_age.as_secs();
+            whole
+                .saturating_add(u64::from(max_age.subsec_nanos() > 0))
+                .to_string()
+        });
         // Built by hand: this runs on every response of a live session.
-        let seconds = seconds.to_string();
+        let (label, seconds) = match &seconds {
+            Some(seconds) => ("; Max-Age=", seconds.as_str()),
+            None => ("", ""),
+        };
         let mut header = String::with_capacity(
             self.name.len() + signed.len() + seconds.len() + self.attributes.len() + 11,
         );
-        for part in [
-            &self.name,
-            "=",
-            signed,
-            "; Max-Age=",
-            &seconds,
-            &self.attributes,
-        ] {
+        for part in [&self.name, "=", signed, label, seconds, &self.attributes] {
             header.push_str(part);
         }
         header
@@ -267,8 +307,35 @@ mod tests {
             Some(Verified {
                 value: "some-id",
                 issued: issued(),
-                current: true
+                current: true,
+                persistent: true,
             })
+        );
+    }
+
+    #[test]
+    fn a_browser_session_cookie_says_so_under_its_signature() {
+        let signer = signer(&[NEW]);
+        let signed = signer.sign_as("some-id", issued(), false);
+        assert!(signed.starts_with("some-id.1795000000123s."), "{signed}");
+        let verified = signer.verify(&signed);
+        assert_eq!(
+            verified.map(|v| (v.value, v.persistent)),
+            Some(("some-id", false))
+        );
+        // The mark is signed: a client cannot add it or take it away.
+        let tag = signed.rsplit('.').next().unwrap_or_default();
+        let unmarked = format!("some-id.1795000000123.{tag}");
+        assert_eq!(signer.verify(&unmarked), None);
+        let persistent = signer.sign("some-id", issued());
+        let tag = persistent.rsplit('.').next().unwrap_or_default();
+        assert_eq!(
+            signer.verify(&format!("some-id.1795000000123s.{tag}")),
+            None
+        );
+        assert_eq!(
+            signer.set_cookie("v.s", None),
+            "sid=v.s; Path=/; HttpOnly; Secure; SameSite=Lax"
         );
     }
 
@@ -351,16 +418,16 @@ mod tests {
             .into_signer()
             .expect("a valid test configuration");
         assert_eq!(
-            signer.set_cookie("v.s", Duration::from_secs(60)),
+            signer.set_cookie("v.s", Some(Duration::from_secs(60))),
             "sid=v.s; Max-Age=60; Path=/app; Domain=example.com; HttpOnly; Secure; SameSite=Strict"
         );
         assert_eq!(
-            signer.set_cookie("v.s", Duration::from_millis(500)),
+            signer.set_cookie("v.s", Some(Duration::from_millis(500))),
             "sid=v.s; Max-Age=1; Path=/app; Domain=example.com; HttpOnly; Secure; SameSite=Strict",
             "a live session's cookie must not get Max-Age=0"
         );
         assert_eq!(
-            signer.set_cookie("v.s", Duration::MAX),
+            signer.set_cookie("v.s", Some(Duration::MAX)),
             "sid=v.s; Max-Age=18446744073709551615; Path=/app; Domain=example.com; HttpOnly; Secure; SameSite=Strict",
             "Duration::MAX saturates: no overflow, and never Max-Age=0"
         );
