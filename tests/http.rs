@@ -490,6 +490,82 @@ async fn a_partitioned_cookie_says_so_and_needs_secure() {
     );
 }
 
+/// `LoadFailure::RunHandler`: while the store is down, a route that never touches the session
+/// answers as usual; one that does gets the store-error response, through a method that can
+/// fail or one that cannot (never "logged out"), with no cookie and nothing written; and all
+/// is as before once the store is back. The default answers every route with the error.
+#[tokio::test]
+async fn with_run_handler_routes_that_do_not_use_the_session_work_while_the_store_is_down() {
+    let store = Instrumented::new(MemoryStore::new());
+    let run_handler = layer(cookie(), store.clone())
+        .load_failure(cloakroom::LoadFailure::RunHandler)
+        .on_store_error(|failure| {
+            let page = format!("sessions are down ({} failed)", failure.operation());
+            (StatusCode::SERVICE_UNAVAILABLE, page).into_response()
+        });
+    let server = TestServer::start(routes().layer(run_handler)).await;
+    let default = serve(layer(cookie(), store.clone())).await;
+    let browser = server.browser();
+    browser.post_form("/login", "").await;
+    browser.get("/count").await;
+    let signed_in = browser.cookie(NAME).unwrap_or_default();
+    let other = default.browser();
+    other.set_cookie(NAME, &signed_in);
+
+    store.set_down(true);
+    let writes_before = store.calls.counts();
+    let health = browser.get("/noop").await;
+    assert_eq!(
+        (health.status, health.body.as_str()),
+        (StatusCode::OK, "nothing")
+    );
+    assert!(
+        health.set_cookies().is_empty(),
+        "{:?}",
+        health.set_cookies()
+    );
+    for path in ["/count", "/whoami", "/signed-in"] {
+        let response = browser.get(path).await;
+        assert_eq!(response.status, StatusCode::SERVICE_UNAVAILABLE, "{path}");
+        assert!(
+            response.body.starts_with("sessions are down"),
+            "{path}: {}",
+            response.body
+        );
+        assert!(response.set_cookies().is_empty(), "{path} sent a cookie");
+    }
+    let logout = browser.post_form("/logout", "").await;
+    assert_eq!(
+        logout.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "a logout must be retried"
+    );
+    assert_eq!(
+        other.get("/noop").await.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the default answers every route with the error"
+    );
+    let calls = store.calls.counts();
+    assert_eq!(
+        (calls.create, calls.update, calls.delete),
+        (
+            writes_before.create,
+            writes_before.update,
+            writes_before.delete
+        ),
+        "a request whose session could not be loaded wrote to the store"
+    );
+
+    store.set_down(false);
+    assert_eq!(
+        browser.cookie(NAME).unwrap_or_default(),
+        signed_in,
+        "the cookie changed"
+    );
+    assert_eq!(browser.get("/whoami").await.body, "ada");
+    assert_eq!(browser.get("/count").await.body, "2");
+}
+
 #[tokio::test]
 async fn a_store_failure_is_a_503_and_recovers_without_losing_data() {
     let store = Instrumented::new(MemoryStore::new());

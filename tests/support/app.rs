@@ -203,6 +203,11 @@ async fn noop() -> &'static str {
     "nothing"
 }
 
+/// `GET /signed-in`: whether the session has a user, through a method that cannot fail.
+async fn signed_in(session: Session) -> &'static str {
+    if session.has("user") { "yes" } else { "no" }
+}
+
 /// Every route the tests use; see each handler.
 pub fn routes() -> Router {
     Router::new()
@@ -227,6 +232,7 @@ pub fn routes() -> Router {
         .route("/stay-signed-in/{choice}", post(stay_signed_in))
         .route("/forever", post(forever))
         .route("/noop", get(noop))
+        .route("/signed-in", get(signed_in))
         .route("/take/{key}", post(take))
         .route("/clear", post(clear))
         .route("/set-none/{key}", post(set_none))

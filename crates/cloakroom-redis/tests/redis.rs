@@ -484,6 +484,50 @@ async fn redis_ttl_and_cookie_max_age_agree() {
     );
 }
 
+/// With `LoadFailure::RunHandler` and Redis stopped, a route that does not use the session
+/// (a health check) still answers 200; one that does gets the 503, never "logged out"; when
+/// Redis is back the session is there as it was.
+#[tokio::test]
+async fn with_redis_stopped_a_health_check_still_answers_and_session_routes_fail_closed() {
+    let mut server = durable_redis().await;
+    let store = RedisStore::builder()
+        .url(server.url())
+        .command_timeout(Duration::from_millis(500))
+        .local_cache(0)
+        .build()
+        .await
+        .expect("the store connects");
+    let layer = layer(cookie(), store).load_failure(cloakroom::LoadFailure::RunHandler);
+    let app = serve(layer).await;
+    let browser = app.browser();
+    browser.post_form("/login", "").await;
+    browser.get("/count").await;
+
+    server.stop();
+    let health = browser.get("/noop").await;
+    assert_eq!(
+        (health.status, health.body.as_str()),
+        (StatusCode::OK, "nothing")
+    );
+    for path in ["/whoami", "/signed-in", "/count"] {
+        let response = browser.get(path).await;
+        assert_eq!(response.status, StatusCode::SERVICE_UNAVAILABLE, "{path}");
+        assert!(response.set_cookies().is_empty(), "{path} set a cookie");
+    }
+
+    server.restart().await.expect("redis-server restarts");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let body = loop {
+        let response = browser.get("/whoami").await;
+        if response.status == StatusCode::OK || tokio::time::Instant::now() > deadline {
+            break response.body;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(body, "ada");
+    assert_eq!(browser.get("/count").await.body, "2");
+}
+
 #[tokio::test]
 async fn redis_down_is_a_503_and_nothing_is_lost_when_it_returns() {
     let mut server = durable_redis().await;

@@ -103,6 +103,11 @@ pub enum SessionError {
         /// What serde_json said.
         source: serde_json::Error,
     },
+    /// The session could not be loaded: the store failed, and the layer runs handlers anyway
+    /// ([`LoadFailure::RunHandler`](crate::LoadFailure::RunHandler)). Whatever the handler
+    /// answers, the client gets the layer's store-error response.
+    #[error("the session store is unavailable, so the session could not be loaded")]
+    Unavailable,
     /// The session was destroyed earlier in this request and can no longer be changed.
     #[error("the session was destroyed in this request and cannot be changed")]
     Destroyed,

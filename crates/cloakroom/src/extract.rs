@@ -48,8 +48,13 @@ impl<S: Send + Sync> FromRequestParts<S> for Session {
 }
 
 /// A `500` with a generic body; the details (key, type) go to the log, not to the client.
+/// [`SessionError::Unavailable`] is a `503` with `Retry-After` (the layer then answers with
+/// its store-error response in its place).
 impl IntoResponse for SessionError {
     fn into_response(self) -> Response {
+        if matches!(self, Self::Unavailable) {
+            return FailureStatus::response(crate::store::FailureKind::Unavailable);
+        }
         tracing::error!(error = %self, "session error in handler");
         (StatusCode::INTERNAL_SERVER_ERROR, "session error").into_response()
     }

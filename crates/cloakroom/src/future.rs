@@ -14,9 +14,10 @@ use tower_service::Service;
 use crate::call::{BoxFuture, CallError};
 use crate::client::Client;
 use crate::failure::OnStoreError;
+use crate::layer::LoadFailure;
 use crate::plan::{CookieSeen, Facts, Refresh, SetCookie};
 use crate::save::Saved;
-use crate::service::{Shared, found};
+use crate::service::{Shared, found, unavailable};
 use crate::store::{Ids, Record, SessionStore};
 use crate::{Session, SessionId, headers, plan, save};
 
@@ -72,7 +73,7 @@ pin_project! {
 }
 
 /// What the future knows of its request besides the step it is at.
-pub(crate) struct RequestSession<St, H> {
+pub(crate) struct RequestSession<St: SessionStore, H> {
     shared: Arc<Shared<St, H>>,
     /// When the request came: the time the session's expiry and cookie are reckoned from.
     now: SystemTime,
@@ -83,6 +84,9 @@ pub(crate) struct RequestSession<St, H> {
     session: Option<Session>,
     /// What was noted of the client, for the session once there is one.
     client: Client,
+    /// Why the session could not be loaded, when the handler runs anyway
+    /// ([`LoadFailure::RunHandler`]): the response if the handler used the session.
+    load_failed: Option<CallError<St::Error>>,
 }
 
 impl<S, ReqB, St, H> ResponseFuture<S, ReqB, St, H>
@@ -137,17 +141,35 @@ where
                     let Some((mut inner, request, id)) = pending.take() else {
                         unreachable!("ResponseFuture polled after completion");
                     };
-                    let record = match loaded {
-                        Ok(record) => record,
+                    let config = &this.request.shared.config;
+                    let session = match loaded {
+                        Ok(record) => found(config, id, record, this.request.now),
+                        Err(error) if config.load_failure == LoadFailure::RunHandler => {
+                            this.request.log(&error);
+                            let session = unavailable(config, this.request.now);
+                            this.request.load_failed = Some(error);
+                            session
+                        }
                         Err(error) => return Poll::Ready(Ok(this.request.failed(&error))),
                     };
-                    let config = &this.request.shared.config;
-                    let session = found(config, id, record, this.request.now);
                     let future = this.request.run(&mut inner, request, session);
                     this.step.set(Step::Calling { future });
                 }
                 StepProj::Calling { future } => {
                     let response = ready!(future.poll(cx))?;
+                    if let Some(error) = &this.request.load_failed {
+                        // Nothing to save; a handler that used the session answers with the
+                        // store's failure, whatever it made of a session it could not read.
+                        let used = this
+                            .request
+                            .session
+                            .as_ref()
+                            .is_some_and(|s| s.lock().accessed);
+                        return Poll::Ready(Ok(match used {
+                            true => this.request.respond(error),
+                            false => response,
+                        }));
+                    }
                     let shared = &this.request.shared;
                     let outcome = this.request.outcome(&response);
                     let limit = shared.config.store_timeout;
@@ -191,6 +213,7 @@ impl<St: SessionStore, H> RequestSession<St, H> {
             refresh: Refresh::NotDue,
             session: None,
             client,
+            load_failed: None,
         }
     }
 
@@ -242,9 +265,22 @@ impl<St: SessionStore, H> RequestSession<St, H> {
     where
         H: OnStoreError<B>,
     {
+        self.log(error);
+        self.respond(error)
+    }
+
+    /// Logs a store failure.
+    fn log(&self, error: &CallError<St::Error>) {
         let failure = error.failure();
         let (operation, error) = (failure.operation(), failure.error());
         tracing::error!(%operation, %error, store = std::any::type_name::<St>(), "session store failed");
-        self.shared.on_store_error.on_store_error(&failure)
+    }
+
+    /// The error response for a store failure.
+    fn respond<B>(&self, error: &CallError<St::Error>) -> Response<B>
+    where
+        H: OnStoreError<B>,
+    {
+        self.shared.on_store_error.on_store_error(&error.failure())
     }
 }

@@ -101,6 +101,7 @@ pub(crate) struct Config {
     pub(crate) save_uninitialized: bool,
     pub(crate) save_on_server_error: bool,
     pub(crate) store_timeout: Option<Duration>,
+    pub(crate) load_failure: LoadFailure,
     /// What is noted of the client when a session is given an owner.
     pub(crate) notes: Notes,
     pub(crate) audit: Audit,
@@ -117,6 +118,7 @@ impl Config {
             save_uninitialized: false,
             save_on_server_error: false,
             store_timeout: Some(DEFAULT_STORE_TIMEOUT),
+            load_failure: LoadFailure::Respond,
             notes: Notes::default(),
             audit: Audit::default(),
         }
@@ -138,6 +140,31 @@ impl<St: SessionStore> SessionLayer<St> {
             detached: Arc::new(Semaphore::new(MAX_DETACHED)),
         })
     }
+}
+
+/// What a request gets when the store cannot load its session
+/// ([`SessionLayer::load_failure`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LoadFailure {
+    /// The store-error response ([`on_store_error`](SessionLayer::on_store_error), a `503`
+    /// by default), without running the handler. The default: no handler ever sees a
+    /// session that is not the user's, whatever it calls.
+    #[default]
+    Respond,
+    /// Run the handler with a session that cannot be used: every method that returns a
+    /// `Result` answers [`SessionError::Unavailable`](crate::SessionError::Unavailable), and if
+    /// the handler used the session at all, its response is replaced by the store-error
+    /// response, so a route that uses the session fails closed (never "logged out") and one
+    /// that does not (a health check, an asset) answers as usual. Nothing is written and no
+    /// cookie is sent.
+    ///
+    /// The methods that cannot fail (`owner`, `id`, `has`, `is_empty`, `idle_timeout`,
+    /// `deadline`, `destroy`) answer as for an empty session until the response is replaced:
+    /// a handler that acts on one of them before it answers (writes to a database as an
+    /// anonymous user, say) acts on that. So this is not the default: opt in where handlers
+    /// read the session through `get` or `data` (with `?`) before they act.
+    RunHandler,
 }
 
 impl<St, H> SessionLayer<St, H> {
@@ -196,6 +223,27 @@ impl<St, H> SessionLayer<St, H> {
     /// [`Session::regenerate_id`](crate::Session::regenerate_id) is dropped with the changes: the login it belongs to failed.
     pub fn save_on_server_error(mut self, save: bool) -> Self {
         Arc::make_mut(&mut self.config).save_on_server_error = save;
+        self
+    }
+
+    /// What a request gets when the store cannot load its session (down, or slower than the
+    /// [`store_timeout`](Self::store_timeout)): the store-error response at once
+    /// ([`LoadFailure::Respond`], the default), or its handler, run with a session that
+    /// answers every use with an error ([`LoadFailure::RunHandler`]), so routes that never
+    /// touch the session (a health check, an asset) keep working while the store is down.
+    ///
+    /// ```
+    /// use cloakroom::{LoadFailure, MemoryStore, SessionCookie, SessionLayer};
+    ///
+    /// # fn main() -> Result<(), cloakroom::ConfigError> {
+    /// # unsafe { std::env::set_var("SESSION_SECRETS", "a doctest secret of at least thirty-two bytes") };
+    /// let cookie = SessionCookie::new("__session").secrets_from_env("SESSION_SECRETS")?;
+    /// let layer = SessionLayer::new(cookie, MemoryStore::new())?
+    ///     .load_failure(LoadFailure::RunHandler);
+    /// # Ok(()) }
+    /// ```
+    pub fn load_failure(mut self, load_failure: LoadFailure) -> Self {
+        Arc::make_mut(&mut self.config).load_failure = load_failure;
         self
     }
 

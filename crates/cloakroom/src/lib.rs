@@ -91,7 +91,8 @@ pub use crate::failure::{FailureStatus, OnStoreError, StoreFailure};
 pub use crate::future::ResponseFuture;
 pub use crate::id::SessionId;
 pub use crate::layer::{
-    DEFAULT_IDLE_TIMEOUT, DEFAULT_REFRESH_INTERVAL, DEFAULT_STORE_TIMEOUT, SessionLayer,
+    DEFAULT_IDLE_TIMEOUT, DEFAULT_REFRESH_INTERVAL, DEFAULT_STORE_TIMEOUT, LoadFailure,
+    SessionLayer,
 };
 pub use crate::memory::{MemoryStore, MemoryStoreBuilder, MemoryStoreError};
 pub use crate::owners::{InvalidHandle, Owners, OwnersError, SessionHandle, SessionInfo};

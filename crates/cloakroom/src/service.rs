@@ -187,6 +187,15 @@ pub(crate) fn found(
     made(config, state)
 }
 
+/// The session of a request whose session the store could not load, for a handler that runs
+/// anyway ([`LoadFailure::RunHandler`](crate::LoadFailure::RunHandler)): empty, and failing
+/// every use that can fail.
+pub(crate) fn unavailable(config: &Config, now: SystemTime) -> Session {
+    let mut state = State::new(None, fresh(config, now));
+    state.unavailable = true;
+    made(config, state)
+}
+
 /// The session of `state`, marked as this layer's.
 fn made(config: &Config, mut state: State) -> Session {
     state.layer = identity(config);

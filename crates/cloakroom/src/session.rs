@@ -21,7 +21,9 @@ use crate::store::{Changes, Entry, FOREVER, MAX_OWNER_LEN, Owner, Record};
 /// the store after the handler returns, so no lock is ever held across an `.await`.
 ///
 /// Values are anything serde can handle, stored as JSON. Cloning is cheap (an `Arc`), and
-/// clones share the same state.
+/// clones share the same state. On a layer that runs handlers when the store cannot load the
+/// session ([`LoadFailure::RunHandler`](crate::LoadFailure::RunHandler)), every method that
+/// returns a `Result` answers [`SessionError::Unavailable`] then.
 ///
 /// ```
 /// # fn handler(session: cloakroom::Session) -> Result<String, cloakroom::SessionError> {
@@ -71,6 +73,11 @@ pub(crate) struct State {
     /// Whether the handler chose a cookie that outlives the browser, or a browser-session one
     /// ([`Session::set_persistent`]).
     pub(crate) persistent: Option<bool>,
+    /// Whether the store failed to load the session ([`LoadFailure::RunHandler`]): every
+    /// fallible method then answers [`SessionError::Unavailable`].
+    ///
+    /// [`LoadFailure::RunHandler`]: crate::LoadFailure::RunHandler
+    pub(crate) unavailable: bool,
 }
 
 impl State {
@@ -87,6 +94,7 @@ impl State {
             layer: 0,
             logged_in: false,
             persistent: None,
+            unavailable: false,
         }
     }
 
@@ -142,6 +150,15 @@ impl Session {
         state
     }
 
+    /// [`access`](Self::access), failing when the store could not load the session.
+    fn usable(&self) -> Result<MutexGuard<'_, State>, SessionError> {
+        let state = self.access();
+        if state.unavailable {
+            return Err(SessionError::Unavailable);
+        }
+        Ok(state)
+    }
+
     /// Reads `key` as a `T`; `Ok(None)` if it is not set. A flash value is removed by this read.
     ///
     /// # Errors
@@ -158,7 +175,7 @@ impl Session {
         key: &str,
         then_remove: fn(&Entry) -> bool,
     ) -> Result<Option<T>, SessionError> {
-        let mut state = self.access();
+        let mut state = self.usable()?;
         let Some(entry) = state.record.entries.get(key) else {
             return Ok(None);
         };
@@ -211,7 +228,7 @@ impl Session {
             Err(source) => return Err(SessionError::Serialize { key, source }),
         };
         let entry = (json != "null").then_some(Entry { json, flash });
-        self.access().write(key, entry)
+        self.usable()?.write(key, entry)
     }
 
     /// Whether `key` is set. Does not consume a flash value.
@@ -225,7 +242,7 @@ impl Session {
     ///
     /// [`SessionError::Destroyed`] after [`destroy`](Self::destroy).
     pub fn unset(&self, key: &str) -> Result<(), SessionError> {
-        self.access().write(key.to_owned(), None)
+        self.usable()?.write(key.to_owned(), None)
     }
 
     /// Removes `key` and returns the value it had as a `T` (`Ok(None)` if it was not set).
@@ -248,7 +265,7 @@ impl Session {
     ///
     /// [`SessionError::Destroyed`] after [`destroy`](Self::destroy).
     pub fn clear(&self) -> Result<(), SessionError> {
-        let mut state = self.access();
+        let mut state = self.usable()?;
         if state.fate == Fate::Destroy {
             return Err(SessionError::Destroyed);
         }
@@ -295,7 +312,7 @@ impl Session {
     ///
     /// [`SessionError::Destroyed`] after [`destroy`](Self::destroy).
     pub fn set_deadline(&self, at: SystemTime) -> Result<(), SessionError> {
-        let mut state = self.access();
+        let mut state = self.usable()?;
         if state.fate == Fate::Destroy {
             return Err(SessionError::Destroyed);
         }
@@ -325,7 +342,7 @@ impl Session {
     ///
     /// [`SessionError::Destroyed`] after [`destroy`](Self::destroy).
     pub fn regenerate_id(&self) -> Result<(), SessionError> {
-        let mut state = self.access();
+        let mut state = self.usable()?;
         if state.fate == Fate::Destroy {
             return Err(SessionError::Destroyed);
         }
@@ -341,7 +358,7 @@ impl Session {
     ///
     /// [`SessionError::Destroyed`] after [`destroy`](Self::destroy).
     pub fn set_idle_timeout(&self, idle_timeout: Duration) -> Result<(), SessionError> {
-        let mut state = self.access();
+        let mut state = self.usable()?;
         if state.fate == Fate::Destroy {
             return Err(SessionError::Destroyed);
         }
@@ -367,7 +384,7 @@ impl Session {
     ///
     /// [`SessionError::Destroyed`] after [`destroy`](Self::destroy).
     pub fn set_persistent(&self, persistent: bool) -> Result<(), SessionError> {
-        let mut state = self.access();
+        let mut state = self.usable()?;
         if state.fate == Fate::Destroy {
             return Err(SessionError::Destroyed);
         }
@@ -407,7 +424,7 @@ impl Session {
                 max: MAX_OWNER_LEN,
             });
         }
-        let mut state = self.access();
+        let mut state = self.usable()?;
         if state.fate == Fate::Destroy {
             return Err(SessionError::Destroyed);
         }
@@ -449,7 +466,7 @@ impl Session {
     /// [`SessionError::Deserialize`] naming the key whose stored text is not valid JSON (which
     /// only a store that was written by something else can produce).
     pub fn data(&self) -> Result<serde_json::Map<String, serde_json::Value>, SessionError> {
-        self.access()
+        self.usable()?
             .record
             .entries
             .iter()
