@@ -1,14 +1,15 @@
-//! A gRPC service behind `SessionLayer`: the session travels in the `cookie` metadata and
-//! comes back in `set-cookie`, exactly as over plain HTTP.
+//! A gRPC service behind `SessionLayer`: the session's token travels in the
+//! `x-session-token` metadata (`Transport::Header`), no cookies involved.
 //!
 //! ```sh
 //! cargo run -p cloakroom-examples --example tonic_counter
 //! ```
 //!
-//! A gRPC client keeps the session by sending back, as `cookie` metadata, the `name=value`
-//! part of the `set-cookie` it received (see `examples/tests/tonic_counter.rs`).
+//! A gRPC client keeps the session by sending back, as `x-session-token` metadata, the last
+//! token a reply carried in the same metadata (see `examples/tests/tonic_counter.rs`); its
+//! first call sends the metadata empty, or none at all.
 
-use cloakroom::{MemoryStore, Session, SessionCookie, SessionLayer};
+use cloakroom::{MemoryStore, Session, SessionCookie, SessionLayer, Transport};
 use tonic::{Request, Response, Status};
 
 /// The generated server and client (see `build.rs`).
@@ -57,8 +58,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Some(_) => SessionCookie::new("__session").secrets_from_env("SESSION_SECRETS")?,
         None => SessionCookie::new("__session").random_secret(),
     };
-    // Plain h2c on loopback; behind TLS keep `Secure` on.
-    let cookie = cookie.secure(false);
+    // The token in gRPC metadata instead of a cookie.
+    let token = http::HeaderName::from_static("x-session-token");
+    let layer = SessionLayer::new(cookie, MemoryStore::new())?.transport(Transport::Header(token));
     let port: u16 = std::env::var("PORT")
         .ok()
         .and_then(|p| p.parse().ok())
@@ -70,7 +72,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("cloakroom tonic example listening on http://{addr}/");
     }
     tonic::transport::Server::builder()
-        .layer(SessionLayer::new(cookie, MemoryStore::new())?)
+        .layer(layer)
         .add_service(counter::counter_server::CounterServer::new(Counter))
         .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
         .await?;

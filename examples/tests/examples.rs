@@ -1,4 +1,5 @@
-//! The hyper, axum + Redis and login-page examples, run as built and driven over real HTTP.
+//! The hyper, axum + Redis, API-token and login-page examples, run as built and driven over
+//! real HTTP.
 
 use cloakroom_tests::app::max_age;
 use cloakroom_tests::{Browser, Example};
@@ -164,4 +165,44 @@ async fn axum_redis_says_what_is_wrong_with_its_configuration() {
         assert!(!stderr.contains(" { "), "a Debug dump: {stderr}");
         assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
     }
+}
+
+/// The API example as its client uses it: log in, keep the token the responses carry, call
+/// with it, log out; no cookie either way.
+#[tokio::test]
+async fn api_token_client_logs_in_and_keeps_its_token() {
+    use bytes::Bytes;
+    use http_body_util::Full;
+
+    let example = Example::start("api_token").await;
+    let client = Browser::new(example.addr);
+    let call = |method: &str, path: &str, token: Option<&str>| {
+        let mut request = http::Request::builder()
+            .method(method)
+            .uri(format!("http://{}{path}", example.addr));
+        if let Some(token) = token {
+            request = request.header("x-session-token", token);
+        }
+        request
+            .body(Full::new(Bytes::new()))
+            .expect("a valid request")
+    };
+    let anonymous = client.raw(call("GET", "/me", None)).await;
+    assert_eq!(anonymous.status.as_u16(), 401);
+
+    let login = client.raw(call("POST", "/login?user=ada", None)).await;
+    assert_eq!(login.body, "signed in as ada\n");
+    assert!(login.set_cookies().is_empty(), "{:?}", login.set_cookies());
+    let mut token = login.header("x-session-token").expect("a token at login");
+    for _ in 0..3 {
+        let me = client.raw(call("GET", "/me", Some(&token))).await;
+        assert_eq!(me.body, "ada\n");
+        if let Some(renewed) = me.header("x-session-token") {
+            token = renewed;
+        }
+    }
+    let logout = client.raw(call("POST", "/logout", Some(&token))).await;
+    assert_eq!(logout.header("x-session-token").as_deref(), Some(""));
+    let after = client.raw(call("GET", "/me", Some(&token))).await;
+    assert_eq!(after.status.as_u16(), 401, "the token outlived the logout");
 }

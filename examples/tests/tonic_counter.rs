@@ -1,5 +1,5 @@
-//! The tonic example as a client sees it: two calls over one channel share a session when the
-//! client sends back the cookie it was given.
+//! The tonic example as a client sees it: calls over one channel share a session when the
+//! client sends back the token metadata it was given.
 
 use cloakroom_tests::Example;
 use tonic::Request;
@@ -14,45 +14,47 @@ use example::counter::counter_client::CounterClient;
 pub use example::{VisitReply, VisitRequest};
 
 #[tokio::test]
-async fn two_calls_with_the_returned_cookie_share_a_session() {
+async fn calls_that_send_back_the_token_metadata_share_a_session() {
     let server = Example::start("tonic_counter").await;
     let mut client = CounterClient::connect(format!("http://{}", server.addr))
         .await
         .expect("a client connects to the tonic example");
+    let token_of = |metadata: &tonic::metadata::MetadataMap| {
+        let value = metadata.get("x-session-token")?;
+        value.to_str().ok().map(str::to_owned)
+    };
 
     let first = client
         .visit(Request::new(VisitRequest {}))
         .await
         .expect("the first call");
-    let set_cookie = first
-        .metadata()
-        .get("set-cookie")
-        .and_then(|value| value.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
     assert_eq!(first.get_ref().visits, 1);
     assert!(
-        set_cookie.starts_with("__session=") && set_cookie.contains("HttpOnly"),
-        "{set_cookie:?}"
+        first.metadata().get("set-cookie").is_none(),
+        "a gRPC reply carried a cookie"
     );
-    let cookie = set_cookie.split(';').next().unwrap_or_default();
+    let mut token = token_of(first.metadata()).expect("a token in the reply's metadata");
 
     for expected in [2, 3] {
         let mut request = Request::new(VisitRequest {});
-        let value = MetadataValue::try_from(cookie).expect("the cookie as metadata");
-        request.metadata_mut().insert("cookie", value);
+        let value = MetadataValue::try_from(token.as_str()).expect("the token as metadata");
+        request.metadata_mut().insert("x-session-token", value);
         let reply = client.visit(request).await.expect("the call");
         assert_eq!(
             reply.get_ref().visits,
             expected,
             "the session did not persist"
         );
+        // A renewed token, when the reply carries one, replaces the one kept.
+        if let Some(renewed) = token_of(reply.metadata()) {
+            token = renewed;
+        }
     }
 
     let fresh = client.visit(Request::new(VisitRequest {})).await;
     assert_eq!(
         fresh.map(|r| r.get_ref().visits).ok(),
         Some(1),
-        "a call without the cookie shared a session"
+        "a call without the token shared a session"
     );
 }

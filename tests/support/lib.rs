@@ -274,6 +274,11 @@ pub struct Browser {
 }
 
 impl Browser {
+    /// The server it talks to.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
     /// A browser with an empty jar talking to `addr`.
     pub fn new(addr: SocketAddr) -> Self {
         Self {

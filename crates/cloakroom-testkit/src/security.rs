@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use cloakroom::store::{Record, SessionStore};
-use cloakroom::{SameSite, SessionCookie, SessionId, SessionLayer};
+use cloakroom::{SameSite, SessionCookie, SessionId, SessionLayer, Transport};
 use http::StatusCode;
 
 use self::app::{
@@ -30,6 +30,7 @@ const IDS: &str = "issued ids are distinct, 32 base64url characters";
 const HOSTILE: &str =
     "hostile cookie headers never load another user's session or hide a valid one";
 const FOREVER: &str = "a forever idle timeout keeps the user logged in";
+const TOKENS: &str = "a token in a header is checked like a cookie: a forged or stale token gets a fresh session, and a forged one is dropped";
 const HEALTHY: &str = "every request succeeds against a healthy store";
 
 /// Runs the security suite against `store`: what an attacker can send (forged, truncated,
@@ -57,6 +58,7 @@ pub async fn security<St: SessionStore>(store: St) -> Result<(), Violation> {
     cookie_attributes_are_as_configured(&store).await?;
     issued_ids_are_distinct_long_and_base64url(&store).await?;
     hostile_cookie_headers(&store).await?;
+    header_tokens_are_checked_like_cookies(&store).await?;
     a_forever_idle_timeout_keeps_the_user_logged_in(&store).await
 }
 
@@ -131,6 +133,60 @@ async fn assert_fresh<St: SessionStore>(
             "cookie {forged:?} was not cleared: {:?}",
             answer.set_cookies
         )
+    })
+}
+
+/// With the token in a header ([`Transport::Header`]): a pre-login token loads nothing;
+/// forged, altered and foreign tokens load nothing and are answered with an empty header (drop
+/// it); the victim's own token goes on working.
+async fn header_tokens_are_checked_like_cookies<St: SessionStore>(
+    store: &Shared<St>,
+) -> Result<(), Violation> {
+    let app = serve(&layer(cookie(), store)?.transport(Transport::Header(app::TOKEN)));
+    let victim = Browser::new(&app);
+    let token_of = |answer: &Answer| answer.token.clone().unwrap_or_default();
+    let first = victim.send_token("/count", "").await;
+    let anonymous = token_of(&first);
+    let second = victim.send_token("/count", &anonymous).await;
+    ensure(
+        second.body == "2" && second.set_cookies.is_empty(),
+        TOKENS,
+        || format!("a session by header did not persist, or sent a cookie: {second:?}"),
+    )?;
+    let login = victim.send_token("/login", &anonymous).await;
+    let token = token_of(&login);
+    let (id, issued, tag) = parts(&token);
+    let later = issued.parse::<u64>().unwrap_or_default() + 3_600_000;
+    let foreign = SessionCookie::new(NAME)
+        .secret(FOREIGN_SECRET)
+        .into_signer()
+        .map(|signer| signer.sign(id, SystemTime::now()))
+        .unwrap_or_default();
+    // A validly signed token whose session is gone (ended by the login) loads nothing; it is
+    // not dropped, as a cookie is not: the request that ended it sent its successor.
+    let stale = victim.send_token("/whoami", &anonymous).await;
+    ensure(stale.body == "anonymous", TOKENS, || {
+        format!("the token from before the login still loaded the session: {stale:?}")
+    })?;
+    for forged in [
+        format!("{id}.{later}.{tag}"),   // a later issue time
+        format!("{id}.{issued}s.{tag}"), // marked differently
+        foreign,                         // another secret
+        id.to_owned(),                   // unsigned
+        format!("{NAME}={token}"),       // the cookie's form
+        "garbage".to_owned(),
+    ] {
+        let answer = victim.send_token("/whoami", &forged).await;
+        ensure(answer.body == "anonymous", TOKENS, || {
+            format!("token {forged:?} loaded a session ({:?})", answer.body)
+        })?;
+        ensure(answer.token.as_deref() == Some(""), TOKENS, || {
+            format!("token {forged:?} was not dropped: {:?}", answer.token)
+        })?;
+    }
+    let still = victim.send_token("/whoami", &token).await;
+    ensure(still.body == "ada", TOKENS, || {
+        format!("the victim's token stopped working: {:?}", still.body)
     })
 }
 

@@ -19,6 +19,7 @@ use crate::plan::{CookieSeen, Facts, Refresh, SetCookie};
 use crate::save::Saved;
 use crate::service::{Shared, found, unavailable};
 use crate::store::{Ids, Record, SessionStore};
+use crate::transport::Via;
 use crate::{Session, SessionId, headers, plan, save};
 
 /// How a request begins.
@@ -87,6 +88,8 @@ pub(crate) struct RequestSession<St: SessionStore, H> {
     /// Why the session could not be loaded, when the handler runs anyway
     /// ([`LoadFailure::RunHandler`]): the response if the handler used the session.
     load_failed: Option<CallError<St::Error>>,
+    /// Whether the token came, and goes back, in the cookie or the header.
+    via: Via,
 }
 
 impl<S, ReqB, St, H> ResponseFuture<S, ReqB, St, H>
@@ -205,6 +208,7 @@ impl<St: SessionStore, H> RequestSession<St, H> {
         now: SystemTime,
         cookie: CookieSeen,
         client: Client,
+        via: Via,
     ) -> Self {
         Self {
             shared,
@@ -214,6 +218,7 @@ impl<St: SessionStore, H> RequestSession<St, H> {
             session: None,
             client,
             load_failed: None,
+            via,
         }
     }
 
@@ -255,8 +260,18 @@ impl<St: SessionStore, H> RequestSession<St, H> {
     /// Sets the cookie and caching headers on the handler's response.
     fn finish<B>(&self, mut response: Response<B>, set_cookie: &SetCookie) -> Response<B> {
         let accessed = self.session.as_ref().is_some_and(|s| s.lock().accessed);
-        let cookie = &self.shared.config.cookie;
-        headers::apply(response.headers_mut(), cookie, set_cookie, accessed);
+        let config = &self.shared.config;
+        let token = match self.via {
+            Via::Cookie => None,
+            Via::Header => config.transport.header(),
+        };
+        headers::apply(
+            response.headers_mut(),
+            &config.cookie,
+            token,
+            set_cookie,
+            accessed,
+        );
         response
     }
 

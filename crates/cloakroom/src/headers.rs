@@ -1,37 +1,46 @@
-//! The headers the layer sets on a response: the session cookie, and what keeps caches from
-//! serving it to anyone else.
+//! The headers the layer sets on a response: the session cookie (or token header), and what
+//! keeps caches from serving it to anyone else.
 
-use http::header::{CACHE_CONTROL, SET_COOKIE, VARY};
+use http::header::{CACHE_CONTROL, COOKIE, SET_COOKIE, VARY};
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::plan::SetCookie;
 use crate::signer::CookieSigner;
 
-/// Applies `set_cookie` to a response's headers; `accessed` says whether the handler used the
-/// session, so the response depends on the cookie even when none is sent.
+/// Applies `set_cookie` to a response's headers: as `Set-Cookie`, or, for a request that came
+/// with the `token` header, as that header (the signed value alone; empty to end the session).
+/// `accessed` says whether the handler used the session, so the response depends on the
+/// cookie (or header) even when none is sent.
 pub(crate) fn apply(
     headers: &mut HeaderMap,
     cookie: &CookieSigner,
+    token: Option<&HeaderName>,
     set_cookie: &SetCookie,
     accessed: bool,
 ) {
-    let value = match set_cookie {
-        SetCookie::Keep => None,
-        SetCookie::Clear => Some(cookie.removal()),
-        SetCookie::Send { id, grant } => {
+    let value = match (set_cookie, token) {
+        (SetCookie::Keep, _) => None,
+        (SetCookie::Clear, None) => Some(cookie.removal()),
+        (SetCookie::Clear, Some(_)) => Some(String::new()),
+        (SetCookie::Send { id, grant }, token) => {
             let signed = cookie.sign_as(id.as_str(), grant.issued, grant.persistent);
-            Some(cookie.set_cookie(&signed, grant.persistent.then_some(grant.max_age)))
+            match token {
+                None => Some(cookie.set_cookie(&signed, grant.persistent.then_some(grant.max_age))),
+                Some(_) => Some(signed),
+            }
         }
     };
+    let carrier = token.unwrap_or(&SET_COOKIE);
+    let varies = token.unwrap_or(&COOKIE);
     match value.map(HeaderValue::try_from) {
         Some(Ok(value)) => {
-            headers.append(SET_COOKIE, value);
+            headers.append(carrier, value);
             keep_from_shared_caches(headers);
-            add_vary_cookie(headers);
+            add_vary(headers, varies);
         }
         // Unreachable with a validated configuration and base64url values.
-        Some(Err(error)) => tracing::error!(%error, "session cookie is not a valid header value"),
-        None if accessed => add_vary_cookie(headers),
+        Some(Err(error)) => tracing::error!(%error, "session token is not a valid header value"),
+        None if accessed => add_vary(headers, varies),
         None => {}
     }
 }
@@ -96,16 +105,21 @@ fn keep_from_shared_caches(headers: &mut HeaderMap) {
     }
 }
 
-fn add_vary_cookie(headers: &mut HeaderMap) {
+/// Adds `name` to `Vary`, unless it (or `*`) is there already.
+fn add_vary(headers: &mut HeaderMap, name: &HeaderName) {
     let already = headers.get_all(VARY).iter().any(|value| {
         value.to_str().is_ok_and(|value| {
             value
                 .split(',')
-                .any(|v| v.trim() == "*" || v.trim().eq_ignore_ascii_case("cookie"))
+                .any(|v| v.trim() == "*" || v.trim().eq_ignore_ascii_case(name.as_str()))
         })
     });
     if !already {
-        headers.append(VARY, HeaderValue::from_static("Cookie"));
+        let value = match *name == COOKIE {
+            true => HeaderValue::from_static("Cookie"),
+            false => HeaderValue::from_name(name.clone()),
+        };
+        headers.append(VARY, value);
     }
 }
 

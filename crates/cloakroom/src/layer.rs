@@ -21,6 +21,7 @@ use crate::save::MAX_DETACHED;
 use crate::service::{SessionService, Shared};
 use crate::signer::CookieSigner;
 use crate::store::{FOREVER, OwnerIndex, SessionStore};
+use crate::transport::Transport;
 
 /// The idle timeout when none is configured: 7 days.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(7 * 24 * 60 * 60);
@@ -102,6 +103,7 @@ pub(crate) struct Config {
     pub(crate) save_on_server_error: bool,
     pub(crate) store_timeout: Option<Duration>,
     pub(crate) load_failure: LoadFailure,
+    pub(crate) transport: Transport,
     /// What is noted of the client when a session is given an owner.
     pub(crate) notes: Notes,
     pub(crate) audit: Audit,
@@ -119,6 +121,7 @@ impl Config {
             save_on_server_error: false,
             store_timeout: Some(DEFAULT_STORE_TIMEOUT),
             load_failure: LoadFailure::Respond,
+            transport: Transport::Cookie,
             notes: Notes::default(),
             audit: Audit::default(),
         }
@@ -223,6 +226,27 @@ impl<St, H> SessionLayer<St, H> {
     /// [`Session::regenerate_id`](crate::Session::regenerate_id) is dropped with the changes: the login it belongs to failed.
     pub fn save_on_server_error(mut self, save: bool) -> Self {
         Arc::make_mut(&mut self.config).save_on_server_error = save;
+        self
+    }
+
+    /// Where the session's token travels: the cookie ([`Transport::Cookie`], the default), a
+    /// header (APIs, mobile apps, gRPC metadata), or the header for requests that carry it and
+    /// the cookie for the others. The same signing, rotation, refresh and regeneration apply.
+    ///
+    /// ```
+    /// use cloakroom::{MemoryStore, SessionCookie, SessionLayer, Transport};
+    /// use http::HeaderName;
+    ///
+    /// # fn main() -> Result<(), cloakroom::ConfigError> {
+    /// # unsafe { std::env::set_var("SESSION_SECRETS", "a doctest secret of at least thirty-two bytes") };
+    /// let cookie = SessionCookie::new("__Host-session").secrets_from_env("SESSION_SECRETS")?;
+    /// let token = HeaderName::from_static("x-session-token");
+    /// let layer = SessionLayer::new(cookie, MemoryStore::new())?
+    ///     .transport(Transport::CookieOrHeader(token));
+    /// # Ok(()) }
+    /// ```
+    pub fn transport(mut self, transport: Transport) -> Self {
+        Arc::make_mut(&mut self.config).transport = transport;
         self
     }
 

@@ -80,6 +80,7 @@ mod session;
 mod signer;
 pub mod store;
 pub mod testing;
+mod transport;
 
 pub use crate::audit::{AuditEvent, AuditKind};
 pub use crate::call::{StoreOperation, StoreTimedOut};
@@ -100,3 +101,4 @@ pub use crate::service::SessionService;
 pub use crate::session::Session;
 pub use crate::signer::{CookieSigner, Verified};
 pub use crate::store::{FailureKind, OwnerIndex, Revoked, SessionStore, StoreError};
+pub use crate::transport::Transport;

@@ -19,6 +19,7 @@ use crate::layer::Config;
 use crate::plan::{CookieSeen, Refresh};
 use crate::session::State;
 use crate::store::{Record, SessionStore};
+use crate::transport::Via;
 use crate::{Session, SessionId};
 
 /// The service [`SessionLayer`](crate::SessionLayer) wraps around an inner service.
@@ -95,12 +96,14 @@ where
                 now,
                 CookieSeen::Absent,
                 Client::default(),
+                Via::Cookie,
             );
             return ResponseFuture::new(&mut self.inner, request, session, Start::PassOn);
         }
-        let (cookie, named) = find::<St>(config, request.headers(), now);
+        let via = config.transport.via(request.headers());
+        let (cookie, named) = find::<St>(config, via, request.headers(), now);
         let client = config.notes.of(request.headers(), request.extensions());
-        let mut session = RequestSession::new(Arc::clone(shared), now, cookie, client);
+        let mut session = RequestSession::new(Arc::clone(shared), now, cookie, client, via);
         let start = match named {
             None => Start::Run(made(config, State::new(None, fresh(config, now)))),
             Some((id, refresh)) => {
@@ -144,16 +147,29 @@ where
     }
 }
 
-/// What the request's cookies say: whether one of ours came, and the session it names with
-/// the refresh it asks for. The first cookie of our name that verifies and names an id of the
-/// store's scheme wins (a browser sends the most specific path first).
+/// What the request's cookies (or token header, `via` it) say: whether one of ours came, and
+/// the session it names with the refresh it asks for. The first value that verifies and names
+/// an id of the store's scheme wins (a browser sends the most specific path's cookie first).
 fn find<St: SessionStore>(
     config: &Config,
+    via: Via,
     headers: &HeaderMap,
     now: SystemTime,
 ) -> (CookieSeen, Option<(SessionId, Refresh)>) {
+    match via {
+        Via::Cookie => first_ours::<St>(config, config.cookie.candidates(headers), now),
+        Via::Header => first_ours::<St>(config, config.transport.tokens(headers), now),
+    }
+}
+
+/// [`find`] over the values `raws` the request offered.
+fn first_ours<'h, St: SessionStore>(
+    config: &Config,
+    raws: impl Iterator<Item = &'h str>,
+    now: SystemTime,
+) -> (CookieSeen, Option<(SessionId, Refresh)>) {
     let mut seen = CookieSeen::Absent;
-    for raw in config.cookie.candidates(headers) {
+    for raw in raws {
         seen = CookieSeen::NotOurs;
         let Some(verified) = config.cookie.verify(raw) else {
             continue;

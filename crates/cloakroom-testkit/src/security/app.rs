@@ -11,7 +11,7 @@ use std::time::Duration;
 use cloakroom::store::{Changes, Ids, Record, SessionStore, Update};
 use cloakroom::{Session, SessionError, SessionId, SessionLayer, SessionService};
 use http::header::{COOKIE, SET_COOKIE};
-use http::{HeaderValue, Request, Response, StatusCode};
+use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
 use tower_layer::Layer as _;
 use tower_service::Service;
 
@@ -147,6 +147,9 @@ pub(super) fn serve<St: SessionStore>(layer: &SessionLayer<Shared<St>>) -> Serve
     layer.layer(App)
 }
 
+/// The header the suite's token-carrying layer uses ([`cloakroom::Transport::Header`]).
+pub(super) const TOKEN: HeaderName = HeaderName::from_static("x-session-token");
+
 /// A response, as the suite reads it.
 #[derive(Debug)]
 pub(super) struct Answer {
@@ -154,6 +157,8 @@ pub(super) struct Answer {
     pub(super) body: String,
     /// Every `Set-Cookie` the response carried.
     pub(super) set_cookies: Vec<String>,
+    /// The [`TOKEN`] header the response carried, if any.
+    pub(super) token: Option<String>,
 }
 
 impl Answer {
@@ -235,6 +240,21 @@ impl<St: SessionStore> Browser<St> {
                 request.headers_mut().append(COOKIE, value);
             }
         }
+        self.exchange(request).await
+    }
+
+    /// A request for `path` with `token` in the [`TOKEN`] header and no cookie.
+    pub(super) async fn send_token(&self, path: &str, token: &str) -> Answer {
+        let mut request = Request::new(String::new());
+        *request.uri_mut() = path.parse().unwrap_or_default();
+        if let Ok(value) = HeaderValue::from_str(token) {
+            request.headers_mut().insert(TOKEN, value);
+        }
+        self.exchange(request).await
+    }
+
+    /// Sends `request` to the app and reads its answer.
+    async fn exchange(&self, request: Request<String>) -> Answer {
         let mut app = self.app.clone();
         let response = match poll_fn(|cx| app.poll_ready(cx)).await {
             Ok(()) => app.call(request).await,
@@ -252,6 +272,10 @@ impl<St: SessionStore> Browser<St> {
                 .iter()
                 .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned())
                 .collect(),
+            token: response
+                .headers()
+                .get(TOKEN)
+                .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned()),
             body: response.into_body(),
         }
     }

@@ -1,0 +1,82 @@
+//! An API for clients without cookies (a mobile app, a CLI, a single-page app on another
+//! origin): the session's token travels in the `x-session-token` header, both ways.
+//!
+//! ```sh
+//! cargo run -p cloakroom-examples --example api_token
+//! # log in, keeping the token the response carries:
+//! TOKEN=$(curl -s -D - -o /dev/null -X POST 'http://127.0.0.1:3000/login?user=ada' \
+//!     | tr -d '\r' | sed -n 's/^x-session-token: //p')
+//! curl -H "x-session-token: $TOKEN" http://127.0.0.1:3000/me
+//! curl -X POST -H "x-session-token: $TOKEN" http://127.0.0.1:3000/logout
+//! ```
+//!
+//! A client keeps the newest token it was given: a response that renews the session (once
+//! per refresh interval) or replaces it (at login) carries the new one, and a logout answers
+//! with the header empty. `PORT` picks the port (default 3000; 0 for any free one).
+
+use axum::Router;
+use axum::extract::Query;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use cloakroom::{MemoryStore, Session, SessionCookie, SessionError, SessionLayer, Transport};
+use serde::Deserialize;
+
+#[derive(Deserialize)]
+struct Login {
+    user: String,
+}
+
+/// A demo login: any non-empty name (a real one checks a password first).
+async fn login(session: Session, Query(login): Query<Login>) -> Result<Response, SessionError> {
+    let user = login.user.trim();
+    if user.is_empty() || user.len() > cloakroom::store::MAX_OWNER_LEN {
+        return Ok((StatusCode::BAD_REQUEST, "a user name, please\n").into_response());
+    }
+    // The login: the session gets its owner and a new id, so the response carries a new token.
+    session.set_owner(user)?;
+    session.set("user", user)?;
+    Ok(format!("signed in as {user}\n").into_response())
+}
+
+async fn me(session: Session) -> Result<Response, SessionError> {
+    Ok(match session.get::<String>("user")? {
+        Some(user) => format!("{user}\n").into_response(),
+        None => (StatusCode::UNAUTHORIZED, "not signed in\n").into_response(),
+    })
+}
+
+async fn logout(session: Session) -> &'static str {
+    session.destroy();
+    "signed out\n"
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // SESSION_SECRETS if set; else a random secret, so sessions end when the demo does.
+    let cookie = match std::env::var_os("SESSION_SECRETS") {
+        Some(_) => SessionCookie::new("__session").secrets_from_env("SESSION_SECRETS")?,
+        None => SessionCookie::new("__session").random_secret(),
+    };
+    let token = axum::http::HeaderName::from_static("x-session-token");
+    let layer = SessionLayer::new(cookie, MemoryStore::new())?.transport(Transport::Header(token));
+    let app = Router::new()
+        .route("/login", post(login))
+        .route("/me", get(me))
+        .route("/logout", post(logout))
+        .layer(layer);
+    let port: u16 = std::env::var("PORT")
+        .ok()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(3000);
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+    #[allow(clippy::print_stdout)] // an example tells its user where to go
+    {
+        println!(
+            "cloakroom API example listening on http://{}/",
+            listener.local_addr()?
+        );
+    }
+    axum::serve(listener, app).await?;
+    Ok(())
+}
