@@ -53,10 +53,12 @@ impl counter::counter_server::Counter for Counter {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    // SESSION_SECRETS if set; else a random secret, so sessions end when the demo does.
-    let cookie = match std::env::var_os("SESSION_SECRETS") {
-        Some(_) => SessionCookie::new("__session").secrets_from_env("SESSION_SECRETS")?,
-        None => SessionCookie::new("__session").random_secret(),
+    // SESSION_SECRETS; a development build without it gets a random secret (sessions end
+    // when the demo does), a release build without it refuses to start.
+    let cookie = if cfg!(debug_assertions) && std::env::var_os("SESSION_SECRETS").is_none() {
+        SessionCookie::new("__session").random_secret()
+    } else {
+        SessionCookie::new("__session").secrets_from_env("SESSION_SECRETS")?
     };
     // The token in gRPC metadata instead of a cookie.
     let token = http::HeaderName::from_static("x-session-token");

@@ -1,6 +1,6 @@
 //! Copies the READMEs into `OUT_DIR` for the doctests of `support/lib.rs`, so that every Rust
 //! snippet in them is compiled and run by `cargo test`. A snippet reads its secrets from
-//! `SESSION_SECRETS`, as an app should; the copy sets that variable at the top of each `main`,
+//! `SESSION_SECRETS`, as an app should; the copy sets that variable at the start of each `main`,
 //! so the README itself shows no line a reader would have to skip.
 
 use std::path::Path;
@@ -36,12 +36,13 @@ fn main() {
         let mut doctest = String::with_capacity(text.len() + 1024);
         for line in text.lines() {
             doctest.push_str(line);
-            doctest.push('\n');
             let opens_main = line.starts_with("fn main(") || line.starts_with("async fn main(");
             if opens_main && line.ends_with('{') {
+                // On the same line, so a failing doctest's line numbers are the README's.
+                doctest.push(' ');
                 doctest.push_str(SET_SECRETS);
-                doctest.push('\n');
             }
+            doctest.push('\n');
         }
         let target = Path::new(&out).join(copy);
         std::fs::write(&target, doctest)

@@ -1,3 +1,4 @@
+use std::process::ExitCode;
 use std::time::Duration;
 
 use axum::{Router, routing::get};
@@ -10,7 +11,17 @@ async fn home(session: Session) -> Result<String, SessionError> {
 }
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn main() -> ExitCode {
+    match run().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error}"); // the message, not the Debug form `?` in main prints
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> Result<(), Box<dyn std::error::Error>> {
     // SESSION_SECRETS: comma-separated, newest first, each at least 32 bytes, used as raw bytes.
     // Make one with `openssl rand -hex 32`.
     let cookie = SessionCookie::new("session")

@@ -200,7 +200,9 @@ impl Example {
             .and_then(|deps| deps.parent())
             .map(std::path::Path::to_path_buf)
             .unwrap_or_default();
-        let candidates = [profile.join("examples").join(name), profile.join(name)];
+        // A package's own binary first: a stale example of the same name (the quick start
+        // was one once) must not stand in for it.
+        let candidates = [profile.join(name), profile.join("examples").join(name)];
         let found = candidates.iter().find(|path| path.exists());
         found.cloned().unwrap_or_else(|| {
             panic!(

@@ -273,12 +273,14 @@ async fn evicting_policy(client: &Client) -> Option<String> {
 }
 
 /// What went wrong, in words: fred keeps an I/O error only as its `Debug` text
-/// (`Os { code: 111, kind: ConnectionRefused, message: "Connection refused" }`), whose
-/// `message` is what a person wants to read.
+/// (`Os { code: 111, kind: ConnectionRefused, message: "Connection refused" }`, or `Custom {
+/// kind: Uncategorized, error: "failed to lookup address information: ..." }` for a name that
+/// does not resolve), whose `message` or `error` is what a person wants to read.
 fn reason(error: &fred::error::Error) -> String {
     let details = error.details();
-    details
-        .split_once("message: \"")
+    ["message: \"", "error: \""]
+        .iter()
+        .find_map(|field| details.split_once(field))
         .and_then(|(_, rest)| rest.split_once('"'))
         .map_or_else(|| error.to_string(), |(message, _)| message.to_owned())
 }
@@ -308,19 +310,24 @@ fn known_scheme(url: &str) -> Result<(), fred::error::Error> {
     ))
 }
 
-/// The URL with its password, if any, replaced: the URL goes into the error, and errors into
-/// logs.
+/// `url` with any password masked: everything between the start of the user information and
+/// the last `@` after its first `:` (all of it, with no `:`, since some clients read a lone
+/// user as a password), whether or not the scheme is well formed (`:pw@host`, `redis:/:pw@h`).
 fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let credentials = &url[scheme + 3..at];
-            match credentials.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
-                None => url.to_owned(),
-            }
-        }
-        _ => url.to_owned(),
-    }
+    let Some(at) = url.rfind('@') else {
+        return url.to_owned();
+    };
+    let start = url
+        .find("://")
+        .map(|i| i + 3)
+        .or_else(|| url.find("//").map(|i| i + 2))
+        .filter(|&start| start <= at)
+        .unwrap_or(0);
+    let masked = match url[start..at].split_once(':') {
+        Some((user, _)) => format!("{user}:***"),
+        None => "***".to_owned(),
+    };
+    format!("{}{masked}{}", &url[..start], &url[at..])
 }
 
 #[cfg(test)]
@@ -344,6 +351,23 @@ mod tests {
     }
 
     #[test]
+    fn a_connection_error_reads_as_words() {
+        use fred::error::{Error, ErrorKind};
+        let refused = r#"Os { code: 111, kind: ConnectionRefused, message: "Connection refused" }"#;
+        let unknown = r#"Custom { kind: Uncategorized, error: "failed to lookup address information: Name or service not known" }"#;
+        assert_eq!(
+            reason(&Error::new(ErrorKind::IO, refused)),
+            "Connection refused"
+        );
+        assert_eq!(
+            reason(&Error::new(ErrorKind::IO, unknown)),
+            "failed to lookup address information: Name or service not known"
+        );
+        let auth = Error::new(ErrorKind::Auth, "WRONGPASS invalid username-password pair");
+        assert!(reason(&auth).contains("WRONGPASS"), "{}", reason(&auth));
+    }
+
+    #[test]
     fn redact_hides_passwords_only() {
         assert_eq!(
             redact("redis://user:secret@host:6379/0"),
@@ -351,5 +375,15 @@ mod tests {
         );
         assert_eq!(redact("redis://:secret@host"), "redis://:***@host");
         assert_eq!(redact("redis://host:6379"), "redis://host:6379");
+        // A mistyped scheme or none at all must not show the password either.
+        for (url, shown) in [
+            (":hunter2@127.0.0.1:6379", ":***@127.0.0.1:6379"),
+            ("redis:/:hunter2@host", "redis:***@host"),
+            ("redis//:hunter2@host", "redis//:***@host"),
+            ("redis://hunter2@host", "redis://***@host"),
+            ("redis://u:p@ss@host", "redis://u:***@host"),
+        ] {
+            assert_eq!(redact(url), shown, "{url}");
+        }
     }
 }

@@ -206,9 +206,12 @@ impl SessionCookie {
     /// ```
     /// use cloakroom::{ConfigError, SessionCookie};
     ///
-    /// let cookie = match std::env::var_os("SESSION_SECRETS") {
-    ///     Some(_) => SessionCookie::new("__session").secrets_from_env("SESSION_SECRETS")?,
-    ///     None => SessionCookie::new("__session").random_secret(), // sessions end on restart
+    /// // A development build without SESSION_SECRETS gets a random secret (sessions end on
+    /// // restart); a release build without it fails to start, as it should.
+    /// let cookie = if cfg!(debug_assertions) && std::env::var_os("SESSION_SECRETS").is_none() {
+    ///     SessionCookie::new("__session").random_secret()
+    /// } else {
+    ///     SessionCookie::new("__session").secrets_from_env("SESSION_SECRETS")?
     /// };
     /// # Ok::<(), ConfigError>(())
     /// ```

@@ -49,7 +49,9 @@ impl<'a> StoreFailure<'a> {
 /// Turns a store failure into the response the client gets instead of the handler's.
 ///
 /// Implemented by [`FailureStatus`] (the default) and by every
-/// `Fn(&StoreFailure<'_>) -> Response<B>` closure:
+/// `Fn(&StoreFailure<'_>) -> Response<B>` closure, which
+/// [`SessionLayer::on_store_error`](crate::SessionLayer::on_store_error) takes; a type of your
+/// own goes to [`SessionLayer::on_store_error_with`](crate::SessionLayer::on_store_error_with):
 ///
 /// ```
 /// use axum::http::StatusCode;

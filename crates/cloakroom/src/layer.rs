@@ -404,6 +404,12 @@ impl<St, H> SessionLayer<St, H> {
     where
         F: Fn(&StoreFailure<'_>) -> http::Response<B>,
     {
+        self.on_store_error_with(on_store_error)
+    }
+
+    /// [`on_store_error`](Self::on_store_error) with any [`OnStoreError`](crate::OnStoreError)
+    /// (a type of your own, or [`FailureStatus`] for the default), where a closure will not do.
+    pub fn on_store_error_with<H2>(self, on_store_error: H2) -> SessionLayer<St, H2> {
         SessionLayer {
             store: self.store,
             config: self.config,

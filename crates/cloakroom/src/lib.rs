@@ -6,7 +6,8 @@
 //! cookie with the session id, and the data lives in a [`SessionStore`]: [`MemoryStore`] here,
 //! or the filesystem, Redis or memcached through the adapter crates.
 //!
-//! ```
+#![cfg_attr(feature = "axum", doc = "```")]
+#![cfg_attr(not(feature = "axum"), doc = "```ignore")]
 //! use axum::{Router, routing::get};
 //! use cloakroom::{MemoryStore, Session, SessionCookie, SessionError, SessionLayer};
 //!

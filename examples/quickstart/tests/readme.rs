@@ -41,5 +41,24 @@ async fn the_readme_example_counts_visits_per_browser() {
 async fn the_readme_example_names_a_missing_secret() {
     let (status, stderr) = Example::exit("readme", &[]).await;
     assert!(!status.success());
-    assert!(stderr.contains("SESSION_SECRETS"), "{stderr}");
+    assert!(
+        stderr.starts_with("error: SESSION_SECRETS is not set: ") && !stderr.contains(" { "),
+        "{stderr}"
+    );
+}
+
+/// The README quotes what the quick start prints for a trailing comma, exactly.
+#[tokio::test]
+async fn the_readme_quotes_the_error_for_a_trailing_comma_exactly() {
+    let secrets = "a secret of at least thirty-two bytes,";
+    let (status, stderr) = Example::exit("readme", &[("SESSION_SECRETS", secrets)]).await;
+    assert!(!status.success());
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+    let readme = std::fs::read_to_string(format!("{root}/README.md")).expect("README.md");
+    let quoted = readme
+        .split_once("compares -->\n```text\n")
+        .and_then(|(_, rest)| rest.split_once("\n```"))
+        .map(|(quoted, _)| quoted)
+        .expect("the README quotes the error");
+    assert_eq!(stderr.trim_end(), quoted);
 }
