@@ -61,7 +61,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         SessionCookie::new("__session").secrets_from_env("SESSION_SECRETS")?
     };
     let token = axum::http::HeaderName::from_static("x-session-token");
-    let layer = SessionLayer::new(cookie, MemoryStore::new())?.transport(Transport::Header(token));
+    let layer =
+        SessionLayer::new(cookie, MemoryStore::new())?.transport(Transport::Header(token))?;
     let app = Router::new()
         .route("/login", post(login))
         .route("/me", get(me))

@@ -62,7 +62,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     // The token in gRPC metadata instead of a cookie.
     let token = http::HeaderName::from_static("x-session-token");
-    let layer = SessionLayer::new(cookie, MemoryStore::new())?.transport(Transport::Header(token));
+    let layer =
+        SessionLayer::new(cookie, MemoryStore::new())?.transport(Transport::Header(token))?;
     let port: u16 = std::env::var("PORT")
         .ok()
         .and_then(|p| p.parse().ok())

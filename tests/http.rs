@@ -465,6 +465,33 @@ async fn remember_me_at_login_chooses_whether_the_cookie_outlives_the_browser() 
     }
 }
 
+/// A cookie nobody chose persistence for follows the layer's default, so tightening it to
+/// browser-session cookies reaches existing cookies; a login does not inherit the previous
+/// user's "remember me" on a shared computer.
+#[tokio::test]
+async fn the_default_reaches_cookies_nobody_chose_for_and_a_login_starts_from_it() {
+    let store = MemoryStore::new();
+    let before = serve(layer(cookie(), store.clone())).await;
+    let after = serve(layer(cookie().persistent(false), store.clone())).await;
+    let browser = before.browser();
+    browser.get("/count").await;
+    let user = after.browser();
+    user.set_cookie(NAME, &browser.cookie(NAME).unwrap_or_default());
+    let login = user.post_form("/login", "").await;
+    let set_cookie = login.set_cookie(NAME).unwrap_or_default();
+    assert!(
+        set_cookie.starts_with(&format!("{NAME}=")) && !set_cookie.contains("Max-Age"),
+        "{set_cookie}"
+    );
+
+    // Someone ticked "remember me"; the next person logs in on the same browser without.
+    let shared = after.browser();
+    shared.post_form("/stay-signed-in/yes", "").await;
+    let next = shared.post_form("/login", "").await;
+    let set_cookie = next.set_cookie(NAME).unwrap_or_default();
+    assert!(!set_cookie.contains("Max-Age"), "{set_cookie}");
+}
+
 /// `Partitioned` (CHIPS) is sent when asked for, and refused without `Secure`.
 #[tokio::test]
 async fn a_partitioned_cookie_says_so_and_needs_secure() {

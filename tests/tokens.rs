@@ -50,6 +50,7 @@ fn token_of(response: &TestResponse) -> Option<String> {
 async fn an_api_client_keeps_its_session_in_a_header() {
     let layer = layer(cookie(), MemoryStore::new())
         .transport(Transport::Header(TOKEN))
+        .expect("a header of our own")
         .refresh_interval(Duration::ZERO);
     let server = serve(layer).await;
     let client = server.browser();
@@ -102,7 +103,9 @@ async fn an_api_client_keeps_its_session_in_a_header() {
 /// to drop them; several values are tried in order and bounded.
 #[tokio::test]
 async fn a_forged_token_is_a_fresh_session() {
-    let layer = layer(cookie(), MemoryStore::new()).transport(Transport::Header(TOKEN));
+    let layer = layer(cookie(), MemoryStore::new())
+        .transport(Transport::Header(TOKEN))
+        .expect("a header of our own");
     let server = serve(layer).await;
     let client = server.browser();
     let victim = call(&client, Method::POST, "/set/secret/42", Some(""), None).await;
@@ -149,7 +152,9 @@ async fn a_forged_token_is_a_fresh_session() {
 /// with both uses the header.
 #[tokio::test]
 async fn cookie_or_header_chooses_per_request_and_the_header_wins() {
-    let layer = layer(cookie(), MemoryStore::new()).transport(Transport::CookieOrHeader(TOKEN));
+    let layer = layer(cookie(), MemoryStore::new())
+        .transport(Transport::CookieOrHeader(TOKEN))
+        .expect("a header of our own");
     let server = serve(layer).await;
     let browser = server.browser();
     let page = browser.post_form("/set/who/browser", "").await;
@@ -166,4 +171,42 @@ async fn cookie_or_header_chooses_per_request_and_the_header_wins() {
     assert_eq!(both.body, "api", "the cookie won over the header");
     let cookie_only = call(&api, Method::GET, "/get/who", None, Some(&cookie)).await;
     assert_eq!(cookie_only.body, "browser");
+}
+
+/// Under `CookieOrHeader`, a client that sends the header empty on every request (a default
+/// header with no token yet) beside its session cookie is on the cookie: its logout ends the
+/// cookie session and clears the cookie.
+#[tokio::test]
+async fn an_empty_header_beside_a_session_cookie_is_the_cookies_request() {
+    let layer = layer(cookie(), MemoryStore::new())
+        .transport(Transport::CookieOrHeader(TOKEN))
+        .expect("a header of our own");
+    let server = serve(layer).await;
+    let browser = server.browser();
+    browser.post_form("/login", "").await;
+    let cookie = format!("{NAME}={}", browser.cookie(NAME).unwrap_or_default());
+    let whoami = call(&browser, Method::GET, "/whoami", Some(""), Some(&cookie)).await;
+    assert_eq!(whoami.body, "ada");
+    let logout = call(&browser, Method::POST, "/logout", Some(""), Some(&cookie)).await;
+    assert!(
+        logout
+            .set_cookie(NAME)
+            .is_some_and(|c| c.contains("Max-Age=0")),
+        "the cookie was not cleared: {:?}",
+        logout.set_cookies()
+    );
+    assert_eq!(token_of(&logout), None);
+    let after = call(&browser, Method::GET, "/whoami", None, Some(&cookie)).await;
+    assert_eq!(after.body, "anonymous", "the logout left the session alive");
+    let vary: Vec<String> = whoami
+        .headers
+        .get_all("vary")
+        .iter()
+        .map(|v| v.to_str().unwrap_or_default().to_ascii_lowercase())
+        .collect();
+    let vary = vary.join(", ");
+    assert!(
+        vary.contains("cookie") && vary.contains(TOKEN.as_str()),
+        "{vary}"
+    );
 }

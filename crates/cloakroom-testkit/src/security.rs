@@ -142,7 +142,11 @@ async fn assert_fresh<St: SessionStore>(
 async fn header_tokens_are_checked_like_cookies<St: SessionStore>(
     store: &Shared<St>,
 ) -> Result<(), Violation> {
-    let app = serve(&layer(cookie(), store)?.transport(Transport::Header(app::TOKEN)));
+    let layer = layer(cookie(), store)?.transport(Transport::Header(app::TOKEN));
+    let app = serve(&layer.map_err(|error| Violation {
+        promise: HEALTHY,
+        detail: format!("the suite's token layer was refused: {error}"),
+    })?);
     let victim = Browser::new(&app);
     let token_of = |answer: &Answer| answer.token.clone().unwrap_or_default();
     let first = victim.send_token("/count", "").await;
@@ -216,6 +220,7 @@ async fn forged_truncated_and_reused_signatures<St: SessionStore>(
         format!("{id}.{other_issued}.{other_tag}"), // another session's signature
         format!("{id}.{later}.{tag}"),              // a later issue time
         format!("{id}.{issued}s.{tag}"),            // made a browser-session cookie
+        format!("{id}.{issued}p.{tag}"),            // marked as chosen to persist
         format!("{id}.{issued}.{tag}.{tag}"),       // doubled
         cut(&stolen, 10),                           // cut short
         format!("{stolen}x"),                       // extended

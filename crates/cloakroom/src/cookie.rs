@@ -269,7 +269,9 @@ impl SessionCookie {
     /// sites (an iframe), the browser keeps a separate cookie per top-level site, so the
     /// session cannot follow the user from one embedding site to another. Needs
     /// [`secure`](Self::secure) (browsers drop a `Partitioned` cookie without it) and, to be
-    /// sent in a cross-site iframe at all, [`SameSite::None`].
+    /// sent in a cross-site iframe at all, [`SameSite::None`]. Switching a live site to it
+    /// needs a new cookie name: browsers keep the old unpartitioned cookie beside the new one,
+    /// and a logout or login would only reach the partitioned one.
     pub fn partitioned(mut self, partitioned: bool) -> Self {
         self.partitioned = partitioned;
         self

@@ -73,6 +73,15 @@ pub enum ConfigError {
         /// The name given.
         name: String,
     },
+    /// A token header ([`Transport`](crate::Transport)) that browsers or proxies give another
+    /// meaning, or that a page may send cross-site without asking.
+    #[error(
+        "{name:?} cannot carry the session token: browsers or proxies give it another meaning, or send it cross-site unasked; choose a header of your own, such as x-session-token"
+    )]
+    TokenHeader {
+        /// The header's name.
+        name: String,
+    },
     /// Browsers reject a `Partitioned` cookie without `Secure`.
     #[error("a Partitioned cookie requires Secure; browsers drop it otherwise")]
     PartitionedWithoutSecure,

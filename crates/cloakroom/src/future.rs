@@ -265,13 +265,10 @@ impl<St: SessionStore, H> RequestSession<St, H> {
             Via::Cookie => None,
             Via::Header => config.transport.header(),
         };
-        headers::apply(
-            response.headers_mut(),
-            &config.cookie,
-            token,
-            set_cookie,
-            accessed,
-        );
+        let also = config.transport.also_varies();
+        let carriers = headers::Carriers { token, also };
+        let headers = response.headers_mut();
+        headers::apply(headers, &config.cookie, carriers, set_cookie, accessed);
         response
     }
 

@@ -7,23 +7,34 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 use crate::plan::SetCookie;
 use crate::signer::CookieSigner;
 
+/// Where a response's token goes, and what else it depends on.
+#[derive(Clone, Copy)]
+pub(crate) struct Carriers<'a> {
+    /// The token header, for a request that came with it; `None`: the cookie.
+    pub(crate) token: Option<&'a HeaderName>,
+    /// Another header the response varies on (the token header's presence decides the
+    /// carrier under `Transport::CookieOrHeader`).
+    pub(crate) also: Option<&'a HeaderName>,
+}
+
 /// Applies `set_cookie` to a response's headers: as `Set-Cookie`, or, for a request that came
-/// with the `token` header, as that header (the signed value alone; empty to end the session).
+/// with the token header, as that header (the signed value alone; empty to end the session).
 /// `accessed` says whether the handler used the session, so the response depends on the
 /// cookie (or header) even when none is sent.
 pub(crate) fn apply(
     headers: &mut HeaderMap,
     cookie: &CookieSigner,
-    token: Option<&HeaderName>,
+    carriers: Carriers<'_>,
     set_cookie: &SetCookie,
     accessed: bool,
 ) {
+    let Carriers { token, also } = carriers;
     let value = match (set_cookie, token) {
         (SetCookie::Keep, _) => None,
         (SetCookie::Clear, None) => Some(cookie.removal()),
         (SetCookie::Clear, Some(_)) => Some(String::new()),
         (SetCookie::Send { id, grant }, token) => {
-            let signed = cookie.sign_as(id.as_str(), grant.issued, grant.persistent);
+            let signed = cookie.sign_as(id.as_str(), grant.issued, grant.chosen);
             match token {
                 None => Some(cookie.set_cookie(&signed, grant.persistent.then_some(grant.max_age))),
                 Some(_) => Some(signed),
@@ -31,16 +42,23 @@ pub(crate) fn apply(
         }
     };
     let carrier = token.unwrap_or(&SET_COOKIE);
-    let varies = token.unwrap_or(&COOKIE);
+    // A header-only layer never reads the cookie; under CookieOrHeader, both decide.
+    let cookie_matters = token.is_none() || also.is_some();
+    let varies = [cookie_matters.then_some(&COOKIE), token, also];
+    let vary = |headers: &mut HeaderMap| {
+        for name in varies.into_iter().flatten() {
+            add_vary(headers, name);
+        }
+    };
     match value.map(HeaderValue::try_from) {
         Some(Ok(value)) => {
             headers.append(carrier, value);
             keep_from_shared_caches(headers);
-            add_vary(headers, varies);
+            vary(headers);
         }
         // Unreachable with a validated configuration and base64url values.
         Some(Err(error)) => tracing::error!(%error, "session token is not a valid header value"),
-        None if accessed => add_vary(headers, varies),
+        None if accessed => vary(headers),
         None => {}
     }
 }

@@ -166,7 +166,9 @@ pub enum LoadFailure {
     /// `deadline`, `destroy`) answer as for an empty session until the response is replaced:
     /// a handler that acts on one of them before it answers (writes to a database as an
     /// anonymous user, say) acts on that. So this is not the default: opt in where handlers
-    /// read the session through `get` or `data` (with `?`) before they act.
+    /// read the session through `get` or `data` (with `?`) before they act. The check is made
+    /// when the handler returns: a session used later, by a streaming body or a task the
+    /// handler spawned, gets the empty session's answers without the response being replaced.
     RunHandler,
 }
 
@@ -242,12 +244,23 @@ impl<St, H> SessionLayer<St, H> {
     /// let cookie = SessionCookie::new("__Host-session").secrets_from_env("SESSION_SECRETS")?;
     /// let token = HeaderName::from_static("x-session-token");
     /// let layer = SessionLayer::new(cookie, MemoryStore::new())?
-    ///     .transport(Transport::CookieOrHeader(token));
+    ///     .transport(Transport::CookieOrHeader(token))?;
     /// # Ok(()) }
     /// ```
-    pub fn transport(mut self, transport: Transport) -> Self {
+    ///
+    /// The header's value is the token alone, with no scheme (not `Bearer ...`). A browser app
+    /// on another origin must list the header in `Access-Control-Expose-Headers`, or it cannot
+    /// read the token a login gives it (and loses its session with the old id).
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::TokenHeader`] for a header browsers or proxies give another meaning
+    /// (`Cookie`, `Set-Cookie`, `Authorization`, hop-by-hop ones) or that a page may send
+    /// cross-site unasked (the CORS-safelisted `Accept`, `Content-Type` and the like).
+    pub fn transport(mut self, transport: Transport) -> Result<Self, ConfigError> {
+        transport.check()?;
         Arc::make_mut(&mut self.config).transport = transport;
-        self
+        Ok(self)
     }
 
     /// What a request gets when the store cannot load its session (down, or slower than the

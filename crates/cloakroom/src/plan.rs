@@ -25,10 +25,11 @@ pub(crate) enum CookieSeen {
     /// A cookie of our name that names no session: forged, of another secret, or not an id
     /// of the store's scheme.
     NotOurs,
-    /// A verified cookie with an id, issued at this time, with `Max-Age` or not (`persistent`).
+    /// A verified cookie with an id, issued at this time, with the persistence a handler chose
+    /// for it, if one did (`None`: the layer's default).
     Ours {
         issued: SystemTime,
-        persistent: bool,
+        chosen: Option<bool>,
     },
 }
 
@@ -130,12 +131,14 @@ pub(crate) enum Outcome {
 }
 
 /// A cookie to send: its `Max-Age` (sent only if `persistent`: otherwise it is a
-/// browser-session cookie), and the issue time signed into it.
+/// browser-session cookie), the issue time signed into it, and the handler's choice of
+/// persistence it carries (`chosen`, marked in the signed value; `None`: the layer's default).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Grant {
     pub(crate) max_age: Duration,
     pub(crate) issued: SystemTime,
     pub(crate) persistent: bool,
+    pub(crate) chosen: Option<bool>,
 }
 
 /// What the response does to the session cookie.
@@ -165,22 +168,25 @@ pub(crate) fn decide(config: &Config, facts: &Facts<'_>) -> Outcome {
         };
     }
     let idle = state.idle_timeout.unwrap_or(state.record.idle_timeout);
-    // Outlives the browser or not: the handler's choice, else what the cookie was, else the
-    // layer's default.
-    let was_persistent = match cookie {
-        CookieSeen::Ours { persistent, .. } => Some(persistent),
+    // Outlives the browser or not: a choice made in this request, else one the cookie
+    // carries (but not across a new id: a login on a shared computer does not inherit the
+    // last user's "remember me"), else the layer's default, which so reaches every cookie
+    // nobody chose for.
+    let carried = match cookie {
+        CookieSeen::Ours { chosen, .. } => chosen,
         CookieSeen::Absent | CookieSeen::NotOurs => None,
     };
-    let persistent = state
-        .persistent
-        .or(was_persistent)
-        .unwrap_or(config.cookie.persistent());
+    let chosen = match state.fate {
+        Fate::Regenerate => state.persistent,
+        Fate::Keep | Fate::Destroy => state.persistent.or(carried),
+    };
     let grant = || Grant {
         max_age: state.record.deadline.map_or(idle, |deadline| {
             deadline.duration_since(now).unwrap_or_default().min(idle)
         }),
         issued: now,
-        persistent,
+        persistent: chosen.unwrap_or(config.cookie.persistent()),
+        chosen,
     };
     match (state.fate, &state.id) {
         (Fate::Destroy, Some(id)) => delete(id, state),
@@ -210,7 +216,7 @@ pub(crate) fn decide(config: &Config, facts: &Facts<'_>) -> Outcome {
                 (Refresh::NotDue, CookieSeen::Ours { issued, .. })
                     if state.idle_timeout.is_some()
                         || state.deadline.is_some()
-                        || was_persistent != Some(persistent)
+                        || (state.persistent.is_some() && state.persistent != carried)
                         || due(config, issued, now, idle) =>
                 {
                     Refresh::Owed
@@ -362,11 +368,11 @@ mod tests {
         let now = SystemTime::now();
         let fresh = CookieSeen::Ours {
             issued: now - Duration::from_secs(5),
-            persistent: true,
+            chosen: None,
         };
         let old = CookieSeen::Ours {
             issued: now - MINUTE * 2,
-            persistent: true,
+            chosen: None,
         };
         let (ok, failed) = (StatusCode::OK, StatusCode::INTERNAL_SERVER_ERROR);
         // (cookie, stored session, refresh at arrival, what the store answered before the
@@ -453,8 +459,9 @@ mod tests {
         assert!(due(&config, issued, now, MINUTE));
     }
 
-    /// Whether the cookie is sent with `Max-Age`: the handler's choice, else what the cookie
-    /// was, else the layer's default; a change of mind re-sends the cookie at once.
+    /// Whether the cookie is sent with `Max-Age`: the handler's choice, else the one the cookie
+    /// carries (not across a new id), else the layer's default; a change of mind re-sends the
+    /// cookie at once.
     #[test]
     fn a_cookie_outlives_the_browser_as_the_handler_the_cookie_or_the_layer_says() {
         let now = SystemTime::now();
@@ -462,40 +469,39 @@ mod tests {
             let cookie = SessionCookie::new("s").secret([7; 32]).persistent(false);
             Config::new(cookie.into_signer().expect("a valid test configuration"))
         };
-        let seen = |persistent| CookieSeen::Ours {
+        let seen = |chosen| CookieSeen::Ours {
             issued: now - Duration::from_secs(5),
-            persistent,
+            chosen,
         };
-        // (layer default persistent, cookie, stored, handler's choice, wrote) → (persistent, sent)
+        use Handler::{Nothing, Regenerated, Wrote};
+        // (layer default persistent, cookie, stored, handler, its choice) → (persistent, mark) sent
         #[rustfmt::skip]
         let table = [
-            (true, CookieSeen::Absent, false, None, true, Some(true)),
-            (false, CookieSeen::Absent, false, None, true, Some(false)),
-            (false, CookieSeen::Absent, false, Some(true), true, Some(true)),
-            // The cookie's own mode stays, whatever the layer's default.
-            (true, seen(false), true, None, true, None),
-            (false, seen(true), true, None, false, None),
+            (true, CookieSeen::Absent, false, Wrote, None, Some((true, None))),
+            (false, CookieSeen::Absent, false, Wrote, None, Some((false, None))),
+            (false, CookieSeen::Absent, false, Wrote, Some(true), Some((true, Some(true)))),
+            // A choice the cookie carries stays, whatever the layer's default.
+            (true, seen(Some(false)), true, Wrote, None, None),
+            (false, seen(Some(true)), true, Nothing, None, None),
             // A change of mind is sent at once, written or not.
-            (true, seen(false), true, Some(true), false, Some(true)),
-            (false, seen(true), true, Some(false), false, Some(false)),
-            (true, seen(true), true, Some(true), false, None),
+            (true, seen(Some(false)), true, Nothing, Some(true), Some((true, Some(true)))),
+            (false, seen(Some(true)), true, Nothing, Some(false), Some((false, Some(false)))),
+            (true, seen(Some(true)), true, Nothing, Some(true), None),
+            // A login (a new id) starts from the layer's default unless it chooses.
+            (false, seen(Some(true)), true, Regenerated, None, Some((false, None))),
+            (false, seen(Some(true)), true, Regenerated, Some(true), Some((true, Some(true)))),
+            // A cookie nobody chose for follows the default, changed or not.
+            (false, seen(None), true, Regenerated, None, Some((false, None))),
         ];
-        for (i, (default, cookie, stored, chosen, wrote, expected)) in table.into_iter().enumerate()
+        for (i, (default, cookie, stored, handler, chosen, expected)) in
+            table.into_iter().enumerate()
         {
             let config = if default {
                 config()
             } else {
                 Config::new(browser_session.cookie.clone())
             };
-            let mut state = session(
-                stored,
-                if wrote {
-                    Handler::Wrote
-                } else {
-                    Handler::Nothing
-                },
-                now,
-            );
+            let mut state = session(stored, handler, now);
             state.persistent = chosen;
             let facts = Facts {
                 now,
@@ -506,11 +512,10 @@ mod tests {
                 sealed: false,
             };
             let outcome = decide(&config, &facts);
-            let sent =
-                match outcome.cookie(state.id.clone().or_else(|| Some(SessionId::generate()))) {
-                    SetCookie::Send { grant, .. } => Some(grant.persistent),
-                    _ => None,
-                };
+            let sent = match outcome.cookie(Some(SessionId::generate())) {
+                SetCookie::Send { grant, .. } => Some((grant.persistent, grant.chosen)),
+                _ => None,
+            };
             assert_eq!(sent, expected, "row {i}: {outcome:?}");
         }
     }
@@ -521,6 +526,7 @@ mod tests {
             max_age: MINUTE,
             issued: SystemTime::now(),
             persistent: true,
+            chosen: None,
         };
         let update = Outcome::Update {
             id: SessionId::generate(),

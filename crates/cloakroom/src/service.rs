@@ -100,7 +100,7 @@ where
             );
             return ResponseFuture::new(&mut self.inner, request, session, Start::PassOn);
         }
-        let via = config.transport.via(request.headers());
+        let via = config.transport.via(request.headers(), &config.cookie);
         let (cookie, named) = find::<St>(config, via, request.headers(), now);
         let client = config.notes.of(request.headers(), request.extensions());
         let mut session = RequestSession::new(Arc::clone(shared), now, cookie, client, via);
@@ -178,7 +178,7 @@ fn first_ours<'h, St: SessionStore>(
             let refresh = Refresh::at_arrival(config, verified.issued, verified.current, now);
             let seen = CookieSeen::Ours {
                 issued: verified.issued,
-                persistent: verified.persistent,
+                chosen: verified.chosen,
             };
             return (seen, Some((id, refresh)));
         }

@@ -1,7 +1,8 @@
 //! Signing and reading the session cookie: `value.issued.signature` with HMAC-SHA256 under
-//! keys derived from the secrets, and the `Set-Cookie` values the layer sends. A
-//! browser-session cookie (no `Max-Age`) says so in its signed part, `value.issueds`, so the
-//! choice stays with the browser's cookie from one request to the next without a store field.
+//! keys derived from the secrets, and the `Set-Cookie` values the layer sends. A handler's
+//! choice of a browser-session cookie (no `Max-Age`) or a persistent one is marked in the
+//! signed part, `value.issueds` or `value.issuedp`, so it stays with the browser's cookie from
+//! one request to the next without a store field; no mark means the layer's default.
 
 use std::fmt;
 use std::time::{Duration, SystemTime};
@@ -22,8 +23,11 @@ const MAX_CANDIDATES: usize = 8;
 /// Digits of the issue time in a signed value: Unix milliseconds well past the year 30000.
 const MAX_ISSUED_DIGITS: usize = 15;
 
-/// After the issue time, marks a browser-session cookie (one sent without `Max-Age`).
+/// After the issue time, marks a handler's choice of a browser-session cookie (one sent
+/// without `Max-Age`)...
 const BROWSER_SESSION: char = 's';
+/// ...or of one that outlives the browser.
+const PERSISTENT: char = 'p';
 
 /// 32 bytes derived from `secret` for one `purpose` with HKDF-SHA256, so one secret can key
 /// several uses (signing, sealing) without one revealing anything about another.
@@ -61,8 +65,9 @@ pub struct Verified<'a> {
     pub(crate) issued: SystemTime,
     /// Whether it was signed with the newest secret; if not, it must be re-signed.
     pub(crate) current: bool,
-    /// Whether it was issued with `Max-Age` (not a browser-session cookie).
-    pub(crate) persistent: bool,
+    /// The handler's choice of a persistent cookie (`Some(true)`) or a browser-session one
+    /// (`Some(false)`), if one was made; `None` follows the layer's default.
+    pub(crate) chosen: Option<bool>,
 }
 
 impl<'a> Verified<'a> {
@@ -82,10 +87,12 @@ impl<'a> Verified<'a> {
         self.current
     }
 
-    /// Whether it was issued to outlive the browser (with `Max-Age`), rather than as a
-    /// browser-session cookie ([`SessionCookie::persistent`](crate::SessionCookie::persistent)).
-    pub fn is_persistent(&self) -> bool {
-        self.persistent
+    /// Whether a handler chose that this cookie outlives the browser (`Some(true)`) or not
+    /// (`Some(false)`, a browser-session cookie), with
+    /// [`Session::set_persistent`](crate::Session::set_persistent); `None` when it follows the
+    /// layer's default ([`SessionCookie::persistent`](crate::SessionCookie::persistent)).
+    pub fn chosen_persistence(&self) -> Option<bool> {
+        self.chosen
     }
 }
 
@@ -162,11 +169,11 @@ impl CookieSigner {
     /// # Ok(()) }
     /// ```
     pub fn sign(&self, value: &str, issued: SystemTime) -> String {
-        self.sign_as(value, issued, true)
+        self.sign_as(value, issued, None)
     }
 
-    /// [`sign`](Self::sign), marking a browser-session cookie (`persistent` false) as such.
-    pub(crate) fn sign_as(&self, value: &str, issued: SystemTime, persistent: bool) -> String {
+    /// [`sign`](Self::sign), marking a handler's `chosen` persistence, if any.
+    pub(crate) fn sign_as(&self, value: &str, issued: SystemTime, chosen: Option<bool>) -> String {
         let millis = issued
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |since| since.as_millis());
@@ -174,8 +181,10 @@ impl CookieSigner {
         signed.push_str(value);
         signed.push('.');
         signed.push_str(&millis.to_string());
-        if !persistent {
-            signed.push(BROWSER_SESSION);
+        match chosen {
+            Some(true) => signed.push(PERSISTENT),
+            Some(false) => signed.push(BROWSER_SESSION),
+            None => {}
         }
         let tag = hmac::sign(&self.keys[0], signed.as_bytes());
         signed.push('.');
@@ -193,9 +202,13 @@ impl CookieSigner {
             return None;
         }
         let (signed, tag) = (raw.get(..split)?, raw.get(split + 1..)?);
-        let (timed, persistent) = match signed.strip_suffix(BROWSER_SESSION) {
-            Some(timed) => (timed, false),
-            None => (signed, true),
+        let (timed, chosen) = match (
+            signed.strip_suffix(BROWSER_SESSION),
+            signed.strip_suffix(PERSISTENT),
+        ) {
+            (Some(timed), _) => (timed, Some(false)),
+            (_, Some(timed)) => (timed, Some(true)),
+            _ => (signed, None),
         };
         let digits = timed.bytes().rev().take_while(u8::is_ascii_digit).count();
         let dot = timed.len().checked_sub(digits + 1)?;
@@ -218,7 +231,7 @@ impl CookieSigner {
             value,
             issued,
             current: index == 0,
-            persistent,
+            chosen,
         })
     }
 
@@ -308,7 +321,7 @@ mod tests {
                 value: "some-id",
                 issued: issued(),
                 current: true,
-                persistent: true,
+                chosen: None,
             })
         );
     }
@@ -316,23 +329,31 @@ mod tests {
     #[test]
     fn a_browser_session_cookie_says_so_under_its_signature() {
         let signer = signer(&[NEW]);
-        let signed = signer.sign_as("some-id", issued(), false);
+        let signed = signer.sign_as("some-id", issued(), Some(false));
         assert!(signed.starts_with("some-id.1795000000123s."), "{signed}");
         let verified = signer.verify(&signed);
         assert_eq!(
-            verified.map(|v| (v.value, v.persistent)),
-            Some(("some-id", false))
+            verified.map(|v| (v.value, v.chosen)),
+            Some(("some-id", Some(false)))
         );
+        let remembered = signer.sign_as("some-id", issued(), Some(true));
+        assert!(
+            remembered.starts_with("some-id.1795000000123p."),
+            "{remembered}"
+        );
+        let chosen = |signed: &str| signer.verify(signed).map(|v| v.chosen);
+        assert_eq!(chosen(&remembered), Some(Some(true)));
+        assert_eq!(chosen(&signer.sign("some-id", issued())), Some(None));
         // The mark is signed: a client cannot add it or take it away.
         let tag = signed.rsplit('.').next().unwrap_or_default();
         let unmarked = format!("some-id.1795000000123.{tag}");
         assert_eq!(signer.verify(&unmarked), None);
         let persistent = signer.sign("some-id", issued());
         let tag = persistent.rsplit('.').next().unwrap_or_default();
-        assert_eq!(
-            signer.verify(&format!("some-id.1795000000123s.{tag}")),
-            None
-        );
+        for marked in ["s", "p"] {
+            let forged = format!("some-id.1795000000123{marked}.{tag}");
+            assert_eq!(signer.verify(&forged), None, "{forged}");
+        }
         assert_eq!(
             signer.set_cookie("v.s", None),
             "sid=v.s; Path=/; HttpOnly; Secure; SameSite=Lax"
