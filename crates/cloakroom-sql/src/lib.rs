@@ -104,6 +104,8 @@
 #![forbid(unsafe_code)]
 
 mod codec;
+#[cfg(feature = "postgres")]
+mod conns;
 mod error;
 #[cfg(feature = "postgres")]
 mod postgres;

@@ -6,13 +6,30 @@ use std::time::Duration;
 
 use cloakroom::SessionId;
 use cloakroom::store::{Changes, OwnerIndex, Record, Revoked, SessionStore, Update};
+use sqlx::PgConnection;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 
 use crate::codec::{self, Columns};
+use crate::conns::Connections;
 use crate::error::POSTGRES;
 use crate::sweep::{self, Batches, Sweep};
 use crate::table::Table;
 use crate::{CREATE_ATTEMPTS, DEFAULT_TABLE, SqlStoreError};
+
+/// Runs one statement on a connection of the store's own (see `conns.rs`): `$body` uses
+/// `&mut $c` and awaits.
+macro_rules! on_connection {
+    ($store:expr, |$c:ident| $body:expr) => {
+        $store
+            .inner
+            .conns
+            .with(|mut $c| async move {
+                let result = $body;
+                ($c, result)
+            })
+            .await
+    };
+}
 
 /// The database's clock in milliseconds, one value for the whole statement.
 const NOW: &str = "floor(extract(epoch from statement_timestamp()) * 1000)::int8";
@@ -28,7 +45,11 @@ pub struct PostgresStore {
 }
 
 struct Inner {
+    /// For `migrate`, the sweeper and the application ([`PostgresStore::pool`]).
     pool: PgPool,
+    /// For the calls of requests: the pool's settings, without its round trip per call
+    /// (see `conns.rs`).
+    conns: Connections<PgConnection>,
     table: Table,
     sql: Statements,
     sweep_batch: u32,
@@ -173,9 +194,13 @@ impl PostgresStoreBuilder {
         self
     }
 
-    /// Uses a pool the application already has (the one its handlers use, say); the pool's
-    /// own settings apply, and [`max_connections`](Self::max_connections) and
-    /// [`acquire_timeout`](Self::acquire_timeout) are not used.
+    /// Uses a pool the application already has (the one its handlers use, say), and its
+    /// settings: [`max_connections`](Self::max_connections) and
+    /// [`acquire_timeout`](Self::acquire_timeout) are the pool's. `migrate` and the sweeper
+    /// run on the pool; session calls run on up to `max_connections` connections of the
+    /// store's own, made with the pool's connect options, since a call through a sqlx pool
+    /// costs a second round trip (the pool pings each connection it takes back; see the
+    /// crate docs).
     pub fn pool(mut self, pool: PgPool) -> Self {
         self.source = Source::Pool(pool);
         self
@@ -246,7 +271,13 @@ impl PostgresStoreBuilder {
                 ));
             }
         };
+        let conns = Connections::new(
+            (*pool.connect_options()).clone(),
+            pool.options().get_max_connections(),
+            pool.options().get_acquire_timeout(),
+        );
         let inner = Arc::new(Inner {
+            conns,
             pool,
             sql: Statements::new(&table),
             table,
@@ -333,20 +364,22 @@ impl SessionStore for PostgresStore {
     type Error = SqlStoreError;
 
     async fn load(&self, id: &SessionId) -> Result<Option<Record>, SqlStoreError> {
-        let row: Option<Columns> = sqlx::query_as(&self.inner.sql.load)
+        let sql = &self.inner.sql.load;
+        let row: Option<Columns> = on_connection!(self, |c| sqlx::query_as(sql)
             .bind(id.as_str())
-            .fetch_optional(&self.inner.pool)
-            .await
-            .map_err(failed("load"))?;
+            .fetch_optional(&mut c)
+            .await)
+        .map_err(failed("load"))?;
         row.map(|columns| self.record(columns)).transpose()
     }
 
     async fn read(&self, id: &SessionId) -> Result<Option<Record>, SqlStoreError> {
-        let row: Option<Columns> = sqlx::query_as(&self.inner.sql.read)
+        let sql = &self.inner.sql.read;
+        let row: Option<Columns> = on_connection!(self, |c| sqlx::query_as(sql)
             .bind(id.as_str())
-            .fetch_optional(&self.inner.pool)
-            .await
-            .map_err(failed("read"))?;
+            .fetch_optional(&mut c)
+            .await)
+        .map_err(failed("read"))?;
         row.map(|columns| self.record(columns)).transpose()
     }
 
@@ -355,19 +388,22 @@ impl SessionStore for PostgresStore {
         let (owner, since, user_agent, address) = codec::owner(record);
         for _ in 0..CREATE_ATTEMPTS {
             let id = SessionId::generate();
-            let done = sqlx::query(&self.inner.sql.create)
-                .bind(id.as_str())
-                .bind(&entries)
+            let sql = &self.inner.sql.create;
+            let (entries, owner, user_agent, address) = (&entries, &owner, &user_agent, &address);
+            let fresh = id.as_str();
+            let done = on_connection!(self, |c| sqlx::query(sql)
+                .bind(fresh)
+                .bind(entries)
                 .bind(codec::millis(record.created))
                 .bind(codec::duration_millis(record.idle_timeout))
                 .bind(record.deadline.map(codec::millis))
-                .bind(&owner)
+                .bind(owner)
                 .bind(since)
-                .bind(&user_agent)
-                .bind(&address)
-                .execute(&self.inner.pool)
-                .await
-                .map_err(failed("create"))?;
+                .bind(user_agent)
+                .bind(address)
+                .execute(&mut c)
+                .await)
+            .map_err(failed("create"))?;
             if done.rows_affected() == 1 {
                 return Ok(id);
             }
@@ -380,14 +416,16 @@ impl SessionStore for PostgresStore {
     }
 
     async fn update(&self, id: &SessionId, changes: &Changes) -> Result<Update, SqlStoreError> {
-        let done = sqlx::query(&self.inner.sql.update)
+        let sql = &self.inner.sql.update;
+        let patch = codec::patch(changes);
+        let done = on_connection!(self, |c| sqlx::query(sql)
             .bind(id.as_str())
-            .bind(codec::patch(changes))
+            .bind(patch)
             .bind(changes.idle_timeout.map(codec::duration_millis))
             .bind(changes.deadline.map(codec::millis))
-            .execute(&self.inner.pool)
-            .await
-            .map_err(failed("update"))?;
+            .execute(&mut c)
+            .await)
+        .map_err(failed("update"))?;
         Ok(if done.rows_affected() == 1 {
             Update::Applied
         } else {
@@ -396,11 +434,12 @@ impl SessionStore for PostgresStore {
     }
 
     async fn delete(&self, id: &SessionId) -> Result<(), SqlStoreError> {
-        sqlx::query(&self.inner.sql.delete)
+        let sql = &self.inner.sql.delete;
+        on_connection!(self, |c| sqlx::query(sql)
             .bind(id.as_str())
-            .execute(&self.inner.pool)
-            .await
-            .map_err(failed("delete"))?;
+            .execute(&mut c)
+            .await)
+        .map_err(failed("delete"))?;
         Ok(())
     }
 }
@@ -409,11 +448,14 @@ impl SessionStore for PostgresStore {
 /// and leaves with it.
 impl OwnerIndex for PostgresStore {
     async fn owned(&self, owner: &str) -> Result<Vec<(SessionId, Record)>, SqlStoreError> {
-        let rows: Vec<crate::OwnedRow> = sqlx::query_as(&self.inner.sql.owned)
-            .bind(codec::escape(owner).as_ref())
-            .fetch_all(&self.inner.pool)
-            .await
-            .map_err(failed("owned"))?;
+        let sql = &self.inner.sql.owned;
+        let owner = codec::escape(owner);
+        let owner = owner.as_ref();
+        let rows: Vec<crate::OwnedRow> = on_connection!(self, |c| sqlx::query_as(sql)
+            .bind(owner)
+            .fetch_all(&mut c)
+            .await)
+        .map_err(failed("owned"))?;
         rows.into_iter()
             .map(|row| {
                 let (id, columns) = crate::split(row);
@@ -428,12 +470,15 @@ impl OwnerIndex for PostgresStore {
         owner: &str,
         except: Option<&SessionId>,
     ) -> Result<Revoked, SqlStoreError> {
-        let rows: Vec<(String, bool)> = sqlx::query_as(&self.inner.sql.revoke)
-            .bind(codec::escape(owner).as_ref())
+        let sql = &self.inner.sql.revoke;
+        let owner = codec::escape(owner);
+        let owner = owner.as_ref();
+        let rows: Vec<(String, bool)> = on_connection!(self, |c| sqlx::query_as(sql)
+            .bind(owner)
             .bind(except.map(SessionId::as_str))
-            .fetch_all(&self.inner.pool)
-            .await
-            .map_err(failed("revoke_all"))?;
+            .fetch_all(&mut c)
+            .await)
+        .map_err(failed("revoke_all"))?;
         // Expired rows are deleted too, but were no live session to end.
         let ended = rows
             .into_iter()

@@ -320,3 +320,48 @@ async fn three_instances_agree_through_restarts() {
         "no call failed: the restarts were not seen"
     );
 }
+
+/// Calls cut off at every point of their round trip (as the layer's store timeout or a client
+/// gone does) leave no connection with a statement half-way: on a single connection, the next
+/// call always gets its own answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_call_never_leaves_its_answer_to_the_next() {
+    let server = postgres().await;
+    let store = PostgresStore::builder()
+        .url(server.url())
+        .max_connections(1)
+        .build()
+        .await
+        .expect("connect");
+    store.migrate().await.expect("migrate");
+    let mut ids = Vec::new();
+    for value in ["\"a\"", "\"b\""] {
+        let id = store
+            .create(&Record::new(
+                SystemTime::now(),
+                Duration::from_secs(600),
+                None,
+            ))
+            .await
+            .expect("create");
+        store.update(&id, &set("v", value)).await.expect("update");
+        ids.push(id);
+    }
+    let mut cut = 0;
+    for round in 0..1_000_u64 {
+        let wait = Duration::from_micros(round % 400);
+        if tokio::time::timeout(wait, store.load(&ids[0]))
+            .await
+            .is_err()
+        {
+            cut += 1;
+        }
+        let b = store
+            .load(&ids[1])
+            .await
+            .expect("a load after a cut-off one");
+        let value = b.map(|record| record.entries["v"].json.clone());
+        assert_eq!(value.as_deref(), Some("\"b\""), "round {round}");
+    }
+    assert!(cut >= 20, "only {cut} calls were cut off");
+}
