@@ -27,6 +27,20 @@ pub enum SqlStoreError {
         #[source]
         source: sqlx::Error,
     },
+    /// The transaction a SQLite write was committed in failed (its statement was fine): see
+    /// [`SqliteStore`](crate::SqliteStore)'s writes, committed together.
+    #[error(
+        "{database} session store: {operation} failed with the transaction it was part of: {source}"
+    )]
+    Batch {
+        /// `SQLite`.
+        database: &'static str,
+        /// The store operation.
+        operation: &'static str,
+        /// What sqlx said of the transaction.
+        #[source]
+        source: std::sync::Arc<sqlx::Error>,
+    },
     /// A row of the table holds something this store did not write.
     #[error("{database} session store: a row of {table} is not a cloakroom session: {reason}")]
     Corrupt {
@@ -51,6 +65,9 @@ impl StoreError for SqlStoreError {
     fn failure_kind(&self) -> FailureKind {
         match self {
             Self::Database {
+                database, source, ..
+            } if retryable(database, source) => FailureKind::Unavailable,
+            Self::Batch {
                 database, source, ..
             } if retryable(database, source) => FailureKind::Unavailable,
             Self::Collision { .. } => FailureKind::Unavailable,

@@ -10,11 +10,14 @@ use cloakroom::SessionId;
 use cloakroom::store::{Changes, OwnerIndex, Record, Revoked, SessionStore, Update};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 
+use self::writer::{Answer, Failure, Write, Writer};
 use crate::codec::{self, Columns};
 use crate::error::SQLITE;
 use crate::sweep::{self, Batches, Sweep};
 use crate::table::Table;
 use crate::{CREATE_ATTEMPTS, DEFAULT_TABLE, SqlStoreError};
+
+mod writer;
 
 /// The database's clock in milliseconds: SQLite gives `'now'` one value for the whole
 /// statement. (`julianday` rather than `unixepoch('subsec')`, which older SQLite lacks.)
@@ -31,7 +34,10 @@ pub struct SqliteStore {
 }
 
 struct Inner {
+    /// Reads, and `migrate`.
     pool: SqlitePool,
+    /// Every write, committed together (see `sqlite/writer.rs`).
+    writer: Writer,
     table: Table,
     sql: Statements,
     sweep_batch: u32,
@@ -270,9 +276,25 @@ impl SqliteStoreBuilder {
                     })?
             }
         };
+        let sql = Statements::new(&table);
+        let writer = Writer::start(
+            pool.clone(),
+            writer::Statements {
+                load: sql.load.clone(),
+                create: sql.create.clone(),
+                update: sql.update.clone(),
+                delete: sql.delete.clone(),
+                revoke: sql.revoke.clone(),
+                sweep: sql.sweep.clone(),
+            },
+        )
+        .ok_or_else(|| {
+            SqlStoreError::Config("SqliteStore must be built inside a Tokio runtime".to_owned())
+        })?;
         let inner = Arc::new(Inner {
             pool,
-            sql: Statements::new(&table),
+            writer,
+            sql,
             table,
             sweep_batch: self.sweep.batch,
         });
@@ -346,12 +368,39 @@ fn failed(operation: &'static str) -> impl FnOnce(sqlx::Error) -> SqlStoreError 
 
 impl Batches for Inner {
     async fn sweep_batch(&self, batch: u32) -> Result<u64, SqlStoreError> {
-        let done = sqlx::query(&self.sql.sweep)
-            .bind(i64::from(batch))
-            .execute(&self.pool)
-            .await
-            .map_err(failed("sweep"))?;
-        Ok(done.rows_affected())
+        let write = Write::Sweep {
+            batch: i64::from(batch),
+        };
+        match self.writer.write(write).await.map_err(written("sweep"))? {
+            Answer::Affected(rows) => Ok(rows),
+            _ => Ok(0),
+        }
+    }
+}
+
+/// The error of a write of `operation` (see [`failed`]).
+fn written(operation: &'static str) -> impl FnOnce(Failure) -> SqlStoreError {
+    move |failure| match failure {
+        Failure::Own(source) => failed(operation)(source),
+        Failure::Batch(source) => {
+            tracing::debug!(operation, error = %source, "SQLite session store transaction failed");
+            SqlStoreError::Batch {
+                database: SQLITE,
+                operation,
+                source,
+            }
+        }
+    }
+}
+
+/// An answer a write of its kind never gives.
+fn unexpected(operation: &'static str) -> SqlStoreError {
+    SqlStoreError::Batch {
+        database: SQLITE,
+        operation,
+        source: Arc::new(sqlx::Error::Protocol(format!(
+            "the writer answered {operation} with another call's answer"
+        ))),
     }
 }
 
@@ -359,12 +408,19 @@ impl SessionStore for SqliteStore {
     type Error = SqlStoreError;
 
     async fn load(&self, id: &SessionId) -> Result<Option<Record>, SqlStoreError> {
-        let row: Option<Columns> = sqlx::query_as(&self.inner.sql.load)
-            .bind(id.as_str())
-            .fetch_optional(&self.inner.pool)
+        let write = Write::Load {
+            id: id.as_str().to_owned(),
+        };
+        match self
+            .inner
+            .writer
+            .write(write)
             .await
-            .map_err(failed("load"))?;
-        row.map(|columns| self.record(columns)).transpose()
+            .map_err(written("load"))?
+        {
+            Answer::Row(row) => row.map(|columns| self.record(columns)).transpose(),
+            _ => Err(unexpected("load")),
+        }
     }
 
     async fn read(&self, id: &SessionId) -> Result<Option<Record>, SqlStoreError> {
@@ -381,21 +437,24 @@ impl SessionStore for SqliteStore {
         let (owner, since, user_agent, address) = codec::owner(record);
         for _ in 0..CREATE_ATTEMPTS {
             let id = SessionId::generate();
-            let done = sqlx::query(&self.inner.sql.create)
-                .bind(id.as_str())
-                .bind(&entries)
-                .bind(codec::millis(record.created))
-                .bind(codec::duration_millis(record.idle_timeout))
-                .bind(record.deadline.map(codec::millis))
-                .bind(&owner)
-                .bind(since)
-                .bind(&user_agent)
-                .bind(&address)
-                .execute(&self.inner.pool)
+            let write = Write::Create {
+                id: id.as_str().to_owned(),
+                entries: entries.clone(),
+                created: codec::millis(record.created),
+                idle: codec::duration_millis(record.idle_timeout),
+                deadline: record.deadline.map(codec::millis),
+                owner: (owner.clone(), since, user_agent.clone(), address.clone()),
+            };
+            match self
+                .inner
+                .writer
+                .write(write)
                 .await
-                .map_err(failed("create"))?;
-            if done.rows_affected() == 1 {
-                return Ok(id);
+                .map_err(written("create"))?
+            {
+                Answer::Affected(1) => return Ok(id),
+                Answer::Affected(_) => {}
+                _ => return Err(unexpected("create")),
             }
             tracing::warn!(session = %id, "new session id already taken; trying another");
         }
@@ -406,27 +465,34 @@ impl SessionStore for SqliteStore {
     }
 
     async fn update(&self, id: &SessionId, changes: &Changes) -> Result<Update, SqlStoreError> {
-        let done = sqlx::query(&self.inner.sql.update)
-            .bind(id.as_str())
-            .bind(codec::patch(changes))
-            .bind(changes.idle_timeout.map(codec::duration_millis))
-            .bind(changes.deadline.map(codec::millis))
-            .execute(&self.inner.pool)
+        let write = Write::Update {
+            id: id.as_str().to_owned(),
+            patch: codec::patch(changes),
+            idle: changes.idle_timeout.map(codec::duration_millis),
+            deadline: changes.deadline.map(codec::millis),
+        };
+        match self
+            .inner
+            .writer
+            .write(write)
             .await
-            .map_err(failed("update"))?;
-        Ok(if done.rows_affected() == 1 {
-            Update::Applied
-        } else {
-            Update::Missing
-        })
+            .map_err(written("update"))?
+        {
+            Answer::Affected(1) => Ok(Update::Applied),
+            Answer::Affected(_) => Ok(Update::Missing),
+            _ => Err(unexpected("update")),
+        }
     }
 
     async fn delete(&self, id: &SessionId) -> Result<(), SqlStoreError> {
-        sqlx::query(&self.inner.sql.delete)
-            .bind(id.as_str())
-            .execute(&self.inner.pool)
+        let write = Write::Delete {
+            id: id.as_str().to_owned(),
+        };
+        self.inner
+            .writer
+            .write(write)
             .await
-            .map_err(failed("delete"))?;
+            .map_err(written("delete"))?;
         Ok(())
     }
 }
@@ -454,12 +520,20 @@ impl OwnerIndex for SqliteStore {
         owner: &str,
         except: Option<&SessionId>,
     ) -> Result<Revoked, SqlStoreError> {
-        let rows: Vec<(String, i64)> = sqlx::query_as(&self.inner.sql.revoke)
-            .bind(codec::escape(owner).as_ref())
-            .bind(except.map(SessionId::as_str))
-            .fetch_all(&self.inner.pool)
+        let write = Write::Revoke {
+            owner: codec::escape(owner).into_owned(),
+            except: except.map(|id| id.as_str().to_owned()),
+        };
+        let rows = match self
+            .inner
+            .writer
+            .write(write)
             .await
-            .map_err(failed("revoke_all"))?;
+            .map_err(written("revoke_all"))?
+        {
+            Answer::Ended(rows) => rows,
+            _ => return Err(unexpected("revoke_all")),
+        };
         // Expired rows are deleted too, but were no live session to end.
         let ended = rows
             .into_iter()

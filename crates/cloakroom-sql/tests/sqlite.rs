@@ -324,3 +324,49 @@ async fn a_writer_process() {
         assert_eq!(done, Update::Applied);
     }
 }
+
+/// Writes waiting together are committed together, and one that SQLite refuses (an update of
+/// a row whose entries are not JSON) fails alone, a 500, while the writes around it are kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_write_fails_alone_among_writes_committed_together() {
+    let dir = dir();
+    let store = store(&dir.path().join("s.db")).await;
+    let record = Record::new(SystemTime::now(), Duration::from_secs(600), None);
+    let broken = store.create(&record).await.expect("create");
+    sqlx::query("UPDATE sessions SET entries = 'not json' WHERE id = ?1")
+        .bind(broken.as_str())
+        .execute(store.pool())
+        .await
+        .expect("break a row");
+    let mut good = Vec::new();
+    for _ in 0..50 {
+        good.push(store.create(&record).await.expect("create"));
+    }
+    let mut writes = tokio::task::JoinSet::new();
+    for (i, id) in good.iter().enumerate() {
+        let (store, id) = (store.clone(), id.clone());
+        writes.spawn(async move {
+            (
+                Some(id.clone()),
+                store.update(&id, &set("k", &i.to_string())).await,
+            )
+        });
+    }
+    {
+        let (store, broken) = (store.clone(), broken.clone());
+        writes.spawn(async move { (None, store.update(&broken, &set("k", "1")).await) });
+    }
+    while let Some(joined) = writes.join_next().await {
+        match joined.expect("the task") {
+            (Some(_), result) => assert_eq!(result.expect("a good write"), Update::Applied),
+            (None, result) => {
+                let error = result.expect_err("the broken row's update");
+                assert_eq!(error.failure_kind(), FailureKind::Rejected, "{error}");
+            }
+        }
+    }
+    for (i, id) in good.iter().enumerate() {
+        let record = store.load(id).await.expect("load").expect("the session");
+        assert_eq!(record.entries["k"].json, i.to_string());
+    }
+}
