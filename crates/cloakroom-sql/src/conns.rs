@@ -44,41 +44,70 @@ impl<C: Connection> Connections<C> {
     /// its connection with it (the socket closes, and PostgreSQL ends that session), so no
     /// connection is ever reused with a statement still on the wire. Waiting for a
     /// connection ends in `PoolTimedOut` after the acquire timeout.
+    ///
+    /// An idle connection found dead (the server restarted, or closed it for idleness) would
+    /// fail a request for nothing: then every idle connection is dropped (they are likely
+    /// dead of the same cause) and `call` runs once more on a new one. Every statement of the
+    /// stores may run twice: each sets what it sets, so a second run of one that did reach
+    /// the server changes nothing more (a `create` that ran finds its id taken and takes
+    /// another, leaving a row nobody has the id of, swept when it expires).
     pub(crate) async fn with<T, F, Fut>(&self, call: F) -> Result<T, sqlx::Error>
     where
-        F: FnOnce(C) -> Fut,
+        F: Fn(C) -> Fut,
         Fut: Future<Output = (C, Result<T, sqlx::Error>)>,
     {
-        let acquire = async {
-            let permit = Arc::clone(&self.permits)
-                .acquire_owned()
-                .await
-                .map_err(|_| sqlx::Error::PoolClosed)?;
+        // The acquire timeout bounds the wait for a connection and the making of one; a
+        // statement slow to answer is bounded by the layer's store timeout.
+        let permit = Arc::clone(&self.permits).acquire_owned();
+        let _permit = bounded(
+            tokio::time::timeout(self.acquire_timeout, async {
+                permit.await.map_err(|_| sqlx::Error::PoolClosed)
+            })
+            .await,
+        )?;
+        let mut retried = false;
+        loop {
             let idle = self
                 .idle
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .pop();
+            let reused = idle.is_some();
             let connection = match idle {
                 Some(connection) => connection,
-                None => self.options.connect().await?,
+                None => bounded(
+                    tokio::time::timeout(self.acquire_timeout, self.options.connect()).await,
+                )?,
             };
-            Ok::<_, sqlx::Error>((permit, connection))
-        };
-        let (_permit, connection) = tokio::time::timeout(self.acquire_timeout, acquire)
-            .await
-            .unwrap_or(Err(sqlx::Error::PoolTimedOut))?;
-        let (connection, result) = call(connection).await;
-        match &result {
-            Err(error) if connection_lost(error) => drop(connection),
-            _ => self
-                .idle
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .push(connection),
+            let (connection, result) = call(connection).await;
+            match &result {
+                Err(error) if connection_lost(error) => {
+                    drop(connection);
+                    if reused && !retried {
+                        retried = true;
+                        self.idle
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .clear();
+                        continue;
+                    }
+                }
+                _ => self
+                    .idle
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .push(connection),
+            }
+            return result;
         }
-        result
     }
+}
+
+/// The result of a wait bounded by the acquire timeout: `PoolTimedOut` if it ran out.
+fn bounded<T>(
+    waited: Result<Result<T, sqlx::Error>, tokio::time::error::Elapsed>,
+) -> Result<T, sqlx::Error> {
+    waited.unwrap_or(Err(sqlx::Error::PoolTimedOut))
 }
 
 /// Whether an error leaves the connection unusable.

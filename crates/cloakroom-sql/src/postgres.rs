@@ -418,6 +418,7 @@ impl SessionStore for PostgresStore {
     async fn update(&self, id: &SessionId, changes: &Changes) -> Result<Update, SqlStoreError> {
         let sql = &self.inner.sql.update;
         let patch = codec::patch(changes);
+        let patch = &patch;
         let done = on_connection!(self, |c| sqlx::query(sql)
             .bind(id.as_str())
             .bind(patch)

@@ -327,8 +327,13 @@ async fn three_instances_agree_through_restarts() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancelled_call_never_leaves_its_answer_to_the_next() {
     let server = postgres().await;
+    // A slow link, so that cut-off points spread over the whole round trip.
+    let proxy = cloakroom_testkit::Proxy::start(server.port())
+        .await
+        .expect("the proxy starts");
+    let url = format!("postgres://postgres@127.0.0.1:{}/postgres", proxy.port());
     let store = PostgresStore::builder()
-        .url(server.url())
+        .url(url)
         .max_connections(1)
         .build()
         .await
@@ -347,9 +352,13 @@ async fn a_cancelled_call_never_leaves_its_answer_to_the_next() {
         store.update(&id, &set("v", value)).await.expect("update");
         ids.push(id);
     }
+    // Cut-off points spread over a whole call, however fast this machine is today.
+    let began = std::time::Instant::now();
+    store.load(&ids[0]).await.expect("load");
+    let call = began.elapsed();
     let mut cut = 0;
-    for round in 0..1_000_u64 {
-        let wait = Duration::from_micros(round % 400);
+    for round in 0..1_000_u32 {
+        let wait = call * (round % 100) / 100;
         if tokio::time::timeout(wait, store.load(&ids[0]))
             .await
             .is_err()
@@ -363,5 +372,46 @@ async fn a_cancelled_call_never_leaves_its_answer_to_the_next() {
         let value = b.map(|record| record.entries["v"].json.clone());
         assert_eq!(value.as_deref(), Some("\"b\""), "round {round}");
     }
-    assert!(cut >= 20, "only {cut} calls were cut off");
+    assert!(cut >= 40, "only {cut} calls were cut off");
+}
+
+/// Idle connections the server closed (an idle timeout, an administrator, a failover) fail no
+/// call: the first call that finds one dead drops the idle ones and runs on a new
+/// connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_closed_by_the_server_fail_no_call() {
+    let server = postgres().await;
+    let store = store(&server).await;
+    let record = Record::new(SystemTime::now(), Duration::from_secs(600), None);
+    let id = store.create(&record).await.expect("create");
+    // Several idle connections of the store's own.
+    let loads: Vec<_> = (0..4).map(|_| store.load(&id)).collect();
+    for load in loads {
+        load.await.expect("load");
+    }
+    let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(&server.url())
+        .await
+        .expect("connect");
+    let killed: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE pid <> pg_backend_pid() AND backend_type = 'client backend'",
+    )
+    .fetch_all(&mut admin)
+    .await
+    .expect("terminate");
+    assert!(!killed.is_empty());
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    for _ in 0..4 {
+        assert!(
+            store
+                .load(&id)
+                .await
+                .expect("a load after the kill")
+                .is_some()
+        );
+        assert_eq!(
+            store.update(&id, &set("k", "1")).await.expect("update"),
+            Update::Applied
+        );
+    }
 }
