@@ -352,13 +352,12 @@ async fn a_cancelled_call_never_leaves_its_answer_to_the_next() {
         store.update(&id, &set("v", value)).await.expect("update");
         ids.push(id);
     }
-    // Cut-off points spread over a whole call, however fast this machine is today.
-    let began = std::time::Instant::now();
-    store.load(&ids[0]).await.expect("load");
-    let call = began.elapsed();
+    // Each round trip takes at least 4 ms now: cut-offs from 0 to 2.5 ms land in every
+    // part of it (a timeout of zero always cuts: the first poll cannot be answered).
+    proxy.delay(Duration::from_millis(2));
     let mut cut = 0;
-    for round in 0..1_000_u32 {
-        let wait = call * (round % 100) / 100;
+    for round in 0..300_u64 {
+        let wait = Duration::from_micros(500 * (round % 6));
         if tokio::time::timeout(wait, store.load(&ids[0]))
             .await
             .is_err()
