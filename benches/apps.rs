@@ -1,17 +1,21 @@
 //! The apps the benchmarks compare: the same three routes with no session layer, with
-//! cloakroom, and with tower-sessions, on the memory store or on Redis.
+//! cloakroom, and with tower-sessions, on the memory store, Redis, PostgreSQL or SQLite
+//! (tower-sessions-sqlx-store for tower-sessions, on a pool of the same settings).
 //!
 //! - `GET /write`: reads `counter` and writes `counter + 1` (creates the session if needed);
 //! - `GET /read`: reads `counter` only; the idle expiry is refreshed (cloakroom once per
 //!   refresh interval, or on every request in the `cloakroom-every` flavor; tower-sessions
 //!   needs `with_always_save(true)` for it, which these apps set);
 //! - `GET /create`: writes `counter` into a new session (the client sends no cookie);
-//! - `GET /untouched`: does not use the session.
+//! - `GET /untouched`: does not use the session;
+//! - `GET /key/{i}`: sets the key `k{i}` (the concurrent writers of one session), and
+//!   `GET /keys`: how many of `k0` .. `k999` the session holds.
 
 use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
+use axum::extract::Path;
 use axum::routing::get;
 use cloakroom::{MemoryStore, SessionCookie, SessionLayer};
 use cloakroom_redis::RedisStore;
@@ -88,12 +92,69 @@ pub async fn call(app: &Router, path: &str, cookie: Option<&str>) -> Option<Stri
         .map(str::to_owned)
 }
 
+/// The keys `/keys` counts: `k0` .. `k999`.
+const KEYS: u32 = 1000;
+
 /// The idle timeout every app uses.
 pub const IDLE: Duration = Duration::from_secs(7 * 24 * 3600);
 const SECRET: &[u8] = b"benchmark secret, at least 32 bytes long";
 
-/// The app of `flavor` on the memory store, or on Redis at `redis_url`.
-pub async fn app(flavor: Flavor, redis_url: Option<&str>) -> Router {
+/// Where an app keeps its sessions, from the `serve` command's argument: none for memory,
+/// `postgres://…`, `sqlite:<path>`, or a Redis URL.
+enum Backend<'a> {
+    Memory,
+    Redis(&'a str),
+    Postgres(&'a str),
+    Sqlite(&'a str),
+}
+
+impl<'a> Backend<'a> {
+    fn parse(url: Option<&'a str>) -> Self {
+        match url {
+            None => Self::Memory,
+            Some(url) if url.starts_with("postgres://") => Self::Postgres(url),
+            Some(url) => match url.strip_prefix("sqlite:") {
+                Some(path) => Self::Sqlite(path),
+                None => Self::Redis(url),
+            },
+        }
+    }
+}
+
+/// The connections of the SQL apps: the same pool settings for cloakroom's stores and
+/// tower-sessions-sqlx-store's, so the comparison is of the stores. The pool checks each
+/// connection on release; a check on acquire too would cost every call a round trip.
+const SQL_CONNECTIONS: u32 = 10;
+
+/// A PostgreSQL pool of the comparison's settings.
+pub async fn postgres_pool(url: &str) -> sqlx::PgPool {
+    sqlx::postgres::PgPoolOptions::new()
+        .max_connections(SQL_CONNECTIONS)
+        .test_before_acquire(false)
+        .connect(url)
+        .await
+        .unwrap_or_else(|error| panic!("postgres: {error}"))
+}
+
+/// A SQLite pool of the comparison's settings: WAL mode, a 5 s busy timeout.
+pub async fn sqlite_pool(path: &str) -> sqlx::SqlitePool {
+    let options = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(true)
+        .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
+        .busy_timeout(Duration::from_secs(5));
+    sqlx::sqlite::SqlitePoolOptions::new()
+        .max_connections(SQL_CONNECTIONS)
+        .test_before_acquire(false)
+        .connect_with(options)
+        .await
+        .unwrap_or_else(|error| panic!("sqlite: {error}"))
+}
+
+/// The app of `flavor` on the memory store, or on the store at `url` (Redis, `postgres://`,
+/// `sqlite:<path>`).
+pub async fn app(flavor: Flavor, url: Option<&str>) -> Router {
+    let backend = Backend::parse(url);
     match flavor {
         Flavor::NoLayer => no_layer::routes(),
         Flavor::Cloakroom | Flavor::CloakroomEvery => {
@@ -103,27 +164,48 @@ pub async fn app(flavor: Flavor, redis_url: Option<&str>) -> Router {
             } else {
                 cloakroom::DEFAULT_REFRESH_INTERVAL
             };
-            match redis_url {
-                None => ours::routes()
+            match backend {
+                Backend::Memory => ours::routes()
                     .layer(layer(cookie, MemoryStore::new()).refresh_interval(refresh)),
-                Some(url) => {
+                Backend::Redis(url) => {
                     let store = RedisStore::builder().url(url).pool_size(1).build().await;
                     let store = store.unwrap_or_else(|error| panic!("redis: {error}"));
+                    ours::routes().layer(layer(cookie, store).refresh_interval(refresh))
+                }
+                Backend::Postgres(url) => {
+                    let store = cloakroom_sql::PostgresStore::builder()
+                        .pool(postgres_pool(url).await)
+                        .build()
+                        .await
+                        .unwrap_or_else(|error| panic!("postgres: {error}"));
+                    store.migrate().await.unwrap_or_else(|e| panic!("{e}"));
+                    ours::routes().layer(layer(cookie, store).refresh_interval(refresh))
+                }
+                Backend::Sqlite(path) => {
+                    let store = cloakroom_sql::SqliteStore::builder()
+                        .pool(sqlite_pool(path).await)
+                        .build()
+                        .await
+                        .unwrap_or_else(|error| panic!("sqlite: {error}"));
+                    store.migrate().await.unwrap_or_else(|e| panic!("{e}"));
                     ours::routes().layer(layer(cookie, store).refresh_interval(refresh))
                 }
             }
         }
         Flavor::TowerSessions => {
-            use tower_sessions::{Expiry, SessionManagerLayer, cookie::time};
+            use tower_sessions::{Expiry, SessionManagerLayer, SessionStore, cookie::time};
             let expiry = Expiry::OnInactivity(time::Duration::seconds(IDLE.as_secs() as i64));
-            match redis_url {
-                None => theirs::routes().layer(
-                    SessionManagerLayer::new(tower_sessions::MemoryStore::default())
+            fn theirs<S: SessionStore + Clone>(store: S, expiry: Expiry) -> Router {
+                theirs::routes().layer(
+                    SessionManagerLayer::new(store)
                         .with_secure(false)
                         .with_always_save(true)
                         .with_expiry(expiry),
-                ),
-                Some(url) => {
+                )
+            }
+            match backend {
+                Backend::Memory => theirs(tower_sessions::MemoryStore::default(), expiry),
+                Backend::Redis(url) => {
                     use fred::interfaces::ClientLike;
                     let config = fred::types::config::Config::from_url(url)
                         .unwrap_or_else(|error| panic!("redis url: {error}"));
@@ -132,13 +214,19 @@ pub async fn app(flavor: Flavor, redis_url: Option<&str>) -> Router {
                     pool.init()
                         .await
                         .unwrap_or_else(|error| panic!("redis: {error}"));
-                    let store = tower_sessions_redis_store::RedisStore::new(pool);
-                    theirs::routes().layer(
-                        SessionManagerLayer::new(store)
-                            .with_secure(false)
-                            .with_always_save(true)
-                            .with_expiry(expiry),
-                    )
+                    theirs(tower_sessions_redis_store::RedisStore::new(pool), expiry)
+                }
+                Backend::Postgres(url) => {
+                    let store =
+                        tower_sessions_sqlx_store::PostgresStore::new(postgres_pool(url).await);
+                    store.migrate().await.unwrap_or_else(|e| panic!("{e}"));
+                    theirs(store, expiry)
+                }
+                Backend::Sqlite(path) => {
+                    let store =
+                        tower_sessions_sqlx_store::SqliteStore::new(sqlite_pool(path).await);
+                    store.migrate().await.unwrap_or_else(|e| panic!("{e}"));
+                    theirs(store, expiry)
                 }
             }
         }
@@ -237,12 +325,26 @@ mod ours {
         Ok(counter.to_string())
     }
 
+    async fn key(session: Session, Path(i): Path<u32>) -> Result<String, SessionError> {
+        session.set(format!("k{i}"), i)?;
+        Ok(i.to_string())
+    }
+
+    async fn keys(session: Session) -> String {
+        (0..KEYS)
+            .filter(|i| session.has(&format!("k{i}")))
+            .count()
+            .to_string()
+    }
+
     pub(super) fn routes() -> Router {
         Router::new()
             .route("/read", get(read))
             .route("/write", get(write))
             .route("/create", get(write))
             .route("/untouched", get(|| async { "-" }))
+            .route("/key/{i}", get(key))
+            .route("/keys", get(keys))
     }
 }
 
@@ -273,11 +375,33 @@ mod theirs {
         Ok(counter.to_string())
     }
 
+    async fn key(session: Session, Path(i): Path<u32>) -> Result<String, StatusCode> {
+        session
+            .insert(&format!("k{i}"), i)
+            .await
+            .map_err(|_| StatusCode::INTERNAL_SERVER_ERROR)?;
+        Ok(i.to_string())
+    }
+
+    async fn keys(session: Session) -> Result<String, StatusCode> {
+        let mut count = 0;
+        for i in 0..KEYS {
+            let value: Option<u32> = session
+                .get(&format!("k{i}"))
+                .await
+                .map_err(|_| StatusCode::INTERNAL_SERVER_ERROR)?;
+            count += usize::from(value.is_some());
+        }
+        Ok(count.to_string())
+    }
+
     pub(super) fn routes() -> Router {
         Router::new()
             .route("/read", get(read))
             .route("/write", get(write))
             .route("/create", get(write))
             .route("/untouched", get(|| async { "-" }))
+            .route("/key/{i}", get(key))
+            .route("/keys", get(keys))
     }
 }

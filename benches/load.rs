@@ -1,15 +1,18 @@
 //! The side-by-side load comparison: the same routes with no session layer, with cloakroom and
-//! with tower-sessions, on the memory store and on Redis, driven in alternation with the same
-//! load on this machine, in one run.
+//! with tower-sessions, on the memory store, Redis, PostgreSQL and SQLite (tower-sessions on
+//! tower-sessions-sqlx-store, on a pool of the same settings as cloakroom-sql's), driven in
+//! alternation with the same load on this machine, in one run.
 //!
 //! ```sh
 //! cargo run --release -p cloakroom-bench --bin load            # defaults: 3 rounds of 3 s
 //! cargo run --release -p cloakroom-bench --bin load -- --seconds 5 --rounds 5 --connections 32
+//! cargo run --release -p cloakroom-bench --bin load -- --only postgres   # or memory, redis, sqlite
 //! ```
 //!
 //! Each app runs in its own process on one Tokio worker thread; the load generator runs on one
 //! thread with `--connections` keep-alive HTTP/1.1 connections, each its own user (its own
-//! session cookie). The command starts its own `redis-server` (see cloakroom-testkit).
+//! session cookie). The command starts its own `redis-server` and PostgreSQL (see
+//! cloakroom-testkit); SQLite is a file in a temporary directory, one per app.
 //! Reported: requests per second (median of the rounds), p99 latency, server CPU time per
 //! request, and the ratios cloakroom / tower-sessions and cloakroom / no layer, for cloakroom as
 //! configured by default (expiry refreshed once per 60 s refresh interval) and refreshing on
@@ -82,7 +85,7 @@ fn options() -> Options {
             "--connections" => options.connections = parse(flag, value),
             "--only" => options.only = Some(value.to_owned()),
             other => panic!(
-                "unknown option {other:?}: use --seconds, --rounds, --connections, --only memory|redis"
+                "unknown option {other:?}: use --seconds, --rounds, --connections, --only memory|redis|postgres|sqlite"
             ),
         }
     }
@@ -242,7 +245,7 @@ async fn compare(options: Options) {
         "could reach against tower-sessions); cpu: tower-sessions' server CPU per request / cloakroom's\n"
     );
     println!(
-        "{:<7} {:<19} {:>29} {:>29} {:>29} {:>29} {:>7} {:>7} {:>7} {:>7} {:>7}",
+        "{:<8} {:<19} {:>29} {:>29} {:>29} {:>29} {:>7} {:>7} {:>7} {:>7} {:>7}",
         "store",
         "scenario",
         "no layer",
@@ -255,13 +258,38 @@ async fn compare(options: Options) {
         "none/t",
         "cpu"
     );
-    for (store, redis_url) in [("memory", None), ("redis", Some(redis.url()))] {
+    let postgres = match cloakroom_testkit::PostgresServer::start().await {
+        Ok(postgres) => postgres,
+        Err(error) => panic!("the PostgreSQL comparison needs postgresql: {error}"),
+    };
+    let sqlite =
+        tempfile::tempdir().unwrap_or_else(|error| panic!("a temporary directory: {error}"));
+    let stores = [
+        ("memory", None),
+        ("redis", Some(redis.url())),
+        ("postgres", Some(postgres.url())),
+        ("sqlite", Some(String::new())),
+    ];
+    for (store, url) in stores {
         if options.only.as_deref().is_some_and(|only| only != store) {
             continue;
         }
         let servers: Vec<(Flavor, Server)> = Flavor::ALL
             .into_iter()
-            .map(|flavor| (flavor, Server::start(flavor, redis_url.as_deref())))
+            .map(|flavor| {
+                // One SQLite file per app: the apps take turns, but each starts afresh.
+                let url = match store {
+                    "sqlite" => Some(format!(
+                        "sqlite:{}",
+                        sqlite
+                            .path()
+                            .join(format!("{}.db", flavor.name()))
+                            .display()
+                    )),
+                    _ => url.clone(),
+                };
+                (flavor, Server::start(flavor, url.as_deref()))
+            })
             .collect();
         for scenario in Scenario::ALL {
             let mut runs: Vec<Vec<Measurement>> = vec![Vec::new(); servers.len()];
@@ -298,7 +326,7 @@ async fn compare(options: Options) {
                 )
             };
             println!(
-                "{:<7} {:<19} {:>29} {:>29} {:>29} {:>29} {:>6.2}x {:>6.2}x {:>6.2}x {:>6.2}x {:>6.2}x",
+                "{:<8} {:<19} {:>29} {:>29} {:>29} {:>29} {:>6.2}x {:>6.2}x {:>6.2}x {:>6.2}x {:>6.2}x",
                 store,
                 scenario.name(),
                 cell(&medians[0]),

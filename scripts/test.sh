@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: the README's "run the tests" command, and what .ci/run runs.
 #
-# Tests start their own redis-server, Redis Cluster and memcached processes on free loopback
+# Tests start their own redis-server, Redis Cluster, memcached and PostgreSQL processes on free loopback
 # ports (see crates/cloakroom-testkit), and headless Chromium for the browser test; this
 # script installs the programs from Debian's packages when they are missing.
 set -euo pipefail

@@ -6,7 +6,7 @@
 use std::path::Path;
 
 /// The READMEs, relative to this package.
-const READMES: [(&str, &str); 6] = [
+const READMES: [(&str, &str); 7] = [
     ("../README.md", "README.md"),
     ("../crates/cloakroom-redis/README.md", "cloakroom-redis.md"),
     (
@@ -22,6 +22,7 @@ const READMES: [(&str, &str); 6] = [
         "../crates/cloakroom-testkit/README.md",
         "cloakroom-testkit.md",
     ),
+    ("../crates/cloakroom-sql/README.md", "cloakroom-sql.md"),
 ];
 
 /// What each `main` of a snippet starts with in the copy.

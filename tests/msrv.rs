@@ -7,13 +7,14 @@ use std::process::Command;
 use serde_json::Value;
 
 /// The crates published to crates.io.
-const PUBLISHED: [&str; 6] = [
+const PUBLISHED: [&str; 7] = [
     "cloakroom",
     "cloakroom-cookie",
     "cloakroom-fs",
     "cloakroom-memcache",
     "cloakroom-redis",
     "cloakroom-testkit",
+    "cloakroom-sql",
 ];
 
 fn version(text: &str) -> Vec<u64> {

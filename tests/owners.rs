@@ -221,6 +221,45 @@ async fn redis_cluster_two_instances() {
     devices_list_and_revoke(layer(cookie(), first), layer(cookie(), second)).await;
 }
 
+async fn postgres_store(
+    server: &cloakroom_testkit::PostgresServer,
+) -> cloakroom_sql::PostgresStore {
+    let store = cloakroom_sql::PostgresStore::builder()
+        .url(server.url())
+        .build()
+        .await
+        .expect("the PostgreSQL store connects");
+    store.migrate().await.expect("migrate");
+    store
+}
+
+async fn sqlite_store(path: &std::path::Path) -> cloakroom_sql::SqliteStore {
+    let store = cloakroom_sql::SqliteStore::builder()
+        .path(path)
+        .build()
+        .await
+        .expect("the SQLite store opens");
+    store.migrate().await.expect("migrate");
+    store
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_two_instances() {
+    let server = cloakroom_testkit::PostgresServer::start()
+        .await
+        .expect("PostgreSQL starts");
+    let (first, second) = (postgres_store(&server).await, postgres_store(&server).await);
+    devices_list_and_revoke(layer(cookie(), first), layer(cookie(), second)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_two_instances() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let path = dir.path().join("sessions.db");
+    let (first, second) = (sqlite_store(&path).await, sqlite_store(&path).await);
+    devices_list_and_revoke(layer(cookie(), first), layer(cookie(), second)).await;
+}
+
 /// The audit hook hears every login, logout and revoke with the owner and the session's short
 /// hash, and never the session id.
 #[tokio::test]
@@ -382,6 +421,12 @@ async fn an_in_flight_regenerate_does_not_undo_a_revoke_on_any_store() {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let fs = FsStore::new(dir.path().join("sessions")).expect("the file store opens");
     an_in_flight_regenerate_does_not_undo_a_revoke(fs).await;
+    let postgres = cloakroom_testkit::PostgresServer::start()
+        .await
+        .expect("PostgreSQL starts");
+    an_in_flight_regenerate_does_not_undo_a_revoke(postgres_store(&postgres).await).await;
+    let sqlite = sqlite_store(&dir.path().join("sessions.db")).await;
+    an_in_flight_regenerate_does_not_undo_a_revoke(sqlite).await;
 }
 
 /// "Log out everywhere, and stay signed in here": a login in the same request as a revoke of

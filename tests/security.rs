@@ -53,3 +53,29 @@ async fn redis_cluster() {
         Ok(())
     );
 }
+
+#[tokio::test]
+async fn postgres() {
+    let server = cloakroom_testkit::PostgresServer::start()
+        .await
+        .expect("PostgreSQL starts");
+    let store = cloakroom_sql::PostgresStore::builder()
+        .url(server.url())
+        .build()
+        .await
+        .expect("the store connects");
+    store.migrate().await.expect("migrate");
+    assert_eq!(security(store).await, Ok(()));
+}
+
+#[tokio::test]
+async fn sqlite() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let store = cloakroom_sql::SqliteStore::builder()
+        .path(dir.path().join("sessions.db"))
+        .build()
+        .await
+        .expect("the store opens");
+    store.migrate().await.expect("migrate");
+    assert_eq!(security(store).await, Ok(()));
+}

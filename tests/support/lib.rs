@@ -25,6 +25,8 @@ mod readmes {
     struct Cookie;
     #[doc = include_str!(concat!(env!("OUT_DIR"), "/cloakroom-testkit.md"))]
     struct Testkit;
+    #[doc = include_str!(concat!(env!("OUT_DIR"), "/cloakroom-sql.md"))]
+    struct Sql;
 }
 
 use std::collections::HashMap;

@@ -68,6 +68,6 @@ pub use crate::history::Report;
 pub use crate::proxy::Proxy;
 pub use crate::security::security;
 pub use crate::server::{
-    MemcachedServer, RedisCluster, RedisSentinel, RedisServer, RedisTls, SENTINEL_SERVICE,
-    ServerError,
+    MemcachedServer, PostgresServer, RedisCluster, RedisSentinel, RedisServer, RedisTls,
+    SENTINEL_SERVICE, ServerError,
 };

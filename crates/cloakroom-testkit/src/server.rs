@@ -1,4 +1,4 @@
-//! Real `redis-server` and `memcached` processes for tests, on free loopback ports.
+//! Real `redis-server`, `memcached` and PostgreSQL processes for tests, on free loopback ports.
 //!
 //! Each server runs in its own temporary directory with persistence off, on ports nobody else
 //! holds, and is killed when its handle is dropped, so tests can run in parallel and never
@@ -15,9 +15,11 @@ use tempfile::TempDir;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+mod postgres;
 mod sentinel;
 mod tls;
 
+pub use self::postgres::PostgresServer;
 pub use self::sentinel::{RedisSentinel, SENTINEL_SERVICE};
 pub use self::tls::RedisTls;
 
@@ -65,19 +67,37 @@ pub enum ServerError {
 struct Program {
     binary: &'static str,
     package: &'static str,
+    /// A directory of versioned installs to look in too, newest version first: Debian puts
+    /// PostgreSQL's programs in `/usr/lib/postgresql/<version>/bin`, off `PATH`.
+    versions: Option<&'static str>,
 }
 
 const REDIS_SERVER: Program = Program {
     binary: "redis-server",
     package: "redis-server",
+    versions: None,
 };
 const REDIS_CLI: Program = Program {
     binary: "redis-cli",
     package: "redis-tools",
+    versions: None,
 };
+const INITDB: Program = Program {
+    binary: "initdb",
+    package: "postgresql",
+    versions: Some(POSTGRES_VERSIONS),
+};
+const POSTGRES: Program = Program {
+    binary: "postgres",
+    package: "postgresql",
+    versions: Some(POSTGRES_VERSIONS),
+};
+/// Where Debian's `postgresql-<version>` packages install their programs.
+const POSTGRES_VERSIONS: &str = "/usr/lib/postgresql";
 const MEMCACHED: Program = Program {
     binary: "memcached",
     package: "memcached",
+    versions: None,
 };
 
 impl Program {
@@ -85,6 +105,7 @@ impl Program {
         let path = std::env::var_os("PATH").unwrap_or_default();
         std::env::split_paths(&path)
             .chain(["/usr/sbin", "/usr/local/bin", "/usr/bin"].map(PathBuf::from))
+            .chain(self.versions.map(versioned_bins).unwrap_or_default())
             .map(|dir| dir.join(self.binary))
             .find(|candidate| candidate.is_file())
             .ok_or(ServerError::Missing {
@@ -99,6 +120,26 @@ impl Program {
             source,
         }
     }
+}
+
+/// `<root>/<version>/bin` of every version installed under `root`, newest first.
+fn versioned_bins(root: &str) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(root) else {
+        return Vec::new();
+    };
+    let mut versions: Vec<(Vec<u32>, PathBuf)> = entries
+        .filter_map(Result::ok)
+        .map(|entry| {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let version = name
+                .split('.')
+                .filter_map(|part| part.parse().ok())
+                .collect();
+            (version, entry.path().join("bin"))
+        })
+        .collect();
+    versions.sort();
+    versions.into_iter().rev().map(|(_, bin)| bin).collect()
 }
 
 /// `count` distinct loopback ports that were free a moment ago.
@@ -121,6 +162,13 @@ struct Process {
     args: Vec<String>,
     dir: PathBuf,
     child: Option<Child>,
+    /// The user to run it as (`uid`, `gid`), through `setpriv` (which execs, so the child is
+    /// the server itself): PostgreSQL refuses to run as root.
+    user: Option<(u32, u32)>,
+    /// The signal that shuts it down in an orderly way, waited for before a `SIGKILL`:
+    /// PostgreSQL's children outlive a killed postmaster for a moment, and a start
+    /// meanwhile finds its shared memory still in use.
+    shutdown: Option<&'static str>,
 }
 
 impl Process {
@@ -137,6 +185,30 @@ impl Process {
             args,
             dir: dir.to_owned(),
             child: None,
+            user: None,
+            shutdown: None,
+        };
+        process.start()?;
+        Ok(process)
+    }
+
+    /// Starts `program` as the user `user` (`uid`, `gid`) when there is one, to be shut down
+    /// with `SIGQUIT` (PostgreSQL's immediate shutdown) before a kill.
+    fn spawn_as(
+        program: Program,
+        port: u16,
+        args: Vec<String>,
+        dir: &Path,
+        user: Option<(u32, u32)>,
+    ) -> Result<Self, ServerError> {
+        let mut process = Self {
+            program,
+            port,
+            args,
+            dir: dir.to_owned(),
+            child: None,
+            user,
+            shutdown: Some("QUIT"),
         };
         process.start()?;
         Ok(process)
@@ -150,7 +222,20 @@ impl Process {
     fn start(&mut self) -> Result<(), ServerError> {
         let log = std::fs::File::create(self.log_path()).map_err(self.program.io())?;
         let err = log.try_clone().map_err(self.program.io())?;
-        let child = Command::new(self.program.path()?)
+        let binary = self.program.path()?;
+        let mut command = match self.user {
+            Some((uid, gid)) => {
+                let mut setpriv = Command::new("setpriv");
+                setpriv
+                    .arg(format!("--reuid={uid}"))
+                    .arg(format!("--regid={gid}"))
+                    .arg("--clear-groups")
+                    .arg(binary);
+                setpriv
+            }
+            None => Command::new(binary),
+        };
+        let child = command
             .args(&self.args)
             .current_dir(&self.dir)
             .stdin(Stdio::null())
@@ -163,6 +248,17 @@ impl Process {
     }
 
     fn kill(&mut self) {
+        if let Some(signal) = self.shutdown {
+            if self.signal(signal).is_ok() {
+                if let Some(child) = self.child.as_mut() {
+                    let started = Instant::now();
+                    while matches!(child.try_wait(), Ok(None)) && started.elapsed() < READY_TIMEOUT
+                    {
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
+                }
+            }
+        }
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
@@ -623,11 +719,41 @@ mod tests {
         Ok(())
     }
 
+    #[tokio::test]
+    async fn a_postgres_starts_answers_stops_and_restarts() -> Result<(), ServerError> {
+        let mut postgres = PostgresServer::start().await?;
+        assert!(postgres.url().starts_with("postgres://postgres@127.0.0.1:"));
+        let probe = postgres::startup_message();
+        let ready = |reply: Option<Vec<u8>>| reply.is_some_and(|r| r.first() == Some(&b'R'));
+        assert!(ready(ask(postgres.port(), &probe).await));
+        postgres.stop();
+        assert_eq!(ask(postgres.port(), &probe).await, None);
+        postgres.restart().await?;
+        assert!(ready(ask(postgres.port(), &probe).await));
+        Ok(())
+    }
+
+    #[test]
+    fn postgres_is_found_where_debian_puts_it() {
+        // Debian's packages install initdb in /usr/lib/postgresql/<version>/bin, off PATH.
+        let bins = versioned_bins(POSTGRES_VERSIONS);
+        if let Some(newest) = bins.first() {
+            assert!(newest.starts_with(POSTGRES_VERSIONS), "{newest:?}");
+        }
+        let missing_root = versioned_bins("/nonexistent-cloakroom");
+        assert!(missing_root.is_empty());
+        assert!(
+            INITDB.path().is_ok(),
+            "initdb not found: install postgresql"
+        );
+    }
+
     #[test]
     fn a_missing_binary_names_the_package_to_install() {
         let missing = Program {
             binary: "cloakroom-no-such-server",
             package: "no-such-package",
+            versions: None,
         };
         let message = missing
             .path()

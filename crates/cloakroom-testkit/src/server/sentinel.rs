@@ -13,6 +13,7 @@ use super::{
 const REDIS_SENTINEL: Program = Program {
     binary: "redis-sentinel",
     package: "redis-sentinel",
+    versions: None,
 };
 
 /// The name the Sentinels monitor the master under.

@@ -11,6 +11,7 @@ use super::{Process, Program, REDIS_SERVER, ServerError, redis_args, temp_dir, w
 const OPENSSL: Program = Program {
     binary: "openssl",
     package: "openssl",
+    versions: None,
 };
 
 /// A standalone `redis-server` whose clients must speak TLS, with a certificate for

@@ -1,0 +1,501 @@
+//! [`PostgresStore`]: sessions in a PostgreSQL table, one statement per call.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cloakroom::SessionId;
+use cloakroom::store::{Changes, OwnerIndex, Record, Revoked, SessionStore, Update};
+use sqlx::PgConnection;
+use sqlx::postgres::{PgPool, PgPoolOptions};
+
+use crate::codec::{self, Columns};
+use crate::conns::Connections;
+use crate::error::POSTGRES;
+use crate::sweep::{self, Batches, Sweep};
+use crate::table::Table;
+use crate::{CREATE_ATTEMPTS, DEFAULT_TABLE, SqlStoreError};
+
+/// Runs one statement on a connection of the store's own (see `conns.rs`): `$body` uses
+/// `&mut $c` and awaits.
+macro_rules! on_connection {
+    ($store:expr, |$c:ident| $body:expr) => {
+        $store
+            .inner
+            .conns
+            .with(|mut $c| async move {
+                let result = $body;
+                ($c, result)
+            })
+            .await
+    };
+}
+
+/// The database's clock in milliseconds, one value for the whole statement.
+const NOW: &str = "floor(extract(epoch from statement_timestamp()) * 1000)::int8";
+
+/// Sessions in a PostgreSQL table. See the [crate documentation](crate) for the schema and
+/// what each call does.
+///
+/// Cloning is cheap: clones share the pool and the sweeper, which stops when the last clone
+/// is dropped.
+#[derive(Clone)]
+pub struct PostgresStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// For `migrate`, the sweeper and the application ([`PostgresStore::pool`]).
+    pool: PgPool,
+    /// For the calls of requests: the pool's settings, without its round trip per call
+    /// (see `conns.rs`).
+    conns: Connections<PgConnection>,
+    table: Table,
+    sql: Statements,
+    sweep_batch: u32,
+}
+
+/// Every statement, made once from the checked table name.
+struct Statements {
+    load: String,
+    read: String,
+    create: String,
+    update: String,
+    delete: String,
+    owned: String,
+    revoke: String,
+    sweep: String,
+    migrate: Vec<String>,
+}
+
+impl Statements {
+    fn new(table: &Table) -> Self {
+        let t = table.quoted();
+        let returning = codec::returning("entries::text");
+        let max = i64::MAX;
+        Self {
+            // The refresh and the read in one statement; the row lock makes concurrent
+            // refreshes of one session take turns.
+            load: format!(
+                "UPDATE {t} SET expires_ms = LEAST({NOW} + idle_ms, COALESCE(deadline_ms, {max})) \
+                 WHERE id = $1 AND expires_ms > {NOW} RETURNING {returning}"
+            ),
+            read: format!("SELECT {returning} FROM {t} WHERE id = $1 AND expires_ms > {NOW}"),
+            create: format!(
+                "INSERT INTO {t} (id, entries, created_ms, idle_ms, deadline_ms, expires_ms, \
+                 owner, owner_since_ms, user_agent, address) \
+                 VALUES ($1, $2::jsonb, $3, $4, $5, LEAST({NOW} + $4, COALESCE($5, {max})), \
+                 $6, $7, $8, $9) ON CONFLICT (id) DO NOTHING"
+            ),
+            // The merge happens in the database, on the row as it is now: `||` sets this
+            // request's keys, and the `null`s of removed keys are stripped (values are
+            // strings, so no other null exists). LEAST ignores NULLs: the earlier deadline.
+            update: format!(
+                "UPDATE {t} SET entries = jsonb_strip_nulls(entries || $2::jsonb), \
+                 idle_ms = COALESCE($3, idle_ms), \
+                 deadline_ms = LEAST(deadline_ms, $4), \
+                 expires_ms = LEAST({NOW} + COALESCE($3, idle_ms), \
+                 COALESCE(LEAST(deadline_ms, $4), {max})) \
+                 WHERE id = $1 AND expires_ms > {NOW}"
+            ),
+            delete: format!("DELETE FROM {t} WHERE id = $1"),
+            owned: format!(
+                "SELECT id, {returning} FROM {t} WHERE owner = $1 AND expires_ms > {NOW}"
+            ),
+            revoke: format!(
+                "DELETE FROM {t} WHERE owner = $1 AND id IS DISTINCT FROM $2 \
+                 RETURNING id, expires_ms > {NOW}"
+            ),
+            // SKIP LOCKED: instances sweeping at once take different rows, and a row a
+            // request holds is left for the next sweep.
+            sweep: format!(
+                "DELETE FROM {t} WHERE id IN (SELECT id FROM {t} WHERE expires_ms <= {NOW} \
+                 ORDER BY expires_ms LIMIT $1 FOR UPDATE SKIP LOCKED)"
+            ),
+            migrate: vec![
+                // Instances starting at once would race on the catalog: one at a time.
+                format!(
+                    "SELECT pg_advisory_xact_lock(hashtext('cloakroom-sql migrate {}'))",
+                    t.replace('\'', "")
+                ),
+                format!(
+                    "CREATE TABLE IF NOT EXISTS {t} (\
+                     id TEXT PRIMARY KEY, \
+                     entries JSONB NOT NULL, \
+                     created_ms BIGINT NOT NULL, \
+                     idle_ms BIGINT NOT NULL, \
+                     deadline_ms BIGINT, \
+                     expires_ms BIGINT NOT NULL, \
+                     owner TEXT, \
+                     owner_since_ms BIGINT, \
+                     user_agent TEXT, \
+                     address TEXT)"
+                ),
+                format!(
+                    "CREATE INDEX IF NOT EXISTS {} ON {t} (expires_ms)",
+                    table.index("expires_idx")
+                ),
+                format!(
+                    "CREATE INDEX IF NOT EXISTS {} ON {t} (owner) WHERE owner IS NOT NULL",
+                    table.index("owner_idx")
+                ),
+            ],
+        }
+    }
+}
+
+impl fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PostgresStore")
+            .field("table", &self.inner.table.quoted())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where a store's connections come from.
+enum Source {
+    None,
+    Url(String),
+    Pool(PgPool),
+}
+
+/// Builds a [`PostgresStore`]: [`PostgresStore::builder`].
+#[must_use]
+pub struct PostgresStoreBuilder {
+    source: Source,
+    table: String,
+    max_connections: u32,
+    acquire_timeout: Duration,
+    sweep: Sweep,
+}
+
+impl fmt::Debug for PostgresStoreBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let source = match &self.source {
+            Source::None => "none",
+            Source::Url(_) => "url",
+            Source::Pool(_) => "pool",
+        };
+        f.debug_struct("PostgresStoreBuilder")
+            .field("source", &source)
+            .field("table", &self.table)
+            .field("max_connections", &self.max_connections)
+            .field("acquire_timeout", &self.acquire_timeout)
+            .field("sweep", &self.sweep)
+            .finish()
+    }
+}
+
+impl PostgresStoreBuilder {
+    /// Connects to `url` (`postgres://user:password@host:port/database`) with a pool of
+    /// [`max_connections`](Self::max_connections).
+    pub fn url(mut self, url: impl Into<String>) -> Self {
+        self.source = Source::Url(url.into());
+        self
+    }
+
+    /// Uses a pool the application already has (the one its handlers use, say), and its
+    /// settings: [`max_connections`](Self::max_connections) and
+    /// [`acquire_timeout`](Self::acquire_timeout) are the pool's. `migrate` and the sweeper
+    /// run on the pool; session calls run on up to `max_connections` connections of the
+    /// store's own, made with the pool's connect options, since a call through a sqlx pool
+    /// costs a second round trip (the pool pings each connection it takes back; see the
+    /// crate docs).
+    pub fn pool(mut self, pool: PgPool) -> Self {
+        self.source = Source::Pool(pool);
+        self
+    }
+
+    /// The table: `sessions` by default, or `schema.table` (the schema must exist). Only
+    /// identifiers are accepted (`[A-Za-z_][A-Za-z0-9_]*`); anything else is an error of
+    /// [`build`](Self::build) naming it. Names are quoted, so they are case-sensitive.
+    pub fn table(mut self, table: impl Into<String>) -> Self {
+        self.table = table.into();
+        self
+    }
+
+    /// The most connections of the pool made from a [`url`](Self::url) (default 10).
+    pub fn max_connections(mut self, max: u32) -> Self {
+        self.max_connections = max.max(1);
+        self
+    }
+
+    /// How long a call waits for a connection of the pool made from a [`url`](Self::url)
+    /// before it fails (default 5 s): while PostgreSQL is down, requests get the store-error
+    /// response after this long.
+    pub fn acquire_timeout(mut self, timeout: Duration) -> Self {
+        self.acquire_timeout = timeout;
+        self
+    }
+
+    /// How often expired rows are deleted (default every 5 minutes); `None` for no
+    /// sweeper (call [`PostgresStore::sweep`] from a job of your own).
+    pub fn sweep_interval(mut self, interval: Option<Duration>) -> Self {
+        self.sweep.interval = interval.map(|i| i.max(Duration::from_millis(1)));
+        self
+    }
+
+    /// Rows deleted per statement of a sweep (default 1,000).
+    pub fn sweep_batch(mut self, rows: u32) -> Self {
+        self.sweep.batch = rows.max(1);
+        self
+    }
+
+    /// Checks the table name, connects (for a [`url`](Self::url)) and starts the sweeper.
+    /// Run [`PostgresStore::migrate`] once to create the table.
+    pub async fn build(self) -> Result<PostgresStore, SqlStoreError> {
+        let table = Table::parse(&self.table)?;
+        let pool = match self.source {
+            Source::Pool(pool) => pool,
+            Source::Url(url) => PgPoolOptions::new()
+                .max_connections(self.max_connections)
+                .acquire_timeout(self.acquire_timeout)
+                // The pool tests every connection when it is released; testing again when
+                // it is taken would cost every call a round trip.
+                .test_before_acquire(false)
+                .connect(&url)
+                .await
+                .map_err(|source| match source {
+                    sqlx::Error::Configuration(error) => {
+                        SqlStoreError::Config(format!("the PostgreSQL URL: {error}"))
+                    }
+                    source => SqlStoreError::Database {
+                        database: POSTGRES,
+                        operation: "connect",
+                        source,
+                    },
+                })?,
+            Source::None => {
+                return Err(SqlStoreError::Config(
+                    "PostgresStore needs a url() or a pool()".to_owned(),
+                ));
+            }
+        };
+        let conns = Connections::new(
+            (*pool.connect_options()).clone(),
+            pool.options().get_max_connections(),
+            pool.options().get_acquire_timeout(),
+        );
+        let inner = Arc::new(Inner {
+            conns,
+            pool,
+            sql: Statements::new(&table),
+            table,
+            sweep_batch: self.sweep.batch,
+        });
+        sweep::start(&inner, self.sweep, POSTGRES);
+        Ok(PostgresStore { inner })
+    }
+}
+
+impl PostgresStore {
+    /// A builder: [`url`](PostgresStoreBuilder::url) or
+    /// [`pool`](PostgresStoreBuilder::pool), a [`table`](PostgresStoreBuilder::table).
+    pub fn builder() -> PostgresStoreBuilder {
+        PostgresStoreBuilder {
+            source: Source::None,
+            table: DEFAULT_TABLE.to_owned(),
+            max_connections: 10,
+            acquire_timeout: Duration::from_secs(5),
+            sweep: Sweep::default(),
+        }
+    }
+
+    /// Creates the table and its indexes if they do not exist (see the crate docs for the
+    /// schema). Safe to run on every start, from several instances at once.
+    pub async fn migrate(&self) -> Result<(), SqlStoreError> {
+        let mut tx = self.inner.pool.begin().await.map_err(failed("migrate"))?;
+        for statement in &self.inner.sql.migrate {
+            sqlx::query(statement)
+                .execute(&mut *tx)
+                .await
+                .map_err(failed("migrate"))?;
+        }
+        tx.commit().await.map_err(failed("migrate"))?;
+        tracing::debug!(table = %self.inner.table.quoted(), "PostgreSQL session table ready");
+        Ok(())
+    }
+
+    /// Deletes every expired row now, in batches; how many. The sweeper calls this on its
+    /// interval.
+    pub async fn sweep(&self) -> Result<u64, SqlStoreError> {
+        sweep::sweep_all(self.inner.as_ref(), self.inner.sweep_batch).await
+    }
+
+    /// The pool the store uses.
+    pub fn pool(&self) -> &PgPool {
+        &self.inner.pool
+    }
+
+    fn record(&self, columns: Columns) -> Result<Record, SqlStoreError> {
+        codec::record(columns).map_err(|corrupt| SqlStoreError::Corrupt {
+            database: POSTGRES,
+            table: self.inner.table.quoted(),
+            reason: corrupt.0,
+        })
+    }
+}
+
+/// The error of a statement of `operation`, logged (without the id) at debug: the layer logs
+/// the failed request.
+fn failed(operation: &'static str) -> impl FnOnce(sqlx::Error) -> SqlStoreError {
+    move |source| {
+        tracing::debug!(operation, error = %source, "PostgreSQL session store call failed");
+        SqlStoreError::Database {
+            database: POSTGRES,
+            operation,
+            source,
+        }
+    }
+}
+
+impl Batches for Inner {
+    async fn sweep_batch(&self, batch: u32) -> Result<u64, SqlStoreError> {
+        let done = sqlx::query(&self.sql.sweep)
+            .bind(i64::from(batch))
+            .execute(&self.pool)
+            .await
+            .map_err(failed("sweep"))?;
+        Ok(done.rows_affected())
+    }
+}
+
+impl SessionStore for PostgresStore {
+    type Error = SqlStoreError;
+
+    async fn load(&self, id: &SessionId) -> Result<Option<Record>, SqlStoreError> {
+        let sql = &self.inner.sql.load;
+        let row: Option<Columns> = on_connection!(self, |c| sqlx::query_as(sql)
+            .bind(id.as_str())
+            .fetch_optional(&mut c)
+            .await)
+        .map_err(failed("load"))?;
+        row.map(|columns| self.record(columns)).transpose()
+    }
+
+    async fn read(&self, id: &SessionId) -> Result<Option<Record>, SqlStoreError> {
+        let sql = &self.inner.sql.read;
+        let row: Option<Columns> = on_connection!(self, |c| sqlx::query_as(sql)
+            .bind(id.as_str())
+            .fetch_optional(&mut c)
+            .await)
+        .map_err(failed("read"))?;
+        row.map(|columns| self.record(columns)).transpose()
+    }
+
+    async fn create(&self, record: &Record) -> Result<SessionId, SqlStoreError> {
+        let entries = codec::entries(record);
+        let (owner, since, user_agent, address) = codec::owner(record);
+        for _ in 0..CREATE_ATTEMPTS {
+            let id = SessionId::generate();
+            let sql = &self.inner.sql.create;
+            let (entries, owner, user_agent, address) = (&entries, &owner, &user_agent, &address);
+            let fresh = id.as_str();
+            let done = on_connection!(self, |c| sqlx::query(sql)
+                .bind(fresh)
+                .bind(entries)
+                .bind(codec::millis(record.created))
+                .bind(codec::duration_millis(record.idle_timeout))
+                .bind(record.deadline.map(codec::millis))
+                .bind(owner)
+                .bind(since)
+                .bind(user_agent)
+                .bind(address)
+                .execute(&mut c)
+                .await)
+            .map_err(failed("create"))?;
+            if done.rows_affected() == 1 {
+                return Ok(id);
+            }
+            tracing::warn!(session = %id, "new session id already taken; trying another");
+        }
+        Err(SqlStoreError::Collision {
+            database: POSTGRES,
+            attempts: CREATE_ATTEMPTS,
+        })
+    }
+
+    async fn update(&self, id: &SessionId, changes: &Changes) -> Result<Update, SqlStoreError> {
+        let sql = &self.inner.sql.update;
+        let patch = codec::patch(changes);
+        let patch = &patch;
+        let done = on_connection!(self, |c| sqlx::query(sql)
+            .bind(id.as_str())
+            .bind(patch)
+            .bind(changes.idle_timeout.map(codec::duration_millis))
+            .bind(changes.deadline.map(codec::millis))
+            .execute(&mut c)
+            .await)
+        .map_err(failed("update"))?;
+        Ok(if done.rows_affected() == 1 {
+            Update::Applied
+        } else {
+            Update::Missing
+        })
+    }
+
+    async fn delete(&self, id: &SessionId) -> Result<(), SqlStoreError> {
+        let sql = &self.inner.sql.delete;
+        on_connection!(self, |c| sqlx::query(sql)
+            .bind(id.as_str())
+            .execute(&mut c)
+            .await)
+        .map_err(failed("delete"))?;
+        Ok(())
+    }
+}
+
+/// The owner column is the index: a session is indexed in the same row it is created in,
+/// and leaves with it.
+impl OwnerIndex for PostgresStore {
+    async fn owned(&self, owner: &str) -> Result<Vec<(SessionId, Record)>, SqlStoreError> {
+        let sql = &self.inner.sql.owned;
+        let owner = codec::escape(owner);
+        let owner = owner.as_ref();
+        let rows: Vec<crate::OwnedRow> = on_connection!(self, |c| sqlx::query_as(sql)
+            .bind(owner)
+            .fetch_all(&mut c)
+            .await)
+        .map_err(failed("owned"))?;
+        rows.into_iter()
+            .map(|row| {
+                let (id, columns) = crate::split(row);
+                let id = self.id(&id)?;
+                Ok((id, self.record(columns)?))
+            })
+            .collect()
+    }
+
+    async fn revoke_all(
+        &self,
+        owner: &str,
+        except: Option<&SessionId>,
+    ) -> Result<Revoked, SqlStoreError> {
+        let sql = &self.inner.sql.revoke;
+        let owner = codec::escape(owner);
+        let owner = owner.as_ref();
+        let rows: Vec<(String, bool)> = on_connection!(self, |c| sqlx::query_as(sql)
+            .bind(owner)
+            .bind(except.map(SessionId::as_str))
+            .fetch_all(&mut c)
+            .await)
+        .map_err(failed("revoke_all"))?;
+        // Expired rows are deleted too, but were no live session to end.
+        let ended = rows
+            .into_iter()
+            .filter(|(_, live)| *live)
+            .map(|(id, _)| self.id(&id))
+            .collect::<Result<_, _>>()?;
+        Ok(Revoked::Sessions(ended))
+    }
+}
+
+impl PostgresStore {
+    fn id(&self, id: &str) -> Result<SessionId, SqlStoreError> {
+        SessionId::parse(id).ok_or_else(|| SqlStoreError::Corrupt {
+            database: POSTGRES,
+            table: self.inner.table.quoted(),
+            reason: "an id that is not a session id".to_owned(),
+        })
+    }
+}

@@ -1,0 +1,555 @@
+//! [`SqliteStore`]: sessions in a SQLite table, one statement per call.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cloakroom::SessionId;
+use cloakroom::store::{Changes, OwnerIndex, Record, Revoked, SessionStore, Update};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
+
+use self::writer::{Answer, Failure, Write, Writer};
+use crate::codec::{self, Columns};
+use crate::error::SQLITE;
+use crate::sweep::{self, Batches, Sweep};
+use crate::table::Table;
+use crate::{CREATE_ATTEMPTS, DEFAULT_TABLE, SqlStoreError};
+
+mod writer;
+
+/// The database's clock in milliseconds: SQLite gives `'now'` one value for the whole
+/// statement. (`julianday` rather than `unixepoch('subsec')`, which older SQLite lacks.)
+const NOW: &str = "CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)";
+
+/// Sessions in a SQLite database file (WAL mode). See the [crate documentation](crate) for the schema and
+/// what each call does.
+///
+/// Cloning is cheap: clones share the pool and the sweeper, which stops when the last clone
+/// is dropped.
+#[derive(Clone)]
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// Reads, and `migrate`.
+    pool: SqlitePool,
+    /// Every write, committed together (see `sqlite/writer.rs`).
+    writer: Writer,
+    table: Table,
+    sql: Statements,
+    sweep_batch: u32,
+}
+
+/// Every statement, made once from the checked table name.
+struct Statements {
+    load: String,
+    read: String,
+    create: String,
+    update: String,
+    delete: String,
+    owned: String,
+    revoke: String,
+    sweep: String,
+    migrate: Vec<String>,
+}
+
+impl Statements {
+    fn new(table: &Table) -> Self {
+        let t = table.quoted();
+        let returning = codec::returning("entries");
+        let max = i64::MAX;
+        let (expires_idx, on) = table.sqlite_index("expires_idx");
+        let (owner_idx, _) = table.sqlite_index("owner_idx");
+        Self {
+            // The refresh and the read in one statement, which takes the write lock first
+            // (a bounded wait: the busy timeout).
+            load: format!(
+                "UPDATE {t} SET expires_ms = min({NOW} + idle_ms, coalesce(deadline_ms, {max})) \
+                 WHERE id = ?1 AND expires_ms > {NOW} RETURNING {returning}"
+            ),
+            read: format!("SELECT {returning} FROM {t} WHERE id = ?1 AND expires_ms > {NOW}"),
+            create: format!(
+                "INSERT INTO {t} (id, entries, created_ms, idle_ms, deadline_ms, expires_ms, \
+                 owner, owner_since_ms, user_agent, address) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, min({NOW} + ?4, coalesce(?5, {max})), \
+                 ?6, ?7, ?8, ?9) ON CONFLICT (id) DO NOTHING"
+            ),
+            // The merge happens in the statement, on the row as it is now: `json_patch`
+            // (RFC 7396) sets this request's keys and removes those it gives as `null`.
+            // SQLite's two-argument min() is NULL if either is: the earlier deadline is
+            // spelled out.
+            update: format!(
+                "UPDATE {t} SET entries = json_patch(entries, ?2), \
+                 idle_ms = coalesce(?3, idle_ms), \
+                 deadline_ms = coalesce(min(deadline_ms, ?4), deadline_ms, ?4), \
+                 expires_ms = min({NOW} + coalesce(?3, idle_ms), \
+                 coalesce(min(deadline_ms, ?4), deadline_ms, ?4, {max})) \
+                 WHERE id = ?1 AND expires_ms > {NOW}"
+            ),
+            delete: format!("DELETE FROM {t} WHERE id = ?1"),
+            owned: format!(
+                "SELECT id, {returning} FROM {t} WHERE owner = ?1 AND expires_ms > {NOW}"
+            ),
+            revoke: format!(
+                "DELETE FROM {t} WHERE owner = ?1 AND id IS NOT ?2 \
+                 RETURNING id, expires_ms > {NOW}"
+            ),
+            sweep: format!(
+                "DELETE FROM {t} WHERE id IN (SELECT id FROM {t} WHERE expires_ms <= {NOW} \
+                 ORDER BY expires_ms LIMIT ?1)"
+            ),
+            migrate: vec![
+                format!(
+                    "CREATE TABLE IF NOT EXISTS {t} (\
+                     id TEXT PRIMARY KEY NOT NULL, \
+                     entries TEXT NOT NULL, \
+                     created_ms INTEGER NOT NULL, \
+                     idle_ms INTEGER NOT NULL, \
+                     deadline_ms INTEGER, \
+                     expires_ms INTEGER NOT NULL, \
+                     owner TEXT, \
+                     owner_since_ms INTEGER, \
+                     user_agent TEXT, \
+                     address TEXT)"
+                ),
+                format!("CREATE INDEX IF NOT EXISTS {expires_idx} ON {on} (expires_ms)"),
+                format!(
+                    "CREATE INDEX IF NOT EXISTS {owner_idx} ON {on} (owner) WHERE owner IS NOT NULL"
+                ),
+            ],
+        }
+    }
+}
+
+impl fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("table", &self.inner.table.quoted())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where a store's connections come from.
+enum Source {
+    None,
+    Url(String),
+    Path(PathBuf),
+    Pool(SqlitePool),
+}
+
+/// Builds a [`SqliteStore`]: [`SqliteStore::builder`].
+#[must_use]
+pub struct SqliteStoreBuilder {
+    source: Source,
+    table: String,
+    max_connections: u32,
+    acquire_timeout: Duration,
+    busy_timeout: Duration,
+    sweep: Sweep,
+}
+
+impl fmt::Debug for SqliteStoreBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let source = match &self.source {
+            Source::None => "none",
+            Source::Url(_) => "url",
+            Source::Path(_) => "path",
+            Source::Pool(_) => "pool",
+        };
+        f.debug_struct("SqliteStoreBuilder")
+            .field("source", &source)
+            .field("table", &self.table)
+            .field("max_connections", &self.max_connections)
+            .field("acquire_timeout", &self.acquire_timeout)
+            .field("busy_timeout", &self.busy_timeout)
+            .field("sweep", &self.sweep)
+            .finish()
+    }
+}
+
+impl SqliteStoreBuilder {
+    /// Opens the database file at `path`, creating it if missing, in WAL mode with the
+    /// [`busy_timeout`](Self::busy_timeout), with a pool of
+    /// [`max_connections`](Self::max_connections).
+    pub fn path(mut self, path: impl Into<PathBuf>) -> Self {
+        self.source = Source::Path(path.into());
+        self
+    }
+
+    /// Opens the database at `url` (`sqlite://sessions.db?mode=rwc`) like
+    /// [`path`](Self::path): WAL mode, the busy timeout.
+    pub fn url(mut self, url: impl Into<String>) -> Self {
+        self.source = Source::Url(url.into());
+        self
+    }
+
+    /// Uses a pool the application already has (the one its handlers use, say); the pool's
+    /// own settings apply (set WAL mode and a busy timeout on its connect options: sqlx's
+    /// default busy timeout is 5 s), and [`max_connections`](Self::max_connections),
+    /// [`acquire_timeout`](Self::acquire_timeout) and
+    /// [`busy_timeout`](Self::busy_timeout) are not used.
+    pub fn pool(mut self, pool: SqlitePool) -> Self {
+        self.source = Source::Pool(pool);
+        self
+    }
+
+    /// The table: `sessions` by default, or `schema.table` (`schema` an attached database). Only
+    /// identifiers are accepted (`[A-Za-z_][A-Za-z0-9_]*`); anything else is an error of
+    /// [`build`](Self::build) naming it. Names are quoted, so they are case-sensitive.
+    pub fn table(mut self, table: impl Into<String>) -> Self {
+        self.table = table.into();
+        self
+    }
+
+    /// The most connections of the pool made from a path or URL (default 10).
+    pub fn max_connections(mut self, max: u32) -> Self {
+        self.max_connections = max.max(1);
+        self
+    }
+
+    /// How long a call waits for a connection of the pool made from a path or URL before it
+    /// fails (default 5 s).
+    pub fn acquire_timeout(mut self, timeout: Duration) -> Self {
+        self.acquire_timeout = timeout;
+        self
+    }
+
+    /// How long a statement waits for another connection's (or process's) write to finish
+    /// before it fails with "database is locked", a store error (503) (default 2 s): a bounded
+    /// wait, never a hang.
+    pub fn busy_timeout(mut self, timeout: Duration) -> Self {
+        self.busy_timeout = timeout;
+        self
+    }
+
+    /// How often expired rows are deleted (default every 5 minutes); `None` for no
+    /// sweeper (call [`SqliteStore::sweep`] from a job of your own).
+    pub fn sweep_interval(mut self, interval: Option<Duration>) -> Self {
+        self.sweep.interval = interval.map(|i| i.max(Duration::from_millis(1)));
+        self
+    }
+
+    /// Rows deleted per statement of a sweep (default 1,000).
+    pub fn sweep_batch(mut self, rows: u32) -> Self {
+        self.sweep.batch = rows.max(1);
+        self
+    }
+
+    /// Checks the table name, connects (for a [`url`](Self::url)) and starts the sweeper.
+    /// Run [`SqliteStore::migrate`] once to create the table.
+    pub async fn build(self) -> Result<SqliteStore, SqlStoreError> {
+        let table = Table::parse(&self.table)?;
+        let options = match self.source {
+            Source::Pool(pool) => Ok(pool),
+            Source::Path(path) => Err(SqliteConnectOptions::new().filename(path)),
+            Source::Url(url) => Err(SqliteConnectOptions::from_str(&url)
+                .map_err(|error| SqlStoreError::Config(format!("the SQLite URL: {error}")))?),
+            Source::None => {
+                return Err(SqlStoreError::Config(
+                    "SqliteStore needs a path(), url() or pool()".to_owned(),
+                ));
+            }
+        };
+        let pool = match options {
+            Ok(pool) => pool,
+            Err(options) => {
+                let options = options
+                    .create_if_missing(true)
+                    // Readers never wait for a writer, and a writer never for readers.
+                    .journal_mode(SqliteJournalMode::Wal)
+                    .busy_timeout(self.busy_timeout);
+                SqlitePoolOptions::new()
+                    .max_connections(self.max_connections)
+                    .acquire_timeout(self.acquire_timeout)
+                    // The pool tests every connection when it is released; testing again
+                    // when it is taken would cost every call a round trip to its thread.
+                    .test_before_acquire(false)
+                    .connect_with(options)
+                    .await
+                    .map_err(|source| SqlStoreError::Database {
+                        database: SQLITE,
+                        operation: "connect",
+                        source,
+                    })?
+            }
+        };
+        let sql = Statements::new(&table);
+        let writer = Writer::start(
+            pool.clone(),
+            writer::Statements {
+                load: sql.load.clone(),
+                create: sql.create.clone(),
+                update: sql.update.clone(),
+                delete: sql.delete.clone(),
+                revoke: sql.revoke.clone(),
+                sweep: sql.sweep.clone(),
+            },
+        )
+        .ok_or_else(|| {
+            SqlStoreError::Config("SqliteStore must be built inside a Tokio runtime".to_owned())
+        })?;
+        let inner = Arc::new(Inner {
+            pool,
+            writer,
+            sql,
+            table,
+            sweep_batch: self.sweep.batch,
+        });
+        sweep::start(&inner, self.sweep, SQLITE);
+        Ok(SqliteStore { inner })
+    }
+}
+
+impl SqliteStore {
+    /// A builder: [`path`](SqliteStoreBuilder::path), [`url`](SqliteStoreBuilder::url) or
+    /// [`pool`](SqliteStoreBuilder::pool), a [`table`](SqliteStoreBuilder::table).
+    pub fn builder() -> SqliteStoreBuilder {
+        SqliteStoreBuilder {
+            source: Source::None,
+            table: DEFAULT_TABLE.to_owned(),
+            max_connections: 10,
+            acquire_timeout: Duration::from_secs(5),
+            busy_timeout: Duration::from_secs(2),
+            sweep: Sweep::default(),
+        }
+    }
+
+    /// Creates the table and its indexes if they do not exist (see the crate docs for the
+    /// schema), in one transaction. Safe to run on every start, from several processes at
+    /// once.
+    pub async fn migrate(&self) -> Result<(), SqlStoreError> {
+        let mut tx = self.inner.pool.begin().await.map_err(failed("migrate"))?;
+        for statement in &self.inner.sql.migrate {
+            sqlx::query(statement)
+                .execute(&mut *tx)
+                .await
+                .map_err(failed("migrate"))?;
+        }
+        tx.commit().await.map_err(failed("migrate"))?;
+        tracing::debug!(table = %self.inner.table.quoted(), "SQLite session table ready");
+        Ok(())
+    }
+
+    /// Deletes every expired row now, in batches; how many. The sweeper calls this on its
+    /// interval.
+    pub async fn sweep(&self) -> Result<u64, SqlStoreError> {
+        sweep::sweep_all(self.inner.as_ref(), self.inner.sweep_batch).await
+    }
+
+    /// The pool the store uses.
+    pub fn pool(&self) -> &SqlitePool {
+        &self.inner.pool
+    }
+
+    fn record(&self, columns: Columns) -> Result<Record, SqlStoreError> {
+        codec::record(columns).map_err(|corrupt| SqlStoreError::Corrupt {
+            database: SQLITE,
+            table: self.inner.table.quoted(),
+            reason: corrupt.0,
+        })
+    }
+}
+
+/// The error of a statement of `operation`, logged (without the id) at debug: the layer logs
+/// the failed request.
+fn failed(operation: &'static str) -> impl FnOnce(sqlx::Error) -> SqlStoreError {
+    move |source| {
+        tracing::debug!(operation, error = %source, "SQLite session store call failed");
+        SqlStoreError::Database {
+            database: SQLITE,
+            operation,
+            source,
+        }
+    }
+}
+
+impl Batches for Inner {
+    async fn sweep_batch(&self, batch: u32) -> Result<u64, SqlStoreError> {
+        let write = Write::Sweep {
+            batch: i64::from(batch),
+        };
+        match self.writer.write(write).await.map_err(written("sweep"))? {
+            Answer::Affected(rows) => Ok(rows),
+            _ => Ok(0),
+        }
+    }
+}
+
+/// The error of a write of `operation` (see [`failed`]).
+fn written(operation: &'static str) -> impl FnOnce(Failure) -> SqlStoreError {
+    move |failure| match failure {
+        Failure::Own(source) => failed(operation)(source),
+        Failure::Batch(source) => {
+            tracing::debug!(operation, error = %source, "SQLite session store transaction failed");
+            SqlStoreError::Batch {
+                database: SQLITE,
+                operation,
+                source,
+            }
+        }
+    }
+}
+
+/// An answer a write of its kind never gives.
+fn unexpected(operation: &'static str) -> SqlStoreError {
+    SqlStoreError::Batch {
+        database: SQLITE,
+        operation,
+        source: Arc::new(sqlx::Error::Protocol(format!(
+            "the writer answered {operation} with another call's answer"
+        ))),
+    }
+}
+
+impl SessionStore for SqliteStore {
+    type Error = SqlStoreError;
+
+    async fn load(&self, id: &SessionId) -> Result<Option<Record>, SqlStoreError> {
+        let write = Write::Load {
+            id: id.as_str().to_owned(),
+        };
+        match self
+            .inner
+            .writer
+            .write(write)
+            .await
+            .map_err(written("load"))?
+        {
+            Answer::Row(row) => row.map(|columns| self.record(columns)).transpose(),
+            _ => Err(unexpected("load")),
+        }
+    }
+
+    async fn read(&self, id: &SessionId) -> Result<Option<Record>, SqlStoreError> {
+        let row: Option<Columns> = sqlx::query_as(&self.inner.sql.read)
+            .bind(id.as_str())
+            .fetch_optional(&self.inner.pool)
+            .await
+            .map_err(failed("read"))?;
+        row.map(|columns| self.record(columns)).transpose()
+    }
+
+    async fn create(&self, record: &Record) -> Result<SessionId, SqlStoreError> {
+        let entries = codec::entries(record);
+        let (owner, since, user_agent, address) = codec::owner(record);
+        for _ in 0..CREATE_ATTEMPTS {
+            let id = SessionId::generate();
+            let write = Write::Create {
+                id: id.as_str().to_owned(),
+                entries: entries.clone(),
+                created: codec::millis(record.created),
+                idle: codec::duration_millis(record.idle_timeout),
+                deadline: record.deadline.map(codec::millis),
+                owner: (owner.clone(), since, user_agent.clone(), address.clone()),
+            };
+            match self
+                .inner
+                .writer
+                .write(write)
+                .await
+                .map_err(written("create"))?
+            {
+                Answer::Affected(1) => return Ok(id),
+                Answer::Affected(_) => {}
+                _ => return Err(unexpected("create")),
+            }
+            tracing::warn!(session = %id, "new session id already taken; trying another");
+        }
+        Err(SqlStoreError::Collision {
+            database: SQLITE,
+            attempts: CREATE_ATTEMPTS,
+        })
+    }
+
+    async fn update(&self, id: &SessionId, changes: &Changes) -> Result<Update, SqlStoreError> {
+        let write = Write::Update {
+            id: id.as_str().to_owned(),
+            patch: codec::patch(changes),
+            idle: changes.idle_timeout.map(codec::duration_millis),
+            deadline: changes.deadline.map(codec::millis),
+        };
+        match self
+            .inner
+            .writer
+            .write(write)
+            .await
+            .map_err(written("update"))?
+        {
+            Answer::Affected(1) => Ok(Update::Applied),
+            Answer::Affected(_) => Ok(Update::Missing),
+            _ => Err(unexpected("update")),
+        }
+    }
+
+    async fn delete(&self, id: &SessionId) -> Result<(), SqlStoreError> {
+        let write = Write::Delete {
+            id: id.as_str().to_owned(),
+        };
+        self.inner
+            .writer
+            .write(write)
+            .await
+            .map_err(written("delete"))?;
+        Ok(())
+    }
+}
+
+/// The owner column is the index: a session is indexed in the same row it is created in,
+/// and leaves with it.
+impl OwnerIndex for SqliteStore {
+    async fn owned(&self, owner: &str) -> Result<Vec<(SessionId, Record)>, SqlStoreError> {
+        let rows: Vec<crate::OwnedRow> = sqlx::query_as(&self.inner.sql.owned)
+            .bind(codec::escape(owner).as_ref())
+            .fetch_all(&self.inner.pool)
+            .await
+            .map_err(failed("owned"))?;
+        rows.into_iter()
+            .map(|row| {
+                let (id, columns) = crate::split(row);
+                let id = self.id(&id)?;
+                Ok((id, self.record(columns)?))
+            })
+            .collect()
+    }
+
+    async fn revoke_all(
+        &self,
+        owner: &str,
+        except: Option<&SessionId>,
+    ) -> Result<Revoked, SqlStoreError> {
+        let write = Write::Revoke {
+            owner: codec::escape(owner).into_owned(),
+            except: except.map(|id| id.as_str().to_owned()),
+        };
+        let rows = match self
+            .inner
+            .writer
+            .write(write)
+            .await
+            .map_err(written("revoke_all"))?
+        {
+            Answer::Ended(rows) => rows,
+            _ => return Err(unexpected("revoke_all")),
+        };
+        // Expired rows are deleted too, but were no live session to end.
+        let ended = rows
+            .into_iter()
+            .filter(|(_, live)| *live != 0)
+            .map(|(id, _)| self.id(&id))
+            .collect::<Result<_, _>>()?;
+        Ok(Revoked::Sessions(ended))
+    }
+}
+
+impl SqliteStore {
+    fn id(&self, id: &str) -> Result<SessionId, SqlStoreError> {
+        SessionId::parse(id).ok_or_else(|| SqlStoreError::Corrupt {
+            database: SQLITE,
+            table: self.inner.table.quoted(),
+            reason: "an id that is not a session id".to_owned(),
+        })
+    }
+}

@@ -1,0 +1,250 @@
+//! SQLite's writes, committed together: one transaction (one `fsync`) for every write that is
+//! waiting when the last commit ends.
+//!
+//! SQLite has one writer at a time and each commit waits for the disk, so concurrent writes
+//! through a pool take turns at one commit each, and while they wait for the lock they sleep
+//! in SQLite's busy handler (1, 2, 5, 10 ms...), not in a queue. Here the writes of one store
+//! go to a task of its own that takes everything queued, runs it inside one `BEGIN
+//! IMMEDIATE` … `COMMIT` on one connection, and answers each: the same statements, in the
+//! order they arrived, each seeing the ones before, at the cost of one commit. Other
+//! processes on the file still wait in the busy handler, bounded by the busy timeout.
+//!
+//! A statement that fails on its own (a value SQLite refuses) fails alone: SQLite undoes just
+//! that statement. A failure that may have undone the transaction (busy past the timeout, I/O,
+//! a full disk), or a failed commit, fails every write of the batch, since none of them is
+//! known to be kept. A write whose caller went away still runs, as a statement already sent to
+//! a server would.
+
+use std::sync::Arc;
+
+use sqlx::SqlitePool;
+use sqlx::sqlite::SqliteConnection;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::codec::Columns;
+
+/// The most writes of one transaction: a bound on how long one commit keeps the lock.
+const MAX_BATCH: usize = 256;
+
+/// One write: the statement (an index into the store's statements) and its values.
+pub(super) enum Write {
+    Load {
+        id: String,
+    },
+    Create {
+        id: String,
+        entries: String,
+        created: i64,
+        idle: i64,
+        deadline: Option<i64>,
+        owner: (Option<String>, Option<i64>, Option<String>, Option<String>),
+    },
+    Update {
+        id: String,
+        patch: String,
+        idle: Option<i64>,
+        deadline: Option<i64>,
+    },
+    Delete {
+        id: String,
+    },
+    Revoke {
+        owner: String,
+        except: Option<String>,
+    },
+    Sweep {
+        batch: i64,
+    },
+}
+
+/// What a write answered.
+pub(super) enum Answer {
+    /// `load`'s row, if the session was live.
+    Row(Option<Columns>),
+    /// Rows written.
+    Affected(u64),
+    /// `revoke_all`'s deleted ids, and whether each was live.
+    Ended(Vec<(String, i64)>),
+}
+
+/// Why a write failed: its own statement, or the transaction it was part of.
+pub(super) enum Failure {
+    Own(sqlx::Error),
+    Batch(Arc<sqlx::Error>),
+}
+
+type Reply = oneshot::Sender<Result<Answer, Failure>>;
+
+/// The statements the writer runs, in the store's text.
+pub(super) struct Statements {
+    pub(super) load: String,
+    pub(super) create: String,
+    pub(super) update: String,
+    pub(super) delete: String,
+    pub(super) revoke: String,
+    pub(super) sweep: String,
+}
+
+/// The store's handle on its writer task; the task ends when this is dropped.
+pub(super) struct Writer {
+    queue: mpsc::UnboundedSender<(Write, Reply)>,
+}
+
+impl Writer {
+    /// Starts the writer on `pool`, in the current Tokio runtime; `None` outside one.
+    pub(super) fn start(pool: SqlitePool, statements: Statements) -> Option<Self> {
+        let runtime = tokio::runtime::Handle::try_current().ok()?;
+        let (queue, jobs) = mpsc::unbounded_channel();
+        runtime.spawn(run(pool, Arc::new(statements), jobs));
+        Some(Self { queue })
+    }
+
+    /// Queues `write` and waits for its answer.
+    pub(super) async fn write(&self, write: Write) -> Result<Answer, Failure> {
+        let (reply, answer) = oneshot::channel();
+        self.queue
+            .send((write, reply))
+            .map_err(|_| Failure::Own(sqlx::Error::PoolClosed))?;
+        answer
+            .await
+            .unwrap_or(Err(Failure::Own(sqlx::Error::WorkerCrashed)))
+    }
+}
+
+async fn run(
+    pool: SqlitePool,
+    statements: Arc<Statements>,
+    mut jobs: mpsc::UnboundedReceiver<(Write, Reply)>,
+) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while jobs.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        commit(&pool, &statements, &mut batch).await;
+        batch.clear();
+    }
+}
+
+/// Runs `batch` in one transaction and answers every write of it.
+async fn commit(pool: &SqlitePool, statements: &Statements, batch: &mut Vec<(Write, Reply)>) {
+    let mut connection = match pool.acquire().await {
+        Ok(connection) => connection,
+        Err(error) => return fail_all(batch, error),
+    };
+    if let Err(error) = sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut *connection)
+        .await
+    {
+        return fail_all(batch, error);
+    }
+    let mut answers = Vec::with_capacity(batch.len());
+    for (write, _) in batch.iter() {
+        match execute(&mut connection, statements, write).await {
+            Err(error) if undoes_transaction(&error) => {
+                let _ = sqlx::query("ROLLBACK").execute(&mut *connection).await;
+                return fail_all(batch, error);
+            }
+            answer => answers.push(answer),
+        }
+    }
+    if let Err(error) = sqlx::query("COMMIT").execute(&mut *connection).await {
+        let _ = sqlx::query("ROLLBACK").execute(&mut *connection).await;
+        return fail_all(batch, error);
+    }
+    for ((_, reply), answer) in batch.drain(..).zip(answers) {
+        let _ = reply.send(answer.map_err(Failure::Own));
+    }
+}
+
+fn fail_all(batch: &mut Vec<(Write, Reply)>, error: sqlx::Error) {
+    let error = Arc::new(error);
+    for (_, reply) in batch.drain(..) {
+        let _ = reply.send(Err(Failure::Batch(Arc::clone(&error))));
+    }
+}
+
+/// Whether SQLite may have rolled the whole transaction back after `error` (its docs: on
+/// `SQLITE_FULL`, `SQLITE_IOERR`, `SQLITE_BUSY`, `SQLITE_NOMEM`), or the connection is gone.
+fn undoes_transaction(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Database(error) => {
+            let primary = error
+                .code()
+                .and_then(|code| code.parse::<i32>().ok())
+                .map_or(0, |code| code & 0xff);
+            matches!(primary, 5 | 6 | 7 | 10 | 11 | 13 | 26)
+        }
+        _ => true,
+    }
+}
+
+async fn execute(
+    connection: &mut SqliteConnection,
+    statements: &Statements,
+    write: &Write,
+) -> Result<Answer, sqlx::Error> {
+    Ok(match write {
+        Write::Load { id } => Answer::Row(
+            sqlx::query_as(&statements.load)
+                .bind(id)
+                .fetch_optional(connection)
+                .await?,
+        ),
+        Write::Create {
+            id,
+            entries,
+            created,
+            idle,
+            deadline,
+            owner: (owner, since, user_agent, address),
+        } => Answer::Affected(
+            sqlx::query(&statements.create)
+                .bind(id)
+                .bind(entries)
+                .bind(created)
+                .bind(idle)
+                .bind(deadline)
+                .bind(owner)
+                .bind(since)
+                .bind(user_agent)
+                .bind(address)
+                .execute(connection)
+                .await?
+                .rows_affected(),
+        ),
+        Write::Update {
+            id,
+            patch,
+            idle,
+            deadline,
+        } => Answer::Affected(
+            sqlx::query(&statements.update)
+                .bind(id)
+                .bind(patch)
+                .bind(idle)
+                .bind(deadline)
+                .execute(connection)
+                .await?
+                .rows_affected(),
+        ),
+        Write::Delete { id } => Answer::Affected(
+            sqlx::query(&statements.delete)
+                .bind(id)
+                .execute(connection)
+                .await?
+                .rows_affected(),
+        ),
+        Write::Revoke { owner, except } => Answer::Ended(
+            sqlx::query_as(&statements.revoke)
+                .bind(owner)
+                .bind(except)
+                .fetch_all(connection)
+                .await?,
+        ),
+        Write::Sweep { batch } => Answer::Affected(
+            sqlx::query(&statements.sweep)
+                .bind(batch)
+                .execute(connection)
+                .await?
+                .rows_affected(),
+        ),
+    })
+}

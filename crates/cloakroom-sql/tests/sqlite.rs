@@ -1,0 +1,372 @@
+//! SqliteStore on database files in temporary directories.
+
+// Helpers outside the `#[test]` functions are test code too; clippy.toml's allowances do not
+// reach them.
+#![allow(clippy::expect_used)]
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant, SystemTime};
+
+use axum::http::StatusCode;
+use cloakroom::SessionId;
+use cloakroom::store::{FailureKind, Record, SessionStore, StoreError, Update};
+use cloakroom_sql::{SqlStoreError, SqliteStore};
+use cloakroom_testkit::{Conformance, Consistency};
+use cloakroom_tests::app::{cookie, layer, serve, write_concurrently};
+use cloakroom_tests::set;
+use sqlx::Connection;
+
+fn dir() -> tempfile::TempDir {
+    tempfile::tempdir().expect("a temporary directory")
+}
+
+async fn store_with(path: &Path, busy: Duration) -> SqliteStore {
+    let store = SqliteStore::builder()
+        .path(path)
+        .busy_timeout(busy)
+        .build()
+        .await
+        .expect("the store opens");
+    store.migrate().await.expect("migrate");
+    store
+}
+
+async fn store(path: &Path) -> SqliteStore {
+    store_with(path, Duration::from_secs(2)).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_keeps_every_promise() {
+    let dir = dir();
+    let result = Conformance::new()
+        .tick(Duration::from_millis(200))
+        .sessions(2_000)
+        .large_value(1024 * 1024)
+        .run(store(&dir.path().join("sessions.db")).await)
+        .await;
+    assert_eq!(result, Ok(()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_keeps_the_owner_index_promises() {
+    let dir = dir();
+    let result = Conformance::new()
+        .tick(Duration::from_millis(200))
+        .sessions(2_000)
+        .run_owner_index(store(&dir.path().join("sessions.db")).await)
+        .await;
+    assert_eq!(result, Ok(()));
+}
+
+#[tokio::test]
+async fn hostile_keys_and_values_round_trip() {
+    let dir = dir();
+    common::hostile_input_round_trips(&store(&dir.path().join("sessions.db")).await).await;
+}
+
+#[tokio::test]
+async fn the_database_is_in_wal_mode_and_a_sql_table_name_is_refused() {
+    let dir = dir();
+    let store = store(&dir.path().join("sessions.db")).await;
+    let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+        .fetch_one(store.pool())
+        .await
+        .expect("journal mode");
+    assert_eq!(mode, "wal");
+    let built = SqliteStore::builder()
+        .pool(store.pool().clone())
+        .table("sessions; DROP TABLE sessions")
+        .build()
+        .await;
+    match built {
+        Err(SqlStoreError::Config(message)) => {
+            assert!(
+                message.contains("\"sessions; DROP TABLE sessions\""),
+                "{message}"
+            );
+        }
+        other => panic!("accepted: {other:?}"),
+    }
+    // A qualified name is a table of an attached database ("main" is always there).
+    let qualified = SqliteStore::builder()
+        .pool(store.pool().clone())
+        .table("main.other_sessions")
+        .build()
+        .await
+        .expect("a qualified name");
+    qualified.migrate().await.expect("migrate");
+    qualified.migrate().await.expect("migrate again");
+    let id = qualified
+        .create(&Record::new(
+            SystemTime::now(),
+            Duration::from_secs(60),
+            None,
+        ))
+        .await
+        .expect("create");
+    assert!(qualified.load(&id).await.expect("load").is_some());
+    assert!(store.load(&id).await.expect("load").is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_concurrent_writers_all_survive() {
+    let dir = dir();
+    let app = serve(layer(cookie(), store(&dir.path().join("s.db")).await)).await;
+    let browser = app.browser();
+    browser.get("/count").await;
+    let keys = write_concurrently(std::slice::from_ref(&browser), 200).await;
+    assert_eq!(keys.split(',').count(), 201, "updates were lost: {keys}");
+}
+
+/// Another process holds the write lock (an open `BEGIN IMMEDIATE`): calls that write wait
+/// the busy timeout, then fail with a retryable error (503 through the layer), never hang;
+/// once the lock is released everything works again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_locked_database_is_a_bounded_wait_then_a_503() {
+    let dir = dir();
+    let path = dir.path().join("s.db");
+    let busy = Duration::from_millis(300);
+    let store = store_with(&path, busy).await;
+    let id = store
+        .create(&Record::new(
+            SystemTime::now(),
+            Duration::from_secs(600),
+            None,
+        ))
+        .await
+        .expect("create");
+    let app = serve(layer(cookie(), store.clone())).await;
+    let browser = app.browser();
+    assert_eq!(browser.get("/count").await.body, "1");
+
+    let url = format!("sqlite://{}", path.display());
+    let mut locker = sqlx::SqliteConnection::connect(&url)
+        .await
+        .expect("connect");
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut locker)
+        .await
+        .expect("the write lock");
+
+    let began = Instant::now();
+    let error = store
+        .update(&id, &set("k", "1"))
+        .await
+        .expect_err("a locked database");
+    let waited = began.elapsed();
+    assert!(
+        waited >= busy,
+        "gave up after {waited:?}, before the busy timeout"
+    );
+    assert!(
+        waited < busy * 5,
+        "waited {waited:?} for a {busy:?} busy timeout"
+    );
+    assert_eq!(error.failure_kind(), FailureKind::Unavailable, "{error}");
+    assert!(!error.to_string().contains(id.as_str()), "{error}");
+    let load = tokio::time::timeout(busy * 5, store.load(&id)).await;
+    assert!(matches!(load, Ok(Err(_))), "{load:?}");
+    let response = tokio::time::timeout(Duration::from_secs(5), browser.get("/count"))
+        .await
+        .expect("a request hung on the lock");
+    assert_eq!(response.status, StatusCode::SERVICE_UNAVAILABLE);
+    // Readers do not wait for a writer in WAL mode.
+    assert!(store.read(&id).await.expect("read").is_some());
+
+    sqlx::query("ROLLBACK")
+        .execute(&mut locker)
+        .await
+        .expect("release");
+    assert_eq!(browser.get("/count").await.body, "2");
+    assert_eq!(
+        store.update(&id, &set("k", "1")).await.expect("update"),
+        Update::Applied
+    );
+}
+
+#[tokio::test]
+async fn expired_rows_are_swept_and_the_sweeper_stops_with_the_store() {
+    let dir = dir();
+    let path = dir.path().join("s.db");
+    let sweeping = SqliteStore::builder()
+        .path(&path)
+        .sweep_interval(Some(Duration::from_millis(100)))
+        .sweep_batch(7)
+        .build()
+        .await
+        .expect("open");
+    sweeping.migrate().await.expect("migrate");
+    let short = Record::new(SystemTime::now(), Duration::from_millis(50), None);
+    for _ in 0..30 {
+        sweeping.create(&short).await.expect("create");
+    }
+    let kept = sweeping
+        .create(&Record::new(
+            SystemTime::now(),
+            Duration::from_secs(600),
+            None,
+        ))
+        .await
+        .expect("create");
+    let rows = |store: SqliteStore| async move {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM sessions")
+            .fetch_one(store.pool())
+            .await
+            .expect("count")
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while rows(sweeping.clone()).await > 1 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(rows(sweeping.clone()).await, 1, "expired rows were left");
+    assert!(sweeping.load(&kept).await.expect("load").is_some());
+    let observer = SqliteStore::builder()
+        .path(&path)
+        .sweep_interval(None)
+        .build()
+        .await
+        .expect("open");
+    drop(sweeping);
+    for _ in 0..5 {
+        observer.create(&short).await.expect("create");
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        rows(observer.clone()).await,
+        6,
+        "a dropped store kept sweeping"
+    );
+    assert_eq!(observer.sweep().await.expect("sweep"), 5);
+}
+
+/// Three stores with pools of their own on one file (three app processes' worth), racing
+/// every call and "log out everywhere".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_instances_on_one_file_agree_with_revokes() {
+    let dir = dir();
+    let path = dir.path().join("s.db");
+    let instances = vec![store(&path).await, store(&path).await, store(&path).await];
+    let report = Consistency::new()
+        .duration(Duration::from_secs(3))
+        .expiry(Duration::from_secs(1))
+        .soak_from_env()
+        .run_with_revokes(instances)
+        .await
+        .unwrap_or_else(|violation| panic!("{violation}"));
+    println!("SqliteStore, 3 instances, revokes: {report}");
+    assert!(report.operations > 300, "{report}");
+    assert_eq!(report.failed, 0, "calls failed without a fault: {report}");
+}
+
+const CHILD: &str = "CLOAKROOM_SQLITE_WRITER";
+const WRITES: usize = 50;
+
+/// Several processes on one database file lose no update: four copies of this test binary
+/// (each its own process, pool and SQLite library state), each writing its own keys of one
+/// session as fast as it can.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_processes_on_one_file_lose_no_update() {
+    let dir = dir();
+    let path = dir.path().join("s.db");
+    let store = store(&path).await;
+    let id = store
+        .create(&Record::new(
+            SystemTime::now(),
+            Duration::from_secs(600),
+            None,
+        ))
+        .await
+        .expect("create");
+    let exe = std::env::current_exe().expect("the test binary");
+    let children: Vec<_> = (0..4)
+        .map(|process| {
+            std::process::Command::new(&exe)
+                .args(["--exact", "a_writer_process", "--nocapture"])
+                .env(
+                    CHILD,
+                    format!("{}\n{}\n{process}", path.display(), id.as_str()),
+                )
+                .spawn()
+                .expect("a writer process")
+        })
+        .collect();
+    for mut child in children {
+        let status = tokio::task::spawn_blocking(move || child.wait())
+            .await
+            .expect("join")
+            .expect("wait");
+        assert!(status.success(), "a writer process failed: {status}");
+    }
+    let record = store.load(&id).await.expect("load").expect("the session");
+    assert_eq!(record.entries.len(), 4 * WRITES, "updates were lost");
+}
+
+/// One writer process of `several_processes_on_one_file_lose_no_update`: does nothing unless
+/// that test started it.
+#[tokio::test]
+async fn a_writer_process() {
+    let Ok(job) = std::env::var(CHILD) else {
+        return;
+    };
+    let mut lines = job.lines();
+    let (path, id, process) = (
+        lines.next().expect("path"),
+        lines.next().expect("id"),
+        lines.next().expect("process"),
+    );
+    let id = SessionId::parse(id).expect("an id");
+    let store = store_with(Path::new(path), Duration::from_secs(10)).await;
+    for write in 0..WRITES {
+        let key = format!("p{process}-{write}");
+        let done = store.update(&id, &set(&key, "1")).await.expect("update");
+        assert_eq!(done, Update::Applied);
+    }
+}
+
+/// Writes waiting together are committed together, and one that SQLite refuses (an update of
+/// a row whose entries are not JSON) fails alone, a 500, while the writes around it are kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_write_fails_alone_among_writes_committed_together() {
+    let dir = dir();
+    let store = store(&dir.path().join("s.db")).await;
+    let record = Record::new(SystemTime::now(), Duration::from_secs(600), None);
+    let broken = store.create(&record).await.expect("create");
+    sqlx::query("UPDATE sessions SET entries = 'not json' WHERE id = ?1")
+        .bind(broken.as_str())
+        .execute(store.pool())
+        .await
+        .expect("break a row");
+    let mut good = Vec::new();
+    for _ in 0..50 {
+        good.push(store.create(&record).await.expect("create"));
+    }
+    let mut writes = tokio::task::JoinSet::new();
+    for (i, id) in good.iter().enumerate() {
+        let (store, id) = (store.clone(), id.clone());
+        writes.spawn(async move {
+            (
+                Some(id.clone()),
+                store.update(&id, &set("k", &i.to_string())).await,
+            )
+        });
+    }
+    {
+        let (store, broken) = (store.clone(), broken.clone());
+        writes.spawn(async move { (None, store.update(&broken, &set("k", "1")).await) });
+    }
+    while let Some(joined) = writes.join_next().await {
+        match joined.expect("the task") {
+            (Some(_), result) => assert_eq!(result.expect("a good write"), Update::Applied),
+            (None, result) => {
+                let error = result.expect_err("the broken row's update");
+                assert_eq!(error.failure_kind(), FailureKind::Rejected, "{error}");
+            }
+        }
+    }
+    for (i, id) in good.iter().enumerate() {
+        let record = store.load(id).await.expect("load").expect("the session");
+        assert_eq!(record.entries["k"].json, i.to_string());
+    }
+}
