@@ -47,11 +47,14 @@ impl<C: Connection> Connections<C> {
     ///
     /// An idle connection found dead (the server restarted, or closed it for idleness) would
     /// fail a request for nothing: then every idle connection is dropped (they are likely
-    /// dead of the same cause) and `call` runs once more on a new one. Every statement of the
-    /// stores may run twice: each sets what it sets, so a second run of one that did reach
-    /// the server changes nothing more (a `create` that ran finds its id taken and takes
-    /// another, leaving a row nobody has the id of, swept when it expires).
-    pub(crate) async fn with<T, F, Fut>(&self, call: F) -> Result<T, sqlx::Error>
+    /// dead of the same cause) and `call` runs once more on a new one, when that is safe. A
+    /// lost connection does not say whether the statement ran: it may have committed and
+    /// only its answer been lost. So only a `repeatable` call (a read, a load's refresh, a
+    /// delete) runs again on any lost connection; a write runs again only when the server
+    /// said, before the statement, that it had ended the session ([`never_ran`]): a second
+    /// run of an update that did apply could undo what another request wrote in between (a
+    /// consumed flash back, a removed key back), and of a create or a revoke would misreport.
+    pub(crate) async fn with<T, F, Fut>(&self, repeatable: bool, call: F) -> Result<T, sqlx::Error>
     where
         F: Fn(C) -> Fut,
         Fut: Future<Output = (C, Result<T, sqlx::Error>)>,
@@ -83,7 +86,8 @@ impl<C: Connection> Connections<C> {
             match &result {
                 Err(error) if connection_lost(error) => {
                     drop(connection);
-                    if reused && !retried {
+                    let again = repeatable || never_ran(error);
+                    if reused && !retried && again {
                         retried = true;
                         self.idle
                             .lock()
@@ -111,6 +115,19 @@ fn bounded<T>(
 }
 
 /// Whether an error leaves the connection unusable.
+/// Whether `error` is the server's word that it ended the session before this statement (an
+/// administrator's or a shutdown's termination, an idle-session timeout), read as the reply:
+/// then the statement was never run.
+fn never_ran(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Database(error) => {
+            let code = error.code().unwrap_or_default();
+            matches!(&*code, "57P01" | "57P02" | "57P03" | "57P05")
+        }
+        _ => false,
+    }
+}
+
 fn connection_lost(error: &sqlx::Error) -> bool {
     match error {
         sqlx::Error::Database(error) => {

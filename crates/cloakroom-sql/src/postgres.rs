@@ -17,13 +17,14 @@ use crate::table::Table;
 use crate::{CREATE_ATTEMPTS, DEFAULT_TABLE, SqlStoreError};
 
 /// Runs one statement on a connection of the store's own (see `conns.rs`): `$body` uses
-/// `&mut $c` and awaits.
+/// `&mut $c` and awaits; `$repeatable` says whether it may run again after a lost connection
+/// (reads, refreshes, deletes) or only when it surely never ran (writes).
 macro_rules! on_connection {
-    ($store:expr, |$c:ident| $body:expr) => {
+    ($store:expr, $repeatable:expr, |$c:ident| $body:expr) => {
         $store
             .inner
             .conns
-            .with(|mut $c| async move {
+            .with($repeatable, |mut $c| async move {
                 let result = $body;
                 ($c, result)
             })
@@ -365,7 +366,7 @@ impl SessionStore for PostgresStore {
 
     async fn load(&self, id: &SessionId) -> Result<Option<Record>, SqlStoreError> {
         let sql = &self.inner.sql.load;
-        let row: Option<Columns> = on_connection!(self, |c| sqlx::query_as(sql)
+        let row: Option<Columns> = on_connection!(self, true, |c| sqlx::query_as(sql)
             .bind(id.as_str())
             .fetch_optional(&mut c)
             .await)
@@ -375,7 +376,7 @@ impl SessionStore for PostgresStore {
 
     async fn read(&self, id: &SessionId) -> Result<Option<Record>, SqlStoreError> {
         let sql = &self.inner.sql.read;
-        let row: Option<Columns> = on_connection!(self, |c| sqlx::query_as(sql)
+        let row: Option<Columns> = on_connection!(self, true, |c| sqlx::query_as(sql)
             .bind(id.as_str())
             .fetch_optional(&mut c)
             .await)
@@ -391,7 +392,7 @@ impl SessionStore for PostgresStore {
             let sql = &self.inner.sql.create;
             let (entries, owner, user_agent, address) = (&entries, &owner, &user_agent, &address);
             let fresh = id.as_str();
-            let done = on_connection!(self, |c| sqlx::query(sql)
+            let done = on_connection!(self, false, |c| sqlx::query(sql)
                 .bind(fresh)
                 .bind(entries)
                 .bind(codec::millis(record.created))
@@ -419,7 +420,7 @@ impl SessionStore for PostgresStore {
         let sql = &self.inner.sql.update;
         let patch = codec::patch(changes);
         let patch = &patch;
-        let done = on_connection!(self, |c| sqlx::query(sql)
+        let done = on_connection!(self, false, |c| sqlx::query(sql)
             .bind(id.as_str())
             .bind(patch)
             .bind(changes.idle_timeout.map(codec::duration_millis))
@@ -436,7 +437,7 @@ impl SessionStore for PostgresStore {
 
     async fn delete(&self, id: &SessionId) -> Result<(), SqlStoreError> {
         let sql = &self.inner.sql.delete;
-        on_connection!(self, |c| sqlx::query(sql)
+        on_connection!(self, true, |c| sqlx::query(sql)
             .bind(id.as_str())
             .execute(&mut c)
             .await)
@@ -452,7 +453,7 @@ impl OwnerIndex for PostgresStore {
         let sql = &self.inner.sql.owned;
         let owner = codec::escape(owner);
         let owner = owner.as_ref();
-        let rows: Vec<crate::OwnedRow> = on_connection!(self, |c| sqlx::query_as(sql)
+        let rows: Vec<crate::OwnedRow> = on_connection!(self, true, |c| sqlx::query_as(sql)
             .bind(owner)
             .fetch_all(&mut c)
             .await)
@@ -474,7 +475,7 @@ impl OwnerIndex for PostgresStore {
         let sql = &self.inner.sql.revoke;
         let owner = codec::escape(owner);
         let owner = owner.as_ref();
-        let rows: Vec<(String, bool)> = on_connection!(self, |c| sqlx::query_as(sql)
+        let rows: Vec<(String, bool)> = on_connection!(self, false, |c| sqlx::query_as(sql)
             .bind(owner)
             .bind(except.map(SessionId::as_str))
             .fetch_all(&mut c)
