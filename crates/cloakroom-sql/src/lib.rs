@@ -58,8 +58,9 @@
 //!   names have `%`, `"`, `\` and control characters escaped as `%XX`.
 //! - **The sweeper**: a task of the store deletes expired rows in batches
 //!   ([`sweep_batch`](PostgresStoreBuilder::sweep_batch), by the `expires_ms` index) on an
-//!   [interval](PostgresStoreBuilder::sweep_interval), off the request path; it stops when
-//!   the store is dropped. PostgreSQL's takes rows with `FOR UPDATE SKIP LOCKED`, so
+//!   [interval](PostgresStoreBuilder::sweep_interval), off the request path; a sweep that
+//!   outlasts the interval (a hung server) is given up, and the sweeper stops when the
+//!   store is dropped, even in the middle of a statement. PostgreSQL's takes rows with `FOR UPDATE SKIP LOCKED`, so
 //!   instances sweeping at once do not wait on each other.
 //! - **A user's sessions** ([`Owners`](cloakroom::Owners): list, revoke one, log out
 //!   everywhere): the `owner` column and its partial index; a session is indexed in the same
@@ -76,14 +77,17 @@
 //!   own that commits everything waiting in one transaction (`BEGIN IMMEDIATE` … `COMMIT`,
 //!   one `fsync` for all of them; each statement as it would run alone, in arrival order).
 //!   A write SQLite refuses fails alone; a failed commit fails the writes committed with it.
-//! - **PostgreSQL connections**: [`migrate`](PostgresStore::migrate) and the sweeper use the
-//!   sqlx pool; session calls use up to `max_connections` connections of the store's own,
-//!   made with the pool's connect options. A sqlx pool pings every connection it takes back,
-//!   a second round trip per call: measured on PostgreSQL 15 over loopback, `SELECT 1`
-//!   through a `PgPool` ran 14,200/s, on the same connections held directly 28,700/s. A call
-//!   cut off half-way (the layer's store timeout, a client gone) drops its connection instead
-//!   of returning it, which is what the ping guards against; an idle connection found dead
-//!   (a restart, an idle timeout) drops the idle ones and the call runs again on a new one.
+//! - **PostgreSQL connections**: [`migrate`](PostgresStore::migrate) uses the sqlx pool;
+//!   session calls and the sweeper use up to the pool's `max_connections` connections that
+//!   the store takes from the pool once and keeps (detached: the pool opens others in their
+//!   place). So they are made the pool's way, `after_connect` hook (`search_path`, `SET
+//!   ROLE`), `idle_timeout` and `max_lifetime` included, without the round trip a sqlx pool
+//!   adds to every call by pinging each connection it takes back (`BENCHMARKS.md` has the
+//!   figures). A call cut off half-way (the layer's store timeout, a client gone) drops its
+//!   connection instead of keeping it, which is what the ping guards against; an idle
+//!   connection found dead (a restart, an idle timeout) drops the idle ones and the call
+//!   runs again on a new one when that is safe (reads, refreshes, deletes; a write only if
+//!   the server said it never ran it).
 //!
 //! # The schema
 //!

@@ -6,13 +6,13 @@ use std::time::Duration;
 
 use cloakroom::SessionId;
 use cloakroom::store::{Changes, OwnerIndex, Record, Revoked, SessionStore, Update};
-use sqlx::PgConnection;
+use sqlx::Postgres;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 
 use crate::codec::{self, Columns};
 use crate::conns::Connections;
 use crate::error::POSTGRES;
-use crate::sweep::{self, Batches, Sweep};
+use crate::sweep::{self, Batches, Sweep, Sweeper};
 use crate::table::Table;
 use crate::{CREATE_ATTEMPTS, DEFAULT_TABLE, SqlStoreError};
 
@@ -20,10 +20,8 @@ use crate::{CREATE_ATTEMPTS, DEFAULT_TABLE, SqlStoreError};
 /// `&mut $c` and awaits; `$repeatable` says whether it may run again after a lost connection
 /// (reads, refreshes, deletes) or only when it surely never ran (writes).
 macro_rules! on_connection {
-    ($store:expr, $repeatable:expr, |$c:ident| $body:expr) => {
-        $store
-            .inner
-            .conns
+    ($conns:expr, $repeatable:expr, |$c:ident| $body:expr) => {
+        $conns
             .with($repeatable, |mut $c| async move {
                 let result = $body;
                 ($c, result)
@@ -46,14 +44,21 @@ pub struct PostgresStore {
 }
 
 struct Inner {
-    /// For `migrate`, the sweeper and the application ([`PostgresStore::pool`]).
-    pool: PgPool,
-    /// For the calls of requests: the pool's settings, without its round trip per call
-    /// (see `conns.rs`).
-    conns: Connections<PgConnection>,
+    /// For every call but `migrate`: connections made by the pool, without its round trip
+    /// per call (see `conns.rs`).
+    conns: Arc<Connections<Postgres>>,
     table: Table,
     sql: Statements,
+    expired: Expired,
     sweep_batch: u32,
+    _sweeper: Option<Sweeper>,
+}
+
+/// The sweeper's statement and connections, without the store (which holds the sweeper).
+#[derive(Clone)]
+struct Expired {
+    conns: Arc<Connections<Postgres>>,
+    sweep: Arc<str>,
 }
 
 /// Every statement, made once from the checked table name.
@@ -65,7 +70,7 @@ struct Statements {
     delete: String,
     owned: String,
     revoke: String,
-    sweep: String,
+    sweep: Arc<str>,
     migrate: Vec<String>,
 }
 
@@ -112,7 +117,8 @@ impl Statements {
             sweep: format!(
                 "DELETE FROM {t} WHERE id IN (SELECT id FROM {t} WHERE expires_ms <= {NOW} \
                  ORDER BY expires_ms LIMIT $1 FOR UPDATE SKIP LOCKED)"
-            ),
+            )
+            .into(),
             migrate: vec![
                 // Instances starting at once would race on the catalog: one at a time.
                 format!(
@@ -197,11 +203,13 @@ impl PostgresStoreBuilder {
 
     /// Uses a pool the application already has (the one its handlers use, say), and its
     /// settings: [`max_connections`](Self::max_connections) and
-    /// [`acquire_timeout`](Self::acquire_timeout) are the pool's. `migrate` and the sweeper
-    /// run on the pool; session calls run on up to `max_connections` connections of the
-    /// store's own, made with the pool's connect options, since a call through a sqlx pool
-    /// costs a second round trip (the pool pings each connection it takes back; see the
-    /// crate docs).
+    /// [`acquire_timeout`](Self::acquire_timeout) are the pool's. `migrate` runs on the
+    /// pool. Session calls and the sweeper run on up to the pool's `max_connections`
+    /// connections that the store takes from the pool once and keeps, detached (the pool
+    /// opens others in their place), since a call through a sqlx pool costs a second round
+    /// trip (see the crate docs). They are made the pool's way: its connect options, its
+    /// `after_connect` hook (a `search_path`, `SET ROLE`, a `statement_timeout`), its
+    /// `idle_timeout` and `max_lifetime`; its `after_release` hook never runs on them.
     pub fn pool(mut self, pool: PgPool) -> Self {
         self.source = Source::Pool(pool);
         self
@@ -251,9 +259,10 @@ impl PostgresStoreBuilder {
             Source::Url(url) => PgPoolOptions::new()
                 .max_connections(self.max_connections)
                 .acquire_timeout(self.acquire_timeout)
-                // The pool tests every connection when it is released; testing again when
-                // it is taken would cost every call a round trip.
-                .test_before_acquire(false)
+                // Session calls do not go through the pool (see `conns.rs`): it only makes
+                // their connections, so a ping before handing one out costs no request a
+                // round trip and keeps the dead ones a restart left from being handed out.
+                .test_before_acquire(true)
                 .connect(&url)
                 .await
                 .map_err(|source| match source {
@@ -272,19 +281,21 @@ impl PostgresStoreBuilder {
                 ));
             }
         };
-        let conns = Connections::new(
-            (*pool.connect_options()).clone(),
-            pool.options().get_max_connections(),
-            pool.options().get_acquire_timeout(),
-        );
+        let conns = Arc::new(Connections::new(pool));
+        let sql = Statements::new(&table);
+        let expired = Expired {
+            conns: Arc::clone(&conns),
+            sweep: Arc::clone(&sql.sweep),
+        };
+        let sweeper = sweep::start(expired.clone(), self.sweep, POSTGRES);
         let inner = Arc::new(Inner {
             conns,
-            pool,
-            sql: Statements::new(&table),
+            sql,
             table,
+            expired,
             sweep_batch: self.sweep.batch,
+            _sweeper: sweeper,
         });
-        sweep::start(&inner, self.sweep, POSTGRES);
         Ok(PostgresStore { inner })
     }
 }
@@ -305,7 +316,7 @@ impl PostgresStore {
     /// Creates the table and its indexes if they do not exist (see the crate docs for the
     /// schema). Safe to run on every start, from several instances at once.
     pub async fn migrate(&self) -> Result<(), SqlStoreError> {
-        let mut tx = self.inner.pool.begin().await.map_err(failed("migrate"))?;
+        let mut tx = self.pool().begin().await.map_err(failed("migrate"))?;
         for statement in &self.inner.sql.migrate {
             sqlx::query(statement)
                 .execute(&mut *tx)
@@ -320,12 +331,12 @@ impl PostgresStore {
     /// Deletes every expired row now, in batches; how many. The sweeper calls this on its
     /// interval.
     pub async fn sweep(&self) -> Result<u64, SqlStoreError> {
-        sweep::sweep_all(self.inner.as_ref(), self.inner.sweep_batch).await
+        sweep::sweep_all(&self.inner.expired, self.inner.sweep_batch).await
     }
 
     /// The pool the store uses.
     pub fn pool(&self) -> &PgPool {
-        &self.inner.pool
+        self.inner.conns.pool()
     }
 
     fn record(&self, columns: Columns) -> Result<Record, SqlStoreError> {
@@ -350,13 +361,15 @@ fn failed(operation: &'static str) -> impl FnOnce(sqlx::Error) -> SqlStoreError 
     }
 }
 
-impl Batches for Inner {
+impl Batches for Expired {
     async fn sweep_batch(&self, batch: u32) -> Result<u64, SqlStoreError> {
-        let done = sqlx::query(&self.sql.sweep)
+        let sql = &*self.sweep;
+        // Deleting expired rows again does no harm: repeatable.
+        let done = on_connection!(self.conns, true, |c| sqlx::query(sql)
             .bind(i64::from(batch))
-            .execute(&self.pool)
-            .await
-            .map_err(failed("sweep"))?;
+            .execute(&mut c)
+            .await)
+        .map_err(failed("sweep"))?;
         Ok(done.rows_affected())
     }
 }
@@ -366,7 +379,7 @@ impl SessionStore for PostgresStore {
 
     async fn load(&self, id: &SessionId) -> Result<Option<Record>, SqlStoreError> {
         let sql = &self.inner.sql.load;
-        let row: Option<Columns> = on_connection!(self, true, |c| sqlx::query_as(sql)
+        let row: Option<Columns> = on_connection!(self.inner.conns, true, |c| sqlx::query_as(sql)
             .bind(id.as_str())
             .fetch_optional(&mut c)
             .await)
@@ -376,7 +389,7 @@ impl SessionStore for PostgresStore {
 
     async fn read(&self, id: &SessionId) -> Result<Option<Record>, SqlStoreError> {
         let sql = &self.inner.sql.read;
-        let row: Option<Columns> = on_connection!(self, true, |c| sqlx::query_as(sql)
+        let row: Option<Columns> = on_connection!(self.inner.conns, true, |c| sqlx::query_as(sql)
             .bind(id.as_str())
             .fetch_optional(&mut c)
             .await)
@@ -392,7 +405,7 @@ impl SessionStore for PostgresStore {
             let sql = &self.inner.sql.create;
             let (entries, owner, user_agent, address) = (&entries, &owner, &user_agent, &address);
             let fresh = id.as_str();
-            let done = on_connection!(self, false, |c| sqlx::query(sql)
+            let done = on_connection!(self.inner.conns, false, |c| sqlx::query(sql)
                 .bind(fresh)
                 .bind(entries)
                 .bind(codec::millis(record.created))
@@ -420,7 +433,7 @@ impl SessionStore for PostgresStore {
         let sql = &self.inner.sql.update;
         let patch = codec::patch(changes);
         let patch = &patch;
-        let done = on_connection!(self, false, |c| sqlx::query(sql)
+        let done = on_connection!(self.inner.conns, false, |c| sqlx::query(sql)
             .bind(id.as_str())
             .bind(patch)
             .bind(changes.idle_timeout.map(codec::duration_millis))
@@ -437,7 +450,7 @@ impl SessionStore for PostgresStore {
 
     async fn delete(&self, id: &SessionId) -> Result<(), SqlStoreError> {
         let sql = &self.inner.sql.delete;
-        on_connection!(self, true, |c| sqlx::query(sql)
+        on_connection!(self.inner.conns, true, |c| sqlx::query(sql)
             .bind(id.as_str())
             .execute(&mut c)
             .await)
@@ -453,11 +466,12 @@ impl OwnerIndex for PostgresStore {
         let sql = &self.inner.sql.owned;
         let owner = codec::escape(owner);
         let owner = owner.as_ref();
-        let rows: Vec<crate::OwnedRow> = on_connection!(self, true, |c| sqlx::query_as(sql)
-            .bind(owner)
-            .fetch_all(&mut c)
-            .await)
-        .map_err(failed("owned"))?;
+        let rows: Vec<crate::OwnedRow> =
+            on_connection!(self.inner.conns, true, |c| sqlx::query_as(sql)
+                .bind(owner)
+                .fetch_all(&mut c)
+                .await)
+            .map_err(failed("owned"))?;
         rows.into_iter()
             .map(|row| {
                 let (id, columns) = crate::split(row);
@@ -475,12 +489,13 @@ impl OwnerIndex for PostgresStore {
         let sql = &self.inner.sql.revoke;
         let owner = codec::escape(owner);
         let owner = owner.as_ref();
-        let rows: Vec<(String, bool)> = on_connection!(self, false, |c| sqlx::query_as(sql)
-            .bind(owner)
-            .bind(except.map(SessionId::as_str))
-            .fetch_all(&mut c)
-            .await)
-        .map_err(failed("revoke_all"))?;
+        let rows: Vec<(String, bool)> =
+            on_connection!(self.inner.conns, false, |c| sqlx::query_as(sql)
+                .bind(owner)
+                .bind(except.map(SessionId::as_str))
+                .fetch_all(&mut c)
+                .await)
+            .map_err(failed("revoke_all"))?;
         // Expired rows are deleted too, but were no live session to end.
         let ended = rows
             .into_iter()

@@ -13,7 +13,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use self::writer::{Answer, Failure, Write, Writer};
 use crate::codec::{self, Columns};
 use crate::error::SQLITE;
-use crate::sweep::{self, Batches, Sweep};
+use crate::sweep::{self, Batches, Sweep, Sweeper};
 use crate::table::Table;
 use crate::{CREATE_ATTEMPTS, DEFAULT_TABLE, SqlStoreError};
 
@@ -41,7 +41,11 @@ struct Inner {
     table: Table,
     sql: Statements,
     sweep_batch: u32,
+    _sweeper: Option<Sweeper>,
 }
+
+/// The sweeper's way to the writer, without the store (which holds the sweeper).
+struct Expired(Writer);
 
 /// Every statement, made once from the checked table name.
 struct Statements {
@@ -291,14 +295,15 @@ impl SqliteStoreBuilder {
         .ok_or_else(|| {
             SqlStoreError::Config("SqliteStore must be built inside a Tokio runtime".to_owned())
         })?;
+        let sweeper = sweep::start(Expired(writer.clone()), self.sweep, SQLITE);
         let inner = Arc::new(Inner {
             pool,
             writer,
             sql,
             table,
             sweep_batch: self.sweep.batch,
+            _sweeper: sweeper,
         });
-        sweep::start(&inner, self.sweep, SQLITE);
         Ok(SqliteStore { inner })
     }
 }
@@ -336,7 +341,7 @@ impl SqliteStore {
     /// Deletes every expired row now, in batches; how many. The sweeper calls this on its
     /// interval.
     pub async fn sweep(&self) -> Result<u64, SqlStoreError> {
-        sweep::sweep_all(self.inner.as_ref(), self.inner.sweep_batch).await
+        sweep::sweep_all(&Expired(self.inner.writer.clone()), self.inner.sweep_batch).await
     }
 
     /// The pool the store uses.
@@ -366,12 +371,12 @@ fn failed(operation: &'static str) -> impl FnOnce(sqlx::Error) -> SqlStoreError 
     }
 }
 
-impl Batches for Inner {
+impl Batches for Expired {
     async fn sweep_batch(&self, batch: u32) -> Result<u64, SqlStoreError> {
         let write = Write::Sweep {
             batch: i64::from(batch),
         };
-        match self.writer.write(write).await.map_err(written("sweep"))? {
+        match self.0.write(write).await.map_err(written("sweep"))? {
             Answer::Affected(rows) => Ok(rows),
             _ => Ok(0),
         }

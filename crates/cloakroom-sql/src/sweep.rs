@@ -3,7 +3,6 @@
 //! expiry itself); it only keeps the table from growing.
 
 use std::future::Future;
-use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use crate::SqlStoreError;
@@ -46,43 +45,55 @@ pub(crate) async fn sweep_all<S: Batches>(store: &S, batch: u32) -> Result<u64, 
     }
 }
 
-/// Starts the sweeper for `store` if there is a Tokio runtime (there is one wherever a pool
-/// was made); it ends when the last handle of the store is dropped.
-pub(crate) fn start<S: Batches>(store: &Arc<S>, sweep: Sweep, database: &'static str) {
-    let Some(interval) = sweep.interval else {
-        return;
-    };
+/// The running sweeper: dropping it (with the store's last handle) ends the task, even in
+/// the middle of a statement, so a server that hangs never keeps a dropped store's
+/// connections open.
+pub(crate) struct Sweeper(tokio::task::AbortHandle);
+
+impl Drop for Sweeper {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Starts the sweeper on `batches` if there is a Tokio runtime (there is one wherever a pool
+/// was made). `batches` must not hold the store: the store holds the [`Sweeper`].
+pub(crate) fn start<S: Batches>(
+    batches: S,
+    sweep: Sweep,
+    database: &'static str,
+) -> Option<Sweeper> {
+    let interval = sweep.interval?;
     let Ok(runtime) = tokio::runtime::Handle::try_current() else {
         tracing::warn!(
             database,
             "SQL session store built outside a Tokio runtime: expired rows are not swept; call sweep()"
         );
-        return;
+        return None;
     };
-    runtime.spawn(periodically(
-        Arc::downgrade(store),
-        interval,
-        sweep.batch,
-        database,
-    ));
+    let task = runtime.spawn(periodically(batches, interval, sweep.batch, database));
+    Some(Sweeper(task.abort_handle()))
 }
 
 async fn periodically<S: Batches>(
-    store: Weak<S>,
+    batches: S,
     interval: Duration,
     batch: u32,
     database: &'static str,
 ) {
     loop {
         tokio::time::sleep(interval).await;
-        // Holding the store only while sweeping, so dropping it ends this task.
-        let Some(store) = store.upgrade() else {
-            return;
-        };
-        match sweep_all(store.as_ref(), batch).await {
-            Ok(0) => {}
-            Ok(deleted) => tracing::debug!(database, deleted, "swept expired sessions"),
-            Err(error) => tracing::warn!(database, %error, "sweeping expired sessions failed"),
+        // A sweep slower than the pause between sweeps (a server that hangs, a connection
+        // gone silent) is given up, and the next one starts afresh.
+        match tokio::time::timeout(interval, sweep_all(&batches, batch)).await {
+            Ok(Ok(0)) => {}
+            Ok(Ok(deleted)) => tracing::debug!(database, deleted, "swept expired sessions"),
+            Ok(Err(error)) => tracing::warn!(database, %error, "sweeping expired sessions failed"),
+            Err(_) => tracing::warn!(
+                database,
+                ?interval,
+                "sweeping expired sessions took longer than the sweep interval; given up until the next"
+            ),
         }
     }
 }

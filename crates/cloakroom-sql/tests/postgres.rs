@@ -414,3 +414,181 @@ async fn idle_connections_closed_by_the_server_fail_no_call() {
         );
     }
 }
+
+/// A pool's `after_connect` hook (here a per-tenant `search_path`) applies to every call of
+/// the store, the sweeper's included: sessions go to the tenant's table, never to another
+/// table of the same name elsewhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pools_after_connect_hook_applies_to_every_call() {
+    use sqlx::Executor;
+    let server = postgres().await;
+    // A table the calls would silently use if the hook were skipped.
+    let public = store(&server).await;
+    public.migrate().await.expect("migrate");
+    sqlx::query("CREATE SCHEMA tenant")
+        .execute(public.pool())
+        .await
+        .expect("a schema");
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(4)
+        .after_connect(|connection, _| {
+            Box::pin(async move {
+                connection.execute("SET search_path TO tenant").await?;
+                Ok(())
+            })
+        })
+        .connect(&server.url())
+        .await
+        .expect("a pool");
+    let tenant = PostgresStore::builder()
+        .pool(pool)
+        .sweep_interval(None)
+        .build()
+        .await
+        .expect("the store");
+    tenant.migrate().await.expect("migrate");
+    let live = Record::new(SystemTime::now(), Duration::from_secs(600), None);
+    let short = Record::new(SystemTime::now(), Duration::from_millis(1), None);
+    let mut calls = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let (tenant, live, short) = (tenant.clone(), live.clone(), short.clone());
+        calls.spawn(async move {
+            let id = tenant.create(&live).await.expect("create");
+            tenant.create(&short).await.expect("create");
+            assert_eq!(
+                tenant.update(&id, &set("k", "1")).await.expect("update"),
+                Update::Applied
+            );
+            let record = tenant.load(&id).await.expect("load").expect("the session");
+            assert_eq!(record.entries["k"].json, "1");
+        });
+    }
+    while let Some(done) = calls.join_next().await {
+        done.expect("the calls");
+    }
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert_eq!(
+        tenant.sweep().await.expect("sweep"),
+        8,
+        "the tenant's expired rows"
+    );
+    let rows = |table: &'static str| {
+        let pool = public.pool().clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(&format!("SELECT count(*) FROM {table}"))
+                .fetch_one(&pool)
+                .await
+                .expect("count")
+        }
+    };
+    assert_eq!(rows("tenant.sessions").await, 8);
+    assert_eq!(rows("public.sessions").await, 0, "a call skipped the hook");
+}
+
+/// The backends whose `application_name` is `name`, as PostgreSQL sees them.
+async fn backends(server: &PostgresServer, name: &str) -> i64 {
+    let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(&server.url())
+        .await
+        .expect("connect");
+    sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE application_name = $1")
+        .bind(name)
+        .fetch_one(&mut admin)
+        .await
+        .expect("pg_stat_activity")
+}
+
+/// The pool's `idle_timeout` closes the store's idle connections too: a burst of calls does
+/// not hold its connections (server processes) open for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_are_closed_after_the_pools_idle_timeout() {
+    let server = postgres().await;
+    let store = PostgresStore::builder()
+        .pool(
+            sqlx::postgres::PgPoolOptions::new()
+                .max_connections(8)
+                .idle_timeout(Duration::from_millis(300))
+                .connect(&format!("{}?application_name=burst", server.url()))
+                .await
+                .expect("a pool"),
+        )
+        .sweep_interval(None)
+        .build()
+        .await
+        .expect("the store");
+    store.migrate().await.expect("migrate");
+    let record = Record::new(SystemTime::now(), Duration::from_secs(600), None);
+    let id = store.create(&record).await.expect("create");
+    let mut burst = tokio::task::JoinSet::new();
+    for _ in 0..32 {
+        let (store, id) = (store.clone(), id.clone());
+        burst.spawn(async move { store.load(&id).await.expect("load") });
+    }
+    while let Some(done) = burst.join_next().await {
+        done.expect("a load");
+    }
+    assert!(
+        backends(&server, "burst").await >= 2,
+        "the burst used one connection"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    store.load(&id).await.expect("a load after the pause");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while backends(&server, "burst").await > 1 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(backends(&server, "burst").await, 1, "idle connections kept");
+}
+
+/// This process's TCP connections to `port` that are open (`/proc/net/tcp`, ESTABLISHED).
+fn connections_to(port: u16) -> usize {
+    let table = std::fs::read_to_string("/proc/net/tcp").expect("/proc/net/tcp");
+    table
+        .lines()
+        .skip(1)
+        .filter(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let remote_port = fields
+                .get(2)
+                .and_then(|remote| remote.rsplit(':').next())
+                .and_then(|hex| u16::from_str_radix(hex, 16).ok());
+            remote_port == Some(port) && fields.get(3) == Some(&"01")
+        })
+        .count()
+}
+
+/// A store dropped while its sweeper waits on a statement that does not end (a table locked
+/// by a migration, a hung server) closes its connections at once: the sweeper never keeps a
+/// dropped store alive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_dropped_while_its_sweep_hangs_closes_its_connections() {
+    use sqlx::Connection;
+    let server = postgres().await;
+    let store = PostgresStore::builder()
+        .url(server.url())
+        .sweep_interval(Some(Duration::from_millis(100)))
+        .build()
+        .await
+        .expect("the store");
+    store.migrate().await.expect("migrate");
+    let record = Record::new(SystemTime::now(), Duration::from_secs(600), None);
+    store.create(&record).await.expect("create");
+    let mut admin = sqlx::PgConnection::connect(&server.url())
+        .await
+        .expect("connect");
+    let mut lock = admin.begin().await.expect("begin");
+    sqlx::query("LOCK TABLE sessions IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *lock)
+        .await
+        .expect("lock");
+    // The sweeper's next statement now waits for the lock.
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert!(connections_to(server.port()) >= 2, "the store's and ours");
+    drop(store);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let open = connections_to(server.port());
+    lock.rollback().await.expect("unlock");
+    assert_eq!(
+        open, 1,
+        "a dropped store's connections stayed open beside ours"
+    );
+}

@@ -325,42 +325,70 @@ async fn a_writer_process() {
     }
 }
 
-/// Writes waiting together are committed together, and one that SQLite refuses (an update of
-/// a row whose entries are not JSON) fails alone, a 500, while the writes around it are kept.
+/// Writes waiting together are committed together, and one that fails on its own fails
+/// alone, a 500, while the writes around it are kept: an update SQLite refuses (a row whose
+/// entries are not JSON) and a load of a row this store did not write (text in a time
+/// column, which fails as the row is read, after SQLite ran the statement).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_refused_write_fails_alone_among_writes_committed_together() {
+async fn a_write_failing_on_its_own_fails_alone_among_writes_committed_together() {
     let dir = dir();
     let store = store(&dir.path().join("s.db")).await;
     let record = Record::new(SystemTime::now(), Duration::from_secs(600), None);
-    let broken = store.create(&record).await.expect("create");
+    let refused = store.create(&record).await.expect("create");
     sqlx::query("UPDATE sessions SET entries = 'not json' WHERE id = ?1")
-        .bind(broken.as_str())
+        .bind(refused.as_str())
         .execute(store.pool())
         .await
         .expect("break a row");
+    let undecodable = store.create(&record).await.expect("create");
+    sqlx::query("UPDATE sessions SET created_ms = 'yesterday' WHERE id = ?1")
+        .bind(undecodable.as_str())
+        .execute(store.pool())
+        .await
+        .expect("break another row");
     let mut good = Vec::new();
-    for _ in 0..50 {
+    for _ in 0..200 {
         good.push(store.create(&record).await.expect("create"));
+    }
+    enum Call {
+        Good(usize),
+        Refused,
+        Undecodable,
     }
     let mut writes = tokio::task::JoinSet::new();
     for (i, id) in good.iter().enumerate() {
-        let (store, id) = (store.clone(), id.clone());
+        let (each, id) = (store.clone(), id.clone());
         writes.spawn(async move {
             (
-                Some(id.clone()),
-                store.update(&id, &set("k", &i.to_string())).await,
+                Call::Good(i),
+                each.update(&id, &set("k", &i.to_string())).await.map(Some),
             )
         });
-    }
-    {
-        let (store, broken) = (store.clone(), broken.clone());
-        writes.spawn(async move { (None, store.update(&broken, &set("k", "1")).await) });
+        if i % 20 == 0 {
+            let (each, refused) = (store.clone(), refused.clone());
+            writes.spawn(async move {
+                (
+                    Call::Refused,
+                    each.update(&refused, &set("k", "1")).await.map(Some),
+                )
+            });
+            let (each, undecodable) = (store.clone(), undecodable.clone());
+            writes.spawn(async move {
+                (
+                    Call::Undecodable,
+                    each.load(&undecodable).await.map(|_| None),
+                )
+            });
+        }
     }
     while let Some(joined) = writes.join_next().await {
         match joined.expect("the task") {
-            (Some(_), result) => assert_eq!(result.expect("a good write"), Update::Applied),
-            (None, result) => {
-                let error = result.expect_err("the broken row's update");
+            (Call::Good(i), result) => assert_eq!(
+                result.unwrap_or_else(|error| panic!("good write {i}: {error}")),
+                Some(Update::Applied)
+            ),
+            (Call::Refused | Call::Undecodable, result) => {
+                let error = result.expect_err("a broken row's call");
                 assert_eq!(error.failure_kind(), FailureKind::Rejected, "{error}");
             }
         }

@@ -9,8 +9,8 @@
 //! order they arrived, each seeing the ones before, at the cost of one commit. Other
 //! processes on the file still wait in the busy handler, bounded by the busy timeout.
 //!
-//! A statement that fails on its own (a value SQLite refuses) fails alone: SQLite undoes just
-//! that statement. A failure that may have undone the transaction (busy past the timeout, I/O,
+//! A statement that fails on its own (a value SQLite refuses, a row it returns that this store
+//! did not write) fails alone: SQLite undoes just that statement, or kept it whole. A failure that may have undone the transaction (busy past the timeout, I/O,
 //! a full disk), or a failed commit, fails every write of the batch, since none of them is
 //! known to be kept. A write whose caller went away still runs, as a statement already sent to
 //! a server would.
@@ -85,7 +85,8 @@ pub(super) struct Statements {
     pub(super) sweep: String,
 }
 
-/// The store's handle on its writer task; the task ends when this is dropped.
+/// A handle on the store's writer task; the task ends when every handle is dropped.
+#[derive(Clone)]
 pub(super) struct Writer {
     queue: mpsc::UnboundedSender<(Write, Reply)>,
 }
@@ -172,6 +173,16 @@ fn undoes_transaction(error: &sqlx::Error) -> bool {
                 .map_or(0, |code| code & 0xff);
             matches!(primary, 5 | 6 | 7 | 10 | 11 | 13 | 26)
         }
+        // Raised here, not by SQLite: a value that would not bind, or a returned row this
+        // store did not write (text where a time belongs). The statement ran or never did;
+        // the transaction is untouched, so only that write fails.
+        sqlx::Error::Encode(_)
+        | sqlx::Error::Decode(_)
+        | sqlx::Error::ColumnDecode { .. }
+        | sqlx::Error::ColumnNotFound(_)
+        | sqlx::Error::ColumnIndexOutOfBounds { .. }
+        | sqlx::Error::TypeNotFound { .. }
+        | sqlx::Error::RowNotFound => false,
         _ => true,
     }
 }
