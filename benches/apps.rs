@@ -69,27 +69,35 @@ pub fn serving(app: Router) -> Router {
     app.with_state(())
 }
 
-/// Sends `GET path` with `cookie` to `app` in process and returns the `name=value` of the
-/// response's cookie.
-pub async fn call(app: &Router, path: &str, cookie: Option<&str>) -> Option<String> {
+/// `GET path`, with `cookie` if given.
+pub fn request(path: &str, cookie: Option<&str>) -> Request<Body> {
     let mut request = Request::builder().uri(path);
     if let Some(cookie) = cookie {
         request = request.header(COOKIE, cookie);
     }
-    let request = request
+    request
         .body(Body::empty())
-        .unwrap_or_else(|error| panic!("{error}"));
-    let response = app
-        .clone()
-        .oneshot(request)
-        .await
-        .unwrap_or_else(|never| match never {});
-    response
-        .headers()
+        .unwrap_or_else(|error| panic!("{error}"))
+}
+
+/// The `name=value` of the cookie a response sets, if it sets one.
+pub fn set_cookie(headers: &http::HeaderMap) -> Option<String> {
+    headers
         .get(SET_COOKIE)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.split(';').next())
         .map(str::to_owned)
+}
+
+/// Sends `GET path` with `cookie` to `app` in process and returns the `name=value` of the
+/// response's cookie.
+pub async fn call(app: &Router, path: &str, cookie: Option<&str>) -> Option<String> {
+    let response = app
+        .clone()
+        .oneshot(request(path, cookie))
+        .await
+        .unwrap_or_else(|never| match never {});
+    set_cookie(response.headers())
 }
 
 /// The keys `/keys` counts: `k0` .. `k999`.

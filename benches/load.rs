@@ -24,8 +24,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use cloakroom_bench::{Flavor, app};
-use http::header::{COOKIE, SET_COOKIE};
+use cloakroom_bench::{Flavor, app, set_cookie};
+use http::header::COOKIE;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
 
@@ -444,12 +444,7 @@ async fn send(
         return (false, None);
     };
     let ok = response.status() == http::StatusCode::OK;
-    let set_cookie = response
-        .headers()
-        .get(SET_COOKIE)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.split(';').next())
-        .map(str::to_owned);
+    let set_cookie = set_cookie(response.headers());
     let _ = response.into_body().collect().await;
     (ok, set_cookie)
 }

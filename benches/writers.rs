@@ -13,34 +13,19 @@
 #![allow(clippy::print_stdout)] // a command-line report
 
 use axum::Router;
-use axum::body::Body;
-use cloakroom_bench::{Flavor, app, serving};
-use http::Request;
-use http::header::{COOKIE, SET_COOKIE};
+use cloakroom_bench::{Flavor, app, request, serving, set_cookie};
 use http_body_util::BodyExt;
 use tower::ServiceExt as _;
 
 /// `GET path` with `cookie`: the body, and the `name=value` of the response's cookie.
 async fn get(app: &Router, path: &str, cookie: Option<&str>) -> (String, Option<String>) {
-    let mut request = Request::builder().uri(path);
-    if let Some(cookie) = cookie {
-        request = request.header(COOKIE, cookie);
-    }
-    let request = request
-        .body(Body::empty())
-        .unwrap_or_else(|error| panic!("{error}"));
     let response = app
         .clone()
-        .oneshot(request)
+        .oneshot(request(path, cookie))
         .await
         .unwrap_or_else(|never| match never {});
     let status = response.status();
-    let set_cookie = response
-        .headers()
-        .get(SET_COOKIE)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.split(';').next())
-        .map(str::to_owned);
+    let set_cookie = set_cookie(response.headers());
     let body = response.into_body().collect().await;
     let body = body.map(|b| b.to_bytes()).unwrap_or_default();
     let body = String::from_utf8_lossy(&body).into_owned();

@@ -61,6 +61,22 @@ pub enum SqlStoreError {
     },
 }
 
+/// The error of a statement of `operation`, logged (without the id) at debug: the layer logs
+/// the failed request.
+pub(crate) fn failed(
+    database: &'static str,
+    operation: &'static str,
+) -> impl FnOnce(sqlx::Error) -> SqlStoreError {
+    move |source| {
+        tracing::debug!(database, operation, error = %source, "SQL session store call failed");
+        SqlStoreError::Database {
+            database,
+            operation,
+            source,
+        }
+    }
+}
+
 impl StoreError for SqlStoreError {
     fn failure_kind(&self) -> FailureKind {
         match self {

@@ -126,6 +126,8 @@ mod conns;
 mod error;
 #[cfg(feature = "postgres")]
 mod postgres;
+mod rows;
+mod settings;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 mod sweep;
@@ -142,27 +144,3 @@ pub const DEFAULT_TABLE: &str = "sessions";
 
 /// Fresh ids `create` tries before giving up.
 const CREATE_ATTEMPTS: usize = 8;
-
-/// `id` and the [`codec::Columns`] of one row.
-type OwnedRow = (
-    String,
-    String,
-    i64,
-    i64,
-    i64,
-    Option<i64>,
-    Option<String>,
-    Option<i64>,
-    Option<String>,
-    Option<String>,
-);
-
-fn split(row: OwnedRow) -> (String, codec::Columns) {
-    let (id, entries, created, expires, idle, deadline, owner, since, user_agent, address) = row;
-    (
-        id,
-        (
-            entries, created, expires, idle, deadline, owner, since, user_agent, address,
-        ),
-    )
-}

@@ -2,19 +2,21 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
 
 use cloakroom::SessionId;
 use cloakroom::store::{Changes, OwnerIndex, Record, Revoked, SessionStore, Update};
 use sqlx::Postgres;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 
+use crate::SqlStoreError;
 use crate::codec::{self, Columns};
 use crate::conns::Connections;
+use crate::error;
 use crate::error::POSTGRES;
-use crate::sweep::{self, Batches, Sweep, Sweeper};
+use crate::rows::{OwnedRow, Rows};
+use crate::settings::{Settings, setters};
+use crate::sweep::{self, Batches, Sweeper};
 use crate::table::Table;
-use crate::{CREATE_ATTEMPTS, DEFAULT_TABLE, SqlStoreError};
 
 /// Runs one statement on a connection of the store's own (see `conns.rs`): `$body` uses
 /// `&mut $c` and awaits; `$repeatable` says whether it may run again after a lost connection
@@ -47,7 +49,7 @@ struct Inner {
     /// For every call but `migrate`: connections made by the pool, without its round trip
     /// per call (see `conns.rs`).
     conns: Arc<Connections<Postgres>>,
-    table: Table,
+    rows: Rows,
     sql: Statements,
     expired: Expired,
     sweep_batch: u32,
@@ -154,7 +156,7 @@ impl Statements {
 impl fmt::Debug for PostgresStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PostgresStore")
-            .field("table", &self.inner.table.quoted())
+            .field("table", &self.inner.rows.table())
             .finish_non_exhaustive()
     }
 }
@@ -170,10 +172,7 @@ enum Source {
 #[must_use]
 pub struct PostgresStoreBuilder {
     source: Source,
-    table: String,
-    max_connections: u32,
-    acquire_timeout: Duration,
-    sweep: Sweep,
+    settings: Settings,
 }
 
 impl fmt::Debug for PostgresStoreBuilder {
@@ -185,10 +184,7 @@ impl fmt::Debug for PostgresStoreBuilder {
         };
         f.debug_struct("PostgresStoreBuilder")
             .field("source", &source)
-            .field("table", &self.table)
-            .field("max_connections", &self.max_connections)
-            .field("acquire_timeout", &self.acquire_timeout)
-            .field("sweep", &self.sweep)
+            .field("settings", &self.settings)
             .finish()
     }
 }
@@ -215,50 +211,27 @@ impl PostgresStoreBuilder {
         self
     }
 
-    /// The table: `sessions` by default, or `schema.table` (the schema must exist). Only
-    /// identifiers are accepted (`[A-Za-z_][A-Za-z0-9_]*`); anything else is an error of
-    /// [`build`](Self::build) naming it. Names are quoted, so they are case-sensitive.
-    pub fn table(mut self, table: impl Into<String>) -> Self {
-        self.table = table.into();
-        self
-    }
-
-    /// The most connections of the pool made from a [`url`](Self::url) (default 10).
-    pub fn max_connections(mut self, max: u32) -> Self {
-        self.max_connections = max.max(1);
-        self
-    }
-
-    /// How long a call waits for a connection of the pool made from a [`url`](Self::url)
-    /// before it fails (default 5 s): while PostgreSQL is down, requests get the store-error
-    /// response after this long.
-    pub fn acquire_timeout(mut self, timeout: Duration) -> Self {
-        self.acquire_timeout = timeout;
-        self
-    }
-
-    /// How often expired rows are deleted (default every 5 minutes); `None` for no
-    /// sweeper (call [`PostgresStore::sweep`] from a job of your own).
-    pub fn sweep_interval(mut self, interval: Option<Duration>) -> Self {
-        self.sweep.interval = interval.map(|i| i.max(Duration::from_millis(1)));
-        self
-    }
-
-    /// Rows deleted per statement of a sweep (default 1,000).
-    pub fn sweep_batch(mut self, rows: u32) -> Self {
-        self.sweep.batch = rows.max(1);
-        self
-    }
+    setters!(
+        "PostgresStore",
+        "the schema must exist",
+        "a [`url`](Self::url)"
+    );
 
     /// Checks the table name, connects (for a [`url`](Self::url)) and starts the sweeper.
     /// Run [`PostgresStore::migrate`] once to create the table.
     pub async fn build(self) -> Result<PostgresStore, SqlStoreError> {
-        let table = Table::parse(&self.table)?;
+        let Settings {
+            table,
+            max_connections,
+            acquire_timeout,
+            sweep,
+        } = self.settings;
+        let table = Table::parse(&table)?;
         let pool = match self.source {
             Source::Pool(pool) => pool,
             Source::Url(url) => PgPoolOptions::new()
-                .max_connections(self.max_connections)
-                .acquire_timeout(self.acquire_timeout)
+                .max_connections(max_connections)
+                .acquire_timeout(acquire_timeout)
                 // Session calls do not go through the pool (see `conns.rs`): it only makes
                 // their connections, so a ping before handing one out costs no request a
                 // round trip and keeps the dead ones a restart left from being handed out.
@@ -287,13 +260,13 @@ impl PostgresStoreBuilder {
             conns: Arc::clone(&conns),
             sweep: Arc::clone(&sql.sweep),
         };
-        let sweeper = sweep::start(expired.clone(), self.sweep, POSTGRES);
+        let sweeper = sweep::start(expired.clone(), sweep, POSTGRES);
         let inner = Arc::new(Inner {
             conns,
             sql,
-            table,
+            rows: Rows::new(POSTGRES, &table),
             expired,
-            sweep_batch: self.sweep.batch,
+            sweep_batch: sweep.batch,
             _sweeper: sweeper,
         });
         Ok(PostgresStore { inner })
@@ -306,10 +279,7 @@ impl PostgresStore {
     pub fn builder() -> PostgresStoreBuilder {
         PostgresStoreBuilder {
             source: Source::None,
-            table: DEFAULT_TABLE.to_owned(),
-            max_connections: 10,
-            acquire_timeout: Duration::from_secs(5),
-            sweep: Sweep::default(),
+            settings: Settings::default(),
         }
     }
 
@@ -324,7 +294,7 @@ impl PostgresStore {
                 .map_err(failed("migrate"))?;
         }
         tx.commit().await.map_err(failed("migrate"))?;
-        tracing::debug!(table = %self.inner.table.quoted(), "PostgreSQL session table ready");
+        tracing::debug!(table = %self.inner.rows.table(), "PostgreSQL session table ready");
         Ok(())
     }
 
@@ -338,27 +308,11 @@ impl PostgresStore {
     pub fn pool(&self) -> &PgPool {
         self.inner.conns.pool()
     }
-
-    fn record(&self, columns: Columns) -> Result<Record, SqlStoreError> {
-        codec::record(columns).map_err(|corrupt| SqlStoreError::Corrupt {
-            database: POSTGRES,
-            table: self.inner.table.quoted(),
-            reason: corrupt.0,
-        })
-    }
 }
 
-/// The error of a statement of `operation`, logged (without the id) at debug: the layer logs
-/// the failed request.
+/// The error of a statement of `operation` ([`error::failed`]).
 fn failed(operation: &'static str) -> impl FnOnce(sqlx::Error) -> SqlStoreError {
-    move |source| {
-        tracing::debug!(operation, error = %source, "PostgreSQL session store call failed");
-        SqlStoreError::Database {
-            database: POSTGRES,
-            operation,
-            source,
-        }
-    }
+    error::failed(POSTGRES, operation)
 }
 
 impl Batches for Expired {
@@ -384,7 +338,7 @@ impl SessionStore for PostgresStore {
             .fetch_optional(&mut c)
             .await)
         .map_err(failed("load"))?;
-        row.map(|columns| self.record(columns)).transpose()
+        self.inner.rows.record(row)
     }
 
     async fn read(&self, id: &SessionId) -> Result<Option<Record>, SqlStoreError> {
@@ -394,39 +348,34 @@ impl SessionStore for PostgresStore {
             .fetch_optional(&mut c)
             .await)
         .map_err(failed("read"))?;
-        row.map(|columns| self.record(columns)).transpose()
+        self.inner.rows.record(row)
     }
 
     async fn create(&self, record: &Record) -> Result<SessionId, SqlStoreError> {
         let entries = codec::entries(record);
         let (owner, since, user_agent, address) = codec::owner(record);
-        for _ in 0..CREATE_ATTEMPTS {
-            let id = SessionId::generate();
-            let sql = &self.inner.sql.create;
-            let (entries, owner, user_agent, address) = (&entries, &owner, &user_agent, &address);
-            let fresh = id.as_str();
-            let done = on_connection!(self.inner.conns, false, |c| sqlx::query(sql)
-                .bind(fresh)
-                .bind(entries)
-                .bind(codec::millis(record.created))
-                .bind(codec::duration_millis(record.idle_timeout))
-                .bind(record.deadline.map(codec::millis))
-                .bind(owner)
-                .bind(since)
-                .bind(user_agent)
-                .bind(address)
-                .execute(&mut c)
-                .await)
-            .map_err(failed("create"))?;
-            if done.rows_affected() == 1 {
-                return Ok(id);
-            }
-            tracing::warn!(session = %id, "new session id already taken; trying another");
-        }
-        Err(SqlStoreError::Collision {
-            database: POSTGRES,
-            attempts: CREATE_ATTEMPTS,
-        })
+        let (entries, owner, user_agent, address) = (&entries, &owner, &user_agent, &address);
+        let sql = &self.inner.sql.create;
+        self.inner
+            .rows
+            .create(|id| async move {
+                let fresh = id.as_str();
+                let done = on_connection!(self.inner.conns, false, |c| sqlx::query(sql)
+                    .bind(fresh)
+                    .bind(entries)
+                    .bind(codec::millis(record.created))
+                    .bind(codec::duration_millis(record.idle_timeout))
+                    .bind(record.deadline.map(codec::millis))
+                    .bind(owner)
+                    .bind(since)
+                    .bind(user_agent)
+                    .bind(address)
+                    .execute(&mut c)
+                    .await)
+                .map_err(failed("create"))?;
+                Ok(done.rows_affected() == 1)
+            })
+            .await
     }
 
     async fn update(&self, id: &SessionId, changes: &Changes) -> Result<Update, SqlStoreError> {
@@ -466,19 +415,12 @@ impl OwnerIndex for PostgresStore {
         let sql = &self.inner.sql.owned;
         let owner = codec::escape(owner);
         let owner = owner.as_ref();
-        let rows: Vec<crate::OwnedRow> =
-            on_connection!(self.inner.conns, true, |c| sqlx::query_as(sql)
-                .bind(owner)
-                .fetch_all(&mut c)
-                .await)
-            .map_err(failed("owned"))?;
-        rows.into_iter()
-            .map(|row| {
-                let (id, columns) = crate::split(row);
-                let id = self.id(&id)?;
-                Ok((id, self.record(columns)?))
-            })
-            .collect()
+        let rows: Vec<OwnedRow> = on_connection!(self.inner.conns, true, |c| sqlx::query_as(sql)
+            .bind(owner)
+            .fetch_all(&mut c)
+            .await)
+        .map_err(failed("owned"))?;
+        self.inner.rows.owned(rows)
     }
 
     async fn revoke_all(
@@ -496,22 +438,6 @@ impl OwnerIndex for PostgresStore {
                 .fetch_all(&mut c)
                 .await)
             .map_err(failed("revoke_all"))?;
-        // Expired rows are deleted too, but were no live session to end.
-        let ended = rows
-            .into_iter()
-            .filter(|(_, live)| *live)
-            .map(|(id, _)| self.id(&id))
-            .collect::<Result<_, _>>()?;
-        Ok(Revoked::Sessions(ended))
-    }
-}
-
-impl PostgresStore {
-    fn id(&self, id: &str) -> Result<SessionId, SqlStoreError> {
-        SessionId::parse(id).ok_or_else(|| SqlStoreError::Corrupt {
-            database: POSTGRES,
-            table: self.inner.table.quoted(),
-            reason: "an id that is not a session id".to_owned(),
-        })
+        self.inner.rows.ended(rows)
     }
 }

@@ -11,11 +11,14 @@ use cloakroom::store::{Changes, OwnerIndex, Record, Revoked, SessionStore, Updat
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 
 use self::writer::{Answer, Failure, Write, Writer};
+use crate::SqlStoreError;
 use crate::codec::{self, Columns};
+use crate::error;
 use crate::error::SQLITE;
-use crate::sweep::{self, Batches, Sweep, Sweeper};
+use crate::rows::{OwnedRow, Rows};
+use crate::settings::{Settings, setters};
+use crate::sweep::{self, Batches, Sweeper};
 use crate::table::Table;
-use crate::{CREATE_ATTEMPTS, DEFAULT_TABLE, SqlStoreError};
 
 mod writer;
 
@@ -38,7 +41,7 @@ struct Inner {
     pool: SqlitePool,
     /// Every write, committed together (see `sqlite/writer.rs`).
     writer: Writer,
-    table: Table,
+    rows: Rows,
     sql: Statements,
     sweep_batch: u32,
     _sweeper: Option<Sweeper>,
@@ -131,7 +134,7 @@ impl Statements {
 impl fmt::Debug for SqliteStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SqliteStore")
-            .field("table", &self.inner.table.quoted())
+            .field("table", &self.inner.rows.table())
             .finish_non_exhaustive()
     }
 }
@@ -148,11 +151,8 @@ enum Source {
 #[must_use]
 pub struct SqliteStoreBuilder {
     source: Source,
-    table: String,
-    max_connections: u32,
-    acquire_timeout: Duration,
+    settings: Settings,
     busy_timeout: Duration,
-    sweep: Sweep,
 }
 
 impl fmt::Debug for SqliteStoreBuilder {
@@ -165,11 +165,8 @@ impl fmt::Debug for SqliteStoreBuilder {
         };
         f.debug_struct("SqliteStoreBuilder")
             .field("source", &source)
-            .field("table", &self.table)
-            .field("max_connections", &self.max_connections)
-            .field("acquire_timeout", &self.acquire_timeout)
+            .field("settings", &self.settings)
             .field("busy_timeout", &self.busy_timeout)
-            .field("sweep", &self.sweep)
             .finish()
     }
 }
@@ -200,26 +197,11 @@ impl SqliteStoreBuilder {
         self
     }
 
-    /// The table: `sessions` by default, or `schema.table` (`schema` an attached database). Only
-    /// identifiers are accepted (`[A-Za-z_][A-Za-z0-9_]*`); anything else is an error of
-    /// [`build`](Self::build) naming it. Names are quoted, so they are case-sensitive.
-    pub fn table(mut self, table: impl Into<String>) -> Self {
-        self.table = table.into();
-        self
-    }
-
-    /// The most connections of the pool made from a path or URL (default 10).
-    pub fn max_connections(mut self, max: u32) -> Self {
-        self.max_connections = max.max(1);
-        self
-    }
-
-    /// How long a call waits for a connection of the pool made from a path or URL before it
-    /// fails (default 5 s).
-    pub fn acquire_timeout(mut self, timeout: Duration) -> Self {
-        self.acquire_timeout = timeout;
-        self
-    }
+    setters!(
+        "SqliteStore",
+        "`schema` an attached database",
+        "a path or URL"
+    );
 
     /// How long a statement waits for another connection's (or process's) write to finish
     /// before it fails with "database is locked", a store error (503) (default 2 s): a bounded
@@ -229,23 +211,16 @@ impl SqliteStoreBuilder {
         self
     }
 
-    /// How often expired rows are deleted (default every 5 minutes); `None` for no
-    /// sweeper (call [`SqliteStore::sweep`] from a job of your own).
-    pub fn sweep_interval(mut self, interval: Option<Duration>) -> Self {
-        self.sweep.interval = interval.map(|i| i.max(Duration::from_millis(1)));
-        self
-    }
-
-    /// Rows deleted per statement of a sweep (default 1,000).
-    pub fn sweep_batch(mut self, rows: u32) -> Self {
-        self.sweep.batch = rows.max(1);
-        self
-    }
-
     /// Checks the table name, connects (for a [`url`](Self::url)) and starts the sweeper.
     /// Run [`SqliteStore::migrate`] once to create the table.
     pub async fn build(self) -> Result<SqliteStore, SqlStoreError> {
-        let table = Table::parse(&self.table)?;
+        let Settings {
+            table,
+            max_connections,
+            acquire_timeout,
+            sweep,
+        } = self.settings;
+        let table = Table::parse(&table)?;
         let options = match self.source {
             Source::Pool(pool) => Ok(pool),
             Source::Path(path) => Err(SqliteConnectOptions::new().filename(path)),
@@ -266,8 +241,8 @@ impl SqliteStoreBuilder {
                     .journal_mode(SqliteJournalMode::Wal)
                     .busy_timeout(self.busy_timeout);
                 SqlitePoolOptions::new()
-                    .max_connections(self.max_connections)
-                    .acquire_timeout(self.acquire_timeout)
+                    .max_connections(max_connections)
+                    .acquire_timeout(acquire_timeout)
                     // The pool tests every connection when it is released; testing again
                     // when it is taken would cost every call a round trip to its thread.
                     .test_before_acquire(false)
@@ -295,13 +270,13 @@ impl SqliteStoreBuilder {
         .ok_or_else(|| {
             SqlStoreError::Config("SqliteStore must be built inside a Tokio runtime".to_owned())
         })?;
-        let sweeper = sweep::start(Expired(writer.clone()), self.sweep, SQLITE);
+        let sweeper = sweep::start(Expired(writer.clone()), sweep, SQLITE);
         let inner = Arc::new(Inner {
             pool,
             writer,
             sql,
-            table,
-            sweep_batch: self.sweep.batch,
+            rows: Rows::new(SQLITE, &table),
+            sweep_batch: sweep.batch,
             _sweeper: sweeper,
         });
         Ok(SqliteStore { inner })
@@ -314,11 +289,8 @@ impl SqliteStore {
     pub fn builder() -> SqliteStoreBuilder {
         SqliteStoreBuilder {
             source: Source::None,
-            table: DEFAULT_TABLE.to_owned(),
-            max_connections: 10,
-            acquire_timeout: Duration::from_secs(5),
+            settings: Settings::default(),
             busy_timeout: Duration::from_secs(2),
-            sweep: Sweep::default(),
         }
     }
 
@@ -334,7 +306,7 @@ impl SqliteStore {
                 .map_err(failed("migrate"))?;
         }
         tx.commit().await.map_err(failed("migrate"))?;
-        tracing::debug!(table = %self.inner.table.quoted(), "SQLite session table ready");
+        tracing::debug!(table = %self.inner.rows.table(), "SQLite session table ready");
         Ok(())
     }
 
@@ -348,27 +320,11 @@ impl SqliteStore {
     pub fn pool(&self) -> &SqlitePool {
         &self.inner.pool
     }
-
-    fn record(&self, columns: Columns) -> Result<Record, SqlStoreError> {
-        codec::record(columns).map_err(|corrupt| SqlStoreError::Corrupt {
-            database: SQLITE,
-            table: self.inner.table.quoted(),
-            reason: corrupt.0,
-        })
-    }
 }
 
-/// The error of a statement of `operation`, logged (without the id) at debug: the layer logs
-/// the failed request.
+/// The error of a statement of `operation` ([`error::failed`]).
 fn failed(operation: &'static str) -> impl FnOnce(sqlx::Error) -> SqlStoreError {
-    move |source| {
-        tracing::debug!(operation, error = %source, "SQLite session store call failed");
-        SqlStoreError::Database {
-            database: SQLITE,
-            operation,
-            source,
-        }
-    }
+    error::failed(SQLITE, operation)
 }
 
 impl Batches for Expired {
@@ -423,7 +379,7 @@ impl SessionStore for SqliteStore {
             .await
             .map_err(written("load"))?
         {
-            Answer::Row(row) => row.map(|columns| self.record(columns)).transpose(),
+            Answer::Row(row) => self.inner.rows.record(row),
             _ => Err(unexpected("load")),
         }
     }
@@ -434,39 +390,37 @@ impl SessionStore for SqliteStore {
             .fetch_optional(&self.inner.pool)
             .await
             .map_err(failed("read"))?;
-        row.map(|columns| self.record(columns)).transpose()
+        self.inner.rows.record(row)
     }
 
     async fn create(&self, record: &Record) -> Result<SessionId, SqlStoreError> {
         let entries = codec::entries(record);
         let (owner, since, user_agent, address) = codec::owner(record);
-        for _ in 0..CREATE_ATTEMPTS {
-            let id = SessionId::generate();
-            let write = Write::Create {
-                id: id.as_str().to_owned(),
-                entries: entries.clone(),
-                created: codec::millis(record.created),
-                idle: codec::duration_millis(record.idle_timeout),
-                deadline: record.deadline.map(codec::millis),
-                owner: (owner.clone(), since, user_agent.clone(), address.clone()),
-            };
-            match self
-                .inner
-                .writer
-                .write(write)
-                .await
-                .map_err(written("create"))?
-            {
-                Answer::Affected(1) => return Ok(id),
-                Answer::Affected(_) => {}
-                _ => return Err(unexpected("create")),
-            }
-            tracing::warn!(session = %id, "new session id already taken; trying another");
-        }
-        Err(SqlStoreError::Collision {
-            database: SQLITE,
-            attempts: CREATE_ATTEMPTS,
-        })
+        self.inner
+            .rows
+            .create(|id| {
+                let write = Write::Create {
+                    id: id.as_str().to_owned(),
+                    entries: entries.clone(),
+                    created: codec::millis(record.created),
+                    idle: codec::duration_millis(record.idle_timeout),
+                    deadline: record.deadline.map(codec::millis),
+                    owner: (owner.clone(), since, user_agent.clone(), address.clone()),
+                };
+                async move {
+                    match self
+                        .inner
+                        .writer
+                        .write(write)
+                        .await
+                        .map_err(written("create"))?
+                    {
+                        Answer::Affected(rows) => Ok(rows == 1),
+                        _ => Err(unexpected("create")),
+                    }
+                }
+            })
+            .await
     }
 
     async fn update(&self, id: &SessionId, changes: &Changes) -> Result<Update, SqlStoreError> {
@@ -506,18 +460,12 @@ impl SessionStore for SqliteStore {
 /// and leaves with it.
 impl OwnerIndex for SqliteStore {
     async fn owned(&self, owner: &str) -> Result<Vec<(SessionId, Record)>, SqlStoreError> {
-        let rows: Vec<crate::OwnedRow> = sqlx::query_as(&self.inner.sql.owned)
+        let rows: Vec<OwnedRow> = sqlx::query_as(&self.inner.sql.owned)
             .bind(codec::escape(owner).as_ref())
             .fetch_all(&self.inner.pool)
             .await
             .map_err(failed("owned"))?;
-        rows.into_iter()
-            .map(|row| {
-                let (id, columns) = crate::split(row);
-                let id = self.id(&id)?;
-                Ok((id, self.record(columns)?))
-            })
-            .collect()
+        self.inner.rows.owned(rows)
     }
 
     async fn revoke_all(
@@ -539,22 +487,8 @@ impl OwnerIndex for SqliteStore {
             Answer::Ended(rows) => rows,
             _ => return Err(unexpected("revoke_all")),
         };
-        // Expired rows are deleted too, but were no live session to end.
-        let ended = rows
-            .into_iter()
-            .filter(|(_, live)| *live != 0)
-            .map(|(id, _)| self.id(&id))
-            .collect::<Result<_, _>>()?;
-        Ok(Revoked::Sessions(ended))
-    }
-}
-
-impl SqliteStore {
-    fn id(&self, id: &str) -> Result<SessionId, SqlStoreError> {
-        SessionId::parse(id).ok_or_else(|| SqlStoreError::Corrupt {
-            database: SQLITE,
-            table: self.inner.table.quoted(),
-            reason: "an id that is not a session id".to_owned(),
-        })
+        self.inner
+            .rows
+            .ended(rows.into_iter().map(|(id, live)| (id, live != 0)))
     }
 }

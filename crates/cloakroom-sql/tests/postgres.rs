@@ -11,8 +11,8 @@ use std::time::{Duration, SystemTime};
 use axum::http::StatusCode;
 use cloakroom::store::{FailureKind, Record, SessionStore, StoreError, Update};
 use cloakroom_sql::{PostgresStore, SqlStoreError};
-use cloakroom_testkit::{Conformance, Consistency, PostgresServer};
-use cloakroom_tests::app::{cookie, layer, serve, write_concurrently};
+use cloakroom_testkit::{Consistency, PostgresServer};
+use cloakroom_tests::app::{cookie, layer, serve};
 use cloakroom_tests::set;
 
 async fn postgres() -> PostgresServer {
@@ -40,9 +40,7 @@ async fn count(store: &PostgresStore) -> i64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_keeps_every_promise() {
     let server = postgres().await;
-    let result = Conformance::new()
-        .tick(Duration::from_millis(200))
-        .sessions(2_000)
+    let result = common::conformance()
         .large_value(1024 * 1024)
         .run(store(&server).await)
         .await;
@@ -52,9 +50,7 @@ async fn postgres_keeps_every_promise() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_keeps_the_owner_index_promises() {
     let server = postgres().await;
-    let result = Conformance::new()
-        .tick(Duration::from_millis(200))
-        .sessions(2_000)
+    let result = common::conformance()
         .run_owner_index(store(&server).await)
         .await;
     assert_eq!(result, Ok(()));
@@ -185,14 +181,7 @@ async fn expired_rows_are_swept_in_batches_and_the_sweeper_stops_with_the_store(
 async fn expiry_is_checked_in_the_statement_whether_or_not_swept() {
     let server = postgres().await;
     let store = store(&server).await;
-    let id = store
-        .create(&Record::new(
-            SystemTime::now(),
-            Duration::from_millis(300),
-            None,
-        ))
-        .await
-        .expect("create");
+    let id = common::session(&store, Duration::from_millis(300)).await;
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert_eq!(count(&store).await, 1, "the row is still there, unswept");
     assert!(store.read(&id).await.expect("read").is_none());
@@ -207,11 +196,7 @@ async fn expiry_is_checked_in_the_statement_whether_or_not_swept() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hundred_concurrent_writers_all_survive() {
     let server = postgres().await;
-    let app = serve(layer(cookie(), store(&server).await)).await;
-    let browser = app.browser();
-    browser.get("/count").await;
-    let keys = write_concurrently(std::slice::from_ref(&browser), 200).await;
-    assert_eq!(keys.split(',').count(), 201, "updates were lost: {keys}");
+    common::two_hundred_concurrent_writers_all_survive(store(&server).await).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -272,16 +257,7 @@ async fn three_instances_agree_with_revokes() {
         store(&server).await,
         store(&server).await,
     ];
-    let report = Consistency::new()
-        .duration(Duration::from_secs(3))
-        .expiry(Duration::from_secs(1))
-        .soak_from_env()
-        .run_with_revokes(instances)
-        .await
-        .unwrap_or_else(|violation| panic!("{violation}"));
-    println!("PostgresStore, 3 instances, revokes: {report}");
-    assert!(report.operations > 500, "{report}");
-    assert_eq!(report.failed, 0, "calls failed without a fault: {report}");
+    common::instances_agree_with_revokes("PostgresStore", instances, 500).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -341,14 +317,7 @@ async fn a_cancelled_call_never_leaves_its_answer_to_the_next() {
     store.migrate().await.expect("migrate");
     let mut ids = Vec::new();
     for value in ["\"a\"", "\"b\""] {
-        let id = store
-            .create(&Record::new(
-                SystemTime::now(),
-                Duration::from_secs(600),
-                None,
-            ))
-            .await
-            .expect("create");
+        let id = common::session(&store, Duration::from_secs(600)).await;
         store.update(&id, &set("v", value)).await.expect("update");
         ids.push(id);
     }

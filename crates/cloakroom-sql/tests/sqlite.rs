@@ -13,8 +13,7 @@ use axum::http::StatusCode;
 use cloakroom::SessionId;
 use cloakroom::store::{FailureKind, Record, SessionStore, StoreError, Update};
 use cloakroom_sql::{SqlStoreError, SqliteStore};
-use cloakroom_testkit::{Conformance, Consistency};
-use cloakroom_tests::app::{cookie, layer, serve, write_concurrently};
+use cloakroom_tests::app::{cookie, layer, serve};
 use cloakroom_tests::set;
 use sqlx::Connection;
 
@@ -40,9 +39,7 @@ async fn store(path: &Path) -> SqliteStore {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_keeps_every_promise() {
     let dir = dir();
-    let result = Conformance::new()
-        .tick(Duration::from_millis(200))
-        .sessions(2_000)
+    let result = common::conformance()
         .large_value(1024 * 1024)
         .run(store(&dir.path().join("sessions.db")).await)
         .await;
@@ -52,9 +49,7 @@ async fn sqlite_keeps_every_promise() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_keeps_the_owner_index_promises() {
     let dir = dir();
-    let result = Conformance::new()
-        .tick(Duration::from_millis(200))
-        .sessions(2_000)
+    let result = common::conformance()
         .run_owner_index(store(&dir.path().join("sessions.db")).await)
         .await;
     assert_eq!(result, Ok(()));
@@ -98,14 +93,7 @@ async fn the_database_is_in_wal_mode_and_a_sql_table_name_is_refused() {
         .expect("a qualified name");
     qualified.migrate().await.expect("migrate");
     qualified.migrate().await.expect("migrate again");
-    let id = qualified
-        .create(&Record::new(
-            SystemTime::now(),
-            Duration::from_secs(60),
-            None,
-        ))
-        .await
-        .expect("create");
+    let id = common::session(&qualified, Duration::from_secs(60)).await;
     assert!(qualified.load(&id).await.expect("load").is_some());
     assert!(store.load(&id).await.expect("load").is_none());
 }
@@ -113,11 +101,7 @@ async fn the_database_is_in_wal_mode_and_a_sql_table_name_is_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hundred_concurrent_writers_all_survive() {
     let dir = dir();
-    let app = serve(layer(cookie(), store(&dir.path().join("s.db")).await)).await;
-    let browser = app.browser();
-    browser.get("/count").await;
-    let keys = write_concurrently(std::slice::from_ref(&browser), 200).await;
-    assert_eq!(keys.split(',').count(), 201, "updates were lost: {keys}");
+    common::two_hundred_concurrent_writers_all_survive(store(&dir.path().join("s.db")).await).await;
 }
 
 /// Another process holds the write lock (an open `BEGIN IMMEDIATE`): calls that write wait
@@ -129,14 +113,7 @@ async fn a_locked_database_is_a_bounded_wait_then_a_503() {
     let path = dir.path().join("s.db");
     let busy = Duration::from_millis(300);
     let store = store_with(&path, busy).await;
-    let id = store
-        .create(&Record::new(
-            SystemTime::now(),
-            Duration::from_secs(600),
-            None,
-        ))
-        .await
-        .expect("create");
+    let id = common::session(&store, Duration::from_secs(600)).await;
     let app = serve(layer(cookie(), store.clone())).await;
     let browser = app.browser();
     assert_eq!(browser.get("/count").await.body, "1");
@@ -202,14 +179,7 @@ async fn expired_rows_are_swept_and_the_sweeper_stops_with_the_store() {
     for _ in 0..30 {
         sweeping.create(&short).await.expect("create");
     }
-    let kept = sweeping
-        .create(&Record::new(
-            SystemTime::now(),
-            Duration::from_secs(600),
-            None,
-        ))
-        .await
-        .expect("create");
+    let kept = common::session(&sweeping, Duration::from_secs(600)).await;
     let rows = |store: SqliteStore| async move {
         sqlx::query_scalar::<_, i64>("SELECT count(*) FROM sessions")
             .fetch_one(store.pool())
@@ -248,16 +218,7 @@ async fn three_instances_on_one_file_agree_with_revokes() {
     let dir = dir();
     let path = dir.path().join("s.db");
     let instances = vec![store(&path).await, store(&path).await, store(&path).await];
-    let report = Consistency::new()
-        .duration(Duration::from_secs(3))
-        .expiry(Duration::from_secs(1))
-        .soak_from_env()
-        .run_with_revokes(instances)
-        .await
-        .unwrap_or_else(|violation| panic!("{violation}"));
-    println!("SqliteStore, 3 instances, revokes: {report}");
-    assert!(report.operations > 300, "{report}");
-    assert_eq!(report.failed, 0, "calls failed without a fault: {report}");
+    common::instances_agree_with_revokes("SqliteStore", instances, 300).await;
 }
 
 const CHILD: &str = "CLOAKROOM_SQLITE_WRITER";
@@ -271,14 +232,7 @@ async fn several_processes_on_one_file_lose_no_update() {
     let dir = dir();
     let path = dir.path().join("s.db");
     let store = store(&path).await;
-    let id = store
-        .create(&Record::new(
-            SystemTime::now(),
-            Duration::from_secs(600),
-            None,
-        ))
-        .await
-        .expect("create");
+    let id = common::session(&store, Duration::from_secs(600)).await;
     let exe = std::env::current_exe().expect("the test binary");
     let children: Vec<_> = (0..4)
         .map(|process| {

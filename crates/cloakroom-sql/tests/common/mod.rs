@@ -2,7 +2,7 @@
 
 // Helpers outside the `#[test]` functions are test code too; clippy.toml's allowances do not
 // reach them.
-#![allow(clippy::expect_used, dead_code)]
+#![allow(clippy::expect_used, clippy::print_stdout, dead_code)]
 
 use std::time::{Duration, SystemTime};
 
@@ -13,6 +13,14 @@ pub(crate) fn entry(json: &str) -> Option<Entry> {
         json: json.to_owned(),
         flash: false,
     })
+}
+
+/// A new session in `store` that lives `idle` without a request.
+pub(crate) async fn session<St: SessionStore>(store: &St, idle: Duration) -> cloakroom::SessionId {
+    store
+        .create(&Record::new(SystemTime::now(), idle, None))
+        .await
+        .expect("create")
 }
 
 /// Keys and values no store may change or refuse: any Unicode, NUL bytes in keys and in JSON
@@ -82,4 +90,47 @@ pub(crate) async fn hostile_input_round_trips<St: SessionStore>(store: &St) {
         );
     }
     store.delete(&id).await.expect("delete");
+}
+
+/// The conformance kit as both SQL stores run it.
+pub(crate) fn conformance() -> cloakroom_testkit::Conformance {
+    cloakroom_testkit::Conformance::new()
+        .tick(Duration::from_millis(200))
+        .sessions(2_000)
+}
+
+/// 200 requests of one session, each writing its own key at once, through the layer: all
+/// 200 keys (and the first request's) survive.
+pub(crate) async fn two_hundred_concurrent_writers_all_survive<St>(store: St)
+where
+    St: SessionStore + Clone + 'static,
+{
+    use cloakroom_tests::app::{cookie, layer, serve, write_concurrently};
+    let app = serve(layer(cookie(), store)).await;
+    let browser = app.browser();
+    browser.get("/count").await;
+    let keys = write_concurrently(std::slice::from_ref(&browser), 200).await;
+    assert_eq!(keys.split(',').count(), 201, "updates were lost: {keys}");
+}
+
+/// Several stores on one database (several app instances), racing every call and "log out
+/// everywhere" for 3 s: the consistency checker finds no violation and no failed call.
+pub(crate) async fn instances_agree_with_revokes<St>(
+    name: &str,
+    instances: Vec<St>,
+    at_least: usize,
+) where
+    St: SessionStore + cloakroom::store::OwnerIndex + Clone + 'static,
+{
+    let instances_len = instances.len();
+    let report = cloakroom_testkit::Consistency::new()
+        .duration(Duration::from_secs(3))
+        .expiry(Duration::from_secs(1))
+        .soak_from_env()
+        .run_with_revokes(instances)
+        .await
+        .unwrap_or_else(|violation| panic!("{violation}"));
+    println!("{name}, {instances_len} instances, revokes: {report}");
+    assert!(report.operations > at_least, "{report}");
+    assert_eq!(report.failed, 0, "calls failed without a fault: {report}");
 }
