@@ -222,11 +222,19 @@ async fn three_instances_on_one_file_agree_with_revokes() {
 }
 
 const CHILD: &str = "CLOAKROOM_SQLITE_WRITER";
-const WRITES: usize = 50;
+/// Writers in each process, each writing [`WRITES`] keys one after another.
+const WRITERS: usize = 16;
+const WRITES: usize = 150;
+/// The children's busy timeout, shorter than the default so that a writer kept from the lock
+/// shows in a short run (SQLite's own busy handler, sleeping up to 100 ms a try, failed about
+/// one run in four here).
+const CHILD_BUSY: Duration = Duration::from_millis(1000);
 
-/// Several processes on one database file lose no update: four copies of this test binary
-/// (each its own process, pool and SQLite library state), each writing its own keys of one
-/// session as fast as it can.
+/// Several processes on one database file lose no update and fail no write: four copies of
+/// this test binary (each its own process, pool and SQLite library state), each with
+/// [`WRITERS`] tasks writing their own keys of one session as fast as they can, so that
+/// each process commits back to back and the others must get the lock in between within
+/// a busy timeout of [`CHILD_BUSY`].
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn several_processes_on_one_file_lose_no_update() {
     let dir = dir();
@@ -254,7 +262,11 @@ async fn several_processes_on_one_file_lose_no_update() {
         assert!(status.success(), "a writer process failed: {status}");
     }
     let record = store.load(&id).await.expect("load").expect("the session");
-    assert_eq!(record.entries.len(), 4 * WRITES, "updates were lost");
+    assert_eq!(
+        record.entries.len(),
+        4 * WRITERS * WRITES,
+        "updates were lost"
+    );
 }
 
 /// One writer process of `several_processes_on_one_file_lose_no_update`: does nothing unless
@@ -271,11 +283,20 @@ async fn a_writer_process() {
         lines.next().expect("process"),
     );
     let id = SessionId::parse(id).expect("an id");
-    let store = store_with(Path::new(path), Duration::from_secs(10)).await;
-    for write in 0..WRITES {
-        let key = format!("p{process}-{write}");
-        let done = store.update(&id, &set(&key, "1")).await.expect("update");
-        assert_eq!(done, Update::Applied);
+    let store = store_with(Path::new(path), CHILD_BUSY).await;
+    let mut writers = tokio::task::JoinSet::new();
+    for writer in 0..WRITERS {
+        let (store, id, process) = (store.clone(), id.clone(), process.to_owned());
+        writers.spawn(async move {
+            for write in 0..WRITES {
+                let key = format!("p{process}-{writer}-{write}");
+                let done = store.update(&id, &set(&key, "1")).await.expect("update");
+                assert_eq!(done, Update::Applied);
+            }
+        });
+    }
+    while let Some(done) = writers.join_next().await {
+        done.expect("a writer");
     }
 }
 

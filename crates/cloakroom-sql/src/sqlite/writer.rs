@@ -6,8 +6,14 @@
 //! in SQLite's busy handler (1, 2, 5, 10 ms...), not in a queue. Here the writes of one store
 //! go to a task of its own that takes everything queued, runs it inside one `BEGIN
 //! IMMEDIATE` … `COMMIT` on one connection, and answers each: the same statements, in the
-//! order they arrived, each seeing the ones before, at the cost of one commit. Other
-//! processes on the file still wait in the busy handler, bounded by the busy timeout.
+//! order they arrived, each seeing the ones before, at the cost of one commit.
+//!
+//! The writer keeps one connection, taken from the pool and detached from it (the pool opens
+//! another in its place), with SQLite's busy handler off: it waits for the write lock itself,
+//! trying every millisecond up to the connection's busy timeout. SQLite's handler sleeps
+//! longer and longer (up to 100 ms a try), and against writers of other processes that
+//! commit back to back it rarely finds the lock free: three processes on one file left a
+//! writer waiting out its whole timeout.
 //!
 //! A statement that fails on its own (a value SQLite refuses, a row it returns that this store
 //! did not write) fails alone: SQLite undoes just that statement, or kept it whole. A failure that may have undone the transaction (busy past the timeout, I/O,
@@ -16,6 +22,7 @@
 //! a server would.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use sqlx::SqlitePool;
 use sqlx::sqlite::SqliteConnection;
@@ -25,6 +32,9 @@ use crate::codec::Columns;
 
 /// The most writes of one transaction: a bound on how long one commit keeps the lock.
 const MAX_BATCH: usize = 256;
+
+/// How often a writer waiting for the write lock tries again.
+const RETRY: Duration = Duration::from_millis(1);
 
 /// One write: the statement (an index into the store's statements) and its values.
 pub(super) enum Write {
@@ -118,41 +128,88 @@ async fn run(
     mut jobs: mpsc::UnboundedReceiver<(Write, Reply)>,
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
+    let mut held = None;
     while jobs.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        commit(&pool, &statements, &mut batch).await;
+        if held.is_none() {
+            match connect(&pool).await {
+                Ok(connection) => held = Some(connection),
+                Err(error) => {
+                    fail_all(&mut batch, error);
+                    continue;
+                }
+            }
+        }
+        if let Some((connection, busy)) = &mut held {
+            if let Err(error) = commit(connection, *busy, &statements, &mut batch).await {
+                // It may have left the connection in a transaction, or broken: a new one
+                // next time.
+                held = None;
+                fail_all(&mut batch, error);
+            }
+        }
         batch.clear();
     }
 }
 
-/// Runs `batch` in one transaction and answers every write of it.
-async fn commit(pool: &SqlitePool, statements: &Statements, batch: &mut Vec<(Write, Reply)>) {
-    let mut connection = match pool.acquire().await {
-        Ok(connection) => connection,
-        Err(error) => return fail_all(batch, error),
-    };
-    if let Err(error) = sqlx::query("BEGIN IMMEDIATE")
-        .execute(&mut *connection)
-        .await
-    {
-        return fail_all(batch, error);
+/// The writer's connection, detached from `pool`, with the busy timeout the pool gave it,
+/// after which SQLite's own waiting is switched off on it (see [`begin`]).
+async fn connect(pool: &SqlitePool) -> Result<(SqliteConnection, Duration), sqlx::Error> {
+    let mut connection = pool.acquire().await?.detach();
+    let busy: i64 = sqlx::query_scalar("PRAGMA busy_timeout")
+        .fetch_one(&mut connection)
+        .await?;
+    sqlx::query("PRAGMA busy_timeout = 0")
+        .execute(&mut connection)
+        .await?;
+    Ok((
+        connection,
+        Duration::from_millis(u64::try_from(busy).unwrap_or(0)),
+    ))
+}
+
+/// `BEGIN IMMEDIATE`: takes the write lock, trying every [`RETRY`] for up to `busy`.
+async fn begin(connection: &mut SqliteConnection, busy: Duration) -> Result<(), sqlx::Error> {
+    let deadline = Instant::now() + busy;
+    loop {
+        match sqlx::query("BEGIN IMMEDIATE")
+            .execute(&mut *connection)
+            .await
+        {
+            Err(error) if is_busy(&error) && Instant::now() < deadline => {
+                tokio::time::sleep(RETRY).await;
+            }
+            done => return done.map(drop),
+        }
     }
+}
+
+/// Runs `batch` in one transaction and answers every write of it; the error that failed
+/// the transaction, with the writes still to answer, if one did.
+async fn commit(
+    connection: &mut SqliteConnection,
+    busy: Duration,
+    statements: &Statements,
+    batch: &mut Vec<(Write, Reply)>,
+) -> Result<(), sqlx::Error> {
+    begin(connection, busy).await?;
     let mut answers = Vec::with_capacity(batch.len());
     for (write, _) in batch.iter() {
-        match execute(&mut connection, statements, write).await {
+        match execute(connection, statements, write).await {
             Err(error) if undoes_transaction(&error) => {
                 let _ = sqlx::query("ROLLBACK").execute(&mut *connection).await;
-                return fail_all(batch, error);
+                return Err(error);
             }
             answer => answers.push(answer),
         }
     }
     if let Err(error) = sqlx::query("COMMIT").execute(&mut *connection).await {
         let _ = sqlx::query("ROLLBACK").execute(&mut *connection).await;
-        return fail_all(batch, error);
+        return Err(error);
     }
     for ((_, reply), answer) in batch.drain(..).zip(answers) {
         let _ = reply.send(answer.map_err(Failure::Own));
     }
+    Ok(())
 }
 
 fn fail_all(batch: &mut Vec<(Write, Reply)>, error: sqlx::Error) {
@@ -162,16 +219,28 @@ fn fail_all(batch: &mut Vec<(Write, Reply)>, error: sqlx::Error) {
     }
 }
 
+/// Whether `error` is SQLite's `SQLITE_BUSY` (another connection holds the lock).
+fn is_busy(error: &sqlx::Error) -> bool {
+    primary_code(error) == Some(5)
+}
+
+/// SQLite's primary result code of `error` (sqlx gives the extended one), if SQLite's.
+fn primary_code(error: &sqlx::Error) -> Option<i32> {
+    match error {
+        sqlx::Error::Database(error) => error
+            .code()
+            .and_then(|code| code.parse::<i32>().ok())
+            .map(|code| code & 0xff),
+        _ => None,
+    }
+}
+
 /// Whether SQLite may have rolled the whole transaction back after `error` (its docs: on
 /// `SQLITE_FULL`, `SQLITE_IOERR`, `SQLITE_BUSY`, `SQLITE_NOMEM`), or the connection is gone.
 fn undoes_transaction(error: &sqlx::Error) -> bool {
     match error {
-        sqlx::Error::Database(error) => {
-            let primary = error
-                .code()
-                .and_then(|code| code.parse::<i32>().ok())
-                .map_or(0, |code| code & 0xff);
-            matches!(primary, 5 | 6 | 7 | 10 | 11 | 13 | 26)
+        sqlx::Error::Database(_) => {
+            matches!(primary_code(error), Some(5 | 6 | 7 | 10 | 11 | 13 | 26))
         }
         // Raised here, not by SQLite: a value that would not bind, or a returned row this
         // store did not write (text where a time belongs). The statement ran or never did;
