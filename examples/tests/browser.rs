@@ -253,22 +253,32 @@ async fn log_in_remembering(browser: &Client, base: &str, user: &str, remember: 
     assert_eq!(landed_on(browser, "/account").await, "/account");
 }
 
-/// The rows of the devices page: (browser, whether it is this device).
+/// The rows of the devices page: (browser, whether it is this device). Read again if the
+/// page changed under the reading (a row gone stale as a navigation finished).
 async fn devices(browser: &Client) -> Vec<(String, bool)> {
-    let rows = browser
-        .find_all(Locator::Css("tr.device"))
-        .await
-        .expect("the devices table");
-    let mut devices = Vec::new();
-    for row in rows {
-        let name = row
-            .find(Locator::Css(".browser"))
-            .await
-            .expect("a browser cell");
-        let current = row.find(Locator::Css(".current")).await.is_ok();
-        devices.push((name.text().await.unwrap_or_default(), current));
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        match read_devices(browser).await {
+            Ok(devices) => return devices,
+            Err(_) if attempts < 5 => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(error) => panic!("the devices table: {error}"),
+        }
     }
-    devices
+}
+
+async fn read_devices(
+    browser: &Client,
+) -> Result<Vec<(String, bool)>, fantoccini::error::CmdError> {
+    let mut devices = Vec::new();
+    for row in browser.find_all(Locator::Css("tr.device")).await? {
+        let name = row.find(Locator::Css(".browser")).await?.text().await?;
+        let current = row.find(Locator::Css(".current")).await.is_ok();
+        devices.push((name, current));
+    }
+    Ok(devices)
 }
 
 /// The same user signs in from two browsers; from "Your devices" the first signs the second
