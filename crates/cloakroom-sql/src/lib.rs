@@ -58,9 +58,9 @@
 //!   names have `%`, `"`, `\` and control characters escaped as `%XX`.
 //! - **The sweeper**: a task of the store deletes expired rows in batches
 //!   ([`sweep_batch`](PostgresStoreBuilder::sweep_batch), by the `expires_ms` index) on an
-//!   [interval](PostgresStoreBuilder::sweep_interval), off the request path; a sweep that
-//!   outlasts the interval (a hung server) is given up, and the sweeper stops when the
-//!   store is dropped, even in the middle of a statement. PostgreSQL's takes rows with `FOR UPDATE SKIP LOCKED`, so
+//!   [interval](PostgresStoreBuilder::sweep_interval), off the request path; the next sweep
+//!   starts an interval after the last one ended, and the sweeper stops when the store is
+//!   dropped, even in the middle of a statement. PostgreSQL's takes rows with `FOR UPDATE SKIP LOCKED`, so
 //!   instances sweeping at once do not wait on each other.
 //! - **A user's sessions** ([`Owners`](cloakroom::Owners): list, revoke one, log out
 //!   everywhere): the `owner` column and its partial index; a session is indexed in the same

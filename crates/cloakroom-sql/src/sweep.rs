@@ -83,17 +83,13 @@ async fn periodically<S: Batches>(
 ) {
     loop {
         tokio::time::sleep(interval).await;
-        // A sweep slower than the pause between sweeps (a server that hangs, a connection
-        // gone silent) is given up, and the next one starts afresh.
-        match tokio::time::timeout(interval, sweep_all(&batches, batch)).await {
-            Ok(Ok(0)) => {}
-            Ok(Ok(deleted)) => tracing::debug!(database, deleted, "swept expired sessions"),
-            Ok(Err(error)) => tracing::warn!(database, %error, "sweeping expired sessions failed"),
-            Err(_) => tracing::warn!(
-                database,
-                ?interval,
-                "sweeping expired sessions took longer than the sweep interval; given up until the next"
-            ),
+        // No timeout: a sweep cut off while it waits on a lock would leave its statement
+        // waiting in the server (which does not notice a closed client then) and start
+        // another; the next sweep waits for this one instead.
+        match sweep_all(&batches, batch).await {
+            Ok(0) => {}
+            Ok(deleted) => tracing::debug!(database, deleted, "swept expired sessions"),
+            Err(error) => tracing::warn!(database, %error, "sweeping expired sessions failed"),
         }
     }
 }

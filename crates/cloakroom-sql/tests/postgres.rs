@@ -561,3 +561,37 @@ async fn a_store_dropped_while_its_sweep_hangs_closes_its_connections() {
         "a dropped store's connections stayed open beside ours"
     );
 }
+
+/// A sweep waiting on a lock (a long migration, `VACUUM FULL`) is waited for, never given up
+/// and started again: the store's backends stay within its pool's size.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sweep_waiting_on_a_lock_opens_no_more_backends() {
+    use sqlx::Connection;
+    let server = postgres().await;
+    let store = PostgresStore::builder()
+        .pool(
+            sqlx::postgres::PgPoolOptions::new()
+                .max_connections(2)
+                .connect(&format!("{}?application_name=sweeper", server.url()))
+                .await
+                .expect("a pool"),
+        )
+        .sweep_interval(Some(Duration::from_millis(100)))
+        .build()
+        .await
+        .expect("the store");
+    store.migrate().await.expect("migrate");
+    common::session(&store, Duration::from_secs(600)).await;
+    let mut admin = sqlx::PgConnection::connect(&server.url())
+        .await
+        .expect("connect");
+    let mut lock = admin.begin().await.expect("begin");
+    sqlx::query("LOCK TABLE sessions IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *lock)
+        .await
+        .expect("lock");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let open = backends(&server, "sweeper").await;
+    lock.rollback().await.expect("unlock");
+    assert!(open <= 2, "{open} backends for a pool of 2");
+}

@@ -373,3 +373,45 @@ async fn a_write_failing_on_its_own_fails_alone_among_writes_committed_together(
         assert_eq!(record.entries["k"].json, i.to_string());
     }
 }
+
+/// A pool of the application's own outside WAL mode (sqlx's default journal is DELETE):
+/// `COMMIT` must wait for readers to finish, within the busy timeout, not fail at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_wait_for_readers_outside_wal_mode() {
+    let dir = dir();
+    let options = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(dir.path().join("s.db"))
+        .create_if_missing(true)
+        .busy_timeout(Duration::from_secs(5));
+    let pool = sqlx::sqlite::SqlitePoolOptions::new()
+        .max_connections(4)
+        .connect_with(options)
+        .await
+        .expect("a pool");
+    let store = SqliteStore::builder()
+        .pool(pool)
+        .build()
+        .await
+        .expect("the store");
+    store.migrate().await.expect("migrate");
+    let id = common::session(&store, Duration::from_secs(600)).await;
+    let mut readers = tokio::task::JoinSet::new();
+    for _ in 0..3 {
+        let (store, id) = (store.clone(), id.clone());
+        readers.spawn(async move {
+            for _ in 0..1000 {
+                store.read(&id).await.expect("read");
+            }
+        });
+    }
+    for i in 0..300 {
+        let done = store.update(&id, &set(&format!("k{i}"), "1")).await;
+        assert_eq!(
+            done.unwrap_or_else(|error| panic!("write {i}: {error}")),
+            Update::Applied
+        );
+    }
+    while let Some(done) = readers.join_next().await {
+        done.expect("a reader");
+    }
+}

@@ -152,7 +152,7 @@ async fn run(
 }
 
 /// The writer's connection, detached from `pool`, with the busy timeout the pool gave it,
-/// after which SQLite's own waiting is switched off on it (see [`begin`]).
+/// after which SQLite's own waiting is switched off on it (see [`locking`]).
 async fn connect(pool: &SqlitePool) -> Result<(SqliteConnection, Duration), sqlx::Error> {
     let mut connection = pool.acquire().await?.detach();
     let busy: i64 = sqlx::query_scalar("PRAGMA busy_timeout")
@@ -167,14 +167,18 @@ async fn connect(pool: &SqlitePool) -> Result<(SqliteConnection, Duration), sqlx
     ))
 }
 
-/// `BEGIN IMMEDIATE`: takes the write lock, trying every [`RETRY`] for up to `busy`.
-async fn begin(connection: &mut SqliteConnection, busy: Duration) -> Result<(), sqlx::Error> {
+/// Runs `statement` (`BEGIN IMMEDIATE`, `COMMIT`), trying again every [`RETRY`] for up to
+/// `busy` while SQLite answers that another connection holds the lock. (`COMMIT` waits too
+/// outside WAL mode, for readers to finish; a busy `COMMIT` leaves the transaction open, so
+/// trying again is sound.)
+async fn locking(
+    connection: &mut SqliteConnection,
+    statement: &str,
+    busy: Duration,
+) -> Result<(), sqlx::Error> {
     let deadline = Instant::now() + busy;
     loop {
-        match sqlx::query("BEGIN IMMEDIATE")
-            .execute(&mut *connection)
-            .await
-        {
+        match sqlx::query(statement).execute(&mut *connection).await {
             Err(error) if is_busy(&error) && Instant::now() < deadline => {
                 tokio::time::sleep(RETRY).await;
             }
@@ -191,7 +195,7 @@ async fn commit(
     statements: &Statements,
     batch: &mut Vec<(Write, Reply)>,
 ) -> Result<(), sqlx::Error> {
-    begin(connection, busy).await?;
+    locking(connection, "BEGIN IMMEDIATE", busy).await?;
     let mut answers = Vec::with_capacity(batch.len());
     for (write, _) in batch.iter() {
         match execute(connection, statements, write).await {
@@ -202,7 +206,7 @@ async fn commit(
             answer => answers.push(answer),
         }
     }
-    if let Err(error) = sqlx::query("COMMIT").execute(&mut *connection).await {
+    if let Err(error) = locking(connection, "COMMIT", busy).await {
         let _ = sqlx::query("ROLLBACK").execute(&mut *connection).await;
         return Err(error);
     }
