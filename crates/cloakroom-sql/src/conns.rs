@@ -9,15 +9,19 @@
 //! Connections are taken from the application's sqlx pool and detached from it (the pool
 //! opens others in their place), so they are made the pool's way: its connect options, its
 //! `after_connect` hook (a `search_path`, a role, a statement timeout) and its
-//! `before_acquire` check. Its `idle_timeout` and `max_lifetime` apply here too. Its
-//! `after_release` hook never runs: they are never released to it.
+//! `before_acquire` check. Its `idle_timeout` and `max_lifetime` apply here too, checked by
+//! a task of the store's as often as sqlx checks its own, and closing the pool closes these
+//! connections as well. Its `after_release` hook never runs: they are never released to it.
 
 use std::future::Future;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use sqlx::{Database, Pool};
 use tokio::sync::Semaphore;
+
+use crate::age::{Age, Limits};
+use crate::task;
 
 /// How many connections one call tries when each is found dead.
 const ATTEMPTS: u32 = 3;
@@ -25,18 +29,16 @@ const ATTEMPTS: u32 = 3;
 /// Up to `max` connections taken from `pool`.
 pub(crate) struct Connections<DB: Database> {
     pool: Pool<DB>,
-    idle: Mutex<Vec<Idle<DB::Connection>>>,
+    idle: Arc<IdleList<DB::Connection>>,
     permits: Arc<Semaphore>,
     acquire_timeout: Duration,
-    idle_timeout: Option<Duration>,
-    max_lifetime: Option<Duration>,
+    _reaper: Option<task::Owned>,
 }
 
-/// A connection waiting for its next call.
-struct Idle<C> {
-    connection: C,
-    made: Instant,
-    since: Instant,
+/// The connections waiting for their next call, the most recently used last.
+struct IdleList<C> {
+    connections: Mutex<Vec<(C, Age)>>,
+    limits: Limits,
 }
 
 impl<DB: Database> Connections<DB> {
@@ -44,12 +46,15 @@ impl<DB: Database> Connections<DB> {
     pub(crate) fn new(pool: Pool<DB>) -> Self {
         let options = pool.options();
         let max = usize::try_from(options.get_max_connections().max(1)).unwrap_or(1);
+        let idle = Arc::new(IdleList {
+            connections: Mutex::new(Vec::with_capacity(max)),
+            limits: Limits::of(&pool),
+        });
         Self {
-            idle: Mutex::new(Vec::with_capacity(max)),
             permits: Arc::new(Semaphore::new(max)),
             acquire_timeout: options.get_acquire_timeout(),
-            idle_timeout: options.get_idle_timeout(),
-            max_lifetime: options.get_max_lifetime(),
+            _reaper: task::spawn(reap(pool.clone(), Arc::clone(&idle))),
+            idle,
             pool,
         }
     }
@@ -93,13 +98,13 @@ impl<DB: Database> Connections<DB> {
         let mut attempts = 0;
         loop {
             attempts += 1;
-            let (connection, made) = match self.take_idle() {
-                Some(idle) => (idle.connection, idle.made),
+            let (connection, mut age) = match self.idle.take() {
+                Some(idle) => idle,
                 None => {
                     let connection = bounded(
                         tokio::time::timeout(self.acquire_timeout, self.pool.acquire()).await,
                     )?;
-                    (connection.detach(), Instant::now())
+                    (connection.detach(), Age::new())
                 }
             };
             let (connection, result) = call(connection).await;
@@ -108,39 +113,68 @@ impl<DB: Database> Connections<DB> {
                     drop(connection);
                     let again = repeatable || never_ran(error);
                     if again && attempts < ATTEMPTS {
-                        self.idle().clear();
+                        self.idle.list().clear();
                         continue;
                     }
                 }
-                _ => self.idle().push(Idle {
-                    connection,
-                    made,
-                    since: Instant::now(),
-                }),
+                // Closed while this call ran: the connection closes with the pool's.
+                _ if self.pool.is_closed() => drop(connection),
+                _ => {
+                    age.used();
+                    self.idle.list().push((connection, age));
+                }
             }
             return result;
         }
     }
+}
 
-    /// The most recently used idle connection, after dropping those past the pool's idle
-    /// timeout or lifetime (the least used first: they sit at the bottom).
-    fn take_idle(&self) -> Option<Idle<DB::Connection>> {
+impl<C> IdleList<C> {
+    /// The most recently used idle connection, after dropping those past the pool's limits.
+    fn take(&self) -> Option<(C, Age)> {
+        let mut list = self.list();
+        self.drop_expired(&mut list);
+        list.pop()
+    }
+
+    fn drop_expired(&self, list: &mut Vec<(C, Age)>) {
         let now = Instant::now();
-        let expired = |idle: &Idle<DB::Connection>| {
-            self.idle_timeout
-                .is_some_and(|timeout| now.duration_since(idle.since) >= timeout)
-                || self
-                    .max_lifetime
-                    .is_some_and(|lifetime| now.duration_since(idle.made) >= lifetime)
-        };
-        let mut idle = self.idle();
-        idle.retain(|connection| !expired(connection));
-        idle.pop()
+        list.retain(|(_, age)| !self.limits.expired(age, now));
     }
 
-    fn idle(&self) -> std::sync::MutexGuard<'_, Vec<Idle<DB::Connection>>> {
-        self.idle.lock().unwrap_or_else(PoisonError::into_inner)
+    fn list(&self) -> MutexGuard<'_, Vec<(C, Age)>> {
+        self.connections
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
+}
+
+/// Closes idle connections past the pool's limits as they pass them (not at the next call:
+/// a burst must not keep its server processes open until traffic returns), and every idle
+/// connection once the pool is closed.
+async fn reap<DB: Database>(pool: Pool<DB>, idle: Arc<IdleList<DB::Connection>>) {
+    let mut closed = pool.close_event();
+    drop(pool);
+    let checks = async {
+        let Some(period) = idle.limits.period() else {
+            return std::future::pending().await;
+        };
+        loop {
+            tokio::time::sleep(period).await;
+            let expired = {
+                let mut list = idle.list();
+                let before = list.len();
+                idle.drop_expired(&mut list);
+                before - list.len()
+            };
+            if expired > 0 {
+                tracing::debug!(expired, "closed idle session store connections");
+            }
+        }
+    };
+    // `checks` never ends: this returns when the pool is closed.
+    let _: Result<(), _> = closed.do_until(checks).await;
+    idle.list().clear();
 }
 
 /// The result of a wait bounded by the acquire timeout: `PoolTimedOut` if it ran out.

@@ -15,8 +15,9 @@ use crate::error;
 use crate::error::POSTGRES;
 use crate::rows::{OwnedRow, Rows};
 use crate::settings::{Settings, setters};
-use crate::sweep::{self, Batches, Sweeper};
+use crate::sweep::{self, Batches};
 use crate::table::Table;
+use crate::task;
 
 /// Runs one statement on a connection of the store's own (see `conns.rs`): `$body` uses
 /// `&mut $c` and awaits; `$repeatable` says whether it may run again after a lost connection
@@ -53,7 +54,7 @@ struct Inner {
     sql: Statements,
     expired: Expired,
     sweep_batch: u32,
-    _sweeper: Option<Sweeper>,
+    _sweeper: Option<task::Owned>,
 }
 
 /// The sweeper's statement and connections, without the store (which holds the sweeper).
@@ -205,7 +206,8 @@ impl PostgresStoreBuilder {
     /// opens others in their place), since a call through a sqlx pool costs a second round
     /// trip (see the crate docs). They are made the pool's way: its connect options, its
     /// `after_connect` hook (a `search_path`, `SET ROLE`, a `statement_timeout`), its
-    /// `idle_timeout` and `max_lifetime`; its `after_release` hook never runs on them.
+    /// `idle_timeout` and `max_lifetime` (checked as often as sqlx checks its own); closing
+    /// the pool closes them too. Its `after_release` hook never runs on them.
     pub fn pool(mut self, pool: PgPool) -> Self {
         self.source = Source::Pool(pool);
         self
@@ -220,18 +222,13 @@ impl PostgresStoreBuilder {
     /// Checks the table name, connects (for a [`url`](Self::url)) and starts the sweeper.
     /// Run [`PostgresStore::migrate`] once to create the table.
     pub async fn build(self) -> Result<PostgresStore, SqlStoreError> {
-        let Settings {
-            table,
-            max_connections,
-            acquire_timeout,
-            sweep,
-        } = self.settings;
-        let table = Table::parse(&table)?;
+        let settings = self.settings;
+        let table = Table::parse(&settings.table)?;
         let pool = match self.source {
             Source::Pool(pool) => pool,
             Source::Url(url) => PgPoolOptions::new()
-                .max_connections(max_connections)
-                .acquire_timeout(acquire_timeout)
+                .max_connections(settings.max_connections)
+                .acquire_timeout(settings.acquire_timeout)
                 // Session calls do not go through the pool (see `conns.rs`): it only makes
                 // their connections, so a ping before handing one out costs no request a
                 // round trip and keeps the dead ones a restart left from being handed out.
@@ -260,13 +257,13 @@ impl PostgresStoreBuilder {
             conns: Arc::clone(&conns),
             sweep: Arc::clone(&sql.sweep),
         };
-        let sweeper = sweep::start(expired.clone(), sweep, POSTGRES);
+        let sweeper = sweep::start(expired.clone(), settings.sweep, POSTGRES);
         let inner = Arc::new(Inner {
             conns,
             sql,
             rows: Rows::new(POSTGRES, &table),
             expired,
-            sweep_batch: sweep.batch,
+            sweep_batch: settings.sweep.batch,
             _sweeper: sweeper,
         });
         Ok(PostgresStore { inner })

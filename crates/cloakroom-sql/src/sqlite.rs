@@ -17,8 +17,9 @@ use crate::error;
 use crate::error::SQLITE;
 use crate::rows::{OwnedRow, Rows};
 use crate::settings::{Settings, setters};
-use crate::sweep::{self, Batches, Sweeper};
+use crate::sweep::{self, Batches};
 use crate::table::Table;
+use crate::task;
 
 mod writer;
 
@@ -44,7 +45,7 @@ struct Inner {
     rows: Rows,
     sql: Statements,
     sweep_batch: u32,
-    _sweeper: Option<Sweeper>,
+    _sweeper: Option<task::Owned>,
 }
 
 /// The sweeper's way to the writer, without the store (which holds the sweeper).
@@ -214,13 +215,8 @@ impl SqliteStoreBuilder {
     /// Checks the table name, connects (for a [`url`](Self::url)) and starts the sweeper.
     /// Run [`SqliteStore::migrate`] once to create the table.
     pub async fn build(self) -> Result<SqliteStore, SqlStoreError> {
-        let Settings {
-            table,
-            max_connections,
-            acquire_timeout,
-            sweep,
-        } = self.settings;
-        let table = Table::parse(&table)?;
+        let settings = self.settings;
+        let table = Table::parse(&settings.table)?;
         let options = match self.source {
             Source::Pool(pool) => Ok(pool),
             Source::Path(path) => Err(SqliteConnectOptions::new().filename(path)),
@@ -241,8 +237,8 @@ impl SqliteStoreBuilder {
                     .journal_mode(SqliteJournalMode::Wal)
                     .busy_timeout(self.busy_timeout);
                 SqlitePoolOptions::new()
-                    .max_connections(max_connections)
-                    .acquire_timeout(acquire_timeout)
+                    .max_connections(settings.max_connections)
+                    .acquire_timeout(settings.acquire_timeout)
                     // The pool tests every connection when it is released; testing again
                     // when it is taken would cost every call a round trip to its thread.
                     .test_before_acquire(false)
@@ -270,13 +266,13 @@ impl SqliteStoreBuilder {
         .ok_or_else(|| {
             SqlStoreError::Config("SqliteStore must be built inside a Tokio runtime".to_owned())
         })?;
-        let sweeper = sweep::start(Expired(writer.clone()), sweep, SQLITE);
+        let sweeper = sweep::start(Expired(writer.clone()), settings.sweep, SQLITE);
         let inner = Arc::new(Inner {
             pool,
             writer,
             sql,
             rows: Rows::new(SQLITE, &table),
-            sweep_batch: sweep.batch,
+            sweep_batch: settings.sweep.batch,
             _sweeper: sweeper,
         });
         Ok(SqliteStore { inner })

@@ -6,6 +6,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use crate::SqlStoreError;
+use crate::task;
 
 /// How the sweeper is configured.
 #[derive(Clone, Copy, Debug)]
@@ -45,34 +46,23 @@ pub(crate) async fn sweep_all<S: Batches>(store: &S, batch: u32) -> Result<u64, 
     }
 }
 
-/// The running sweeper: dropping it (with the store's last handle) ends the task, even in
-/// the middle of a statement, so a server that hangs never keeps a dropped store's
-/// connections open.
-pub(crate) struct Sweeper(tokio::task::AbortHandle);
-
-impl Drop for Sweeper {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
 /// Starts the sweeper on `batches` if there is a Tokio runtime (there is one wherever a pool
-/// was made). `batches` must not hold the store: the store holds the [`Sweeper`].
+/// was made); it runs until the returned task is dropped. `batches` must not hold the store:
+/// the store holds the task.
 pub(crate) fn start<S: Batches>(
     batches: S,
     sweep: Sweep,
     database: &'static str,
-) -> Option<Sweeper> {
+) -> Option<task::Owned> {
     let interval = sweep.interval?;
-    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+    let sweeper = task::spawn(periodically(batches, interval, sweep.batch, database));
+    if sweeper.is_none() {
         tracing::warn!(
             database,
             "SQL session store built outside a Tokio runtime: expired rows are not swept; call sweep()"
         );
-        return None;
-    };
-    let task = runtime.spawn(periodically(batches, interval, sweep.batch, database));
-    Some(Sweeper(task.abort_handle()))
+    }
+    sweeper
 }
 
 async fn periodically<S: Batches>(

@@ -30,6 +30,18 @@ async fn store(server: &PostgresServer) -> PostgresStore {
     store
 }
 
+/// A store on a pool of the test's own (migrated), sweeping every `sweep` if given.
+async fn store_on(pool: sqlx::PgPool, sweep: Option<Duration>) -> PostgresStore {
+    let store = PostgresStore::builder()
+        .pool(pool)
+        .sweep_interval(sweep)
+        .build()
+        .await
+        .expect("the store");
+    store.migrate().await.expect("migrate");
+    store
+}
+
 async fn count(store: &PostgresStore) -> i64 {
     sqlx::query_scalar("SELECT count(*) FROM sessions")
         .fetch_one(store.pool())
@@ -409,13 +421,7 @@ async fn a_pools_after_connect_hook_applies_to_every_call() {
         .connect(&server.url())
         .await
         .expect("a pool");
-    let tenant = PostgresStore::builder()
-        .pool(pool)
-        .sweep_interval(None)
-        .build()
-        .await
-        .expect("the store");
-    tenant.migrate().await.expect("migrate");
+    let tenant = store_on(pool, None).await;
     let live = Record::new(SystemTime::now(), Duration::from_secs(600), None);
     let short = Record::new(SystemTime::now(), Duration::from_millis(1), None);
     let mut calls = tokio::task::JoinSet::new();
@@ -466,27 +472,10 @@ async fn backends(server: &PostgresServer, name: &str) -> i64 {
         .expect("pg_stat_activity")
 }
 
-/// The pool's `idle_timeout` closes the store's idle connections too: a burst of calls does
-/// not hold its connections (server processes) open for good.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn idle_connections_are_closed_after_the_pools_idle_timeout() {
-    let server = postgres().await;
-    let store = PostgresStore::builder()
-        .pool(
-            sqlx::postgres::PgPoolOptions::new()
-                .max_connections(8)
-                .idle_timeout(Duration::from_millis(300))
-                .connect(&format!("{}?application_name=burst", server.url()))
-                .await
-                .expect("a pool"),
-        )
-        .sweep_interval(None)
-        .build()
-        .await
-        .expect("the store");
-    store.migrate().await.expect("migrate");
-    let record = Record::new(SystemTime::now(), Duration::from_secs(600), None);
-    let id = store.create(&record).await.expect("create");
+/// A burst of 32 concurrent loads on a pool of 8 connections named `name`, which must use
+/// more than one of them.
+async fn burst(server: &PostgresServer, store: &PostgresStore, name: &str) {
+    let id = common::session(store, Duration::from_secs(600)).await;
     let mut burst = tokio::task::JoinSet::new();
     for _ in 0..32 {
         let (store, id) = (store.clone(), id.clone());
@@ -496,16 +485,74 @@ async fn idle_connections_are_closed_after_the_pools_idle_timeout() {
         done.expect("a load");
     }
     assert!(
-        backends(&server, "burst").await >= 2,
+        backends(server, name).await >= 2,
         "the burst used one connection"
     );
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    store.load(&id).await.expect("a load after the pause");
+}
+
+/// Waits up to five seconds for the backends named `name` to be `expected`; how many there
+/// are then.
+async fn backends_settle(server: &PostgresServer, name: &str, expected: i64) -> i64 {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while backends(&server, "burst").await > 1 && tokio::time::Instant::now() < deadline {
+    loop {
+        let now = backends(server, name).await;
+        if now == expected || tokio::time::Instant::now() >= deadline {
+            return now;
+        }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(backends(&server, "burst").await, 1, "idle connections kept");
+}
+
+/// The pool's `idle_timeout` closes the store's idle connections too, as they pass it and
+/// with no call needed: a burst of calls does not hold its connections (server processes)
+/// open until traffic returns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_are_closed_after_the_pools_idle_timeout() {
+    let server = postgres().await;
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(8)
+        .idle_timeout(Duration::from_millis(300))
+        .connect(&format!("{}?application_name=burst", server.url()))
+        .await
+        .expect("a pool");
+    let store = store_on(pool, None).await;
+    burst(&server, &store, "burst").await;
+    assert_eq!(
+        backends_settle(&server, "burst", 0).await,
+        0,
+        "idle connections kept"
+    );
+    common::session(&store, Duration::from_secs(600)).await;
+}
+
+/// Closing the application's pool (a graceful shutdown) closes the store's connections too,
+/// and calls after it fail instead of opening new ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closing_the_pool_closes_the_stores_connections() {
+    let server = postgres().await;
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(8)
+        .connect(&format!("{}?application_name=closing", server.url()))
+        .await
+        .expect("a pool");
+    let store = store_on(pool.clone(), Some(Duration::from_secs(600))).await;
+    burst(&server, &store, "closing").await;
+    pool.close().await;
+    assert_eq!(
+        backends_settle(&server, "closing", 0).await,
+        0,
+        "connections open after the pool closed"
+    );
+    let error = store
+        .create(&Record::new(
+            SystemTime::now(),
+            Duration::from_secs(600),
+            None,
+        ))
+        .await
+        .expect_err("a call after the pool closed");
+    assert!(error.to_string().contains("closed"), "{error}");
+    assert_eq!(backends(&server, "closing").await, 0);
 }
 
 /// This process's TCP connections to `port` that are open (`/proc/net/tcp`, ESTABLISHED).
@@ -568,19 +615,12 @@ async fn a_store_dropped_while_its_sweep_hangs_closes_its_connections() {
 async fn a_sweep_waiting_on_a_lock_opens_no_more_backends() {
     use sqlx::Connection;
     let server = postgres().await;
-    let store = PostgresStore::builder()
-        .pool(
-            sqlx::postgres::PgPoolOptions::new()
-                .max_connections(2)
-                .connect(&format!("{}?application_name=sweeper", server.url()))
-                .await
-                .expect("a pool"),
-        )
-        .sweep_interval(Some(Duration::from_millis(100)))
-        .build()
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(2)
+        .connect(&format!("{}?application_name=sweeper", server.url()))
         .await
-        .expect("the store");
-    store.migrate().await.expect("migrate");
+        .expect("a pool");
+    let store = store_on(pool, Some(Duration::from_millis(100))).await;
     common::session(&store, Duration::from_secs(600)).await;
     let mut admin = sqlx::PgConnection::connect(&server.url())
         .await

@@ -6,10 +6,12 @@
 // reach them.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+mod common;
 
-use cloakroom::store::{Owner, OwnerIndex, Record, SessionStore};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use cloakroom::store::{OwnerIndex, SessionStore};
 use cloakroom_sql::PostgresStore;
 use cloakroom_testkit::PostgresServer;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -74,17 +76,6 @@ impl CutProxy {
     }
 }
 
-fn owned_record() -> Record {
-    let mut record = Record::new(SystemTime::now(), Duration::from_secs(600), None);
-    record.owner = Some(Owner {
-        name: "user:1".to_owned(),
-        since: SystemTime::now(),
-        user_agent: None,
-        address: None,
-    });
-    record
-}
-
 async fn setup() -> (PostgresServer, CutProxy, PostgresStore, PostgresStore) {
     let server = PostgresServer::start().await.expect("PostgreSQL starts");
     let direct = PostgresStore::builder()
@@ -110,8 +101,8 @@ async fn setup() -> (PostgresServer, CutProxy, PostgresStore, PostgresStore) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revoke_whose_answer_is_lost_fails_rather_than_misreport() {
     let (_server, proxy, store, direct) = setup().await;
-    direct.create(&owned_record()).await.unwrap();
-    direct.create(&owned_record()).await.unwrap();
+    direct.create(&common::owned("user:1")).await.unwrap();
+    direct.create(&common::owned("user:1")).await.unwrap();
     // Warm the store's one connection, so the next call reuses it.
     assert_eq!(store.owned("user:1").await.unwrap().len(), 2);
     let revoke = tokio::spawn({
@@ -144,7 +135,7 @@ async fn a_create_whose_answer_is_lost_does_not_run_twice() {
     assert_eq!(store.owned("user:1").await.unwrap().len(), 0);
     let create = tokio::spawn({
         let store = store.clone();
-        async move { store.create(&owned_record()).await }
+        async move { store.create(&common::owned("user:1")).await }
     });
     tokio::time::sleep(Duration::from_millis(600)).await;
     proxy.cut();
@@ -166,7 +157,7 @@ async fn a_create_whose_answer_is_lost_does_not_run_twice() {
 async fn an_update_whose_answer_is_lost_is_not_run_again() {
     use cloakroom::store::{Changes, Entry};
     let (_server, proxy, store, direct) = setup().await;
-    let id = direct.create(&owned_record()).await.unwrap();
+    let id = direct.create(&common::owned("user:1")).await.unwrap();
     // Warm (and prepare the update statement on) the store's one connection.
     store.update(&id, &Changes::default()).await.unwrap();
     let set_flash = Changes {

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use axum::http::StatusCode;
 use cloakroom::SessionId;
-use cloakroom::store::{FailureKind, Record, SessionStore, StoreError, Update};
+use cloakroom::store::{FailureKind, OwnerIndex, Record, SessionStore, StoreError, Update};
 use cloakroom_sql::{SqlStoreError, SqliteStore};
 use cloakroom_tests::app::{cookie, layer, serve};
 use cloakroom_tests::set;
@@ -414,4 +414,96 @@ async fn writes_wait_for_readers_outside_wal_mode() {
     while let Some(done) = readers.join_next().await {
         done.expect("a reader");
     }
+}
+
+/// A "log out everywhere" that meets a row it cannot read (one this store did not write: an
+/// id stored as bytes) fails, a 500, and ends nothing: it is not reported failed with some of
+/// the owner's sessions gone. The same for a load's refresh.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoke_meeting_a_row_it_cannot_read_fails_and_ends_nothing() {
+    let dir = dir();
+    let store = store(&dir.path().join("s.db")).await;
+    let kept = store
+        .create(&common::owned("user:1"))
+        .await
+        .expect("create");
+    let broken = store
+        .create(&common::owned("user:1"))
+        .await
+        .expect("create");
+    sqlx::query("UPDATE sessions SET id = CAST(id AS BLOB) WHERE id = ?1")
+        .bind(broken.as_str())
+        .execute(store.pool())
+        .await
+        .expect("break a row");
+    let error = store
+        .revoke_all("user:1", None)
+        .await
+        .expect_err("a revoke over a broken row");
+    assert_eq!(error.failure_kind(), FailureKind::Rejected, "{error}");
+    assert!(
+        store.load(&kept).await.expect("load").is_some(),
+        "a failed revoke ended a session"
+    );
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM sessions WHERE owner = 'user:1'")
+        .fetch_one(store.pool())
+        .await
+        .expect("count");
+    assert_eq!(rows, 2, "a failed revoke deleted rows");
+}
+
+/// The pool's `max_lifetime` applies to the connection the writer keeps, as to the pool's
+/// own (so a connection's `after_connect` settings, or a database file replaced during a
+/// restore, reach the writes in the same time as the reads), and a closed pool writes no
+/// more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_writer_connection_is_renewed_within_the_pools_lifetime_and_ends_with_the_pool() {
+    let dir = dir();
+    let made = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = std::sync::Arc::clone(&made);
+    let options = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(dir.path().join("s.db"))
+        .create_if_missing(true)
+        .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal);
+    let pool = sqlx::sqlite::SqlitePoolOptions::new()
+        .max_connections(2)
+        .max_lifetime(Duration::from_secs(1))
+        .after_connect(move |_, _| {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Box::pin(async { Ok(()) })
+        })
+        .connect_with(options)
+        .await
+        .expect("a pool");
+    let store = SqliteStore::builder()
+        .pool(pool.clone())
+        .sweep_interval(None)
+        .build()
+        .await
+        .expect("the store");
+    store.migrate().await.expect("migrate");
+    let id = common::session(&store, Duration::from_secs(600)).await;
+    store.update(&id, &set("a", "1")).await.expect("a write");
+    let before = made.load(std::sync::atomic::Ordering::SeqCst);
+    for _ in 0..5 {
+        store.update(&id, &set("a", "2")).await.expect("a write");
+    }
+    assert_eq!(
+        made.load(std::sync::atomic::Ordering::SeqCst),
+        before,
+        "writes within the lifetime reuse the writer's connection"
+    );
+    // Past the lifetime and past the pool's own check of its idle connections (every
+    // lifetime), so the writer's next connection is a new one.
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    store.update(&id, &set("a", "3")).await.expect("a write");
+    assert!(
+        made.load(std::sync::atomic::Ordering::SeqCst) > before,
+        "the writer kept its connection past the pool's max_lifetime"
+    );
+    pool.close().await;
+    store
+        .update(&id, &set("a", "4"))
+        .await
+        .expect_err("a write after the pool closed");
 }

@@ -9,17 +9,19 @@
 //! order they arrived, each seeing the ones before, at the cost of one commit.
 //!
 //! The writer keeps one connection, taken from the pool and detached from it (the pool opens
-//! another in its place), with SQLite's busy handler off: it waits for the write lock itself,
-//! trying every millisecond up to the connection's busy timeout. SQLite's handler sleeps
-//! longer and longer (up to 100 ms a try), and against writers of other processes that
-//! commit back to back it rarely finds the lock free: three processes on one file left a
-//! writer waiting out its whole timeout.
+//! another in its place). The pool's `idle_timeout` and `max_lifetime` apply to it, checked
+//! before each batch, and after the pool is closed it writes no more. SQLite's busy handler
+//! is off on it: it waits for the write lock itself, trying every millisecond up to the
+//! connection's busy timeout. SQLite's handler sleeps longer and longer (up to 100 ms a
+//! try), and against writers of other processes that commit back to back it rarely finds
+//! the lock free: three processes on one file left a writer waiting out its whole timeout.
 //!
-//! A statement that fails on its own (a value SQLite refuses, a row it returns that this store
-//! did not write) fails alone: SQLite undoes just that statement, or kept it whole. A failure that may have undone the transaction (busy past the timeout, I/O,
-//! a full disk), or a failed commit, fails every write of the batch, since none of them is
-//! known to be kept. A write whose caller went away still runs, as a statement already sent to
-//! a server would.
+//! A statement that fails on its own (a value SQLite refuses, a row it returns that this
+//! store did not write) fails alone: SQLite undoes just that statement, or kept it whole. A
+//! failure that may have undone the transaction (busy past the timeout, I/O, a full disk),
+//! or a failed commit, fails every write of the batch, since none of them is known to be
+//! kept. A write whose caller went away still runs, as a statement already sent to a server
+//! would.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -28,6 +30,7 @@ use sqlx::SqlitePool;
 use sqlx::sqlite::SqliteConnection;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::age::{Age, Limits};
 use crate::codec::Columns;
 
 /// The most writes of one transaction: a bound on how long one commit keeps the lock.
@@ -127,9 +130,19 @@ async fn run(
     statements: Arc<Statements>,
     mut jobs: mpsc::UnboundedReceiver<(Write, Reply)>,
 ) {
+    let limits = Limits::of(&pool);
     let mut batch = Vec::with_capacity(MAX_BATCH);
-    let mut held = None;
+    let mut held: Option<Held> = None;
     while jobs.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        // The pool's limits and its closing apply to this connection as to the pool's own:
+        // a database file replaced since (a restore) is opened anew within them.
+        if pool.is_closed()
+            || held
+                .as_ref()
+                .is_some_and(|held| limits.expired(&held.age, Instant::now()))
+        {
+            held = None;
+        }
         if held.is_none() {
             match connect(&pool).await {
                 Ok(connection) => held = Some(connection),
@@ -139,21 +152,36 @@ async fn run(
                 }
             }
         }
-        if let Some((connection, busy)) = &mut held {
-            if let Err(error) = commit(connection, *busy, &statements, &mut batch).await {
-                // It may have left the connection in a transaction, or broken: a new one
-                // next time.
-                held = None;
-                fail_all(&mut batch, error);
+        if let Some(Held {
+            connection,
+            busy,
+            age,
+        }) = &mut held
+        {
+            match commit(connection, *busy, &statements, &mut batch).await {
+                Ok(()) => age.used(),
+                Err(error) => {
+                    // It may have left the connection in a transaction, or broken: a new one
+                    // next time.
+                    held = None;
+                    fail_all(&mut batch, error);
+                }
             }
         }
         batch.clear();
     }
 }
 
+/// The writer's connection, the busy timeout the pool gave it, and its age.
+struct Held {
+    connection: SqliteConnection,
+    busy: Duration,
+    age: Age,
+}
+
 /// The writer's connection, detached from `pool`, with the busy timeout the pool gave it,
 /// after which SQLite's own waiting is switched off on it (see [`locking`]).
-async fn connect(pool: &SqlitePool) -> Result<(SqliteConnection, Duration), sqlx::Error> {
+async fn connect(pool: &SqlitePool) -> Result<Held, sqlx::Error> {
     let mut connection = pool.acquire().await?.detach();
     let busy: i64 = sqlx::query_scalar("PRAGMA busy_timeout")
         .fetch_one(&mut connection)
@@ -161,10 +189,11 @@ async fn connect(pool: &SqlitePool) -> Result<(SqliteConnection, Duration), sqlx
     sqlx::query("PRAGMA busy_timeout = 0")
         .execute(&mut connection)
         .await?;
-    Ok((
+    Ok(Held {
         connection,
-        Duration::from_millis(u64::try_from(busy).unwrap_or(0)),
-    ))
+        busy: Duration::from_millis(u64::try_from(busy).unwrap_or(0)),
+        age: Age::new(),
+    })
 }
 
 /// Runs `statement` (`BEGIN IMMEDIATE`, `COMMIT`), trying again every [`RETRY`] for up to
@@ -198,7 +227,7 @@ async fn commit(
     locking(connection, "BEGIN IMMEDIATE", busy).await?;
     let mut answers = Vec::with_capacity(batch.len());
     for (write, _) in batch.iter() {
-        match execute(connection, statements, write).await {
+        match execute_alone(connection, statements, write).await {
             Err(error) if undoes_transaction(&error) => {
                 let _ = sqlx::query("ROLLBACK").execute(&mut *connection).await;
                 return Err(error);
@@ -258,6 +287,33 @@ fn undoes_transaction(error: &sqlx::Error) -> bool {
         | sqlx::Error::RowNotFound => false,
         _ => true,
     }
+}
+
+/// Runs `write`, so that if it fails nothing of it is kept. A write that returns rows (a
+/// load's refresh, a revoke's deletes) may fail after SQLite made its change, as a row is
+/// read (one this store did not write); it runs inside a savepoint that is rolled back then,
+/// or a failed "log out everywhere" would have logged some sessions out.
+async fn execute_alone(
+    connection: &mut SqliteConnection,
+    statements: &Statements,
+    write: &Write,
+) -> Result<Answer, sqlx::Error> {
+    if !matches!(write, Write::Load { .. } | Write::Revoke { .. }) {
+        return execute(connection, statements, write).await;
+    }
+    sqlx::query("SAVEPOINT write")
+        .execute(&mut *connection)
+        .await?;
+    let answer = execute(connection, statements, write).await;
+    if answer.is_err() {
+        sqlx::query("ROLLBACK TO write")
+            .execute(&mut *connection)
+            .await?;
+    }
+    sqlx::query("RELEASE write")
+        .execute(&mut *connection)
+        .await?;
+    answer
 }
 
 async fn execute(

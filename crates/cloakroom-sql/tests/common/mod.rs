@@ -6,7 +6,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use cloakroom::store::{Changes, Entry, Record, SessionStore, Update};
+use cloakroom::store::{Changes, Entry, Owner, Record, SessionStore, Update};
 
 pub(crate) fn entry(json: &str) -> Option<Entry> {
     Some(Entry {
@@ -21,6 +21,18 @@ pub(crate) async fn session<St: SessionStore>(store: &St, idle: Duration) -> clo
         .create(&Record::new(SystemTime::now(), idle, None))
         .await
         .expect("create")
+}
+
+/// A session of `owner`, signed in now, that lives ten minutes without a request.
+pub(crate) fn owned(owner: &str) -> Record {
+    let mut record = Record::new(SystemTime::now(), Duration::from_secs(600), None);
+    record.owner = Some(Owner {
+        name: owner.to_owned(),
+        since: SystemTime::now(),
+        user_agent: None,
+        address: None,
+    });
+    record
 }
 
 /// Keys and values no store may change or refuse: any Unicode, NUL bytes in keys and in JSON
