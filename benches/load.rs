@@ -7,11 +7,13 @@
 //! cargo run --release -p cloakroom-bench --bin load            # defaults: 3 rounds of 3 s
 //! cargo run --release -p cloakroom-bench --bin load -- --seconds 5 --rounds 5 --connections 32
 //! cargo run --release -p cloakroom-bench --bin load -- --only postgres   # or memory, redis, sqlite
+//! cargo run --release -p cloakroom-bench --bin load -- --workers 1        # or 0: one per core; default both
 //! ```
 //!
-//! Each app runs in its own process on one Tokio worker thread; the load generator runs on one
-//! thread with `--connections` keep-alive HTTP/1.1 connections, each its own user (its own
-//! session cookie). The command starts its own `redis-server` and PostgreSQL (see
+//! Each app runs in its own process, in each of two settings: on one Tokio worker thread, and
+//! on the multi-thread runtime with a worker per core (what `#[tokio::main]` gives, as users
+//! deploy it). The load generator runs on one thread with `--connections` keep-alive HTTP/1.1
+//! connections, each its own user (its own session cookie). The command starts its own `redis-server` and PostgreSQL (see
 //! cloakroom-testkit); SQLite is a file in a temporary directory, one per app.
 //! Reported: requests per second (median of the rounds), p99 latency, server CPU time per
 //! request, and the ratios cloakroom / tower-sessions and cloakroom / no layer, for cloakroom as
@@ -64,6 +66,8 @@ struct Options {
     rounds: usize,
     connections: usize,
     only: Option<String>,
+    /// The apps' worker threads, one setting after another; `None`: one per core.
+    workers: Vec<Option<usize>>,
 }
 
 fn options() -> Options {
@@ -72,6 +76,7 @@ fn options() -> Options {
         rounds: 3,
         connections: 16,
         only: None,
+        workers: vec![Some(1), None],
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     for pair in args.chunks(2) {
@@ -84,8 +89,11 @@ fn options() -> Options {
             "--rounds" => options.rounds = parse(flag, value),
             "--connections" => options.connections = parse(flag, value),
             "--only" => options.only = Some(value.to_owned()),
+            "--workers" => {
+                options.workers = vec![Some(parse(flag, value)).filter(|&n: &usize| n > 0)]
+            }
             other => panic!(
-                "unknown option {other:?}: use --seconds, --rounds, --connections, --only memory|redis|postgres|sqlite"
+                "unknown option {other:?}: use --seconds, --rounds, --connections, --workers N, --only memory|redis|postgres|sqlite"
             ),
         }
     }
@@ -103,7 +111,8 @@ fn main() {
     if args.get(1).map(String::as_str) == Some("serve") {
         let flavor = args.get(2).and_then(|name| Flavor::parse(name));
         let flavor = flavor.unwrap_or_else(|| panic!("serve needs a flavor: {args:?}"));
-        serve(flavor, args.get(3).cloned());
+        let workers = args.get(3).and_then(|workers| workers.parse().ok());
+        serve(flavor, workers, args.get(4).cloned());
         return;
     }
     let options = options();
@@ -114,10 +123,14 @@ fn main() {
     runtime.block_on(compare(options));
 }
 
-/// The app of one flavor, on one worker thread; prints its port.
-fn serve(flavor: Flavor, redis_url: Option<String>) {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
+/// The app of one flavor, on `workers` worker threads (one per core if `None`, as
+/// `#[tokio::main]`); prints its port.
+fn serve(flavor: Flavor, workers: Option<usize>, redis_url: Option<String>) {
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Some(workers) = workers {
+        runtime.worker_threads(workers);
+    }
+    let runtime = runtime
         .enable_all()
         .build()
         .unwrap_or_else(|error| panic!("runtime: {error}"));
@@ -141,10 +154,11 @@ struct Server {
 }
 
 impl Server {
-    fn start(flavor: Flavor, redis_url: Option<&str>) -> Self {
+    fn start(flavor: Flavor, workers: Option<usize>, redis_url: Option<&str>) -> Self {
         let exe = std::env::current_exe().unwrap_or_else(|error| panic!("current_exe: {error}"));
         let mut command = Command::new(exe);
-        command.arg("serve").arg(flavor.name());
+        let workers = workers.map_or_else(|| "cores".to_owned(), |n| n.to_string());
+        command.arg("serve").arg(flavor.name()).arg(workers);
         if let Some(url) = redis_url {
             command.arg(url);
         }
@@ -245,8 +259,9 @@ async fn compare(options: Options) {
         "could reach against tower-sessions); cpu: tower-sessions' server CPU per request / cloakroom's\n"
     );
     println!(
-        "{:<8} {:<19} {:>29} {:>29} {:>29} {:>29} {:>7} {:>7} {:>7} {:>7} {:>7}",
+        "{:<8} {:<7} {:<19} {:>29} {:>29} {:>29} {:>29} {:>7} {:>7} {:>7} {:>7} {:>7}",
         "store",
+        "workers",
         "scenario",
         "no layer",
         "cloakroom",
@@ -274,72 +289,86 @@ async fn compare(options: Options) {
         if options.only.as_deref().is_some_and(|only| only != store) {
             continue;
         }
-        let servers: Vec<(Flavor, Server)> = Flavor::ALL
-            .into_iter()
-            .map(|flavor| {
-                // One SQLite file per app: the apps take turns, but each starts afresh.
-                let url = match store {
-                    "sqlite" => Some(format!(
-                        "sqlite:{}",
-                        sqlite
-                            .path()
-                            .join(format!("{}.db", flavor.name()))
-                            .display()
-                    )),
-                    _ => url.clone(),
-                };
-                (flavor, Server::start(flavor, url.as_deref()))
-            })
-            .collect();
-        for scenario in Scenario::ALL {
-            let mut runs: Vec<Vec<Measurement>> = vec![Vec::new(); servers.len()];
-            for _ in 0..options.rounds {
-                for (i, (_, server)) in servers.iter().enumerate() {
-                    runs[i].push(drive(server, scenario, &options).await);
-                }
-            }
-            // Ratios per round (apps measured back to back) are steadier than ratios of
-            // medians when the machine's speed drifts.
-            let ratio = |a: usize, b: usize| {
-                let mut per_round: Vec<f64> = runs[a]
-                    .iter()
-                    .zip(&runs[b])
-                    .map(|(x, y)| x.rps / y.rps)
-                    .collect();
-                per_round.sort_by(f64::total_cmp);
-                per_round.get(per_round.len() / 2).copied().unwrap_or(0.0)
-            };
-            let (vs_theirs, vs_none, every_vs_theirs) = (ratio(1, 3), ratio(1, 0), ratio(2, 3));
-            let ceiling = ratio(0, 3);
-            let medians: Vec<Measurement> = runs.into_iter().map(median).collect();
-            let cell = |m: &Measurement| {
-                let errors = if m.errors > 0 {
-                    format!(" {}err", m.errors)
-                } else {
-                    String::new()
-                };
-                format!(
-                    "{:.0} ({:.2} ms, {:.1} us){errors}",
-                    m.rps,
-                    m.p99.as_secs_f64() * 1000.0,
-                    m.cpu_per_request.as_secs_f64() * 1e6
-                )
-            };
-            println!(
-                "{:<8} {:<19} {:>29} {:>29} {:>29} {:>29} {:>6.2}x {:>6.2}x {:>6.2}x {:>6.2}x {:>6.2}x",
-                store,
-                scenario.name(),
-                cell(&medians[0]),
-                cell(&medians[1]),
-                cell(&medians[2]),
-                cell(&medians[3]),
-                vs_theirs,
-                vs_none,
-                every_vs_theirs,
-                ceiling,
-                medians[3].cpu_per_request.as_secs_f64() / medians[1].cpu_per_request.as_secs_f64(),
-            );
+        for workers in &options.workers {
+            setting(store, url.as_deref(), *workers, sqlite.path(), &options).await;
         }
+    }
+}
+
+/// Every scenario of `store` with the apps on `workers` worker threads, a row each.
+async fn setting(
+    store: &str,
+    url: Option<&str>,
+    workers: Option<usize>,
+    sqlite: &std::path::Path,
+    options: &Options,
+) {
+    let label = workers.map_or_else(|| "cores".to_owned(), |n| format!("{n}"));
+    let servers: Vec<(Flavor, Server)> = Flavor::ALL
+        .into_iter()
+        .map(|flavor| {
+            // One SQLite file per app: the apps take turns, but each starts afresh.
+            let url = match store {
+                "sqlite" => Some(format!(
+                    "sqlite:{}",
+                    sqlite
+                        .join(format!("{}-{label}.db", flavor.name()))
+                        .display()
+                )),
+                _ => url.map(str::to_owned),
+            };
+            (flavor, Server::start(flavor, workers, url.as_deref()))
+        })
+        .collect();
+    for scenario in Scenario::ALL {
+        let mut runs: Vec<Vec<Measurement>> = vec![Vec::new(); servers.len()];
+        for _ in 0..options.rounds {
+            for (i, (_, server)) in servers.iter().enumerate() {
+                runs[i].push(drive(server, scenario, options).await);
+            }
+        }
+        // Ratios per round (apps measured back to back) are steadier than ratios of
+        // medians when the machine's speed drifts.
+        let ratio = |a: usize, b: usize| {
+            let mut per_round: Vec<f64> = runs[a]
+                .iter()
+                .zip(&runs[b])
+                .map(|(x, y)| x.rps / y.rps)
+                .collect();
+            per_round.sort_by(f64::total_cmp);
+            per_round.get(per_round.len() / 2).copied().unwrap_or(0.0)
+        };
+        let (vs_theirs, vs_none, every_vs_theirs) = (ratio(1, 3), ratio(1, 0), ratio(2, 3));
+        let ceiling = ratio(0, 3);
+        let medians: Vec<Measurement> = runs.into_iter().map(median).collect();
+        let cell = |m: &Measurement| {
+            let errors = if m.errors > 0 {
+                format!(" {}err", m.errors)
+            } else {
+                String::new()
+            };
+            format!(
+                "{:.0} ({:.2} ms, {:.1} us){errors}",
+                m.rps,
+                m.p99.as_secs_f64() * 1000.0,
+                m.cpu_per_request.as_secs_f64() * 1e6
+            )
+        };
+        println!(
+            "{:<8} {:<7} {:<19} {:>29} {:>29} {:>29} {:>29} {:>6.2}x {:>6.2}x {:>6.2}x {:>6.2}x {:>6.2}x",
+            store,
+            label,
+            scenario.name(),
+            cell(&medians[0]),
+            cell(&medians[1]),
+            cell(&medians[2]),
+            cell(&medians[3]),
+            vs_theirs,
+            vs_none,
+            every_vs_theirs,
+            ceiling,
+            medians[3].cpu_per_request.as_secs_f64() / medians[1].cpu_per_request.as_secs_f64(),
+        );
     }
 }
 

@@ -1,6 +1,7 @@
 //! When a connection the store keeps for itself is too old to use again: the pool's
 //! `idle_timeout` and `max_lifetime`, applied to connections detached from it (the pool's
-//! own reaper no longer sees them).
+//! own reaper no longer sees them). sqlx does not say when it made a connection, so an age
+//! counts from when the store took it from the pool, which may have kept it a while.
 
 use std::time::{Duration, Instant};
 
@@ -55,7 +56,7 @@ impl Limits {
     }
 
     /// How often idle connections are checked, as sqlx checks its own: every shorter limit
-    /// (so one is closed within twice its limit); `None` without limits.
+    /// (so one is closed within its limit and a period); `None` without limits.
     pub(crate) fn period(&self) -> Option<Duration> {
         match (self.idle_timeout, self.max_lifetime) {
             (Some(idle), Some(lifetime)) => Some(idle.min(lifetime)),

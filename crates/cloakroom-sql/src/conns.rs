@@ -11,7 +11,10 @@
 //! `after_connect` hook (a `search_path`, a role, a statement timeout) and its
 //! `before_acquire` check. Its `idle_timeout` and `max_lifetime` apply here too, checked by
 //! a task of the store's as often as sqlx checks its own, and closing the pool closes these
-//! connections as well. Its `after_release` hook never runs: they are never released to it.
+//! connections as well (once the task sees it, a moment after `close()` returns; calls fail
+//! from the start). Its `after_release` hook never runs: they are never released to it.
+//! sqlx does not say when it made a connection, so a lifetime counts from when the store
+//! took it from the pool: up to twice `max_lifetime` from its making, and a check period.
 
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -53,7 +56,10 @@ impl<DB: Database> Connections<DB> {
         Self {
             permits: Arc::new(Semaphore::new(max)),
             acquire_timeout: options.get_acquire_timeout(),
-            _reaper: task::spawn(reap(pool.clone(), Arc::clone(&idle))),
+            _reaper: task::spawn(
+                reap(pool.clone(), Arc::clone(&idle)),
+                "idle connections are not closed for the pool's idle_timeout, max_lifetime or close()",
+            ),
             idle,
             pool,
         }
@@ -98,6 +104,11 @@ impl<DB: Database> Connections<DB> {
         let mut attempts = 0;
         loop {
             attempts += 1;
+            if self.pool.is_closed() {
+                // Before the reaper has seen it: no call runs on a closed pool's connection.
+                self.idle.list().clear();
+                return Err(sqlx::Error::PoolClosed);
+            }
             let (connection, mut age) = match self.idle.take() {
                 Some(idle) => idle,
                 None => {
@@ -117,11 +128,14 @@ impl<DB: Database> Connections<DB> {
                         continue;
                     }
                 }
-                // Closed while this call ran: the connection closes with the pool's.
-                _ if self.pool.is_closed() => drop(connection),
                 _ => {
                     age.used();
-                    self.idle.list().push((connection, age));
+                    // Checked under the lock the reaper clears the list with, so a pool closed
+                    // while this call ran never keeps this connection.
+                    let mut list = self.idle.list();
+                    if !self.pool.is_closed() {
+                        list.push((connection, age));
+                    }
                 }
             }
             return result;

@@ -76,14 +76,19 @@
 //!   fails the call after that long, never hangs it. A store's writes go to a task of its
 //!   own that commits everything waiting in one transaction (`BEGIN IMMEDIATE` … `COMMIT`,
 //!   one `fsync` for all of them; each statement as it would run alone, in arrival order).
-//!   A write SQLite refuses fails alone, and leaves nothing (a "log out everywhere" that
-//!   meets a row it cannot read ends no session); a failed commit fails the writes
-//!   committed with it. Several processes may share the file: each one's store is one
-//!   writer, and they take turns at the lock. SQLite keeps no queue across processes, so
-//!   under writes from several processes at once a turn is not guaranteed within the busy
-//!   timeout: give it seconds (the default is 2 s), not milliseconds. The store cannot see a
-//!   database file replaced under it (a restore): its connections, the writer's included,
-//!   are renewed within the pool's `max_lifetime`; restart the application instead.
+//!   A write SQLite refuses fails alone; a failed commit, or a failure that ended the
+//!   transaction whatever its code (an application's trigger raising `ROLLBACK`), fails the
+//!   writes committed with it. Several processes may share the file: each one's store is
+//!   one writer, and they take turns at the lock. SQLite keeps no queue across processes,
+//!   so under writes from several processes at once a turn is not guaranteed within the
+//!   busy timeout: give it seconds (the default is 2 s), not milliseconds. The store cannot
+//!   see a database file replaced under it (a restore): its connections, the writer's
+//!   included, are renewed within twice the pool's `max_lifetime` (see below); restart the
+//!   application instead.
+//! - **Rows this store did not write** are never served: a load or a list that meets one
+//!   fails with [`SqlStoreError::Corrupt`] (500), naming the table and not the id. A "log out
+//!   everywhere" deletes every row of the owner, those included, and succeeds; they are left
+//!   out of the sessions it names, since no client holds such an id.
 //! - **PostgreSQL connections**: [`migrate`](PostgresStore::migrate) uses the sqlx pool;
 //!   session calls and the sweeper use up to the pool's `max_connections` connections that
 //!   the store takes from the pool once and keeps (detached: the pool opens others in their
@@ -91,8 +96,10 @@
 //!   ROLE`) included, without the round trip a sqlx pool adds to every call by pinging each
 //!   connection it takes back (`BENCHMARKS.md` has the figures). The pool's `idle_timeout`
 //!   and `max_lifetime` apply to them, checked by a task of the store's as often as sqlx
-//!   checks its own (so idle connections close without waiting for a call), and closing the
-//!   pool closes them. A call cut off half-way (the layer's store timeout, a client gone)
+//!   checks its own (so idle connections close without waiting for a call; sqlx does not
+//!   say when it made a connection, so a lifetime counts from when the store took it, at
+//!   most twice `max_lifetime` from its making), and closing the pool closes them (a moment
+//!   after `close()` returns; calls fail from the start). A call cut off half-way (the layer's store timeout, a client gone)
 //!   drops its connection instead of keeping it, which is what the ping guards against; an
 //!   idle connection found dead (a restart, an idle timeout) drops the idle ones and the
 //!   call runs again on a new one when that is safe (reads, refreshes, deletes; a write only

@@ -435,6 +435,9 @@ impl OwnerIndex for PostgresStore {
                 .fetch_all(&mut c)
                 .await)
             .map_err(failed("revoke_all"))?;
-        self.inner.rows.ended(rows)
+        Ok(self
+            .inner
+            .rows
+            .ended(rows.into_iter().map(|(id, live)| (Some(id), live))))
     }
 }

@@ -66,18 +66,31 @@ impl Rows {
             .collect()
     }
 
-    /// The sessions `revoke_all` ended, from its rows (each id, and whether it was live:
-    /// expired rows are deleted too, but were no live session to end).
-    pub(crate) fn ended(
-        &self,
-        rows: impl IntoIterator<Item = (String, bool)>,
-    ) -> Result<Revoked, SqlStoreError> {
+    /// The sessions `revoke_all` ended, from its rows (each id, if the row's id was text, and
+    /// whether it was live: expired rows are deleted too, but were no live session to end).
+    /// A row whose id is not a session id (one this store did not write) is deleted with the
+    /// rest, since it is the owner's, but no client holds its id: it is left out of the list,
+    /// and the call still succeeds (failing it would say no session ended when all had).
+    pub(crate) fn ended(&self, rows: impl IntoIterator<Item = (Option<String>, bool)>) -> Revoked {
+        let mut foreign = 0_usize;
         let ended = rows
             .into_iter()
             .filter(|(_, live)| *live)
-            .map(|(id, _)| self.id(&id))
-            .collect::<Result<_, _>>()?;
-        Ok(Revoked::Sessions(ended))
+            .filter_map(|(id, _)| {
+                let id = id.as_deref().and_then(SessionId::parse);
+                foreign += usize::from(id.is_none());
+                id
+            })
+            .collect();
+        if foreign > 0 {
+            tracing::warn!(
+                database = self.database,
+                table = %self.table,
+                foreign,
+                "revoke_all deleted rows whose id is not a session id"
+            );
+        }
+        Revoked::Sessions(ended)
     }
 
     /// Runs `insert` with fresh ids until one is not taken (`insert` answers whether its row
@@ -114,5 +127,27 @@ impl Rows {
             table: self.table.clone(),
             reason,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_revoke_names_the_live_sessions_it_ended_and_skips_rows_that_are_not_sessions() {
+        let rows = Rows {
+            database: "test",
+            table: "\"sessions\"".to_owned(),
+        };
+        let live = SessionId::generate();
+        let expired = SessionId::generate();
+        let ended = rows.ended([
+            (Some(live.as_str().to_owned()), true),
+            (Some(expired.as_str().to_owned()), false),
+            (Some("legacy-session-7".to_owned()), true),
+            (None, true),
+        ]);
+        assert_eq!(ended, Revoked::Sessions(vec![live]));
     }
 }

@@ -103,7 +103,7 @@ impl Statements {
             ),
             revoke: format!(
                 "DELETE FROM {t} WHERE owner = ?1 AND id IS NOT ?2 \
-                 RETURNING id, expires_ms > {NOW}"
+                 RETURNING CASE WHEN typeof(id) = 'text' THEN id END, expires_ms > {NOW}"
             ),
             sweep: format!(
                 "DELETE FROM {t} WHERE id IN (SELECT id FROM {t} WHERE expires_ms <= {NOW} \
@@ -483,8 +483,9 @@ impl OwnerIndex for SqliteStore {
             Answer::Ended(rows) => rows,
             _ => return Err(unexpected("revoke_all")),
         };
-        self.inner
+        Ok(self
+            .inner
             .rows
-            .ended(rows.into_iter().map(|(id, live)| (id, live != 0)))
+            .ended(rows.into_iter().map(|(id, live)| (id, live != 0))))
     }
 }

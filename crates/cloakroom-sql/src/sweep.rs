@@ -55,14 +55,10 @@ pub(crate) fn start<S: Batches>(
     database: &'static str,
 ) -> Option<task::Owned> {
     let interval = sweep.interval?;
-    let sweeper = task::spawn(periodically(batches, interval, sweep.batch, database));
-    if sweeper.is_none() {
-        tracing::warn!(
-            database,
-            "SQL session store built outside a Tokio runtime: expired rows are not swept; call sweep()"
-        );
-    }
-    sweeper
+    task::spawn(
+        periodically(batches, interval, sweep.batch, database),
+        "expired rows are not swept; call sweep()",
+    )
 }
 
 async fn periodically<S: Batches>(

@@ -13,11 +13,15 @@ impl Drop for Owned {
     }
 }
 
-/// Spawns `task` on the current Tokio runtime; `None` outside one.
-pub(crate) fn spawn<F>(task: F) -> Option<Owned>
+/// Spawns `task` on the current Tokio runtime; outside one, `None`, with a warning that says
+/// what goes undone (`without`).
+pub(crate) fn spawn<F>(task: F, without: &'static str) -> Option<Owned>
 where
     F: Future<Output = ()> + Send + 'static,
 {
-    let runtime = tokio::runtime::Handle::try_current().ok()?;
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        tracing::warn!("SQL session store built outside a Tokio runtime: {without}");
+        return None;
+    };
     Some(Owned(runtime.spawn(task).abort_handle()))
 }

@@ -6,12 +6,15 @@
 
 mod common;
 
+use std::future::Future;
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
 
 use axum::http::StatusCode;
 use cloakroom::SessionId;
-use cloakroom::store::{FailureKind, OwnerIndex, Record, SessionStore, StoreError, Update};
+use cloakroom::store::{
+    FailureKind, OwnerIndex, Record, Revoked, SessionStore, StoreError, Update,
+};
 use cloakroom_sql::{SqlStoreError, SqliteStore};
 use cloakroom_tests::app::{cookie, layer, serve};
 use cloakroom_tests::set;
@@ -416,40 +419,152 @@ async fn writes_wait_for_readers_outside_wal_mode() {
     }
 }
 
-/// A "log out everywhere" that meets a row it cannot read (one this store did not write: an
-/// id stored as bytes) fails, a 500, and ends nothing: it is not reported failed with some of
-/// the owner's sessions gone. The same for a load's refresh.
+/// A "log out everywhere" that meets rows this store did not write (an id stored as bytes,
+/// an id that is not a session id) deletes them with the rest and succeeds, naming only the
+/// real sessions it ended: it never fails after having logged people out.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_revoke_meeting_a_row_it_cannot_read_fails_and_ends_nothing() {
+async fn a_revoke_ends_rows_it_cannot_read_too_and_names_only_sessions() {
     let dir = dir();
     let store = store(&dir.path().join("s.db")).await;
-    let kept = store
+    let session = store
         .create(&common::owned("user:1"))
         .await
         .expect("create");
-    let broken = store
-        .create(&common::owned("user:1"))
-        .await
-        .expect("create");
-    sqlx::query("UPDATE sessions SET id = CAST(id AS BLOB) WHERE id = ?1")
-        .bind(broken.as_str())
-        .execute(store.pool())
-        .await
-        .expect("break a row");
-    let error = store
-        .revoke_all("user:1", None)
-        .await
-        .expect_err("a revoke over a broken row");
-    assert_eq!(error.failure_kind(), FailureKind::Rejected, "{error}");
-    assert!(
-        store.load(&kept).await.expect("load").is_some(),
-        "a failed revoke ended a session"
-    );
+    for foreign in ["CAST(id AS BLOB)", "'legacy-session-7'"] {
+        let id = store
+            .create(&common::owned("user:1"))
+            .await
+            .expect("create");
+        sqlx::query(&format!("UPDATE sessions SET id = {foreign} WHERE id = ?1"))
+            .bind(id.as_str())
+            .execute(store.pool())
+            .await
+            .expect("break a row");
+    }
+    let ended = store.revoke_all("user:1", None).await.expect("the revoke");
+    assert_eq!(ended, Revoked::Sessions(vec![session.clone()]));
+    assert!(store.load(&session).await.expect("load").is_none());
     let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM sessions WHERE owner = 'user:1'")
         .fetch_one(store.pool())
         .await
         .expect("count");
-    assert_eq!(rows, 2, "a failed revoke deleted rows");
+    assert_eq!(rows, 0, "the owner's rows that are not sessions were kept");
+}
+
+/// Queues the writes of `writes` behind a write that waits for the lock another connection
+/// holds, so that they are committed together, in order, once it is released.
+async fn one_batch<T>(path: &Path, store: &SqliteStore, writes: impl Future<Output = T>) -> T {
+    let url = format!("sqlite://{}", path.display());
+    let mut locker = sqlx::SqliteConnection::connect(&url)
+        .await
+        .expect("connect");
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut locker)
+        .await
+        .expect("the write lock");
+    let blocker = {
+        let store = store.clone();
+        tokio::spawn(async move { store.delete(&SessionId::generate()).await })
+    };
+    // The writer now waits in BEGIN with the blocker's batch.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let release = async {
+        // Once `writes` are queued.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        sqlx::query("ROLLBACK")
+            .execute(&mut locker)
+            .await
+            .expect("release");
+    };
+    let (out, ()) = tokio::join!(writes, release);
+    blocker.await.expect("join").expect("the blocker");
+    out
+}
+
+/// A write that ends the whole transaction under a code that does not say so (an
+/// application's trigger raising ROLLBACK) fails the writes committed with it, and none of
+/// them is kept: the writes after it do not commit one by one while reported failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_that_ends_the_transaction_fails_its_batch_and_keeps_nothing() {
+    let dir = dir();
+    let path = dir.path().join("s.db");
+    let store = store(&path).await;
+    let before = common::session(&store, Duration::from_secs(600)).await;
+    let guarded = common::session(&store, Duration::from_secs(600)).await;
+    let after = common::session(&store, Duration::from_secs(600)).await;
+    sqlx::query(&format!(
+        "CREATE TRIGGER guard BEFORE UPDATE ON sessions WHEN old.id = '{}' \
+         BEGIN SELECT RAISE(ROLLBACK, 'guarded'); END",
+        guarded.as_str()
+    ))
+    .execute(store.pool())
+    .await
+    .expect("a trigger");
+    let k = set("k", "1");
+    let results = one_batch(&path, &store, async {
+        tokio::join!(
+            store.update(&before, &k),
+            store.update(&guarded, &k),
+            store.update(&after, &k)
+        )
+    })
+    .await;
+    for (id, result) in [
+        (&before, results.0),
+        (&guarded, results.1),
+        (&after, results.2),
+    ] {
+        let kept = store
+            .read(id)
+            .await
+            .expect("read")
+            .expect("the session")
+            .entries
+            .contains_key("k");
+        assert!(
+            result.is_err(),
+            "a write of the ended transaction: {result:?}"
+        );
+        assert!(!kept, "a write reported failed was kept");
+    }
+}
+
+/// The writer's connection past the pool's idle timeout is replaced only when the pool has
+/// one to give at once: handlers holding the whole pool do not make session writes wait.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_writer_connection_never_waits_on_a_busy_pool() {
+    let dir = dir();
+    let options = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(dir.path().join("s.db"))
+        .create_if_missing(true)
+        .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal);
+    let pool = sqlx::sqlite::SqlitePoolOptions::new()
+        .max_connections(1)
+        .idle_timeout(Duration::from_millis(200))
+        .acquire_timeout(Duration::from_secs(1))
+        .connect_with(options)
+        .await
+        .expect("a pool");
+    let store = SqliteStore::builder()
+        .pool(pool.clone())
+        .sweep_interval(None)
+        .build()
+        .await
+        .expect("the store");
+    store.migrate().await.expect("migrate");
+    let id = common::session(&store, Duration::from_secs(600)).await;
+    // A handler holds the pool's only connection (a long read, a transaction of its own).
+    let held = pool.acquire().await.expect("the pool's connection");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let began = Instant::now();
+    let written = store.update(&id, &set("a", "1")).await;
+    let waited = began.elapsed();
+    drop(held);
+    assert_eq!(written.expect("the write"), Update::Applied);
+    assert!(
+        waited < Duration::from_millis(500),
+        "the write waited {waited:?}"
+    );
 }
 
 /// The pool's `max_lifetime` applies to the connection the writer keeps, as to the pool's

@@ -10,7 +10,9 @@
 //!
 //! The writer keeps one connection, taken from the pool and detached from it (the pool opens
 //! another in its place). The pool's `idle_timeout` and `max_lifetime` apply to it, checked
-//! before each batch, and after the pool is closed it writes no more. SQLite's busy handler
+//! before each batch (it is replaced only when the pool has a connection to give at once,
+//! so writes never wait on handlers that hold the whole pool), and after the pool is closed
+//! it writes no more. SQLite's busy handler
 //! is off on it: it waits for the write lock itself, trying every millisecond up to the
 //! connection's busy timeout. SQLite's handler sleeps longer and longer (up to 100 ms a
 //! try), and against writers of other processes that commit back to back it rarely finds
@@ -19,8 +21,9 @@
 //! A statement that fails on its own (a value SQLite refuses, a row it returns that this
 //! store did not write) fails alone: SQLite undoes just that statement, or kept it whole. A
 //! failure that may have undone the transaction (busy past the timeout, I/O, a full disk),
-//! or a failed commit, fails every write of the batch, since none of them is known to be
-//! kept. A write whose caller went away still runs, as a statement already sent to a server
+//! one after which the transaction is found ended whatever its code said (a trigger's
+//! `RAISE(ROLLBACK)`: a savepoint set at `BEGIN` is gone then), or a failed commit, fails
+//! every write of the batch, since none of them is known to be kept. A write whose caller went away still runs, as a statement already sent to a server
 //! would.
 
 use std::sync::Arc;
@@ -76,8 +79,9 @@ pub(super) enum Answer {
     Row(Option<Columns>),
     /// Rows written.
     Affected(u64),
-    /// `revoke_all`'s deleted ids, and whether each was live.
-    Ended(Vec<(String, i64)>),
+    /// `revoke_all`'s deleted ids (`None` for one that is not text), and whether each was
+    /// live.
+    Ended(Vec<(Option<String>, i64)>),
 }
 
 /// Why a write failed: its own statement, or the transaction it was part of.
@@ -136,12 +140,22 @@ async fn run(
     while jobs.recv_many(&mut batch, MAX_BATCH).await > 0 {
         // The pool's limits and its closing apply to this connection as to the pool's own:
         // a database file replaced since (a restore) is opened anew within them.
-        if pool.is_closed()
-            || held
-                .as_ref()
-                .is_some_and(|held| limits.expired(&held.age, Instant::now()))
-        {
+        if pool.is_closed() {
             held = None;
+        } else if held
+            .as_ref()
+            .is_some_and(|held| limits.expired(&held.age, Instant::now()))
+        {
+            match replacement(&pool).await {
+                Some(Ok(new)) => held = Some(new),
+                Some(Err(error)) => tracing::debug!(
+                    %error,
+                    "renewing the SQLite writer's connection failed; it keeps the one it has"
+                ),
+                // The application's handlers hold the whole pool: the old connection serves
+                // these writes rather than make them wait, and renewal waits for room.
+                None => {}
+            }
         }
         if held.is_none() {
             match connect(&pool).await {
@@ -179,10 +193,28 @@ struct Held {
     age: Age,
 }
 
-/// The writer's connection, detached from `pool`, with the busy timeout the pool gave it,
-/// after which SQLite's own waiting is switched off on it (see [`locking`]).
+/// The writer's connection, detached from `pool` and [prepared](prepare).
 async fn connect(pool: &SqlitePool) -> Result<Held, sqlx::Error> {
-    let mut connection = pool.acquire().await?.detach();
+    prepare(pool.acquire().await?.detach()).await
+}
+
+/// A connection to replace the writer's expired one, if the pool can give one without
+/// waiting: an idle one, or a new one while the pool is below its size.
+async fn replacement(pool: &SqlitePool) -> Option<Result<Held, sqlx::Error>> {
+    let connection = match pool.try_acquire() {
+        Some(connection) => connection,
+        None if pool.size() < pool.options().get_max_connections() => match pool.acquire().await {
+            Ok(connection) => connection,
+            Err(error) => return Some(Err(error)),
+        },
+        None => return None,
+    };
+    Some(prepare(connection.detach()).await)
+}
+
+/// `connection` with the busy timeout the pool gave it read, and SQLite's own waiting then
+/// switched off on it (see [`locking`]).
+async fn prepare(mut connection: SqliteConnection) -> Result<Held, sqlx::Error> {
     let busy: i64 = sqlx::query_scalar("PRAGMA busy_timeout")
         .fetch_one(&mut connection)
         .await?;
@@ -225,10 +257,20 @@ async fn commit(
     batch: &mut Vec<(Write, Reply)>,
 ) -> Result<(), sqlx::Error> {
     locking(connection, "BEGIN IMMEDIATE", busy).await?;
+    if let Err(error) = mark(connection).await {
+        let _ = sqlx::query("ROLLBACK").execute(&mut *connection).await;
+        return Err(error);
+    }
     let mut answers = Vec::with_capacity(batch.len());
     for (write, _) in batch.iter() {
-        match execute_alone(connection, statements, write).await {
+        match execute(connection, statements, write).await {
             Err(error) if undoes_transaction(&error) => {
+                let _ = sqlx::query("ROLLBACK").execute(&mut *connection).await;
+                return Err(error);
+            }
+            // Its code may not say that it ended the transaction (an application's trigger
+            // raising ROLLBACK): the writes after it would then commit one by one.
+            Err(error) if still_open(connection).await.is_err() => {
                 let _ = sqlx::query("ROLLBACK").execute(&mut *connection).await;
                 return Err(error);
             }
@@ -243,6 +285,23 @@ async fn commit(
         let _ = reply.send(answer.map_err(Failure::Own));
     }
     Ok(())
+}
+
+/// Sets the savepoint [`still_open`] asks for.
+async fn mark(connection: &mut SqliteConnection) -> Result<(), sqlx::Error> {
+    sqlx::query("SAVEPOINT batch")
+        .execute(&mut *connection)
+        .await
+        .map(drop)
+}
+
+/// Whether the batch's transaction is still open: releasing its savepoint fails if the
+/// transaction has ended, and keeps everything written if not (then it is set again).
+async fn still_open(connection: &mut SqliteConnection) -> Result<(), sqlx::Error> {
+    sqlx::query("RELEASE batch")
+        .execute(&mut *connection)
+        .await?;
+    mark(connection).await
 }
 
 fn fail_all(batch: &mut Vec<(Write, Reply)>, error: sqlx::Error) {
@@ -287,33 +346,6 @@ fn undoes_transaction(error: &sqlx::Error) -> bool {
         | sqlx::Error::RowNotFound => false,
         _ => true,
     }
-}
-
-/// Runs `write`, so that if it fails nothing of it is kept. A write that returns rows (a
-/// load's refresh, a revoke's deletes) may fail after SQLite made its change, as a row is
-/// read (one this store did not write); it runs inside a savepoint that is rolled back then,
-/// or a failed "log out everywhere" would have logged some sessions out.
-async fn execute_alone(
-    connection: &mut SqliteConnection,
-    statements: &Statements,
-    write: &Write,
-) -> Result<Answer, sqlx::Error> {
-    if !matches!(write, Write::Load { .. } | Write::Revoke { .. }) {
-        return execute(connection, statements, write).await;
-    }
-    sqlx::query("SAVEPOINT write")
-        .execute(&mut *connection)
-        .await?;
-    let answer = execute(connection, statements, write).await;
-    if answer.is_err() {
-        sqlx::query("ROLLBACK TO write")
-            .execute(&mut *connection)
-            .await?;
-    }
-    sqlx::query("RELEASE write")
-        .execute(&mut *connection)
-        .await?;
-    answer
 }
 
 async fn execute(
