@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The side-by-side load comparison with tower-sessions (memory store and Redis), on this
-# machine, in one run. Arguments go to the load command: --seconds, --rounds, --connections,
-# --only memory|redis.
+# The side-by-side load comparison with tower-sessions (memory store, Redis, PostgreSQL,
+# SQLite), each app on one Tokio worker thread and on one per core, on this machine, in one
+# run. Arguments go to the load command: --seconds, --rounds, --connections, --workers N (0:
+# one per core), --only memory|redis|postgres|sqlite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-servers.sh --servers-only
