@@ -35,6 +35,27 @@ async fn store_with(path: &Path, busy: Duration) -> SqliteStore {
     store
 }
 
+/// A store (migrated, no sweeper) on a pool of the test's own, made by `pool` on `path` in
+/// WAL mode; the pool too.
+async fn store_on(
+    path: &Path,
+    pool: sqlx::sqlite::SqlitePoolOptions,
+) -> (sqlx::SqlitePool, SqliteStore) {
+    let options = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(true)
+        .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal);
+    let pool = pool.connect_with(options).await.expect("a pool");
+    let store = SqliteStore::builder()
+        .pool(pool.clone())
+        .sweep_interval(None)
+        .build()
+        .await
+        .expect("the store");
+    store.migrate().await.expect("migrate");
+    (pool, store)
+}
+
 async fn store(path: &Path) -> SqliteStore {
     store_with(path, Duration::from_secs(2)).await
 }
@@ -534,24 +555,14 @@ async fn a_write_that_ends_the_transaction_fails_its_batch_and_keeps_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expired_writer_connection_never_waits_on_a_busy_pool() {
     let dir = dir();
-    let options = sqlx::sqlite::SqliteConnectOptions::new()
-        .filename(dir.path().join("s.db"))
-        .create_if_missing(true)
-        .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal);
-    let pool = sqlx::sqlite::SqlitePoolOptions::new()
-        .max_connections(1)
-        .idle_timeout(Duration::from_millis(200))
-        .acquire_timeout(Duration::from_secs(1))
-        .connect_with(options)
-        .await
-        .expect("a pool");
-    let store = SqliteStore::builder()
-        .pool(pool.clone())
-        .sweep_interval(None)
-        .build()
-        .await
-        .expect("the store");
-    store.migrate().await.expect("migrate");
+    let (pool, store) = store_on(
+        &dir.path().join("s.db"),
+        sqlx::sqlite::SqlitePoolOptions::new()
+            .max_connections(1)
+            .idle_timeout(Duration::from_millis(200))
+            .acquire_timeout(Duration::from_secs(1)),
+    )
+    .await;
     let id = common::session(&store, Duration::from_secs(600)).await;
     // A handler holds the pool's only connection (a long read, a transaction of its own).
     let held = pool.acquire().await.expect("the pool's connection");
@@ -576,27 +587,17 @@ async fn the_writer_connection_is_renewed_within_the_pools_lifetime_and_ends_wit
     let dir = dir();
     let made = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let counter = std::sync::Arc::clone(&made);
-    let options = sqlx::sqlite::SqliteConnectOptions::new()
-        .filename(dir.path().join("s.db"))
-        .create_if_missing(true)
-        .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal);
-    let pool = sqlx::sqlite::SqlitePoolOptions::new()
-        .max_connections(2)
-        .max_lifetime(Duration::from_secs(1))
-        .after_connect(move |_, _| {
-            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            Box::pin(async { Ok(()) })
-        })
-        .connect_with(options)
-        .await
-        .expect("a pool");
-    let store = SqliteStore::builder()
-        .pool(pool.clone())
-        .sweep_interval(None)
-        .build()
-        .await
-        .expect("the store");
-    store.migrate().await.expect("migrate");
+    let (pool, store) = store_on(
+        &dir.path().join("s.db"),
+        sqlx::sqlite::SqlitePoolOptions::new()
+            .max_connections(2)
+            .max_lifetime(Duration::from_secs(1))
+            .after_connect(move |_, _| {
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                Box::pin(async { Ok(()) })
+            }),
+    )
+    .await;
     let id = common::session(&store, Duration::from_secs(600)).await;
     store.update(&id, &set("a", "1")).await.expect("a write");
     let before = made.load(std::sync::atomic::Ordering::SeqCst);
