@@ -142,14 +142,7 @@ async fn a_locked_database_is_a_bounded_wait_then_a_503() {
     let browser = app.browser();
     assert_eq!(browser.get("/count").await.body, "1");
 
-    let url = format!("sqlite://{}", path.display());
-    let mut locker = sqlx::SqliteConnection::connect(&url)
-        .await
-        .expect("connect");
-    sqlx::query("BEGIN IMMEDIATE")
-        .execute(&mut locker)
-        .await
-        .expect("the write lock");
+    let mut locker = write_lock(&path).await;
 
     let began = Instant::now();
     let error = store
@@ -472,9 +465,9 @@ async fn a_revoke_ends_rows_it_cannot_read_too_and_names_only_sessions() {
     assert_eq!(rows, 0, "the owner's rows that are not sessions were kept");
 }
 
-/// Queues the writes of `writes` behind a write that waits for the lock another connection
-/// holds, so that they are committed together, in order, once it is released.
-async fn one_batch<T>(path: &Path, store: &SqliteStore, writes: impl Future<Output = T>) -> T {
+/// A connection of another's holding the write lock of the database at `path`, until it
+/// runs `ROLLBACK`.
+async fn write_lock(path: &Path) -> sqlx::SqliteConnection {
     let url = format!("sqlite://{}", path.display());
     let mut locker = sqlx::SqliteConnection::connect(&url)
         .await
@@ -483,6 +476,13 @@ async fn one_batch<T>(path: &Path, store: &SqliteStore, writes: impl Future<Outp
         .execute(&mut locker)
         .await
         .expect("the write lock");
+    locker
+}
+
+/// Queues the writes of `writes` behind a write that waits for the lock another connection
+/// holds, so that they are committed together, in order, once it is released.
+async fn one_batch<T>(path: &Path, store: &SqliteStore, writes: impl Future<Output = T>) -> T {
+    let mut locker = write_lock(path).await;
     let blocker = {
         let store = store.clone();
         tokio::spawn(async move { store.delete(&SessionId::generate()).await })
