@@ -134,6 +134,13 @@ pub(crate) fn entries(record: &Record) -> String {
     )
 }
 
+/// Whether `changes` leave the expiry, the idle timeout and the deadline where they are, so
+/// that an update may write the entries alone: it then changes no indexed column, which
+/// PostgreSQL can do in place (a HOT update) and SQLite without touching an index.
+pub(crate) fn entries_only(changes: &Changes) -> bool {
+    !changes.touch && changes.idle_timeout.is_none() && changes.deadline.is_none()
+}
+
 /// One request's changed keys as a merge patch: the value of each key set, `null` for each
 /// key removed (the last change of a key wins, as [`Record::apply`] applies them in order).
 pub(crate) fn patch(changes: &Changes) -> String {

@@ -41,7 +41,7 @@
 //! | `load` | `UPDATE … SET expires_ms = least(now + idle_ms, deadline_ms) WHERE id = $1 AND expires_ms > now RETURNING …`: the read and the refresh at once |
 //! | `read` | `SELECT … WHERE id = $1 AND expires_ms > now` |
 //! | `create` | `INSERT … ON CONFLICT (id) DO NOTHING`: an existing session is never overwritten (a taken id, never seen with random ids, is retried with a fresh one) |
-//! | `update` | `UPDATE … SET entries = <merge of this request's keys> … WHERE id = $1 AND expires_ms > now`: only the changed keys, merged into the row as it is now, so concurrent requests changing different keys all survive; no row, no write (a deleted session is never recreated) |
+//! | `update` | `UPDATE … SET entries = <merge of this request's keys> … WHERE id = $1 AND expires_ms > now`: only the changed keys, merged into the row as it is now, so concurrent requests changing different keys all survive; no row, no write (a deleted session is never recreated). When the layer does not ask for a refresh (`Changes::touch`) and sets no new timeout or deadline, it sets `entries` alone: no indexed column changes, so PostgreSQL updates the row in place (HOT) and SQLite touches no index |
 //! | `delete` | `DELETE … WHERE id = $1` |
 //! | `owned` | `SELECT … WHERE owner = $1 AND expires_ms > now` (the owner index) |
 //! | `revoke_all` | `DELETE … WHERE owner = $1 AND id IS DISTINCT FROM $2 RETURNING id` |

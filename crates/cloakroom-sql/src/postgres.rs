@@ -70,6 +70,8 @@ struct Statements {
     read: String,
     create: String,
     update: String,
+    /// `update` of the entries alone ([`codec::entries_only`]).
+    merge: String,
     delete: String,
     owned: String,
     revoke: String,
@@ -105,6 +107,10 @@ impl Statements {
                  deadline_ms = LEAST(deadline_ms, $4), \
                  expires_ms = LEAST({NOW} + COALESCE($3, idle_ms), \
                  COALESCE(LEAST(deadline_ms, $4), {max})) \
+                 WHERE id = $1 AND expires_ms > {NOW}"
+            ),
+            merge: format!(
+                "UPDATE {t} SET entries = jsonb_strip_nulls(entries || $2::jsonb) \
                  WHERE id = $1 AND expires_ms > {NOW}"
             ),
             delete: format!("DELETE FROM {t} WHERE id = $1"),
@@ -376,16 +382,23 @@ impl SessionStore for PostgresStore {
     }
 
     async fn update(&self, id: &SessionId, changes: &Changes) -> Result<Update, SqlStoreError> {
-        let sql = &self.inner.sql.update;
+        let entries_only = codec::entries_only(changes);
+        let sql = match entries_only {
+            true => &self.inner.sql.merge,
+            false => &self.inner.sql.update,
+        };
         let patch = codec::patch(changes);
         let patch = &patch;
-        let done = on_connection!(self.inner.conns, false, |c| sqlx::query(sql)
-            .bind(id.as_str())
-            .bind(patch)
-            .bind(changes.idle_timeout.map(codec::duration_millis))
-            .bind(changes.deadline.map(codec::millis))
-            .execute(&mut c)
-            .await)
+        let done = on_connection!(self.inner.conns, false, |c| {
+            let query = sqlx::query(sql).bind(id.as_str()).bind(patch);
+            let query = match entries_only {
+                true => query,
+                false => query
+                    .bind(changes.idle_timeout.map(codec::duration_millis))
+                    .bind(changes.deadline.map(codec::millis)),
+            };
+            query.execute(&mut c).await
+        })
         .map_err(failed("update"))?;
         Ok(if done.rows_affected() == 1 {
             Update::Applied

@@ -57,6 +57,8 @@ struct Statements {
     read: String,
     create: String,
     update: String,
+    /// `update` of the entries alone ([`codec::entries_only`]).
+    merge: String,
     delete: String,
     owned: String,
     revoke: String,
@@ -95,6 +97,10 @@ impl Statements {
                  deadline_ms = coalesce(min(deadline_ms, ?4), deadline_ms, ?4), \
                  expires_ms = min({NOW} + coalesce(?3, idle_ms), \
                  coalesce(min(deadline_ms, ?4), deadline_ms, ?4, {max})) \
+                 WHERE id = ?1 AND expires_ms > {NOW}"
+            ),
+            merge: format!(
+                "UPDATE {t} SET entries = json_patch(entries, ?2) \
                  WHERE id = ?1 AND expires_ms > {NOW}"
             ),
             delete: format!("DELETE FROM {t} WHERE id = ?1"),
@@ -258,6 +264,7 @@ impl SqliteStoreBuilder {
                 load: sql.load.clone(),
                 create: sql.create.clone(),
                 update: sql.update.clone(),
+                merge: sql.merge.clone(),
                 delete: sql.delete.clone(),
                 revoke: sql.revoke.clone(),
                 sweep: sql.sweep.clone(),
@@ -420,11 +427,15 @@ impl SessionStore for SqliteStore {
     }
 
     async fn update(&self, id: &SessionId, changes: &Changes) -> Result<Update, SqlStoreError> {
-        let write = Write::Update {
-            id: id.as_str().to_owned(),
-            patch: codec::patch(changes),
-            idle: changes.idle_timeout.map(codec::duration_millis),
-            deadline: changes.deadline.map(codec::millis),
+        let (id, patch) = (id.as_str().to_owned(), codec::patch(changes));
+        let write = match codec::entries_only(changes) {
+            true => Write::Merge { id, patch },
+            false => Write::Update {
+                id,
+                patch,
+                idle: changes.idle_timeout.map(codec::duration_millis),
+                deadline: changes.deadline.map(codec::millis),
+            },
         };
         match self
             .inner

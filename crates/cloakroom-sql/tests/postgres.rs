@@ -634,3 +634,20 @@ async fn a_sweep_waiting_on_a_lock_opens_no_more_backends() {
     lock.rollback().await.expect("unlock");
     assert!(open <= 2, "{open} backends for a pool of 2");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_update_that_may_keep_the_expiry_writes_the_entries_alone() {
+    let server = postgres().await;
+    let store = store(&server).await;
+    common::only_a_touch_moves_the_expiry(&store, |id| {
+        let pool = store.pool().clone();
+        async move {
+            sqlx::query_scalar("SELECT expires_ms FROM sessions WHERE id = $1")
+                .bind(id.as_str())
+                .fetch_one(&pool)
+                .await
+                .expect("expires_ms")
+        }
+    })
+    .await;
+}

@@ -6,8 +6,6 @@
 // reach them.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
-mod common;
-
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -101,8 +99,14 @@ async fn setup() -> (PostgresServer, CutProxy, PostgresStore, PostgresStore) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revoke_whose_answer_is_lost_fails_rather_than_misreport() {
     let (_server, proxy, store, direct) = setup().await;
-    direct.create(&common::owned("user:1")).await.unwrap();
-    direct.create(&common::owned("user:1")).await.unwrap();
+    direct
+        .create(&cloakroom_tests::owned("user:1", Duration::from_secs(600)))
+        .await
+        .unwrap();
+    direct
+        .create(&cloakroom_tests::owned("user:1", Duration::from_secs(600)))
+        .await
+        .unwrap();
     // Warm the store's one connection, so the next call reuses it.
     assert_eq!(store.owned("user:1").await.unwrap().len(), 2);
     let revoke = tokio::spawn({
@@ -135,7 +139,11 @@ async fn a_create_whose_answer_is_lost_does_not_run_twice() {
     assert_eq!(store.owned("user:1").await.unwrap().len(), 0);
     let create = tokio::spawn({
         let store = store.clone();
-        async move { store.create(&common::owned("user:1")).await }
+        async move {
+            store
+                .create(&cloakroom_tests::owned("user:1", Duration::from_secs(600)))
+                .await
+        }
     });
     tokio::time::sleep(Duration::from_millis(600)).await;
     proxy.cut();
@@ -157,7 +165,10 @@ async fn a_create_whose_answer_is_lost_does_not_run_twice() {
 async fn an_update_whose_answer_is_lost_is_not_run_again() {
     use cloakroom::store::{Changes, Entry};
     let (_server, proxy, store, direct) = setup().await;
-    let id = direct.create(&common::owned("user:1")).await.unwrap();
+    let id = direct
+        .create(&cloakroom_tests::owned("user:1", Duration::from_secs(600)))
+        .await
+        .unwrap();
     // Warm (and prepare the update statement on) the store's one connection.
     store.update(&id, &Changes::default()).await.unwrap();
     let set_flash = Changes {

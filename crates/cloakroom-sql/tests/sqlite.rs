@@ -441,12 +441,12 @@ async fn a_revoke_ends_rows_it_cannot_read_too_and_names_only_sessions() {
     let dir = dir();
     let store = store(&dir.path().join("s.db")).await;
     let session = store
-        .create(&common::owned("user:1"))
+        .create(&cloakroom_tests::owned("user:1", Duration::from_secs(600)))
         .await
         .expect("create");
     for foreign in ["CAST(id AS BLOB)", "'legacy-session-7'"] {
         let id = store
-            .create(&common::owned("user:1"))
+            .create(&cloakroom_tests::owned("user:1", Duration::from_secs(600)))
             .await
             .expect("create");
         sqlx::query(&format!("UPDATE sessions SET id = {foreign} WHERE id = ?1"))
@@ -622,4 +622,21 @@ async fn the_writer_connection_is_renewed_within_the_pools_lifetime_and_ends_wit
         .update(&id, &set("a", "4"))
         .await
         .expect_err("a write after the pool closed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_update_that_may_keep_the_expiry_writes_the_entries_alone() {
+    let dir = dir();
+    let store = store(&dir.path().join("s.db")).await;
+    common::only_a_touch_moves_the_expiry(&store, |id| {
+        let pool = store.pool().clone();
+        async move {
+            sqlx::query_scalar("SELECT expires_ms FROM sessions WHERE id = ?1")
+                .bind(id.as_str())
+                .fetch_one(&pool)
+                .await
+                .expect("expires_ms")
+        }
+    })
+    .await;
 }

@@ -61,6 +61,11 @@ pub(super) enum Write {
         idle: Option<i64>,
         deadline: Option<i64>,
     },
+    /// An update of the entries alone.
+    Merge {
+        id: String,
+        patch: String,
+    },
     Delete {
         id: String,
     },
@@ -97,6 +102,7 @@ pub(super) struct Statements {
     pub(super) load: String,
     pub(super) create: String,
     pub(super) update: String,
+    pub(super) merge: String,
     pub(super) delete: String,
     pub(super) revoke: String,
     pub(super) sweep: String,
@@ -393,6 +399,14 @@ async fn execute(
                 .bind(patch)
                 .bind(idle)
                 .bind(deadline)
+                .execute(connection)
+                .await?
+                .rows_affected(),
+        ),
+        Write::Merge { id, patch } => Answer::Affected(
+            sqlx::query(&statements.merge)
+                .bind(id)
+                .bind(patch)
                 .execute(connection)
                 .await?
                 .rows_affected(),

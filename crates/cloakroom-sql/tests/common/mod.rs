@@ -6,7 +6,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use cloakroom::store::{Changes, Entry, Owner, Record, SessionStore, Update};
+use cloakroom::store::{Changes, Entry, Record, SessionStore, Update};
 
 pub(crate) fn entry(json: &str) -> Option<Entry> {
     Some(Entry {
@@ -23,16 +23,39 @@ pub(crate) async fn session<St: SessionStore>(store: &St, idle: Duration) -> clo
         .expect("create")
 }
 
-/// A session of `owner`, signed in now, that lives ten minutes without a request.
-pub(crate) fn owned(owner: &str) -> Record {
-    let mut record = Record::new(SystemTime::now(), Duration::from_secs(600), None);
-    record.owner = Some(Owner {
-        name: owner.to_owned(),
-        since: SystemTime::now(),
-        user_agent: None,
-        address: None,
-    });
-    record
+/// An update that may leave the expiry where it is (`touch: false`, no new idle timeout or
+/// deadline) writes the entries alone and leaves `expires_ms` as it was (so it changes no
+/// indexed column); one with `touch` moves it. `expires` reads a row's `expires_ms`.
+pub(crate) async fn only_a_touch_moves_the_expiry<St, F, Fut>(store: &St, expires: F)
+where
+    St: SessionStore,
+    F: Fn(cloakroom::SessionId) -> Fut,
+    Fut: std::future::Future<Output = i64>,
+{
+    let id = session(store, Duration::from_secs(600)).await;
+    let before = expires(id.clone()).await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let changes = cloakroom_tests::set("k", "1");
+    assert_eq!(
+        store.update(&id, &changes).await.expect("update"),
+        Update::Applied
+    );
+    assert_eq!(
+        expires(id.clone()).await,
+        before,
+        "an entries-only update moved the expiry"
+    );
+    let record = store.read(&id).await.expect("read").expect("the session");
+    assert_eq!(record.entries["k"].json, "1");
+    let touched = Changes {
+        touch: true,
+        ..cloakroom_tests::set("k", "2")
+    };
+    assert_eq!(
+        store.update(&id, &touched).await.expect("update"),
+        Update::Applied
+    );
+    assert!(expires(id).await > before, "a touch left the expiry");
 }
 
 /// Keys and values no store may change or refuse: any Unicode, NUL bytes in keys and in JSON
