@@ -82,11 +82,12 @@
 //!   one writer, and they take turns at the lock. SQLite keeps no queue across processes,
 //!   so under writes from several processes at once a turn is not guaranteed within the
 //!   busy timeout: give it seconds (the default is 2 s), not milliseconds. The store cannot
-//!   see a database file replaced under it (a restore): its connections, the writer's
-//!   included, are renewed within twice the pool's `max_lifetime` (see below); restart the
-//!   application instead.
+//!   see a database file replaced under it (a restore): its connections are renewed within
+//!   the pool's limits (see below), the writer's once the pool has a connection to give,
+//!   and until then writes fail; restart the application instead.
 //! - **Rows this store did not write** are never served: a load or a list that meets one
-//!   fails with [`SqlStoreError::Corrupt`] (500), naming the table and not the id. A "log out
+//!   fails with a 500 (`Rejected`: [`SqlStoreError::Corrupt`] naming the table, or the
+//!   database's decode error for a column of another type), never naming the id. A "log out
 //!   everywhere" deletes every row of the owner, those included, and succeeds; they are left
 //!   out of the sessions it names, since no client holds such an id.
 //! - **PostgreSQL connections**: [`migrate`](PostgresStore::migrate) uses the sqlx pool;

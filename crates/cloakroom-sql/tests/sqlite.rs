@@ -242,10 +242,11 @@ const CHILD: &str = "CLOAKROOM_SQLITE_WRITER";
 /// Writers in each process, each writing [`WRITES`] keys one after another.
 const WRITERS: usize = 16;
 const WRITES: usize = 150;
-/// The children's busy timeout, shorter than the default so that a writer kept from the lock
+/// The children's busy timeout: the store's default, so that a writer kept from the lock
 /// shows in a short run (SQLite's own busy handler, sleeping up to 100 ms a try, failed about
-/// one run in four here).
-const CHILD_BUSY: Duration = Duration::from_millis(1000);
+/// one run in four here with half of it; on a machine loaded with other work, one second
+/// also failed the store's own waiting now and then).
+const CHILD_BUSY: Duration = Duration::from_secs(2);
 
 /// Several processes on one database file lose no update and fail no write: four copies of
 /// this test binary (each its own process, pool and SQLite library state), each with
@@ -463,6 +464,38 @@ async fn a_revoke_ends_rows_it_cannot_read_too_and_names_only_sessions() {
         .await
         .expect("count");
     assert_eq!(rows, 0, "the owner's rows that are not sessions were kept");
+}
+
+/// A "log out everywhere" that fails half-way (an application's trigger raising FAIL on the
+/// last of the owner's rows, which keeps what the statement did before it) ends no session:
+/// it is kept whole or not at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoke_failing_half_way_ends_no_session() {
+    let dir = dir();
+    let store = store(&dir.path().join("s.db")).await;
+    let mut sessions = Vec::new();
+    for _ in 0..3 {
+        let record = cloakroom_tests::owned("user:1", Duration::from_secs(600));
+        sessions.push(store.create(&record).await.expect("create"));
+    }
+    sqlx::query(&format!(
+        "CREATE TRIGGER guard BEFORE DELETE ON sessions WHEN old.id = '{}' \
+         BEGIN SELECT RAISE(FAIL, 'guarded'); END",
+        sessions[2].as_str()
+    ))
+    .execute(store.pool())
+    .await
+    .expect("a trigger");
+    store
+        .revoke_all("user:1", None)
+        .await
+        .expect_err("a revoke the trigger stops");
+    for id in &sessions {
+        assert!(
+            store.load(id).await.expect("load").is_some(),
+            "a failed revoke ended a session"
+        );
+    }
 }
 
 /// A connection of another's holding the write lock of the database at `path`, until it

@@ -269,7 +269,7 @@ async fn commit(
     }
     let mut answers = Vec::with_capacity(batch.len());
     for (write, _) in batch.iter() {
-        match execute(connection, statements, write).await {
+        match execute_whole(connection, statements, write).await {
             Err(error) if undoes_transaction(&error) => {
                 let _ = sqlx::query("ROLLBACK").execute(&mut *connection).await;
                 return Err(error);
@@ -352,6 +352,34 @@ fn undoes_transaction(error: &sqlx::Error) -> bool {
         | sqlx::Error::RowNotFound => false,
         _ => true,
     }
+}
+
+/// Runs `write` so that a revoke is kept whole or not at all: a statement that fails half-way
+/// with `RAISE(FAIL)` (an application's trigger) keeps the rows it deleted before, and a
+/// "log out everywhere" would fail having logged some sessions out. Other writes change one
+/// row, or are sweeps, which may stop anywhere.
+async fn execute_whole(
+    connection: &mut SqliteConnection,
+    statements: &Statements,
+    write: &Write,
+) -> Result<Answer, sqlx::Error> {
+    if !matches!(write, Write::Revoke { .. }) {
+        return execute(connection, statements, write).await;
+    }
+    sqlx::query("SAVEPOINT revoke")
+        .execute(&mut *connection)
+        .await?;
+    let answer = execute(connection, statements, write).await;
+    if answer.is_err() {
+        // Failing, the transaction is gone: [`still_open`] then fails the batch.
+        let _ = sqlx::query("ROLLBACK TO revoke")
+            .execute(&mut *connection)
+            .await;
+    }
+    let _ = sqlx::query("RELEASE revoke")
+        .execute(&mut *connection)
+        .await;
+    answer
 }
 
 async fn execute(
