@@ -100,11 +100,11 @@
 //!   checks its own (so idle connections close without waiting for a call; sqlx does not
 //!   say when it made a connection, so a lifetime counts from when the store took it, at
 //!   most twice `max_lifetime` from its making), and closing the pool closes them (a moment
-//!   after `close()` returns; calls fail from the start). A call cut off half-way (the layer's store timeout, a client gone)
-//!   drops its connection instead of keeping it, which is what the ping guards against; an
-//!   idle connection found dead (a restart, an idle timeout) drops the idle ones and the
-//!   call runs again on a new one when that is safe (reads, refreshes, deletes; a write only
-//!   if the server said it never ran it).
+//!   after `close()` returns; calls fail from the start). A call cut off half-way (the
+//!   layer's store timeout, a client gone) drops its connection instead of keeping it, which
+//!   is what the ping guards against; an idle connection found dead (a restart, an idle
+//!   timeout) drops the idle ones and the call runs again on a new one when that is safe
+//!   (reads, refreshes, deletes; a write only if the server said it never ran it).
 //!
 //! # The schema
 //!

@@ -383,19 +383,21 @@ impl SessionStore for PostgresStore {
 
     async fn update(&self, id: &SessionId, changes: &Changes) -> Result<Update, SqlStoreError> {
         let entries_only = codec::entries_only(changes);
-        let sql = match entries_only {
-            true => &self.inner.sql.merge,
-            false => &self.inner.sql.update,
+        let sql = if entries_only {
+            &self.inner.sql.merge
+        } else {
+            &self.inner.sql.update
         };
         let patch = codec::patch(changes);
         let patch = &patch;
         let done = on_connection!(self.inner.conns, false, |c| {
             let query = sqlx::query(sql).bind(id.as_str()).bind(patch);
-            let query = match entries_only {
-                true => query,
-                false => query
+            let query = if entries_only {
+                query
+            } else {
+                query
                     .bind(changes.idle_timeout.map(codec::duration_millis))
-                    .bind(changes.deadline.map(codec::millis)),
+                    .bind(changes.deadline.map(codec::millis))
             };
             query.execute(&mut c).await
         })

@@ -428,14 +428,15 @@ impl SessionStore for SqliteStore {
 
     async fn update(&self, id: &SessionId, changes: &Changes) -> Result<Update, SqlStoreError> {
         let (id, patch) = (id.as_str().to_owned(), codec::patch(changes));
-        let write = match codec::entries_only(changes) {
-            true => Write::Merge { id, patch },
-            false => Write::Update {
+        let write = if codec::entries_only(changes) {
+            Write::Merge { id, patch }
+        } else {
+            Write::Update {
                 id,
                 patch,
                 idle: changes.idle_timeout.map(codec::duration_millis),
                 deadline: changes.deadline.map(codec::millis),
-            },
+            }
         };
         match self
             .inner

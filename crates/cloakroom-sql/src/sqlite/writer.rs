@@ -12,19 +12,19 @@
 //! another in its place). The pool's `idle_timeout` and `max_lifetime` apply to it, checked
 //! before each batch (it is replaced only when the pool has a connection to give at once,
 //! so writes never wait on handlers that hold the whole pool), and after the pool is closed
-//! it writes no more. SQLite's busy handler
-//! is off on it: it waits for the write lock itself, trying every millisecond up to the
-//! connection's busy timeout. SQLite's handler sleeps longer and longer (up to 100 ms a
-//! try), and against writers of other processes that commit back to back it rarely finds
-//! the lock free: three processes on one file left a writer waiting out its whole timeout.
+//! it writes no more. SQLite's busy handler is off on it: it waits for the write lock
+//! itself, trying every millisecond up to the connection's busy timeout. SQLite's handler
+//! sleeps longer and longer (up to 100 ms a try), and against writers of other processes
+//! that commit back to back it rarely finds the lock free: three processes on one file left
+//! a writer waiting out its whole timeout.
 //!
 //! A statement that fails on its own (a value SQLite refuses, a row it returns that this
 //! store did not write) fails alone: SQLite undoes just that statement, or kept it whole. A
 //! failure that may have undone the transaction (busy past the timeout, I/O, a full disk),
 //! one after which the transaction is found ended whatever its code said (a trigger's
 //! `RAISE(ROLLBACK)`: a savepoint set at `BEGIN` is gone then), or a failed commit, fails
-//! every write of the batch, since none of them is known to be kept. A write whose caller went away still runs, as a statement already sent to a server
-//! would.
+//! every write of the batch, since none of them is known to be kept. A write whose caller
+//! went away still runs, as a statement already sent to a server would.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -144,8 +144,7 @@ async fn run(
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut held: Option<Held> = None;
     while jobs.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        // The pool's limits and its closing apply to this connection as to the pool's own:
-        // a database file replaced since (a restore) is opened anew within them.
+        // The pool's limits and its closing apply to this connection as to the pool's own.
         if pool.is_closed() {
             held = None;
         } else if held
@@ -371,7 +370,7 @@ async fn execute_whole(
         .await?;
     let answer = execute(connection, statements, write).await;
     if answer.is_err() {
-        // Failing, the transaction is gone: [`still_open`] then fails the batch.
+        // If this fails too, the transaction is gone, and `still_open` fails the batch.
         let _ = sqlx::query("ROLLBACK TO revoke")
             .execute(&mut *connection)
             .await;
