@@ -492,6 +492,27 @@ async fn the_default_reaches_cookies_nobody_chose_for_and_a_login_starts_from_it
     assert!(!set_cookie.contains("Max-Age"), "{set_cookie}");
 }
 
+/// "Don't remember me" is never undone by a new id: on a layer whose default outlives the
+/// browser, a session that chose a browser-session cookie keeps one across a later
+/// `regenerate_id` (a sudo step, a password change, a second login on the same browser), so
+/// a shared computer is not left signed in after it closes. Only "remember me" is left
+/// behind at a new id.
+#[tokio::test]
+async fn dont_remember_me_survives_a_new_id() {
+    let server = serve(layer(cookie(), MemoryStore::new())).await;
+    let browser = server.browser();
+    let forgotten = browser.post_form("/stay-signed-in/no", "").await;
+    let set_cookie = forgotten.set_cookie(NAME).unwrap_or_default();
+    assert!(!set_cookie.contains("Max-Age"), "{set_cookie}");
+    let regenerated = browser.post_form("/login", "").await;
+    let set_cookie = regenerated.set_cookie(NAME).unwrap_or_default();
+    assert!(
+        set_cookie.starts_with(&format!("{NAME}=")) && !set_cookie.contains("Max-Age"),
+        "a new id made a browser-session cookie outlive the browser: {set_cookie}"
+    );
+    assert_eq!(browser.get("/whoami").await.body, "ada");
+}
+
 /// `Partitioned` (CHIPS) is sent when asked for, and refused without `Secure`.
 #[tokio::test]
 async fn a_partitioned_cookie_says_so_and_needs_secure() {

@@ -169,15 +169,18 @@ pub(crate) fn decide(config: &Config, facts: &Facts<'_>) -> Outcome {
     }
     let idle = state.idle_timeout.unwrap_or(state.record.idle_timeout);
     // Outlives the browser or not: a choice made in this request, else one the cookie
-    // carries (but not across a new id: a login on a shared computer does not inherit the
-    // last user's "remember me"), else the layer's default, which so reaches every cookie
-    // nobody chose for.
+    // carries, else the layer's default, which so reaches every cookie nobody chose for. A
+    // new id leaves a carried "remember me" behind (a login on a shared computer does not
+    // inherit the last user's), but never "don't remember me": a regenerate must not make a
+    // cookie outlive the browser that chose otherwise.
     let carried = match cookie {
         CookieSeen::Ours { chosen, .. } => chosen,
         CookieSeen::Absent | CookieSeen::NotOurs => None,
     };
     let chosen = match state.fate {
-        Fate::Regenerate => state.persistent,
+        Fate::Regenerate => state
+            .persistent
+            .or(carried.filter(|persistent| !persistent)),
         Fate::Keep | Fate::Destroy => state.persistent.or(carried),
     };
     let grant = || Grant {
@@ -490,8 +493,12 @@ mod tests {
             // A login (a new id) starts from the layer's default unless it chooses.
             (false, seen(Some(true)), true, Regenerated, None, Some((false, None))),
             (false, seen(Some(true)), true, Regenerated, Some(true), Some((true, Some(true)))),
+            // ...but a new id keeps "don't remember me" on a layer that remembers.
+            (true, seen(Some(false)), true, Regenerated, None, Some((false, Some(false)))),
+            (true, seen(Some(false)), true, Regenerated, Some(true), Some((true, Some(true)))),
             // A cookie nobody chose for follows the default, changed or not.
             (false, seen(None), true, Regenerated, None, Some((false, None))),
+            (true, seen(None), true, Regenerated, None, Some((true, None))),
         ];
         for (i, (default, cookie, stored, handler, chosen, expected)) in
             table.into_iter().enumerate()

@@ -368,9 +368,12 @@ impl Session {
 
     /// Whether this session's cookie outlives the browser (`true`: "remember me", with
     /// `Max-Age`) or is a browser-session cookie, gone when the browser closes (`false`).
-    /// The choice stays with this browser's cookie for the session's later requests and
-    /// across [`regenerate_id`](Self::regenerate_id) and [`set_owner`](Self::set_owner); the
-    /// layer's [`SessionCookie::persistent`](crate::SessionCookie::persistent) is the default.
+    /// The choice stays with this browser's cookie for the session's later requests, and
+    /// across [`regenerate_id`](Self::regenerate_id) and [`set_owner`](Self::set_owner) in the
+    /// same request; a new id in a later request keeps `false` but leaves `true` behind (a
+    /// login on a shared computer does not inherit the last user's "remember me", and no new
+    /// id makes a cookie outlive the browser that chose otherwise). The layer's
+    /// [`SessionCookie::persistent`](crate::SessionCookie::persistent) is the default.
     /// The server-side idle timeout applies either way. The response re-sends the cookie.
     ///
     /// ```
