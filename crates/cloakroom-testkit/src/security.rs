@@ -31,6 +31,8 @@ const HOSTILE: &str =
     "hostile cookie headers never load another user's session or hide a valid one";
 const FOREVER: &str = "a forever idle timeout keeps the user logged in";
 const TOKENS: &str = "a token in a header is checked like a cookie: a forged or stale token gets a fresh session, and a forged one is dropped";
+const HOSTILE_TOKENS: &str =
+    "hostile token headers never load another user's session, hide a valid one or touch the cookie";
 const HEALTHY: &str = "every request succeeds against a healthy store";
 
 /// Runs the security suite against `store`: what an attacker can send (forged, truncated,
@@ -59,6 +61,7 @@ pub async fn security<St: SessionStore>(store: St) -> Result<(), Violation> {
     issued_ids_are_distinct_long_and_base64url(&store).await?;
     hostile_cookie_headers(&store).await?;
     header_tokens_are_checked_like_cookies(&store).await?;
+    hostile_token_headers(&store).await?;
     a_forever_idle_timeout_keeps_the_user_logged_in(&store).await
 }
 
@@ -192,6 +195,113 @@ async fn header_tokens_are_checked_like_cookies<St: SessionStore>(
     ensure(still.body == "ada", TOKENS, || {
         format!("the victim's token stopped working: {:?}", still.body)
     })
+}
+
+/// A layer of the suite's carrying the token in [`app::TOKEN`] as `transport` says.
+fn token_app<St: SessionStore>(
+    store: &Shared<St>,
+    transport: Transport,
+) -> Result<Served<St>, Violation> {
+    let layer = layer(cookie(), store)?.transport(transport);
+    layer.map(|layer| serve(&layer)).map_err(|error| Violation {
+        promise: HEALTHY,
+        detail: format!("the suite's token layer was refused: {error}"),
+    })
+}
+
+/// Hostile token headers: oversized, repeated past the bound, not ASCII, in an
+/// `Authorization` scheme's or the cookie's form load nothing and never fail; a value that is
+/// not ASCII does not hide the token after it. Under [`Transport::CookieOrHeader`], a token
+/// (another session's, forged or oversized) beside a session cookie is the token's request:
+/// it never loads the cookie's session, never writes to it, and never touches the cookie.
+async fn hostile_token_headers<St: SessionStore>(store: &Shared<St>) -> Result<(), Violation> {
+    let bytes = |value: &str| value.as_bytes().to_vec();
+    let header = token_app(store, Transport::Header(app::TOKEN))?;
+    let victim = Browser::new(&header);
+    let asked = victim.send_token("/count", "").await;
+    let token = asked.token.clone().unwrap_or_default();
+    let second = victim.send_token("/count", &token).await;
+    ensure(second.body == "2", HEALTHY, || {
+        format!("a session by header did not persist: {second:?}")
+    })?;
+    let cases: Vec<Vec<Vec<u8>>> = vec![
+        vec![bytes(&"A".repeat(60_000))],
+        vec![bytes(&"A".repeat(1_000_000))],
+        vec![bytes(&format!("{}{token}", "A".repeat(100_000)))],
+        vec![bytes(&format!("Session {token}"))],
+        vec![bytes(&format!("Bearer {token}"))],
+        vec![bytes(&format!("{NAME}={token}"))],
+        vec![b"\xff\xfe\x80".to_vec()],
+        (0..50).map(|i| bytes(&format!("dup{i}.1.sig"))).collect(),
+        // The victim's token behind more forged values than are tried is never reached.
+        (0..8)
+            .map(|i| bytes(&format!("forged{i}.1.sig")))
+            .chain(std::iter::once(bytes(&token)))
+            .collect(),
+    ];
+    for values in &cases {
+        let answer = victim.send_tokens("/peek", values, None).await;
+        let shown: String = values
+            .first()
+            .map(|v| String::from_utf8_lossy(v).chars().take(60).collect())
+            .unwrap_or_default();
+        ensure(
+            answer.status == StatusCode::OK && answer.body == "none",
+            HOSTILE_TOKENS,
+            || format!("{shown:?}: answered {} {:?}", answer.status, answer.body),
+        )?;
+        ensure(answer.set_cookies.is_empty(), HOSTILE_TOKENS, || {
+            format!("{shown:?}: a header layer sent {:?}", answer.set_cookies)
+        })?;
+    }
+    let behind = [b"\xff\xfe\x80".to_vec(), bytes(&token)];
+    let answer = victim.send_tokens("/peek", &behind, None).await;
+    ensure(answer.body == "2", HOSTILE_TOKENS, || {
+        format!("a value that is not ASCII hid the token after it: {answer:?}")
+    })?;
+
+    let either = token_app(store, Transport::CookieOrHeader(app::TOKEN))?;
+    let browser = Browser::new(&either);
+    get(&browser, "/login").await?;
+    let cookie = browser.cookie().unwrap_or_default();
+    let api = Browser::new(&either);
+    let other = api.send_token("/count", "").await.token.unwrap_or_default();
+    for token in [
+        other.clone(),
+        "garbage".to_owned(),
+        "A".repeat(60_000),
+        format!("Session {other}"),
+    ] {
+        let shown: String = token.chars().take(60).collect();
+        let answer = browser
+            .send_tokens("/whoami", &[bytes(&token)], Some(&cookie))
+            .await;
+        ensure(answer.body == "anonymous", HOSTILE_TOKENS, || {
+            format!("{shown:?} beside the cookie loaded {:?}", answer.body)
+        })?;
+        ensure(answer.set_cookies.is_empty(), HOSTILE_TOKENS, || {
+            format!(
+                "{shown:?} beside the cookie touched it: {:?}",
+                answer.set_cookies
+            )
+        })?;
+    }
+    // A write on the token's session beside the cookie lands on the token's session only.
+    let write = browser
+        .send_tokens("/count", &[bytes(&other)], Some(&cookie))
+        .await;
+    ensure(
+        write.body == "2" && write.set_cookies.is_empty(),
+        HOSTILE_TOKENS,
+        || format!("a write beside the cookie: {write:?}"),
+    )?;
+    let own = browser.send_tokens("/peek", &[], Some(&cookie)).await;
+    let still = browser.send_tokens("/whoami", &[], Some(&cookie)).await;
+    ensure(
+        own.body == "none" && still.body == "ada",
+        HOSTILE_TOKENS,
+        || format!("the cookie's session changed: {own:?} {still:?}"),
+    )
 }
 
 async fn forged_truncated_and_reused_signatures<St: SessionStore>(

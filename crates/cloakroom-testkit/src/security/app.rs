@@ -253,6 +253,28 @@ impl<St: SessionStore> Browser<St> {
         self.exchange(request).await
     }
 
+    /// A request for `path` with exactly these values of the [`TOKEN`] header and, if given,
+    /// `cookie` as the session cookie (the jar is neither sent nor changed).
+    pub(super) async fn send_tokens(
+        &self,
+        path: &str,
+        tokens: &[Vec<u8>],
+        cookie: Option<&str>,
+    ) -> Answer {
+        let mut request = Request::new(String::new());
+        *request.uri_mut() = path.parse().unwrap_or_default();
+        for value in tokens {
+            if let Ok(value) = HeaderValue::from_bytes(value) {
+                request.headers_mut().append(TOKEN, value);
+            }
+        }
+        if let Some(value) = cookie.and_then(|c| HeaderValue::try_from(format!("{NAME}={c}")).ok())
+        {
+            request.headers_mut().append(COOKIE, value);
+        }
+        self.exchange(request).await
+    }
+
     /// Sends `request` to the app and reads its answer.
     async fn exchange(&self, request: Request<String>) -> Answer {
         let mut app = self.app.clone();
