@@ -9,7 +9,13 @@ use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use cloakroom_tests::Example;
+use axum::http::HeaderMap;
+use axum::http::header::HOST;
+use axum::response::Html;
+use axum::routing::get;
+use cloakroom::{MemoryStore, SessionCookie};
+use cloakroom_tests::app::{SECRET, layer, routes};
+use cloakroom_tests::{Example, TestServer};
 use cookie::SameSite;
 use fantoccini::{Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -48,6 +54,16 @@ impl ChromeDriver {
 
     /// A new browser with its own fresh profile: a separate user.
     async fn browser(&self, profile: &std::path::Path) -> Client {
+        self.browser_with_prefs(profile, serde_json::json!({}))
+            .await
+    }
+
+    /// [`browser`](Self::browser), with Chromium's preferences `prefs` set in the profile.
+    async fn browser_with_prefs(
+        &self,
+        profile: &std::path::Path,
+        prefs: serde_json::Value,
+    ) -> Client {
         let args = [
             "--headless".to_owned(),
             "--no-sandbox".to_owned(),
@@ -62,7 +78,7 @@ impl ChromeDriver {
         let mut capabilities = serde_json::Map::new();
         capabilities.insert(
             "goog:chromeOptions".to_owned(),
-            serde_json::json!({ "binary": "/usr/bin/chromium", "args": args }),
+            serde_json::json!({ "binary": "/usr/bin/chromium", "args": args, "prefs": prefs }),
         );
         ClientBuilder::new(HttpConnector::new())
             .capabilities(capabilities)
@@ -369,4 +385,66 @@ async fn signing_out_another_device_in_chromium() {
     assert_eq!(text(&first, "#user").await.as_deref(), Some("ada"));
     let _ = second.close().await;
     let _ = first.close().await;
+}
+
+/// A page on `localhost` that embeds this server's `/count` from `127.0.0.1`: another site.
+async fn embedding_page(headers: HeaderMap) -> Html<String> {
+    let host = headers
+        .get(HOST)
+        .and_then(|host| host.to_str().ok())
+        .unwrap_or_default()
+        .replace("localhost", "127.0.0.1");
+    Html(format!(
+        "<!doctype html><iframe id=embedded src='http://{host}/count'></iframe>"
+    ))
+}
+
+/// An app embedded in another site, with third-party cookies blocked (Chromium's setting;
+/// Safari and Firefox block or partition them by default): with `Partitioned` (and `Secure`,
+/// `SameSite=None`) its session cookie is kept for that embedding site and the iframe's
+/// session lasts across page loads; without it the browser refuses the cookie and every load
+/// starts a fresh session.
+#[tokio::test]
+async fn a_partitioned_cookie_keeps_an_embedded_session_where_third_party_cookies_are_blocked() {
+    let driver = ChromeDriver::start().await;
+    let profiles = tempfile::tempdir().expect("a temporary directory");
+    let block_third_party = serde_json::json!({
+        "profile": { "cookie_controls_mode": 1, "block_third_party_cookies": true }
+    });
+    for (partitioned, second_load) in [(true, "2"), (false, "1")] {
+        // Chromium takes `Secure` cookies from loopback over plain HTTP.
+        let cookie = SessionCookie::new("embedded")
+            .secret(SECRET)
+            .same_site(cloakroom::SameSite::None)
+            .partitioned(partitioned);
+        let app = routes()
+            .route("/embedding", get(embedding_page))
+            .layer(layer(cookie, MemoryStore::new()));
+        let server = TestServer::start(app).await;
+        let page = format!("http://localhost:{}/embedding", server.addr.port());
+        let profile = profiles.path().join(format!("partitioned-{partitioned}"));
+        let browser = driver
+            .browser_with_prefs(&profile, block_third_party.clone())
+            .await;
+        let mut counts = Vec::new();
+        for _ in 0..2 {
+            browser.goto(&page).await.expect("the page loads");
+            let frame = browser
+                .find(Locator::Css("#embedded"))
+                .await
+                .expect("the iframe");
+            frame.enter_frame().await.expect("into the iframe");
+            counts.push(text(&browser, "body").await.unwrap_or_default());
+            browser
+                .enter_parent_frame()
+                .await
+                .expect("out of the iframe");
+        }
+        assert_eq!(
+            counts,
+            ["1", second_load],
+            "the embedded session's visits, Partitioned {partitioned}"
+        );
+        let _ = browser.close().await;
+    }
 }
