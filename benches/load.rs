@@ -195,6 +195,8 @@ struct Measurement {
     errors: u64,
     /// Server CPU time (user + system) per request, from `/proc/<pid>/stat`.
     cpu_per_request: Duration,
+    /// The store server's CPU time per request, where it is one process (`redis-server`).
+    store_cpu_per_request: Option<Duration>,
 }
 
 /// User + system CPU time of process `pid` so far.
@@ -248,7 +250,7 @@ async fn compare(options: Options) {
     println!(
         "within it a read is one store read and sends no Set-Cookie. cloakroom-every refreshes on every request.\n"
     );
-    println!("each cell: req/s (p99 latency, server CPU time per request)");
+    println!("each cell: req/s (p99 latency, server CPU time per request [+ the Redis server's])");
     println!(
         "ratios in req/s (median of the per-round ratios): cloakroom / tower-sessions, cloakroom /"
     );
@@ -259,7 +261,7 @@ async fn compare(options: Options) {
         "could reach against tower-sessions); cpu: tower-sessions' server CPU per request / cloakroom's\n"
     );
     println!(
-        "{:<8} {:<7} {:<19} {:>29} {:>29} {:>29} {:>29} {:>7} {:>7} {:>7} {:>7} {:>7}",
+        "{:<8} {:<7} {:<19} {:>36} {:>36} {:>36} {:>36} {:>7} {:>7} {:>7} {:>7} {:>7}",
         "store",
         "workers",
         "scenario",
@@ -280,25 +282,37 @@ async fn compare(options: Options) {
     let sqlite =
         tempfile::tempdir().unwrap_or_else(|error| panic!("a temporary directory: {error}"));
     let stores = [
-        ("memory", None),
-        ("redis", Some(redis.url())),
-        ("postgres", Some(postgres.url())),
-        ("sqlite", Some(String::new())),
+        ("memory", None, None),
+        ("redis", Some(redis.url()), redis.pid()),
+        ("postgres", Some(postgres.url()), None),
+        ("sqlite", Some(String::new()), None),
     ];
-    for (store, url) in stores {
+    for (store, url, store_pid) in stores {
         if options.only.as_deref().is_some_and(|only| only != store) {
             continue;
         }
         for workers in &options.workers {
-            setting(store, url.as_deref(), *workers, sqlite.path(), &options).await;
+            let target = Target {
+                store,
+                url: url.as_deref(),
+                store_pid,
+            };
+            setting(&target, *workers, sqlite.path(), &options).await;
         }
     }
 }
 
-/// Every scenario of `store` with the apps on `workers` worker threads, a row each.
+/// A store the apps run on.
+struct Target<'a> {
+    store: &'a str,
+    url: Option<&'a str>,
+    /// The store server's process, if it is one (its CPU time is reported too).
+    store_pid: Option<u32>,
+}
+
+/// Every scenario of `target` with the apps on `workers` worker threads, a row each.
 async fn setting(
-    store: &str,
-    url: Option<&str>,
+    target: &Target<'_>,
     workers: Option<usize>,
     sqlite: &std::path::Path,
     options: &Options,
@@ -308,14 +322,14 @@ async fn setting(
         .into_iter()
         .map(|flavor| {
             // One SQLite file per app: the apps take turns, but each starts afresh.
-            let url = match store {
+            let url = match target.store {
                 "sqlite" => Some(format!(
                     "sqlite:{}",
                     sqlite
                         .join(format!("{}-{label}.db", flavor.name()))
                         .display()
                 )),
-                _ => url.map(str::to_owned),
+                _ => target.url.map(str::to_owned),
             };
             (flavor, Server::start(flavor, workers, url.as_deref()))
         })
@@ -324,7 +338,7 @@ async fn setting(
         let mut runs: Vec<Vec<Measurement>> = vec![Vec::new(); servers.len()];
         for _ in 0..options.rounds {
             for (i, (_, server)) in servers.iter().enumerate() {
-                runs[i].push(drive(server, scenario, options).await);
+                runs[i].push(drive(server, target.store_pid, scenario, options).await);
             }
         }
         // Ratios per round (apps measured back to back) are steadier than ratios of
@@ -347,16 +361,19 @@ async fn setting(
             } else {
                 String::new()
             };
+            let store = m.store_cpu_per_request.map_or_else(String::new, |cpu| {
+                format!(" +{:.1}", cpu.as_secs_f64() * 1e6)
+            });
             format!(
-                "{:.0} ({:.2} ms, {:.1} us){errors}",
+                "{:.0} ({:.2} ms, {:.1}{store} us){errors}",
                 m.rps,
                 m.p99.as_secs_f64() * 1000.0,
                 m.cpu_per_request.as_secs_f64() * 1e6
             )
         };
         println!(
-            "{:<8} {:<7} {:<19} {:>29} {:>29} {:>29} {:>29} {:>6.2}x {:>6.2}x {:>6.2}x {:>6.2}x {:>6.2}x",
-            store,
+            "{:<8} {:<7} {:<19} {:>36} {:>36} {:>36} {:>36} {:>6.2}x {:>6.2}x {:>6.2}x {:>6.2}x {:>6.2}x",
+            target.store,
             label,
             scenario.name(),
             cell(&medians[0]),
@@ -378,7 +395,13 @@ fn median(mut runs: Vec<Measurement>) -> Measurement {
 }
 
 /// `connections` users hammer `addr` for the configured time after a short warm-up.
-async fn drive(server: &Server, scenario: Scenario, options: &Options) -> Measurement {
+/// `store_pid`: the store server's process, whose CPU time per request is measured too.
+async fn drive(
+    server: &Server,
+    store_pid: Option<u32>,
+    scenario: Scenario,
+    options: &Options,
+) -> Measurement {
     let warmup = Duration::from_millis(300);
     let start = Instant::now() + warmup;
     let end = start + Duration::from_secs_f64(options.seconds);
@@ -388,10 +411,14 @@ async fn drive(server: &Server, scenario: Scenario, options: &Options) -> Measur
         .collect();
     tokio::time::sleep_until(start.into()).await;
     let cpu_before = cpu_time(server.child.id());
+    let store_cpu_before = store_pid.map(cpu_time);
     let mut latencies = Vec::new();
     let mut errors = 0;
     tokio::time::sleep_until(end.into()).await;
     let cpu = cpu_time(server.child.id()).saturating_sub(cpu_before);
+    let store_cpu = store_pid
+        .zip(store_cpu_before)
+        .map(|(pid, before)| cpu_time(pid).saturating_sub(before));
     for user in users {
         if let Ok((mut mine, failed)) = user.await {
             latencies.append(&mut mine);
@@ -409,6 +436,7 @@ async fn drive(server: &Server, scenario: Scenario, options: &Options) -> Measur
         p99,
         errors,
         cpu_per_request: cpu / requests,
+        store_cpu_per_request: store_cpu.map(|cpu| cpu / requests),
     }
 }
 

@@ -422,6 +422,11 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}", self.port())
     }
 
+    /// The server's process id while it runs (a benchmark reads its CPU time).
+    pub fn pid(&self) -> Option<u32> {
+        self.process.child.as_ref().map(Child::id)
+    }
+
     /// Kills the server (to test what clients do when Redis is down). Its data is gone unless
     /// it was started with persistence.
     pub fn stop(&mut self) {
