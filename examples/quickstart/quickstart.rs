@@ -105,10 +105,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .route("/logout", post(logout))
         .layer(SessionLayer::new(cookie, MemoryStore::new())?);
 
-    let port: u16 = std::env::var("PORT")
-        .ok()
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(3000);
+    let port: u16 = match std::env::var("PORT") {
+        Ok(port) => port.parse().unwrap_or_else(|_| {
+            // Said as it is: `?` here would print the message in its `Debug` form.
+            eprintln!("PORT must be a port number (0 to 65535), not {port:?}");
+            std::process::exit(2)
+        }),
+        Err(_) => 3000,
+    };
     let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port))).await?;
     let url = format!("http://{}/", listener.local_addr()?);
     println!("cloakroom quick start listening on {url}");

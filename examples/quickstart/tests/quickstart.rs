@@ -64,3 +64,15 @@ async fn quickstart_counts_flashes_logs_in_and_out() {
         "{page}"
     );
 }
+
+/// A `PORT` that is not a port number stops the demo with a message naming it, rather than
+/// quietly serving on another port.
+#[tokio::test]
+async fn a_bad_port_is_an_error_naming_it() {
+    let (status, stderr) = Example::exit("quickstart", &[("PORT", "abc")]).await;
+    assert!(!status.success(), "the demo started with PORT=abc");
+    assert!(
+        stderr.contains(r#"PORT must be a port number (0 to 65535), not "abc""#),
+        "{stderr}"
+    );
+}
