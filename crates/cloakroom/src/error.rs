@@ -10,10 +10,10 @@ pub enum ConfigError {
     )]
     NoSecret,
     /// A secret is too short to be a safe HMAC key.
-    #[error("cookie secret #{index} is {len} bytes long; secrets must be at least {min} bytes")]
+    #[error("cookie secret #{position} is {len} bytes long; secrets must be at least {min} bytes")]
     SecretTooShort {
-        /// Position of the secret in the list (0 is the newest).
-        index: usize,
+        /// The secret's position in the list, from 1 (the newest).
+        position: usize,
         /// Its length in bytes.
         len: usize,
         /// The minimum length.
@@ -33,7 +33,8 @@ pub enum ConfigError {
     },
     /// A secret in the environment variable is empty or too short.
     #[error(
-        "secret #{position} of {variable} is {len} bytes long; each must be at least {min} bytes (an empty one comes from a trailing or doubled comma)"
+        "secret #{position} of {variable} is {len} bytes long; each must be at least {min} bytes{}",
+        if *.len == 0 { " (an empty one comes from a trailing or doubled comma)" } else { "" }
     )]
     SecretFromEnv {
         /// The variable.
