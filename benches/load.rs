@@ -281,23 +281,28 @@ async fn compare(options: Options) {
     };
     let sqlite =
         tempfile::tempdir().unwrap_or_else(|error| panic!("a temporary directory: {error}"));
-    let stores = [
-        ("memory", None, None),
-        ("redis", Some(redis.url()), redis.pid()),
-        ("postgres", Some(postgres.url()), None),
-        ("sqlite", Some(String::new()), None),
+    let (redis_url, postgres_url) = (redis.url(), postgres.url());
+    let target = |store, url, store_pid| Target {
+        store,
+        url,
+        store_pid,
+    };
+    let targets = [
+        target("memory", None, None),
+        target("redis", Some(redis_url.as_str()), redis.pid()),
+        target("postgres", Some(postgres_url.as_str()), None),
+        target("sqlite", Some(""), None),
     ];
-    for (store, url, store_pid) in stores {
-        if options.only.as_deref().is_some_and(|only| only != store) {
+    for target in &targets {
+        if options
+            .only
+            .as_deref()
+            .is_some_and(|only| only != target.store)
+        {
             continue;
         }
         for workers in &options.workers {
-            let target = Target {
-                store,
-                url: url.as_deref(),
-                store_pid,
-            };
-            setting(&target, *workers, sqlite.path(), &options).await;
+            setting(target, *workers, sqlite.path(), &options).await;
         }
     }
 }

@@ -33,7 +33,7 @@ async fn a_call_polled_once_then_left_alone_holds_up_no_one_else() {
     })
     .await
     .unwrap();
-    // Still held, so the comparison is fair: dropping it would send its batch.
+    // Held until after the check: the caller this is about keeps its future.
     let still_parked = parked;
     assert!(
         answered.is_ok(),
