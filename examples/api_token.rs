@@ -73,13 +73,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .and_then(|p| p.parse().ok())
         .unwrap_or(3000);
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
-    #[allow(clippy::print_stdout)] // an example tells its user where to go
-    {
-        println!(
-            "cloakroom API example listening on http://{}/",
-            listener.local_addr()?
-        );
-    }
+    println!(
+        "cloakroom API example listening on http://{}/",
+        listener.local_addr()?
+    );
     axum::serve(listener, app).await?;
     Ok(())
 }

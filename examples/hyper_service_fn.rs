@@ -54,13 +54,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .and_then(|p| p.parse().ok())
         .unwrap_or(3000);
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
-    #[allow(clippy::print_stdout)] // an example tells its user where to go
-    {
-        println!(
-            "cloakroom hyper example listening on http://{}/",
-            listener.local_addr()?
-        );
-    }
+    println!(
+        "cloakroom hyper example listening on http://{}/",
+        listener.local_addr()?
+    );
     loop {
         let (stream, _) = listener.accept().await?;
         let service = TowerToHyperService::new(service.clone());

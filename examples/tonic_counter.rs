@@ -70,10 +70,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .unwrap_or(50051);
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
     let addr = listener.local_addr()?;
-    #[allow(clippy::print_stdout)] // an example tells its user where to go
-    {
-        println!("cloakroom tonic example listening on http://{addr}/");
-    }
+    println!("cloakroom tonic example listening on http://{addr}/");
     tonic::transport::Server::builder()
         .layer(layer)
         .add_service(counter::counter_server::CounterServer::new(Counter))

@@ -1,6 +1,8 @@
 //! Each published crate's `rust-version` is true of what it builds: no dependency it compiles
-//! asks for a newer Rust. (Standard-library items newer than the crate's `rust-version` are
-//! clippy's `incompatible_msrv` lint, which CI denies.)
+//! asks for a newer Rust, and its own code uses no `let` chain (Rust 1.88) unless it asks for
+//! 1.88. Standard-library items newer than the crate's `rust-version` are clippy's
+//! `incompatible_msrv` lint, which CI denies. (No older toolchain can be installed where this
+//! runs, so these checks stand in for building with each `rust-version`.)
 
 use std::process::Command;
 
@@ -26,8 +28,8 @@ fn version(text: &str) -> Vec<u64> {
     parts
 }
 
-#[test]
-fn no_published_crate_builds_a_dependency_that_needs_a_newer_rust() {
+/// `cargo metadata` of the workspace, every feature on.
+fn metadata() -> Value {
     let output = Command::new(env!("CARGO"))
         .args([
             "metadata",
@@ -38,13 +40,19 @@ fn no_published_crate_builds_a_dependency_that_needs_a_newer_rust() {
         ])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
-        .expect("cargo metadata runs");
+        .unwrap_or_else(|error| panic!("cargo metadata does not run: {error}"));
     assert!(
         output.status.success(),
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let metadata: Value = serde_json::from_slice(&output.stdout).expect("cargo metadata's JSON");
+    serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|error| panic!("cargo metadata's JSON: {error}"))
+}
+
+#[test]
+fn no_published_crate_builds_a_dependency_that_needs_a_newer_rust() {
+    let metadata = metadata();
     let packages = metadata["packages"].as_array().expect("packages");
     let package = |id: &str| {
         packages
@@ -110,4 +118,43 @@ fn no_published_crate_builds_a_dependency_that_needs_a_newer_rust() {
         }
     }
     assert!(wrong.is_empty(), "{wrong:#?}");
+}
+
+/// `let` chains (`if let A = a && let B = b`) compile on the toolchain here but need Rust
+/// 1.88: a crate that says it builds on less must not use them. `&& let` appears in Rust only
+/// as a chain.
+#[test]
+fn no_crate_older_than_1_88_uses_a_let_chain() {
+    let metadata = metadata();
+    let mut wrong = Vec::new();
+    for package in metadata["packages"].as_array().expect("packages") {
+        let name = package["name"].as_str().unwrap_or_default();
+        let Some(msrv) = package["rust_version"].as_str() else {
+            continue;
+        };
+        if !PUBLISHED.contains(&name) || version(msrv) >= version("1.88") {
+            continue;
+        }
+        let manifest =
+            std::path::PathBuf::from(package["manifest_path"].as_str().unwrap_or_default());
+        let mut folders = vec![manifest.with_file_name("src")];
+        while let Some(folder) = folders.pop() {
+            for entry in std::fs::read_dir(&folder)
+                .expect("a source folder")
+                .flatten()
+            {
+                let path = entry.path();
+                if path.is_dir() {
+                    folders.push(path);
+                } else if path.extension().is_some_and(|ext| ext == "rs") {
+                    let code = std::fs::read_to_string(&path).expect("a source file");
+                    let words: Vec<&str> = code.split_whitespace().collect();
+                    if words.windows(2).any(|pair| pair == ["&&", "let"]) {
+                        wrong.push(format!("{} (rust-version {msrv})", path.display()));
+                    }
+                }
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "let chains need Rust 1.88: {wrong:#?}");
 }

@@ -1,5 +1,5 @@
-//! The hyper, axum + Redis, API-token and login-page examples, run as built and driven over
-//! real HTTP.
+//! The hyper, axum + Redis, axum + PostgreSQL, API-token and login-page examples, run as built
+//! and driven over real HTTP.
 
 use cloakroom_tests::app::max_age;
 use cloakroom_tests::{Browser, Example};
@@ -46,6 +46,64 @@ async fn axum_redis_keeps_sessions_in_redis_with_secure_cookies_and_matching_ttl
         (7 * 24 * 3600 * 1000 - 10_000..=7 * 24 * 3600 * 1000).contains(&ttl),
         "PTTL {ttl}"
     );
+}
+
+/// README.md's Production section is this program.
+#[test]
+fn the_readme_shows_the_production_program() {
+    cloakroom_tests::assert_readme_shows("examples/axum_redis.rs");
+}
+
+/// README.md's PostgreSQL section is this program.
+#[test]
+fn the_readme_shows_the_postgres_program() {
+    cloakroom_tests::assert_readme_shows("examples/axum_postgres.rs");
+}
+
+/// A port it cannot listen on is an error naming it, once Redis is reachable.
+#[tokio::test]
+async fn axum_redis_names_a_port_it_cannot_listen_on() {
+    let redis = cloakroom_testkit::RedisServer::start()
+        .await
+        .expect("redis-server starts");
+    let url = redis.url();
+    let env = [
+        ("REDIS_URL", url.as_str()),
+        ("SESSION_SECRETS", "a secret of at least thirty-two bytes"),
+        ("PORT", "abc"),
+    ];
+    let (status, stderr) = Example::exit("axum_redis", &env).await;
+    assert!(!status.success());
+    assert!(
+        stderr.starts_with("error: cannot listen on 0.0.0.0:abc: "),
+        "{stderr}"
+    );
+}
+
+/// The PostgreSQL example creates its table, keeps each browser's session in it, and a
+/// restarted app (a new process, the same database) carries on where the old one stopped.
+#[tokio::test]
+async fn axum_postgres_keeps_sessions_in_postgres_across_a_restart() {
+    let postgres = cloakroom_testkit::PostgresServer::start()
+        .await
+        .expect("postgres starts");
+    let url = postgres.url();
+    let env = [("DATABASE_URL", url.as_str())];
+    let example = Example::start_with_env("axum_postgres", &env).await;
+    let browser = Browser::new(example.addr);
+    let first = browser.get("/").await;
+    assert_eq!(first.body, "visit 1\n");
+    let set_cookie = first.set_cookie("__Host-session").unwrap_or_default();
+    assert!(set_cookie.contains("; Secure"), "{set_cookie}");
+    assert_eq!(browser.get("/").await.body, "visit 2\n");
+    let cookie = browser.cookie("__Host-session").unwrap_or_default();
+    drop(example);
+
+    let again = Example::start_with_env("axum_postgres", &env).await;
+    let browser = Browser::new(again.addr);
+    browser.set_cookie("__Host-session", &cookie);
+    assert_eq!(browser.get("/").await.body, "visit 3\n");
+    assert_eq!(Browser::new(again.addr).get("/").await.body, "visit 1\n");
 }
 
 /// `PTTL key` over a raw connection.

@@ -54,6 +54,34 @@ use tokio::net::TcpListener;
 use tokio::process::{Child, Command};
 use tokio::task::JoinHandle;
 
+/// Asserts that README.md shows the program `path` (from the repository's root) character for
+/// character: the code block right after the line `<!-- {path}: a test keeps the two the same -->`
+/// is the file from its first line that is not `//!` documentation or blank.
+pub fn assert_readme_shows(path: &str) {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    let readme = std::fs::read_to_string(format!("{root}/README.md")).expect("README.md");
+    let file = std::fs::read_to_string(format!("{root}/{path}")).expect("the program");
+    let program: String = file
+        .split_inclusive('\n')
+        .skip_while(|line| line.starts_with("//!") || line.trim().is_empty())
+        .collect();
+    let marker = format!("<!-- {path}: a test keeps the two the same -->");
+    let after = readme
+        .split_once(&marker)
+        .unwrap_or_else(|| panic!("README.md lost the line {marker:?}"))
+        .1;
+    let block = after
+        .trim_start()
+        .strip_prefix("```rust,no_run\n")
+        .and_then(|code| code.split_once("\n```\n"))
+        .map(|(code, _)| format!("{code}\n"));
+    assert_eq!(
+        block.as_deref(),
+        Some(program.as_str()),
+        "README.md's example differs from {path}: copy one over the other"
+    );
+}
+
 /// The `redis-cluster://` URL of a test cluster.
 pub fn cluster_url(cluster: &RedisCluster) -> String {
     let ports = cluster.ports();
@@ -173,17 +201,29 @@ impl Example {
             .unwrap_or_else(|error| panic!("cannot start example {name}: {error}"));
         let stdout = child.stdout.take().expect("the example's stdout, piped");
         let mut lines = BufReader::new(stdout).lines();
-        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line()).await;
-        let Ok(Ok(Some(line))) = line else {
-            panic!("{name} printed no URL: {line:?}");
+        // The first line naming a URL: log lines may come before it.
+        let addr = tokio::time::timeout(Duration::from_secs(30), async {
+            while let Ok(Some(line)) = lines.next_line().await {
+                let addr = line
+                    .split_whitespace()
+                    .find_map(|word| word.strip_prefix("http://"))
+                    .and_then(|rest| rest.trim_end_matches('/').parse::<SocketAddr>().ok());
+                if let Some(addr) = addr {
+                    return Some(addr);
+                }
+            }
+            None
+        })
+        .await;
+        let Ok(Some(mut addr)) = addr else {
+            panic!("{name} printed no URL");
         };
-        let addr = line
-            .split_whitespace()
-            .find_map(|word| word.strip_prefix("http://"))
-            .and_then(|rest| rest.trim_end_matches('/').parse().ok());
-        let Some(addr) = addr else {
-            panic!("{name} printed no address: {line:?}");
-        };
+        // Keep reading, so that an app which logs to stdout never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        // An app listening on every interface (0.0.0.0) is reached on loopback.
+        if addr.ip().is_unspecified() {
+            addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+        }
         Self {
             addr,
             _child: child,
@@ -206,12 +246,47 @@ impl Example {
         // was one once) must not stand in for it.
         let candidates = [profile.join(name), profile.join("examples").join(name)];
         let found = candidates.iter().find(|path| path.exists());
-        found.cloned().unwrap_or_else(|| {
-            panic!(
-                "example binary {name} missing in {profile:?}: run `cargo test -p cloakroom-examples` \
-                 (or `-p cloakroom-quickstart`), which builds it"
-            )
-        })
+        if let Some(found) = found.filter(|binary| !Self::older_than_its_source(name, binary)) {
+            return found.clone();
+        }
+        // `cargo test --test NAME` builds no examples: build this one where the others go.
+        Self::build(name, &profile);
+        candidates
+            .iter()
+            .find(|path| path.exists())
+            .cloned()
+            .unwrap_or_else(|| panic!("example binary {name} missing in {profile:?}"))
+    }
+
+    /// Whether `binary` was built before its source (`NAME.rs` in the package under test) was
+    /// last changed: then `cargo test --test NAME` would run the old program.
+    fn older_than_its_source(name: &str, binary: &std::path::Path) -> bool {
+        let modified = |path: &std::path::Path| std::fs::metadata(path).and_then(|m| m.modified());
+        let package = std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_default();
+        let source = std::path::Path::new(&package).join(format!("{name}.rs"));
+        match (modified(binary), modified(&source)) {
+            (Ok(built), Ok(changed)) => built < changed,
+            _ => false,
+        }
+    }
+
+    /// `cargo build --example name` for the package under test, into `profile`'s directory.
+    fn build(name: &str, profile: &std::path::Path) {
+        static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+        let _one = ONE_AT_A_TIME.lock();
+        let mut build =
+            std::process::Command::new(std::env::var_os("CARGO").unwrap_or("cargo".into()));
+        build.args(["build", "--quiet", "--example", name]);
+        if let Some(target_dir) = profile.parent() {
+            build.arg("--target-dir").arg(target_dir);
+        }
+        if profile.ends_with("release") {
+            build.arg("--release");
+        }
+        let status = build
+            .status()
+            .unwrap_or_else(|error| panic!("cannot run cargo to build example {name}: {error}"));
+        assert!(status.success(), "cargo could not build example {name}");
     }
 
     /// Runs example `name` with `env` (and without the fixed secret) until it exits, which it

@@ -2,29 +2,9 @@
 
 use cloakroom_tests::{Browser, Example};
 
-/// The line in README.md right before the example's code block.
-const MARKER: &str = "<!-- examples/quickstart/readme.rs: a test keeps the two the same -->";
-
 #[test]
 fn the_readme_shows_this_program() {
-    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
-    let readme = std::fs::read_to_string(format!("{root}/README.md")).expect("README.md");
-    let program = std::fs::read_to_string(format!("{root}/examples/quickstart/readme.rs"))
-        .expect("examples/quickstart/readme.rs");
-    let after = readme
-        .split_once(MARKER)
-        .unwrap_or_else(|| panic!("README.md lost the line {MARKER:?}"))
-        .1;
-    let block = after
-        .trim_start()
-        .strip_prefix("```rust,no_run\n")
-        .and_then(|code| code.split_once("\n```\n"))
-        .map(|(code, _)| format!("{code}\n"));
-    assert_eq!(
-        block.as_deref(),
-        Some(program.as_str()),
-        "README.md's example differs from examples/quickstart/readme.rs: copy one over the other"
-    );
+    cloakroom_tests::assert_readme_shows("examples/quickstart/readme.rs");
 }
 
 #[tokio::test]
