@@ -15,8 +15,10 @@ use crate::store::{Changes, OwnerIndex, Record, SessionStore, Update, later};
 
 mod packed;
 
-/// Independent locks, so concurrent requests of different sessions rarely wait on each other.
-const SHARDS: usize = 16;
+/// Independent locks, so concurrent requests of different sessions rarely wait on each other,
+/// and a sweep (which holds one shard's lock while it scans it) holds up only the reads of
+/// that shard, briefly: one per value of the id's first byte.
+const SHARDS: usize = 256;
 
 /// Sessions kept in this process's memory.
 ///
