@@ -8,6 +8,8 @@
 //!   needs `with_always_save(true)` for it, which these apps set);
 //! - `GET /create`: writes `counter` into a new session (the client sends no cookie);
 //! - `GET /untouched`: does not use the session;
+//! - `GET /pad/{bytes}`: sets `pad` to a string of that many bytes and `counter` to 0 (a big
+//!   session, which `/write` then changes by one key);
 //! - `GET /key/{i}`: sets the key `k{i}` (the concurrent writers of one session), and
 //!   `GET /keys`: how many of `k0` .. `k999` the session holds.
 
@@ -98,6 +100,27 @@ pub async fn call(app: &Router, path: &str, cookie: Option<&str>) -> Option<Stri
         .await
         .unwrap_or_else(|never| match never {});
     set_cookie(response.headers())
+}
+
+/// A session like a web app's, expiring after `idle`: a user id, a name, a CSRF token, and a
+/// cart of `items`; with its payload's size in bytes (keys and JSON values).
+pub fn web_session(items: usize, idle: Duration) -> (cloakroom::store::Record, usize) {
+    use cloakroom::store::{Entry, Record};
+    let mut record = Record::new(std::time::SystemTime::now(), idle, None);
+    let cart: Vec<u32> = (0..items as u32).map(|i| 100_000 + i).collect();
+    let pairs = [
+        ("user_id", "123456".to_owned()),
+        ("name", "\"Ada Lovelace\"".to_owned()),
+        ("csrf", format!("\"{}\"", "x".repeat(43))),
+        ("cart", serde_json::to_string(&cart).unwrap_or_default()),
+    ];
+    let payload = pairs.iter().map(|(key, json)| key.len() + json.len()).sum();
+    for (key, json) in pairs {
+        record
+            .entries
+            .insert(key.to_owned(), Entry { json, flash: false });
+    }
+    (record, payload)
 }
 
 /// The keys `/keys` counts: `k0` .. `k999`.
@@ -257,23 +280,23 @@ pub fn cookie_app() -> Router {
     ours::routes().layer(layer(cookie, store))
 }
 
+/// The output of `future` if it is ready at its first poll (the cookie and memory stores
+/// never wait), `None` if it is not.
+pub fn ready<F: std::future::Future>(future: F) -> Option<F::Output> {
+    use std::task::{Context, Poll, Waker};
+    let mut future = std::pin::pin!(future);
+    match future
+        .as_mut()
+        .poll(&mut Context::from_waker(Waker::noop()))
+    {
+        Poll::Ready(output) => Some(output),
+        Poll::Pending => None,
+    }
+}
+
 /// Sealing and opening a typical session with the cookie store, as two closures to time.
 pub fn seal_and_open() -> (impl Fn() -> bool, impl Fn() -> bool) {
     use cloakroom::store::{Entry, Record, SessionStore};
-    use std::future::Future;
-    use std::task::{Context, Poll, Waker};
-
-    /// The cookie store never waits: poll once.
-    fn now<F: Future>(future: F) -> Option<F::Output> {
-        let mut future = std::pin::pin!(future);
-        match future
-            .as_mut()
-            .poll(&mut Context::from_waker(Waker::noop()))
-        {
-            Poll::Ready(output) => Some(output),
-            Poll::Pending => None,
-        }
-    }
     let cookie = SessionCookie::new("__session").secret(SECRET);
     let store = std::sync::Arc::new(
         cloakroom_cookie::CookieStore::new(&cookie).unwrap_or_else(|e| panic!("{e}")),
@@ -292,11 +315,11 @@ pub fn seal_and_open() -> (impl Fn() -> bool, impl Fn() -> bool) {
             },
         );
     }
-    let sealed = now(store.create(&record)).and_then(Result::ok);
+    let sealed = ready(store.create(&record)).and_then(Result::ok);
     let sealed = sealed.unwrap_or_else(|| panic!("seal failed"));
     let sealer = std::sync::Arc::clone(&store);
-    let seal = move || now(sealer.create(&record)).is_some_and(|r| r.is_ok());
-    let open = move || now(store.load(&sealed)).is_some_and(|r| matches!(r, Ok(Some(_))));
+    let seal = move || ready(sealer.create(&record)).is_some_and(|r| r.is_ok());
+    let open = move || ready(store.load(&sealed)).is_some_and(|r| matches!(r, Ok(Some(_))));
     (seal, open)
 }
 
@@ -315,6 +338,7 @@ mod no_layer {
             .route("/write", get(|| async { "1" }))
             .route("/create", get(|| async { "1" }))
             .route("/untouched", get(|| async { "-" }))
+            .route("/pad/{bytes}", get(|| async { "0" }))
     }
 }
 
@@ -338,6 +362,12 @@ mod ours {
         Ok(i.to_string())
     }
 
+    async fn pad(session: Session, Path(bytes): Path<usize>) -> Result<String, SessionError> {
+        session.set("pad", "x".repeat(bytes))?;
+        session.set("counter", 0)?;
+        Ok("0".to_owned())
+    }
+
     async fn keys(session: Session) -> String {
         (0..KEYS)
             .filter(|i| session.has(&format!("k{i}")))
@@ -353,6 +383,7 @@ mod ours {
             .route("/untouched", get(|| async { "-" }))
             .route("/key/{i}", get(key))
             .route("/keys", get(keys))
+            .route("/pad/{bytes}", get(pad))
     }
 }
 
@@ -391,6 +422,16 @@ mod theirs {
         Ok(i.to_string())
     }
 
+    async fn pad(session: Session, Path(bytes): Path<usize>) -> Result<String, StatusCode> {
+        let failed = |_| StatusCode::INTERNAL_SERVER_ERROR;
+        session
+            .insert("pad", "x".repeat(bytes))
+            .await
+            .map_err(failed)?;
+        session.insert("counter", 0).await.map_err(failed)?;
+        Ok("0".to_owned())
+    }
+
     async fn keys(session: Session) -> Result<String, StatusCode> {
         let mut count = 0;
         for i in 0..KEYS {
@@ -411,5 +452,6 @@ mod theirs {
             .route("/untouched", get(|| async { "-" }))
             .route("/key/{i}", get(key))
             .route("/keys", get(keys))
+            .route("/pad/{bytes}", get(pad))
     }
 }

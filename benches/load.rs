@@ -15,6 +15,8 @@
 //! deploy it). The load generator runs on one thread with `--connections` keep-alive HTTP/1.1
 //! connections, each its own user (its own session cookie). The command starts its own `redis-server` and PostgreSQL (see
 //! cloakroom-testkit); SQLite is a file in a temporary directory, one per app.
+//! Scenarios: a read, a write of one key, a create, and a write of one key into a session that
+//! holds 1 KB and 16 KB more (cloakroom sends the changed key, tower-sessions the record).
 //! Reported: requests per second (median of the rounds), p99 latency, server CPU time per
 //! request, and the ratios cloakroom / tower-sessions and cloakroom / no layer, for cloakroom as
 //! configured by default (expiry refreshed once per 60 s refresh interval) and refreshing on
@@ -39,24 +41,42 @@ enum Scenario {
     Write,
     /// A request that creates a session (no cookie sent).
     Create,
+    /// A request that writes one key of a session that holds this many more bytes.
+    WriteBig(u32),
 }
 
 impl Scenario {
-    const ALL: [Scenario; 3] = [Scenario::Read, Scenario::Write, Scenario::Create];
+    const ALL: [Scenario; 5] = [
+        Scenario::Read,
+        Scenario::Write,
+        Scenario::Create,
+        Scenario::WriteBig(1024),
+        Scenario::WriteBig(16 * 1024),
+    ];
 
     fn path(self) -> &'static str {
         match self {
             Self::Read => "/read",
-            Self::Write => "/write",
+            Self::Write | Self::WriteBig(_) => "/write",
             Self::Create => "/create",
         }
     }
 
-    fn name(self) -> &'static str {
+    /// The request that makes the user's session before the measured ones.
+    fn setup(self) -> Option<String> {
         match self {
-            Self::Read => "read (TTL refresh)",
-            Self::Write => "write one key",
-            Self::Create => "create session",
+            Self::Create => None,
+            Self::Read | Self::Write => Some("/write".to_owned()),
+            Self::WriteBig(bytes) => Some(format!("/pad/{bytes}")),
+        }
+    }
+
+    fn name(self) -> String {
+        match self {
+            Self::Read => "read (TTL refresh)".to_owned(),
+            Self::Write => "write one key".to_owned(),
+            Self::Create => "create session".to_owned(),
+            Self::WriteBig(bytes) => format!("write one, {} KB", bytes / 1024),
         }
     }
 }
@@ -460,8 +480,8 @@ async fn user(
     let (mut sender, connection) = handshake.unwrap_or_else(|error| panic!("handshake: {error}"));
     tokio::spawn(connection);
     let mut cookie: Option<String> = None;
-    if scenario != Scenario::Create {
-        cookie = send(&mut sender, "/write", None).await.1;
+    if let Some(setup) = scenario.setup() {
+        cookie = send(&mut sender, &setup, None).await.1;
     }
     let mut latencies = Vec::with_capacity(100_000);
     let mut errors = 0;

@@ -7,10 +7,10 @@
 //! ```
 #![allow(clippy::print_stdout)] // a command-line report
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use cloakroom::MemoryStore;
-use cloakroom::store::{Entry, Record, SessionStore};
+use cloakroom::store::SessionStore;
 
 const SESSIONS: usize = 100_000;
 
@@ -25,32 +25,13 @@ fn resident() -> usize {
     pages * 4096
 }
 
-/// A session like a web app's: a user id, a name, a CSRF token, and a cart of `items`.
-fn record(items: usize) -> (Record, usize) {
-    let mut record = Record::new(SystemTime::now(), Duration::from_secs(3600), None);
-    let cart: Vec<u32> = (0..items as u32).map(|i| 100_000 + i).collect();
-    let pairs = [
-        ("user_id", "123456".to_owned()),
-        ("name", "\"Ada Lovelace\"".to_owned()),
-        ("csrf", format!("\"{}\"", "x".repeat(43))),
-        ("cart", serde_json::to_string(&cart).unwrap_or_default()),
-    ];
-    let payload = pairs.iter().map(|(key, json)| key.len() + json.len()).sum();
-    for (key, json) in pairs {
-        record
-            .entries
-            .insert(key.to_owned(), Entry { json, flash: false });
-    }
-    (record, payload)
-}
-
 /// Measures `items` in this process: `(payload, bytes per session)`.
 fn measure(items: usize) -> (usize, f64) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap_or_else(|error| panic!("runtime: {error}"));
-    let (record, payload) = record(items);
+    let (record, payload) = cloakroom_bench::web_session(items, Duration::from_secs(3600));
     let store = MemoryStore::new();
     let before = resident();
     runtime.block_on(async {
