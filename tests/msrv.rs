@@ -121,8 +121,7 @@ fn no_published_crate_builds_a_dependency_that_needs_a_newer_rust() {
 }
 
 /// `let` chains (`if let A = a && let B = b`) compile on the toolchain here but need Rust
-/// 1.88: a crate that says it builds on less must not use them. `&& let` appears in Rust only
-/// as a chain.
+/// 1.88: a crate that says it builds on less must not use them.
 #[test]
 fn no_crate_older_than_1_88_uses_a_let_chain() {
     let metadata = metadata();
@@ -149,7 +148,7 @@ fn no_crate_older_than_1_88_uses_a_let_chain() {
                 } else if path.extension().is_some_and(|ext| ext == "rs") {
                     let code = std::fs::read_to_string(&path).expect("a source file");
                     let words: Vec<&str> = code.split_whitespace().collect();
-                    if words.windows(2).any(|pair| pair == ["&&", "let"]) {
+                    if has_let_chain(&words) {
                         wrong.push(format!("{} (rust-version {msrv})", path.display()));
                     }
                 }
@@ -157,4 +156,26 @@ fn no_crate_older_than_1_88_uses_a_let_chain() {
         }
     }
     assert!(wrong.is_empty(), "let chains need Rust 1.88: {wrong:#?}");
+}
+
+/// Whether these words of Rust hold a let chain: `&& let` (which appears only in one), or an
+/// `if let` / `while let` whose condition has a `&&` before its block.
+fn has_let_chain(words: &[&str]) -> bool {
+    words.windows(2).enumerate().any(|(i, pair)| match pair {
+        ["&&", "let"] => true,
+        ["if" | "while", "let"] => words[i + 2..]
+            .iter()
+            .take_while(|word| !word.contains('{'))
+            .any(|word| *word == "&&"),
+        _ => false,
+    })
+}
+
+#[test]
+fn a_let_chain_is_found_in_either_order() {
+    let words = |code: &'static str| code.split_whitespace().collect::<Vec<_>>();
+    assert!(has_let_chain(&words("if let Some(x) = a && x > 0 { }")));
+    assert!(has_let_chain(&words("if b && let Some(x) = a { }")));
+    assert!(!has_let_chain(&words("if let Some(x) = a { b && c }")));
+    assert!(!has_let_chain(&words("if a && b { let x = 1; }")));
 }

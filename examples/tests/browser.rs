@@ -113,7 +113,6 @@ async fn path(browser: &Client) -> String {
         .unwrap_or_default()
 }
 
-/// The path once a navigation started by a click has landed on `expected` (or after 10 s).
 /// Clicks `element` (a form's button) and waits until its page is gone: a form that posts
 /// from `/devices` back to `/devices` lands where it started, so the path cannot tell.
 async fn submit(element: fantoccini::elements::Element) {
@@ -127,6 +126,7 @@ async fn submit(element: fantoccini::elements::Element) {
     panic!("the click loaded no new page");
 }
 
+/// The path once a navigation started by a click has landed on `expected` (or after 10 s).
 async fn landed_on(browser: &Client, expected: &str) -> String {
     for _ in 0..200 {
         let now = path(browser).await;

@@ -258,30 +258,74 @@ impl Example {
             .unwrap_or_else(|| panic!("example binary {name} missing in {profile:?}"))
     }
 
-    /// Whether `binary` was built before its source (`NAME.rs` in the package under test) was
-    /// last changed: then `cargo test --test NAME` would run the old program.
+    /// Whether `binary` was built before one of its sources last changed (the files cargo's
+    /// dep-info `NAME.d` beside it lists: the example's and every library crate's), so that
+    /// `cargo test --test NAME` would run an old program.
     fn older_than_its_source(name: &str, binary: &std::path::Path) -> bool {
         let modified = |path: &std::path::Path| std::fs::metadata(path).and_then(|m| m.modified());
-        let package = std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_default();
-        let source = std::path::Path::new(&package).join(format!("{name}.rs"));
-        match (modified(binary), modified(&source)) {
-            (Ok(built), Ok(changed)) => built < changed,
-            _ => false,
-        }
+        // A package's own binary has no dep-info beside it; cargo builds those for every
+        // integration test run anyway.
+        let Ok(built) = modified(binary) else {
+            return false;
+        };
+        let Ok(dep_info) = std::fs::read_to_string(binary.with_file_name(format!("{name}.d")))
+        else {
+            return false;
+        };
+        // `target: source source ...`, spaces in a path escaped as `\ `.
+        let sources = dep_info
+            .lines()
+            .next()
+            .and_then(|line| line.split_once(": "));
+        let sources = sources.map(|(_, sources)| sources.replace("\\ ", "\0"));
+        sources
+            .unwrap_or_default()
+            .split_whitespace()
+            .any(|source| {
+                let source = std::path::PathBuf::from(source.replace('\0', " "));
+                modified(&source).is_ok_and(|changed| changed > built)
+            })
     }
 
     /// `cargo build --example name` for the package under test, into `profile`'s directory.
     fn build(name: &str, profile: &std::path::Path) {
         static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
         let _one = ONE_AT_A_TIME.lock();
+        let package = std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_default();
+        let manifest = std::path::Path::new(&package).join("Cargo.toml");
         let mut build =
             std::process::Command::new(std::env::var_os("CARGO").unwrap_or("cargo".into()));
-        build.args(["build", "--quiet", "--example", name]);
+        build
+            .args(["build", "--locked", "--example", name, "--manifest-path"])
+            .arg(&manifest);
+        // What cargo set for this test run is not the nested build's: a build script that
+        // tracks one (ring's reads CARGO_MANIFEST_DIR) would rebuild half the workspace.
+        for (variable, _) in std::env::vars_os() {
+            let variable = variable.to_string_lossy();
+            let of_the_run = [
+                "CARGO_PKG_",
+                "CARGO_CRATE_",
+                "CARGO_BIN_",
+                "CARGO_MANIFEST_",
+            ]
+            .iter()
+            .any(|prefix| variable.starts_with(prefix));
+            if of_the_run
+                || variable == "CARGO_TARGET_TMPDIR"
+                || variable == "CARGO_PRIMARY_PACKAGE"
+            {
+                build.env_remove(&*variable);
+            }
+        }
         if let Some(target_dir) = profile.parent() {
             build.arg("--target-dir").arg(target_dir);
         }
         if profile.ends_with("release") {
             build.arg("--release");
+        }
+        #[allow(clippy::print_stderr)] // a build of a minute or two must not look hung
+        {
+            eprintln!("building example {name} (cargo test --test builds no examples)");
         }
         let status = build
             .status()
