@@ -10,6 +10,7 @@
 //! - `GET /untouched`: does not use the session;
 //! - `GET /pad/{bytes}`: sets `pad` to a string of that many bytes and `counter` to 0 (a big
 //!   session, which `/write` then changes by one key);
+//! - `GET /stats` (cloakroom on Redis): the local copy's hits and misses so far;
 //! - `GET /key/{i}`: sets the key `k{i}` (the concurrent writers of one session), and
 //!   `GET /keys`: how many of `k0` .. `k999` the session holds.
 
@@ -201,7 +202,10 @@ pub async fn app(flavor: Flavor, url: Option<&str>) -> Router {
                 Backend::Redis(url) => {
                     let store = RedisStore::builder().url(url).pool_size(1).build().await;
                     let store = store.unwrap_or_else(|error| panic!("redis: {error}"));
-                    ours::routes().layer(layer(cookie, store).refresh_interval(refresh))
+                    let stats = store.clone();
+                    ours::routes()
+                        .layer(layer(cookie, store).refresh_interval(refresh))
+                        .route("/stats", get(move || async move { cache_stats(&stats) }))
                 }
                 Backend::Postgres(url) => {
                     let store = cloakroom_sql::PostgresStore::builder()
@@ -262,6 +266,14 @@ pub async fn app(flavor: Flavor, url: Option<&str>) -> Router {
             }
         }
     }
+}
+
+/// The local copy's `hits misses` (`/stats` of cloakroom's Redis apps, outside the layer).
+fn cache_stats(store: &RedisStore) -> String {
+    store
+        .local_cache_stats()
+        .map(|stats| format!("{} {}", stats.hits, stats.misses))
+        .unwrap_or_default()
 }
 
 /// cloakroom's app on an [`FsStore`](cloakroom_fs::FsStore) in `dir`.

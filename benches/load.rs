@@ -8,6 +8,7 @@
 //! cargo run --release -p cloakroom-bench --bin load -- --seconds 5 --rounds 5 --connections 32
 //! cargo run --release -p cloakroom-bench --bin load -- --only postgres   # or memory, redis, sqlite
 //! cargo run --release -p cloakroom-bench --bin load -- --workers 1        # or 0: one per core; default both
+//! cargo run --release -p cloakroom-bench --bin load -- --only redis --scenario two   # names' starts
 //! ```
 //!
 //! Each app runs in its own process, in each of two settings: on one Tokio worker thread, and
@@ -15,8 +16,11 @@
 //! deploy it). The load generator runs on one thread with `--connections` keep-alive HTTP/1.1
 //! connections, each its own user (its own session cookie). The command starts its own `redis-server` and PostgreSQL (see
 //! cloakroom-testkit); SQLite is a file in a temporary directory, one per app.
-//! Scenarios: a read, a write of one key, a create, and a write of one key into a session that
-//! holds 1 KB and 16 KB more (cloakroom sends the changed key, tower-sessions the record).
+//! Scenarios: a read, a write of one key, a create, a write of one key into a session that
+//! holds 1 KB and 16 KB more (cloakroom sends the changed key, tower-sessions the record), and
+//! on Redis two instances of each app, each user's requests alternating between them, one in
+//! four a write (the writes alternate instances too, so each invalidates the other's copy; the
+//! local copy's hit rate is reported).
 //! Reported: requests per second (median of the rounds), p99 latency, server CPU time per
 //! request, and the ratios cloakroom / tower-sessions and cloakroom / no layer, for cloakroom as
 //! configured by default (expiry refreshed once per 60 s refresh interval) and refreshing on
@@ -25,6 +29,7 @@
 
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -43,30 +48,79 @@ enum Scenario {
     Create,
     /// A request that writes one key of a session that holds this many more bytes.
     WriteBig(u32),
+    /// Two instances of each app on one store: each user's requests alternate between them,
+    /// one in four a write (so every write invalidates the other instance's copy).
+    TwoInstances,
+    /// Requests spread at random over this many sessions, reading (or writing one key);
+    /// run only when `--scenario many` chooses it.
+    Many { sessions: usize, write: bool },
 }
 
 impl Scenario {
-    const ALL: [Scenario; 5] = [
+    const ALL: [Scenario; 6] = [
         Scenario::Read,
         Scenario::Write,
         Scenario::Create,
         Scenario::WriteBig(1024),
         Scenario::WriteBig(16 * 1024),
+        Scenario::TwoInstances,
     ];
 
-    fn path(self) -> &'static str {
+    /// The scenarios `--scenario many` adds: a working set of ten thousand sessions, then a
+    /// million (each app creates them first, over HTTP, about a minute a million).
+    const MANY: [Scenario; 4] = [
+        Scenario::Many {
+            sessions: 10_000,
+            write: false,
+        },
+        Scenario::Many {
+            sessions: 10_000,
+            write: true,
+        },
+        Scenario::Many {
+            sessions: 1_000_000,
+            write: false,
+        },
+        Scenario::Many {
+            sessions: 1_000_000,
+            write: true,
+        },
+    ];
+
+    /// The instance (0 or 1) and path of a user's `n`th measured request.
+    fn step(self, n: u64) -> (usize, &'static str) {
         match self {
-            Self::Read => "/read",
-            Self::Write | Self::WriteBig(_) => "/write",
-            Self::Create => "/create",
+            Self::Read | Self::Many { write: false, .. } => (0, "/read"),
+            Self::Many { write: true, .. } => (0, "/write"),
+            Self::Write | Self::WriteBig(_) => (0, "/write"),
+            Self::Create => (0, "/create"),
+            // A, B, A, B, then B, A, B, A: the writes (every fourth) alternate instances.
+            Self::TwoInstances => {
+                let instance = ((n + n / 4) % 2) as usize;
+                let path = if n.is_multiple_of(4) {
+                    "/write"
+                } else {
+                    "/read"
+                };
+                (instance, path)
+            }
+        }
+    }
+
+    /// Whether the scenario runs on `store`: two instances share a store only where the
+    /// store is a server (the memory store and SQLite are each app's own).
+    fn runs_on(self, store: &str) -> bool {
+        match self {
+            Self::TwoInstances | Self::Many { .. } => store == "redis",
+            _ => true,
         }
     }
 
     /// The request that makes the user's session before the measured ones.
     fn setup(self) -> Option<String> {
         match self {
-            Self::Create => None,
-            Self::Read | Self::Write => Some("/write".to_owned()),
+            Self::Create | Self::Many { .. } => None,
+            Self::Read | Self::Write | Self::TwoInstances => Some("/write".to_owned()),
             Self::WriteBig(bytes) => Some(format!("/pad/{bytes}")),
         }
     }
@@ -77,6 +131,14 @@ impl Scenario {
             Self::Write => "write one key".to_owned(),
             Self::Create => "create session".to_owned(),
             Self::WriteBig(bytes) => format!("write one, {} KB", bytes / 1024),
+            Self::TwoInstances => "two instances".to_owned(),
+            Self::Many { sessions, write } => {
+                let what = if write { "write" } else { "read" };
+                match sessions {
+                    1_000_000 => format!("many: {what}, 1M"),
+                    n => format!("many: {what}, {}k", n / 1000),
+                }
+            }
         }
     }
 }
@@ -86,6 +148,8 @@ struct Options {
     rounds: usize,
     connections: usize,
     only: Option<String>,
+    /// Only the scenarios whose name starts with this.
+    scenario: Option<String>,
     /// The apps' worker threads, one setting after another; `None`: one per core.
     workers: Vec<Option<usize>>,
 }
@@ -96,6 +160,7 @@ fn options() -> Options {
         rounds: 3,
         connections: 16,
         only: None,
+        scenario: None,
         workers: vec![Some(1), None],
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -109,11 +174,12 @@ fn options() -> Options {
             "--rounds" => options.rounds = parse(flag, value),
             "--connections" => options.connections = parse(flag, value),
             "--only" => options.only = Some(value.to_owned()),
+            "--scenario" => options.scenario = Some(value.to_owned()),
             "--workers" => {
                 options.workers = vec![Some(parse(flag, value)).filter(|&n: &usize| n > 0)]
             }
             other => panic!(
-                "unknown option {other:?}: use --seconds, --rounds, --connections, --workers N, --only memory|redis|postgres|sqlite"
+                "unknown option {other:?}: use --seconds, --rounds, --connections, --workers N, --only memory|redis|postgres|sqlite, --scenario NAME (or its start: read, write, create, two)"
             ),
         }
     }
@@ -343,29 +409,57 @@ async fn setting(
     options: &Options,
 ) {
     let label = workers.map_or_else(|| "cores".to_owned(), |n| format!("{n}"));
-    let servers: Vec<(Flavor, Server)> = Flavor::ALL
+    let url = |flavor: Flavor| match target.store {
+        // One SQLite file per app: the apps take turns, but each starts afresh.
+        "sqlite" => Some(format!(
+            "sqlite:{}",
+            sqlite
+                .join(format!("{}-{label}.db", flavor.name()))
+                .display()
+        )),
+        _ => target.url.map(str::to_owned),
+    };
+    // Each flavor's instances: a second one only where a scenario uses it.
+    let twins = Scenario::TwoInstances.runs_on(target.store);
+    let servers: Vec<Vec<Server>> = Flavor::ALL
         .into_iter()
         .map(|flavor| {
-            // One SQLite file per app: the apps take turns, but each starts afresh.
-            let url = match target.store {
-                "sqlite" => Some(format!(
-                    "sqlite:{}",
-                    sqlite
-                        .join(format!("{}-{label}.db", flavor.name()))
-                        .display()
-                )),
-                _ => target.url.map(str::to_owned),
-            };
-            (flavor, Server::start(flavor, workers, url.as_deref()))
+            let url = url(flavor);
+            let count = if twins { 2 } else { 1 };
+            (0..count)
+                .map(|_| Server::start(flavor, workers, url.as_deref()))
+                .collect()
         })
         .collect();
-    for scenario in Scenario::ALL {
-        let mut runs: Vec<Vec<Measurement>> = vec![Vec::new(); servers.len()];
-        for _ in 0..options.rounds {
-            for (i, (_, server)) in servers.iter().enumerate() {
-                runs[i].push(drive(server, target.store_pid, scenario, options).await);
+    // Each app's sessions for the `Many` scenarios, made as they are needed.
+    let mut pools: Vec<Arc<Vec<String>>> = vec![Arc::default(); servers.len()];
+    let chosen: Vec<Scenario> = match options.scenario.as_deref() {
+        None => Scenario::ALL.to_vec(),
+        Some(name) => Scenario::ALL
+            .into_iter()
+            .chain(Scenario::MANY)
+            .filter(|scenario| scenario.name().starts_with(name))
+            .collect(),
+    };
+    for scenario in chosen {
+        if !scenario.runs_on(target.store) {
+            continue;
+        }
+        if let Scenario::Many { sessions, .. } = scenario {
+            for (instances, pool) in servers.iter().zip(&mut pools) {
+                populate(&instances[0], Arc::make_mut(pool), sessions).await;
             }
         }
+        let hits_before = cache_stats(&servers).await;
+        let mut runs: Vec<Vec<Measurement>> = vec![Vec::new(); servers.len()];
+        for _ in 0..options.rounds {
+            for (i, instances) in servers.iter().enumerate() {
+                let pool = Arc::clone(&pools[i]);
+                let run = drive(instances, &pool, target.store_pid, scenario, options);
+                runs[i].push(run.await);
+            }
+        }
+        let hits_after = cache_stats(&servers).await;
         // Ratios per round (apps measured back to back) are steadier than ratios of
         // medians when the machine's speed drifts.
         let ratio = |a: usize, b: usize| {
@@ -411,7 +505,107 @@ async fn setting(
             ceiling,
             medians[3].cpu_per_request.as_secs_f64() / medians[1].cpu_per_request.as_secs_f64(),
         );
+        if matches!(scenario, Scenario::TwoInstances | Scenario::Many { .. }) {
+            let rates: Vec<String> = Flavor::ALL
+                .iter()
+                .zip(hits_before.iter().zip(&hits_after))
+                .filter_map(|(flavor, (before, after))| {
+                    let ((hits, misses), (hits_then, misses_then)) =
+                        (after.as_ref()?, before.as_ref()?);
+                    let (hits, misses) = (hits - hits_then, misses - misses_then);
+                    let rate = hits as f64 / (hits + misses).max(1) as f64;
+                    Some(format!("{} {:.0}%", flavor.name(), rate * 100.0))
+                })
+                .collect();
+            println!(
+                "{:<36} local copy hit rate (all instances): {}",
+                "",
+                rates.join(", ")
+            );
+        }
     }
+}
+
+/// Each app's local-copy hits and misses, summed over its instances, where it reports them
+/// (`/stats`: cloakroom on Redis).
+async fn cache_stats(apps: &[Vec<Server>]) -> Vec<Option<(u64, u64)>> {
+    let mut stats = Vec::new();
+    for instances in apps {
+        stats.push(app_cache_stats(instances).await);
+    }
+    stats
+}
+
+async fn app_cache_stats(instances: &[Server]) -> Option<(u64, u64)> {
+    let mut total = None;
+    for server in instances {
+        let mut sender = connect(server.addr).await;
+        let request = http::Request::builder()
+            .uri("/stats")
+            .header("host", "127.0.0.1")
+            .body(Empty::new())
+            .unwrap_or_else(|error| panic!("request: {error}"));
+        let response = sender.send_request(request).await.ok()?;
+        if response.status() != http::StatusCode::OK {
+            return None;
+        }
+        let body = response.into_body().collect().await.ok()?.to_bytes();
+        let text = String::from_utf8_lossy(&body);
+        let (hits, misses) = text.split_once(' ')?;
+        let (sum_hits, sum_misses) = total.unwrap_or((0, 0));
+        total = Some((
+            sum_hits + hits.parse::<u64>().ok()?,
+            sum_misses + misses.parse::<u64>().ok()?,
+        ));
+    }
+    total
+}
+
+/// Creates sessions on `server` until `pool` holds `count` cookies (none for an app without
+/// sessions), over 64 connections.
+async fn populate(server: &Server, pool: &mut Vec<String>, count: usize) {
+    const CONNECTIONS: usize = 64;
+    let missing = count.saturating_sub(pool.len());
+    if missing == 0 {
+        return;
+    }
+    let began = Instant::now();
+    let creators: Vec<_> = (0..CONNECTIONS)
+        .map(|n| {
+            let share = missing / CONNECTIONS + usize::from(n < missing % CONNECTIONS);
+            let addr = server.addr;
+            tokio::spawn(async move {
+                let mut sender = connect(addr).await;
+                let mut cookies = Vec::with_capacity(share);
+                for _ in 0..share {
+                    cookies.extend(send(&mut sender, "/create", None).await.1);
+                }
+                cookies
+            })
+        })
+        .collect();
+    for creator in creators {
+        pool.extend(creator.await.unwrap_or_default());
+    }
+    if !pool.is_empty() {
+        println!(
+            "  {} sessions on {} in {:.1} s",
+            pool.len(),
+            server.addr,
+            began.elapsed().as_secs_f64()
+        );
+    }
+}
+
+/// A keep-alive HTTP/1.1 connection to `addr`.
+async fn connect(addr: SocketAddr) -> hyper::client::conn::http1::SendRequest<Empty<Bytes>> {
+    let stream = tokio::net::TcpStream::connect(addr).await;
+    let stream = stream.unwrap_or_else(|error| panic!("connect {addr}: {error}"));
+    let _ = stream.set_nodelay(true);
+    let handshake = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await;
+    let (sender, connection) = handshake.unwrap_or_else(|error| panic!("handshake: {error}"));
+    tokio::spawn(connection);
+    sender
 }
 
 fn median(mut runs: Vec<Measurement>) -> Measurement {
@@ -419,10 +613,12 @@ fn median(mut runs: Vec<Measurement>) -> Measurement {
     runs.get(runs.len() / 2).copied().unwrap_or_default()
 }
 
-/// `connections` users hammer `addr` for the configured time after a short warm-up.
-/// `store_pid`: the store server's process, whose CPU time per request is measured too.
+/// `connections` users hammer an app's `instances` for the configured time after a short
+/// warm-up. `store_pid`: the store server's process, whose CPU time per request is measured
+/// too.
 async fn drive(
-    server: &Server,
+    instances: &[Server],
+    pool: &Arc<Vec<String>>,
     store_pid: Option<u32>,
     scenario: Scenario,
     options: &Options,
@@ -430,17 +626,24 @@ async fn drive(
     let warmup = Duration::from_millis(300);
     let start = Instant::now() + warmup;
     let end = start + Duration::from_secs_f64(options.seconds);
-    let addr = server.addr;
+    let addrs: Vec<SocketAddr> = instances.iter().map(|server| server.addr).collect();
     let users: Vec<_> = (0..options.connections)
-        .map(|_| tokio::spawn(user(addr, scenario, start, end)))
+        .map(|n| {
+            let sessions = Sessions {
+                pool: Arc::clone(pool),
+                seed: n as u64 + 1,
+            };
+            tokio::spawn(user(addrs.clone(), sessions, scenario, start, end))
+        })
         .collect();
+    let app_cpu = || -> Duration { instances.iter().map(|s| cpu_time(s.child.id())).sum() };
     tokio::time::sleep_until(start.into()).await;
-    let cpu_before = cpu_time(server.child.id());
+    let cpu_before = app_cpu();
     let store_cpu_before = store_pid.map(cpu_time);
     let mut latencies = Vec::new();
     let mut errors = 0;
     tokio::time::sleep_until(end.into()).await;
-    let cpu = cpu_time(server.child.id()).saturating_sub(cpu_before);
+    let cpu = app_cpu().saturating_sub(cpu_before);
     let store_cpu = store_pid
         .zip(store_cpu_before)
         .map(|(pid, before)| cpu_time(pid).saturating_sub(before));
@@ -465,37 +668,40 @@ async fn drive(
     }
 }
 
-/// One user on one keep-alive connection: latencies measured between `start` and `end`, and
-/// the number of non-200 answers.
+/// One user on one keep-alive connection to each of `addrs`: latencies measured between
+/// `start` and `end`, and the number of non-200 answers.
 async fn user(
-    addr: SocketAddr,
+    addrs: Vec<SocketAddr>,
+    mut sessions: Sessions,
     scenario: Scenario,
     start: Instant,
     end: Instant,
 ) -> (Vec<Duration>, u64) {
-    let stream = tokio::net::TcpStream::connect(addr).await;
-    let stream = stream.unwrap_or_else(|error| panic!("connect {addr}: {error}"));
-    let _ = stream.set_nodelay(true);
-    let handshake = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await;
-    let (mut sender, connection) = handshake.unwrap_or_else(|error| panic!("handshake: {error}"));
-    tokio::spawn(connection);
+    let mut senders = Vec::new();
+    for addr in addrs {
+        senders.push(connect(addr).await);
+    }
     let mut cookie: Option<String> = None;
-    if let Some(setup) = scenario.setup() {
-        cookie = send(&mut sender, &setup, None).await.1;
+    if let Some((setup, sender)) = scenario.setup().zip(senders.first_mut()) {
+        cookie = send(sender, &setup, None).await.1;
     }
     let mut latencies = Vec::with_capacity(100_000);
     let mut errors = 0;
-    loop {
+    for n in 0.. {
         let began = Instant::now();
         if began >= end {
             break;
         }
-        let sent = if scenario == Scenario::Create {
-            None
-        } else {
-            cookie.as_deref()
+        let sent = match scenario {
+            Scenario::Create => None,
+            Scenario::Many { sessions: n, .. } => sessions.pick(n),
+            _ => cookie.as_deref(),
         };
-        let (ok, set_cookie) = send(&mut sender, scenario.path(), sent).await;
+        let (instance, path) = scenario.step(n);
+        let Some(sender) = senders.get_mut(instance) else {
+            panic!("{} needs instance {instance}", scenario.name());
+        };
+        let (ok, set_cookie) = send(sender, path, sent).await;
         if began >= start {
             latencies.push(began.elapsed());
             errors += u64::from(!ok);
@@ -505,6 +711,25 @@ async fn user(
         }
     }
     (latencies, errors)
+}
+
+/// The sessions a user of a `Many` scenario spreads its requests over, at random.
+struct Sessions {
+    pool: Arc<Vec<String>>,
+    /// A xorshift generator's state (never 0).
+    seed: u64,
+}
+
+impl Sessions {
+    /// The cookie of one of the pool's first `n` sessions.
+    fn pick(&mut self, n: usize) -> Option<&str> {
+        self.seed ^= self.seed << 13;
+        self.seed ^= self.seed >> 7;
+        self.seed ^= self.seed << 17;
+        let len = self.pool.len().min(n);
+        let index = (self.seed % len.max(1) as u64) as usize;
+        self.pool.get(index).map(String::as_str)
+    }
 }
 
 /// One request; whether it answered 200, and the `name=value` of its `Set-Cookie`.

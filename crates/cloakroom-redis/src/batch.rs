@@ -13,7 +13,7 @@
 //! [`yield_now`](tokio::task::yield_now)), then sends everything queued at once: reads and
 //! deletes as plain commands, which then leave in one write, and every script call as a
 //! single `EVALSHA` of the session script with one key per call (at most
-//! [`MAX_SCRIPT_CALLS`]; one per hash slot on a cluster, where a script's keys must share a
+//! [`max_script_calls`]; one per hash slot on a cluster, where a script's keys must share a
 //! slot). When one request is in flight, it costs that one yield.
 //!
 //! With a pool, every call of one key goes to the same pooled client (by the key's hash slot),
@@ -45,9 +45,18 @@ use crate::cache::InFlight;
 use crate::lua::{Operation, Script, ScriptError, operation_reply};
 use crate::replicas::{Replicas, Replication};
 
-/// The most calls one `EVALSHA` carries. Redis runs a script to the end before serving
-/// anyone else, so this bounds how long a batch holds it up (about 2 us a call).
-const MAX_SCRIPT_CALLS: usize = 128;
+/// The most calls one `EVALSHA` carries, on connections that track keys for the local copy
+/// (`tracked`) or not.
+///
+/// Redis runs a script to the end before serving anyone else, so a bound keeps a batch from
+/// holding it up (about 2 us a call): 128 calls. On a tracking connection Redis 7.0 makes every
+/// read inside a script track all of the script's keys, so a script of n calls costs n²
+/// tracking-table inserts (each call reads twice or more): 64 calls of one `EXISTS` each took
+/// 127 us instead of 14. Past 16 calls that costs Redis more than another `EVALSHA` in the
+/// same batch does, so tracked batches are split there.
+pub(crate) fn max_script_calls(tracked: bool) -> usize {
+    if tracked { 16 } else { 128 }
+}
 
 /// How many times a script call is sent when Redis lacked the script (a restarted or
 /// failed-over server; the batch that got `NOSCRIPT` has loaded it since).
@@ -133,19 +142,22 @@ struct Shared {
     /// Whether script calls must be grouped by hash slot.
     clustered: bool,
     script: Script,
+    /// [`max_script_calls`] for these connections.
+    max_script_calls: usize,
     replication: Replication,
     waiting: Mutex<Vec<Call>>,
 }
 
 impl Batcher {
-    /// A batcher sending through `clients` (one, or a pool's).
-    /// `replicas`: see [`Replicas`].
-    pub(crate) fn new(clients: Vec<Client>, replicas: Option<Replicas>) -> Self {
+    /// A batcher sending through `clients` (one, or a pool's), which track keys for the local
+    /// copy if `tracked`. `replicas`: see [`Replicas`].
+    pub(crate) fn new(clients: Vec<Client>, replicas: Option<Replicas>, tracked: bool) -> Self {
         Self {
             shared: Arc::new(Shared {
                 clustered: clients.first().is_some_and(ClientLike::is_clustered),
                 clients,
                 script: Script::sessions(),
+                max_script_calls: max_script_calls(tracked),
                 replication: Replication::new(replicas),
                 waiting: Mutex::new(Vec::new()),
             }),
@@ -330,8 +342,8 @@ impl Shared {
             }
         }
         for (route, mut group) in scripts {
-            while group.len() > MAX_SCRIPT_CALLS {
-                let rest = group.split_off(MAX_SCRIPT_CALLS);
+            while group.len() > self.max_script_calls {
+                let rest = group.split_off(self.max_script_calls);
                 sending.push(Box::pin(self.run_script(route, group)));
                 group = rest;
             }

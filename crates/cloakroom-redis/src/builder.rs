@@ -206,7 +206,7 @@ impl RedisStoreBuilder {
         };
         let cache = Cache::start(self.local_cache, clients.clone()).await;
         Ok(RedisStore::new(
-            Batcher::new(clients, replicas),
+            Batcher::new(clients, replicas, cache.is_some()),
             self.prefix,
             cache,
             evicting,

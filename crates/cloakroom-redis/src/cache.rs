@@ -16,7 +16,7 @@
 //!   only spares us the message). So every script call ends by reading its key again (see
 //!   [`lua`](crate::lua)), and a copy made from a script's reply (a load's refresh, an update
 //!   with or without the session sent back) is tracked like one made from a plain `HGETALL`.
-//!   `create` keeps no copy, and a delete drops it.
+//!   `create` keeps no copy (and leaves its key untracked), and a delete drops it.
 //! - A flush empties the tracking table and says so in a message fred drops on our
 //!   connections; the [`flush`](crate::flush) watchers hear it instead, and it drops
 //!   everything.
@@ -67,6 +67,32 @@ use crate::flush::Watchers;
 
 mod slots;
 mod tracking;
+
+/// What the local copy has done since the store was built, from
+/// [`RedisStore::local_cache_stats`](crate::RedisStore::local_cache_stats).
+///
+/// The hit rate, `hits / (hits + misses)`, is the share of session reads that cost no round
+/// trip. Across instances it falls with every write another instance makes to a session this
+/// one holds (each is an `invalidated` copy and the next read a miss); a steady `evicted`
+/// count says [`local_cache`](crate::RedisStoreBuilder::local_cache) is smaller than the
+/// sessions in use.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LocalCacheStats {
+    /// Reads answered from the copy, with no command.
+    pub hits: u64,
+    /// Sessions read from Redis: reads of a session with no copy held, and loads (the
+    /// refresh once per refresh interval, which always goes to Redis).
+    pub misses: u64,
+    /// Copies dropped because Redis reported their key changed, expired or was deleted
+    /// (by another connection), or because no copy could be trusted any more (a flush, a
+    /// lost or stalled connection).
+    pub invalidated: u64,
+    /// Copies dropped to make room for another, the cache being full.
+    pub evicted: u64,
+    /// Copies held now.
+    pub held: usize,
+}
 
 /// The sessions this instance holds, and what it listens to in order to keep them true.
 pub(crate) struct Cache {
@@ -175,6 +201,11 @@ impl Cache {
         self.lock().slots.get(key, now)
     }
 
+    /// The counters so far.
+    pub(crate) fn stats(&self) -> LocalCacheStats {
+        self.lock().slots.stats()
+    }
+
     /// Announces a call on `key` (a `write` changes or deletes it); its reply may be kept
     /// through the ticket.
     pub(crate) fn begin<'a>(self: &'a Arc<Self>, key: &'a str, write: bool) -> Ticket<'a> {
@@ -238,7 +269,7 @@ impl State {
                     Ok(invalidation) => {
                         for key in &invalidation.keys {
                             if let Some(key) = key.as_str() {
-                                self.slots.invalidate(key);
+                                self.slots.invalidated(key);
                             }
                         }
                     }

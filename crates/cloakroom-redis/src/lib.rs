@@ -48,7 +48,8 @@
 //! held session, as the request's update after the handler (one script call, whether or not
 //! the handler wrote). A `FLUSHALL` or `FLUSHDB` empties the copy too: the store keeps one
 //! more connection per primary that hears it (fred drops the flush's message on RESP3
-//! connections). Redis 7 or later: every script call ends by reading its key again, and only
+//! connections). Redis 7 or later: every script call but a create ends by reading its key
+//! again (a new session is not tracked until it is read), and only
 //! from Redis 7 on does a read inside a script make Redis track the key for the caller.
 //!
 //! # Concurrent requests share commands
@@ -57,7 +58,8 @@
 //! Redis. So the store queues its calls until the requests that are ready at the same time
 //! have had their turn (one task yield), then sends them together: the reads and deletes as
 //! one pipelined write, and every script call as a single `EVALSHA` with all their keys (at
-//! most 128; on a cluster, one per hash slot, since a script's keys must share a slot; with a
+//! most 128, or 16 when the local copy is on: Redis 7.0 tracks every key of a script at each
+//! read inside it, a cost that grows with the square of the keys; on a cluster, one per hash slot, since a script's keys must share a slot; with a
 //! pool, one per connection, since a session's calls keep to one connection). Each key's
 //! result is its own: a key that holds another program's data fails only its own call.
 //! With 16 concurrent users this about halves Redis's CPU time per request; a lone request
@@ -160,6 +162,7 @@ use cloakroom::store::{Changes, Record, SessionStore, Update};
 use fred::types::Value;
 
 pub use crate::builder::{DEFAULT_LOCAL_CACHE, DEFAULT_PREFIX, RedisStoreBuilder};
+pub use crate::cache::LocalCacheStats;
 pub use crate::error::RedisStoreError;
 
 use crate::batch::{Batcher, Failure};
@@ -203,6 +206,28 @@ impl RedisStore {
     /// The Redis key of a session.
     pub fn key(&self, id: &SessionId) -> String {
         format!("{}{}", self.inner.prefix, id.as_str())
+    }
+
+    /// What the local copy has served and dropped so far, or `None` when it is off
+    /// ([`local_cache(0)`](RedisStoreBuilder::local_cache), RESP2, Redis before 7, or
+    /// `CLIENT TRACKING` refused at start-up). Each clone of the store shares one copy and
+    /// one set of counters.
+    ///
+    /// ```no_run
+    /// # async fn report(store: cloakroom_redis::RedisStore) {
+    /// if let Some(stats) = store.local_cache_stats() {
+    ///     let reads = (stats.hits + stats.misses).max(1);
+    ///     tracing::info!(
+    ///         hit_rate = stats.hits as f64 / reads as f64,
+    ///         held = stats.held,
+    ///         evicted = stats.evicted,
+    ///         "session cache"
+    ///     );
+    /// }
+    /// # }
+    /// ```
+    pub fn local_cache_stats(&self) -> Option<LocalCacheStats> {
+        Some(self.inner.cache.as_ref()?.stats())
     }
 
     /// The store the builder has connected: calls go out through `batcher`, under `prefix`,

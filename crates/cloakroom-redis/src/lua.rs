@@ -89,8 +89,8 @@ local function load(key)
   return fields
 end
 
+-- Writes a new session whose key was found free (see the dispatch below).
 local function create(key, a, n)
-  if redis.call('EXISTS', key) == 1 then return 0 end
   local expires = expiry(tonumber(ARGV[a]), tonumber(ARGV[a + 1]))
   if not expires then return -1 end
   local last = a + n - 1
@@ -144,11 +144,21 @@ end
 /// script's name and line. (`pcall` hands over a Redis error as a `{err = ...}` table before
 /// Redis 7 and as its text since.) The message is for people, never parsed.
 ///
-/// Every operation ends with a read of its key (`EXISTS`), for the local copy's invariant (see
-/// [`cache`](crate::cache)): a write to a key takes it out of every connection's tracking
-/// table, this one's included (NOLOOP only spares us the message), so without a read after
-/// the write Redis would never tell this connection of the key's next change. Redis 7 tracks
-/// the keys a script reads for the connection that called it.
+/// Every operation but `create` ends with a read of its key (`EXISTS`), for the local copy's
+/// invariant (see [`cache`](crate::cache)): a write to a key takes it out of every
+/// connection's tracking table, this one's included (NOLOOP only spares us the message), so
+/// without a read after the write Redis would never tell this connection of the key's next
+/// change. Redis 7 tracks the keys a script reads for the connection that called it: at each
+/// read-only command inside the script, every one of the script's `KEYS` (7.0 does; each read
+/// in a call of n keys costs n tracking-table inserts).
+///
+/// A create keeps no copy, so its key is left untracked: tracking every new session would fill
+/// Redis's tracking table (`tracking-table-max-keys`, a million by default) with sessions this
+/// instance may never read, and past that size Redis evicts tracked keys with an invalidation
+/// message each. Because any read tracks all the keys, a key stays untracked only if it is
+/// written after the script's last read: the creates' `EXISTS` checks run in the first pass
+/// with the other operations, their writes after it. (A create's key is a fresh id, never
+/// another call's key, so the order changes no result.)
 const DISPATCH: &str = r#"
 local function failure(err)
   local message = type(err) == 'table' and err.err or tostring(err)
@@ -158,19 +168,32 @@ local function failure(err)
   return { 0, 'lua', message }
 end
 
-local operations = { load = load, create = create, update = update }
+local function outcome(ok, reply)
+  if ok then return { 1, reply } end
+  return failure(reply)
+end
+
+local operations = { load = load, update = update }
 local replies = {}
+local creates = {}
 local a = 1
 for k = 1, #KEYS do
-  local n = tonumber(ARGV[a + 1])
-  local ok, reply = pcall(operations[ARGV[a]], KEYS[k], a + 2, n)
-  redis.call('EXISTS', KEYS[k])
-  if ok then
-    replies[k] = { 1, reply }
+  local operation, n = ARGV[a], tonumber(ARGV[a + 1])
+  if operation == 'create' then
+    if redis.call('EXISTS', KEYS[k]) == 1 then
+      replies[k] = { 1, 0 }
+    else
+      creates[#creates + 1] = { k, a + 2, n }
+    end
   else
-    replies[k] = failure(reply)
+    local ok, reply = pcall(operations[operation], KEYS[k], a + 2, n)
+    redis.call('EXISTS', KEYS[k])
+    replies[k] = outcome(ok, reply)
   end
   a = a + 2 + n
+end
+for _, call in ipairs(creates) do
+  replies[call[1]] = outcome(pcall(create, KEYS[call[1]], call[2], call[3]))
 end
 return replies
 "#;
@@ -311,12 +334,15 @@ mod tests {
         for code in ["'wrongtype'", "'redis'", "'lua'"] {
             assert!(source.contains(code), "{code}");
         }
-        for operation in [Operation::Load, Operation::Create, Operation::Update] {
+        for operation in [Operation::Load, Operation::Update] {
             let name = operation.name();
             assert!(
                 source.contains(&format!("{name} = {name}")),
                 "{name} is not in the dispatch table"
             );
         }
+        // Creates are dispatched by name, their writes after every other call's reads.
+        let create = Operation::Create.name();
+        assert!(source.contains(&format!("operation == '{create}'")));
     }
 }

@@ -146,6 +146,51 @@ async fn another_instances_update_and_delete_reach_every_copy_on_a_cluster() {
     changes_elsewhere_reach_every_copy(&cluster_url(&cluster)).await;
 }
 
+/// The counters say what the copy did: a read from Redis is a miss, the next one a hit; a
+/// write through another instance invalidates the copy, and the read after it is a miss again.
+/// A full cache evicts. Without a copy there are no counters.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_local_copys_counters_follow_hits_misses_and_other_instances_writes() {
+    let server = redis().await;
+    let here = store(&server.url()).await;
+    let there = store(&server.url()).await;
+    let id = create(&here).await;
+    let before = here.local_cache_stats().expect("the copy is on");
+    assert_eq!((before.hits, before.misses, before.held), (0, 0, 0));
+
+    read(&here, &id).await;
+    read(&here, &id).await;
+    assert!(here.read_now(&id).is_some(), "the copy answers read_now");
+    let held = here.local_cache_stats().expect("stats");
+    assert_eq!((held.hits, held.misses, held.held), (2, 1, 1), "{held:?}");
+
+    there
+        .update(&id, &set("cart", "[1]"))
+        .await
+        .expect("an update elsewhere");
+    let seen = settled(&here, &id).await;
+    assert_eq!(value(&seen, "cart").as_deref(), Some("[1]"));
+    let after = here.local_cache_stats().expect("stats");
+    assert_eq!(after.invalidated, 1, "{after:?}");
+    assert_eq!((after.hits, after.misses), (3, 2), "{after:?}");
+
+    let small = RedisStore::builder()
+        .url(server.url())
+        .local_cache(2)
+        .build()
+        .await
+        .expect("store");
+    for _ in 0..3 {
+        let id = create(&small).await;
+        read(&small, &id).await;
+    }
+    let full = small.local_cache_stats().expect("stats");
+    assert_eq!((full.held, full.evicted), (2, 1), "{full:?}");
+
+    let off = uncached_store(&server.url()).await;
+    assert_eq!(off.local_cache_stats(), None);
+}
+
 /// The reproduction through HTTP: log in on A, one writing request on A, log out
 /// through B; A must answer "anonymous". With `refresh_interval(0)` every request on A also
 /// refreshes (a write of its own), which must not blind A's copy either.

@@ -432,13 +432,13 @@ async fn a_new_session_is_one_script_call_however_many_keys_it_has() {
         commands,
         counts(&[
             ("evalsha", 1),
-            ("exists", 2),
+            ("exists", 1),
             ("time", 1),
             ("hset", 1),
             ("pexpireat", 1)
         ]),
-        "a new session must be one EVALSHA: EXISTS, TIME, one HSET with its expiry, PEXPIREAT, \
-         and the closing EXISTS every script call ends with"
+        "a new session must be one EVALSHA: EXISTS, TIME, one HSET with its expiry and \
+         PEXPIREAT (no closing EXISTS: a create leaves its key untracked)"
     );
     let created = created.expect("the session was created");
     let loaded = store.load(&created).await.ok().flatten();
@@ -454,6 +454,70 @@ async fn a_new_session_is_one_script_call_however_many_keys_it_has() {
     assert!(
         (595_000..=600_000).contains(&ttl) && expires.is_some_and(|at| at > SystemTime::now()),
         "a large session's TTL is {ttl} ms, its expiry {expires:?}"
+    );
+}
+
+/// Redis's `tracking_total_keys`: how many keys some connection is told about.
+async fn tracked_keys(inspector: &Client) -> u64 {
+    let info: String = inspector
+        .info(Some(fred::types::InfoKind::Stats))
+        .await
+        .expect("INFO stats");
+    info.lines()
+        .find_map(|line| line.strip_prefix("tracking_total_keys:"))
+        .and_then(|n| n.trim().parse().ok())
+        .expect("INFO stats has tracking_total_keys")
+}
+
+/// New sessions leave nothing in Redis's tracking table (which evicts, with an invalidation
+/// per key, past `tracking-table-max-keys`): only a read tracks a key, for the copy it makes,
+/// also when creates share a script call with loads (any read in a script tracks all its keys).
+#[tokio::test]
+async fn creating_sessions_fills_no_tracking_table_and_reading_them_tracks_each() {
+    let (_server, store, inspector) = server_store_and_inspector().await;
+    let mut first = Vec::new();
+    for keys in 0..50 {
+        first.push(store.create(&record_of(keys % 3)).await.expect("create"));
+    }
+    assert_eq!(
+        tracked_keys(&inspector).await,
+        0,
+        "a create must leave its key untracked"
+    );
+    // Concurrent calls share one script call (see `batch`): 50 creates beside 50 loads.
+    let mut together = tokio::task::JoinSet::new();
+    for keys in 0..50 {
+        let store = store.clone();
+        together.spawn(async move { Some(store.create(&record_of(keys % 3)).await) });
+    }
+    for id in &first {
+        let (store, id) = (store.clone(), id.clone());
+        together.spawn(async move {
+            assert!(store.load(&id).await.expect("load").is_some());
+            None
+        });
+    }
+    let created: Vec<_> = together
+        .join_all()
+        .await
+        .into_iter()
+        .flatten()
+        .map(|created| created.expect("create"))
+        .collect();
+    assert_eq!(created.len(), 50);
+    assert_eq!(
+        tracked_keys(&inspector).await,
+        50,
+        "the loads track their keys, the creates beside them none"
+    );
+    for id in &created {
+        assert!(store.read(id).await.expect("read").is_some());
+        assert!(store.read_now(id).is_some(), "the read keeps a copy");
+    }
+    assert_eq!(
+        tracked_keys(&inspector).await,
+        100,
+        "each read tracks its key"
     );
 }
 
@@ -996,7 +1060,14 @@ async fn update_together(store: &RedisStore, url: &str, nodes: &[String], count:
 async fn concurrent_calls_share_one_script_call_and_fail_alone() {
     let server = redis().await;
     let (url, nodes) = (server.url(), [server.url()]);
-    let pooled = |size| RedisStore::builder().url(&url).pool_size(size).build();
+    // Without the local copy, the connections track no keys.
+    let pooled = |size| {
+        RedisStore::builder()
+            .url(&url)
+            .pool_size(size)
+            .local_cache(0)
+            .build()
+    };
     let store = pooled(1).await.expect("the store connects");
     // After a SCRIPT FLUSH (as on a restarted server) the batch loads the script and retries.
     let _: () = fred::interfaces::LuaInterface::script_flush(&inspector(&url).await, false)
@@ -1011,6 +1082,12 @@ async fn concurrent_calls_share_one_script_call_and_fail_alone() {
     // four connections carries its share in one script call.
     let store = pooled(4).await.expect("the store connects");
     assert_eq!(update_together(&store, &url, &nodes, 100).await, 4);
+    // Tracking connections (the local copy's) take 16 calls a script: in a script Redis
+    // tracks every key at every read, so its cost grows with the square of its calls.
+    let store = RedisStore::builder().url(&url).pool_size(1).build();
+    let store = store.await.expect("the store connects");
+    assert!(store.local_cache_stats().is_some(), "the copy is on");
+    assert_eq!(update_together(&store, &url, &nodes, 100).await, 7);
 }
 
 #[tokio::test]

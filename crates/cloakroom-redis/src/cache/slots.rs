@@ -6,6 +6,8 @@ use std::time::SystemTime;
 
 use cloakroom::store::Record;
 
+use super::LocalCacheStats;
+
 /// What a call saw of its key when it was sent.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Claim {
@@ -23,6 +25,7 @@ pub(super) struct Slots {
     /// How many slots hold a record.
     cached: usize,
     tracking: bool,
+    stats: LocalCacheStats,
 }
 
 #[derive(Default)]
@@ -40,13 +43,18 @@ impl Slots {
         self.generation
     }
 
+    /// The copy of `key`, if one is held and live; a hit is counted here, a miss when the
+    /// read goes to Redis (its [`begin`](Self::begin)), so a caller may look twice.
     pub(super) fn get(&mut self, key: &str, now: SystemTime) -> Option<Record> {
         if !self.tracking {
             return None;
         }
         let slot = self.map.get_mut(key)?;
         match &slot.record {
-            Some(record) if !record.is_expired(now) => Some(record.clone()),
+            Some(record) if !record.is_expired(now) => {
+                self.stats.hits += 1;
+                Some(record.clone())
+            }
             Some(_) => {
                 self.invalidate(key);
                 None
@@ -55,11 +63,20 @@ impl Slots {
         }
     }
 
+    /// The counters, and how many copies are held now.
+    pub(super) fn stats(&self) -> LocalCacheStats {
+        LocalCacheStats {
+            held: self.cached,
+            ..self.stats
+        }
+    }
+
     /// A call on `key` starts; a write takes the copy out (and returns it).
     pub(super) fn begin(&mut self, key: &str, write: bool) -> (Claim, Option<Record>) {
         let generation = if write {
             Some(self.next_generation())
         } else {
+            self.stats.misses += 1;
             None
         };
         let slot = self.map.entry(key.to_owned()).or_default();
@@ -133,27 +150,38 @@ impl Slots {
             .map(|(k, _)| k.clone());
         if let Some(victim) = victim {
             self.invalidate(&victim);
+            self.stats.evicted += 1;
         }
     }
 
-    /// Forgets `key`, and any reply in flight for it.
-    pub(super) fn invalidate(&mut self, key: &str) {
+    /// Redis says `key` changed: forgets it, and any reply in flight for it.
+    pub(super) fn invalidated(&mut self, key: &str) {
+        if self.invalidate(key) {
+            self.stats.invalidated += 1;
+        }
+    }
+
+    /// Forgets `key`, and any reply in flight for it; whether a copy was held.
+    fn invalidate(&mut self, key: &str) -> bool {
         let generation = self.next_generation();
         let Some(slot) = self.map.get_mut(key) else {
-            return;
+            return false;
         };
         slot.generation = generation;
-        if slot.record.take().is_some() {
+        let held = slot.record.take().is_some();
+        if held {
             self.cached -= 1;
         }
         if slot.calls == 0 && slot.writes == 0 {
             self.map.remove(key);
         }
+        held
     }
 
     /// Forgets everything, and every reply in flight.
     pub(super) fn reset(&mut self) {
         let generation = self.next_generation();
+        self.stats.invalidated += self.cached as u64;
         self.map.retain(|_, slot| {
             slot.generation = generation;
             slot.record = None;
