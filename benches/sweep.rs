@@ -11,6 +11,11 @@
 //! two seconds with no sweep, then again while another thread runs the store's sweep (the
 //! work the background sweeper does once per interval) until it has removed the expired
 //! half. Reported: p50, p99 and the slowest read of each phase, and how long the sweep took.
+//!
+//! Then the background sweeper itself, on a one-thread Tokio runtime (a `current_thread`
+//! app): the same million sessions, and a task that yields in a loop while the sweeper runs;
+//! reported: the longest the task waited for the thread, which is how long a request on that
+//! runtime can be held up by a sweep.
 #![allow(clippy::print_stdout)] // a command-line report
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -26,25 +31,7 @@ fn main() {
     let store = MemoryStore::builder()
         .sweep_interval(Duration::from_secs(24 * 3600))
         .build();
-    let (short, _) = cloakroom_bench::web_session(3, Duration::from_secs(1));
-    let (long, _) = cloakroom_bench::web_session(3, Duration::from_secs(3600));
-    let made = Instant::now();
-    let mut live = Vec::with_capacity(SESSIONS / 2);
-    for i in 0..SESSIONS {
-        let record = if i % 2 == 0 { &short } else { &long };
-        let created = cloakroom_bench::ready(store.create(record));
-        let id = created.and_then(Result::ok);
-        let id = id.unwrap_or_else(|| panic!("create failed"));
-        if i % 2 == 1 {
-            live.push(id);
-        }
-    }
-    println!(
-        "MemoryStore: {SESSIONS} sessions made in {:.1} s; half expire after 1 s",
-        made.elapsed().as_secs_f64()
-    );
-    std::thread::sleep(Duration::from_millis(1500).saturating_sub(made.elapsed()));
-
+    let live = fill(&store);
     let quiet = reads(&store, &live, || std::thread::sleep(Duration::from_secs(2)));
     let mut swept = (0, Duration::ZERO);
     let sweeping = reads(&store, &live, || {
@@ -76,6 +63,63 @@ fn main() {
         "p99 during the sweep / p99 with none: {:.2}x",
         micros(percentile(&sweeping, 99)) / micros(percentile(&quiet, 99))
     );
+    drop(store);
+    background_sweep_on_one_thread();
+}
+
+/// The background sweeper on a one-thread runtime: how long another task on it waits.
+fn background_sweep_on_one_thread() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap_or_else(|error| panic!("runtime: {error}"));
+    runtime.block_on(async {
+        let interval = Duration::from_secs(4);
+        let store = MemoryStore::builder().sweep_interval(interval).build();
+        let built = Instant::now();
+        // The sweeper waits for the runtime meanwhile: it first sweeps `interval` after build.
+        fill(&store);
+        let (mut longest, mut last) = (Duration::ZERO, Instant::now());
+        while store.len() > SESSIONS / 2 && built.elapsed() < 4 * interval {
+            tokio::task::yield_now().await;
+            let now = Instant::now();
+            longest = longest.max(now - last);
+            last = now;
+        }
+        assert_eq!(
+            store.len(),
+            SESSIONS / 2,
+            "the sweeper removed the expired half"
+        );
+        println!(
+            "background sweep on a one-thread runtime: another task waited at most {:.2} ms",
+            longest.as_secs_f64() * 1e3
+        );
+    });
+}
+
+/// Fills `store` with a million sessions, half of them expiring after a second, and returns
+/// the ids of the other half once the first half has expired.
+fn fill(store: &MemoryStore) -> Vec<SessionId> {
+    let (short, _) = cloakroom_bench::web_session(3, Duration::from_secs(1));
+    let (long, _) = cloakroom_bench::web_session(3, Duration::from_secs(3600));
+    let made = Instant::now();
+    let mut live = Vec::with_capacity(SESSIONS / 2);
+    for i in 0..SESSIONS {
+        let record = if i % 2 == 0 { &short } else { &long };
+        let created = cloakroom_bench::ready(store.create(record));
+        let id = created.and_then(Result::ok);
+        let id = id.unwrap_or_else(|| panic!("create failed"));
+        if i % 2 == 1 {
+            live.push(id);
+        }
+    }
+    println!(
+        "MemoryStore: {SESSIONS} sessions made in {:.1} s; half expire after 1 s",
+        made.elapsed().as_secs_f64()
+    );
+    std::thread::sleep(Duration::from_millis(1500).saturating_sub(made.elapsed()));
+    live
 }
 
 /// The latencies, sorted, of reads of random `live` sessions on one thread for as long as

@@ -28,7 +28,8 @@ const SHARDS: usize = 256;
 ///
 /// Expired sessions are never returned, and a background task (started when the store is built
 /// inside a Tokio runtime) removes them every [`sweep_interval`](MemoryStoreBuilder::sweep_interval),
-/// so memory stays bounded by the number of live sessions. Outside a runtime the sweep runs
+/// one shard at a time, letting the runtime's other tasks run between shards, so memory stays
+/// bounded by the number of live sessions. Outside a runtime the sweep runs
 /// during [`create`](SessionStore::create) when it is due. An optional
 /// [`max_sessions`](MemoryStoreBuilder::max_sessions) caps that number: creating a session
 /// beyond it is an error ([`MemoryStoreError::Full`], answered with the layer's error
@@ -132,7 +133,7 @@ async fn sweep_periodically(store: Weak<Inner>, interval: Duration) {
     loop {
         ticks.tick().await;
         let Some(store) = store.upgrade() else { return };
-        let removed = store.sweep(SystemTime::now());
+        let removed = store.sweep_yielding(SystemTime::now()).await;
         tracing::trace!(removed, "memory store swept expired sessions");
     }
 }
@@ -206,11 +207,30 @@ impl Inner {
         (!record.is_expired(now)).then_some(record)
     }
 
+    /// Removes the sessions expired at `now`; how many.
     fn sweep(&self, now: SystemTime) -> usize {
+        (0..SHARDS).map(|shard| self.sweep_shard(shard, now)).sum()
+    }
+
+    /// [`sweep`](Self::sweep) for the background task: it lets the runtime's other tasks run
+    /// after each shard, so a sweep of a million sessions (a few hundred milliseconds) does
+    /// not stall a worker thread, or a one-thread runtime, for all of that time.
+    async fn sweep_yielding(&self, now: SystemTime) -> usize {
         let mut removed = 0;
+        for shard in 0..SHARDS {
+            removed += self.sweep_shard(shard, now);
+            tokio::task::yield_now().await;
+        }
+        removed
+    }
+
+    /// Removes the sessions of shard `index` expired at `now`, and their index entries.
+    fn sweep_shard(&self, index: usize, now: SystemTime) -> usize {
         let mut owned = Vec::new();
-        for shard in &self.shards {
-            let mut shard = shard.lock().unwrap_or_else(PoisonError::into_inner);
+        let removed = {
+            let mut shard = self.shards[index]
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
             let before = shard.len();
             shard.retain(|packed| {
                 if !packed.is_expired(now) {
@@ -221,8 +241,8 @@ impl Inner {
                 }
                 false
             });
-            removed += before - shard.len();
-        }
+            before - shard.len()
+        };
         self.len.fetch_sub(removed, Ordering::Relaxed);
         self.unindex(owned);
         removed
@@ -443,6 +463,33 @@ mod tests {
             store.load(&live).await?.is_some(),
             "the sweep removed a live session"
         );
+        Ok(())
+    }
+
+    /// The background sweep hands the thread back after each shard: polled once, it has swept
+    /// one shard and is pending; run to the end, it has swept them all.
+    #[tokio::test(flavor = "current_thread")]
+    async fn the_background_sweep_lets_other_tasks_run_between_shards()
+    -> Result<(), MemoryStoreError> {
+        let store = MemoryStore::builder()
+            .sweep_interval(Duration::from_secs(3600))
+            .build();
+        let short = record(Duration::from_millis(1));
+        for _ in 0..20 * SHARDS {
+            store.create(&short).await?;
+        }
+        let created = store.len();
+        let later = SystemTime::now() + Duration::from_secs(1);
+        let mut sweep = std::pin::pin!(store.inner.sweep_yielding(later));
+        let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+        assert!(sweep.as_mut().poll(&mut context).is_pending());
+        let left = store.len();
+        assert!(
+            left < created && left > created - created / 10,
+            "one shard of {created} sessions swept at the first poll, left {left}"
+        );
+        assert_eq!(sweep.await, created);
+        assert_eq!(store.len(), 0);
         Ok(())
     }
 
