@@ -49,11 +49,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .layer(SessionLayer::new(cookie, MemoryStore::new())?)
         .service_fn(count);
 
-    let port: u16 = std::env::var("PORT")
-        .ok()
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(3000);
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+    let port = std::env::var("PORT").unwrap_or_else(|_| "3000".to_owned());
+    let addr = format!("127.0.0.1:{port}");
+    let listener = tokio::net::TcpListener::bind(&addr)
+        .await
+        .map_err(|error| format!("cannot listen on {addr}: {error}"))?;
     println!(
         "cloakroom hyper example listening on http://{}/",
         listener.local_addr()?

@@ -64,11 +64,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let token = http::HeaderName::from_static("x-session-token");
     let layer =
         SessionLayer::new(cookie, MemoryStore::new())?.transport(Transport::Header(token))?;
-    let port: u16 = std::env::var("PORT")
-        .ok()
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(50051);
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+    let port = std::env::var("PORT").unwrap_or_else(|_| "50051".to_owned());
+    let addr = format!("127.0.0.1:{port}");
+    let listener = tokio::net::TcpListener::bind(&addr)
+        .await
+        .map_err(|error| format!("cannot listen on {addr}: {error}"))?;
     let addr = listener.local_addr()?;
     println!("cloakroom tonic example listening on http://{addr}/");
     tonic::transport::Server::builder()

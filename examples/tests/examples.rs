@@ -80,6 +80,25 @@ async fn axum_redis_names_a_port_it_cannot_listen_on() {
     );
 }
 
+/// The memory-store examples too: a `PORT` they cannot listen on is an error naming it, not
+/// a silent fall back to the default port.
+#[tokio::test]
+async fn every_example_names_a_port_it_cannot_listen_on() {
+    for name in [
+        "api_token",
+        "hyper_service_fn",
+        "login_page",
+        "tonic_counter",
+    ] {
+        let (status, stderr) = Example::exit(name, &[("PORT", "abc")]).await;
+        assert!(!status.success(), "{name}");
+        assert!(
+            stderr.contains("cannot listen on 127.0.0.1:abc: "),
+            "{name}: {stderr}"
+        );
+    }
+}
+
 /// The PostgreSQL example creates its table, keeps each browser's session in it, and a
 /// restarted app (a new process, the same database) carries on where the old one stopped.
 #[tokio::test]
