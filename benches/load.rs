@@ -107,6 +107,11 @@ impl Scenario {
         }
     }
 
+    /// How many instances of each app the scenario drives (the others idle meanwhile).
+    fn instances(self) -> usize {
+        if self == Self::TwoInstances { 2 } else { 1 }
+    }
+
     /// Whether the scenario runs on `store`: two instances share a store only where the
     /// store is a server (the memory store and SQLite are each app's own).
     fn runs_on(self, store: &str) -> bool {
@@ -455,6 +460,7 @@ async fn setting(
         for _ in 0..options.rounds {
             for (i, instances) in servers.iter().enumerate() {
                 let pool = Arc::clone(&pools[i]);
+                let instances = &instances[..scenario.instances().min(instances.len())];
                 let run = drive(instances, &pool, target.store_pid, scenario, options);
                 runs[i].push(run.await);
             }

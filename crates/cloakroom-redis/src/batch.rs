@@ -45,17 +45,18 @@ use crate::cache::InFlight;
 use crate::lua::{Operation, Script, ScriptError, operation_reply};
 use crate::replicas::{Replicas, Replication};
 
-/// The most calls one `EVALSHA` carries, on connections that track keys for the local copy
-/// (`tracked`) or not.
+/// The most calls one `EVALSHA` carries: 16 where a script tracks all of its keys at every
+/// read (`tracks_all_keys`), 128 elsewhere.
 ///
 /// Redis runs a script to the end before serving anyone else, so a bound keeps a batch from
-/// holding it up (about 2 us a call): 128 calls. On a tracking connection Redis 7.0 makes every
-/// read inside a script track all of the script's keys, so a script of n calls costs n²
-/// tracking-table inserts (each call reads twice or more): 64 calls of one `EXISTS` each took
-/// 127 us instead of 14. Past 16 calls that costs Redis more than another `EVALSHA` in the
-/// same batch does, so tracked batches are split there.
-pub(crate) fn max_script_calls(tracked: bool) -> usize {
-    if tracked { 16 } else { 128 }
+/// holding it up (about 2 us a call): 128 calls. On a tracking connection (the local copy's)
+/// Redis before 7.2 makes every read-only command inside a script track all of the script's
+/// keys (fixed by redis/redis#11770), so a script of n calls costs n² tracking-table inserts
+/// (most calls read twice or more, a create once): 64 calls of one `EXISTS` each took 127 us
+/// instead of 14. Past 16 calls that costs Redis more than another `EVALSHA` in the same
+/// batch does, so such batches are split there.
+pub(crate) fn max_script_calls(tracks_all_keys: bool) -> usize {
+    if tracks_all_keys { 16 } else { 128 }
 }
 
 /// How many times a script call is sent when Redis lacked the script (a restarted or
@@ -149,15 +150,20 @@ struct Shared {
 }
 
 impl Batcher {
-    /// A batcher sending through `clients` (one, or a pool's), which track keys for the local
-    /// copy if `tracked`. `replicas`: see [`Replicas`].
-    pub(crate) fn new(clients: Vec<Client>, replicas: Option<Replicas>, tracked: bool) -> Self {
+    /// A batcher sending through `clients` (one, or a pool's), whose scripts track all their
+    /// keys at every read if `tracks_all_keys` (see [`max_script_calls`]). `replicas`: see
+    /// [`Replicas`].
+    pub(crate) fn new(
+        clients: Vec<Client>,
+        replicas: Option<Replicas>,
+        tracks_all_keys: bool,
+    ) -> Self {
         Self {
             shared: Arc::new(Shared {
                 clustered: clients.first().is_some_and(ClientLike::is_clustered),
                 clients,
                 script: Script::sessions(),
-                max_script_calls: max_script_calls(tracked),
+                max_script_calls: max_script_calls(tracks_all_keys),
                 replication: Replication::new(replicas),
                 waiting: Mutex::new(Vec::new()),
             }),

@@ -205,8 +205,15 @@ impl RedisStoreBuilder {
             None => None,
         };
         let cache = Cache::start(self.local_cache, clients.clone()).await;
+        // Before 7.2 a tracking connection's script tracks all its keys at every read (see
+        // `batch::max_script_calls`); an unknown version is taken to be one of those.
+        let tracks_all_keys = cache.is_some()
+            && clients
+                .first()
+                .and_then(|client| client.server_version())
+                .is_none_or(|version| (version.major, version.minor) < (7, 2));
         Ok(RedisStore::new(
-            Batcher::new(clients, replicas, cache.is_some()),
+            Batcher::new(clients, replicas, tracks_all_keys),
             self.prefix,
             cache,
             evicting,

@@ -85,8 +85,8 @@ pub struct LocalCacheStats {
     /// refresh once per refresh interval, which always goes to Redis).
     pub misses: u64,
     /// Copies dropped because Redis reported their key changed, expired or was deleted
-    /// (by another connection), or because no copy could be trusted any more (a flush, a
-    /// lost or stalled connection).
+    /// (by another connection), because the copy was found expired here, or because no copy
+    /// could be trusted any more (a flush, a lost or stalled connection).
     pub invalidated: u64,
     /// Copies dropped to make room for another, the cache being full.
     pub evicted: u64,

@@ -44,9 +44,9 @@
 //! other's call returned). A connection error, a command timeout or an unanswered heartbeat
 //! `PING` (every connection, once a second: a stalled connection delivers no invalidations)
 //! drops the copy; after a reconnection nothing is kept until tracking is on again (a refused
-//! `CLIENT TRACKING` is retried, from 0.5 s up to every 30 s). The periodic refresh always goes to Redis: for a
-//! held session, as the request's update after the handler (one script call, whether or not
-//! the handler wrote). A `FLUSHALL` or `FLUSHDB` empties the copy too: the store keeps one
+//! `CLIENT TRACKING` is retried, from 0.5 s up to every 30 s). The periodic refresh always
+//! goes to Redis: for a held session, as the request's update after the handler (one script
+//! call, whether or not the handler wrote). A `FLUSHALL` or `FLUSHDB` empties the copy too: the store keeps one
 //! more connection per primary that hears it (fred drops the flush's message on RESP3
 //! connections). Redis 7 or later: every script call but a create ends by reading its key
 //! again (a new session is not tracked until it is read), and only
@@ -58,8 +58,9 @@
 //! Redis. So the store queues its calls until the requests that are ready at the same time
 //! have had their turn (one task yield), then sends them together: the reads and deletes as
 //! one pipelined write, and every script call as a single `EVALSHA` with all their keys (at
-//! most 128, or 16 when the local copy is on: Redis 7.0 tracks every key of a script at each
-//! read inside it, a cost that grows with the square of the keys; on a cluster, one per hash slot, since a script's keys must share a slot; with a
+//! most 128, or 16 when the local copy is on and Redis is older than 7.2, which tracks every key
+//! of a script at each read inside it, a cost that grows with the square of the keys; on a
+//! cluster, one per hash slot, since a script's keys must share a slot; with a
 //! pool, one per connection, since a session's calls keep to one connection). Each key's
 //! result is its own: a key that holds another program's data fails only its own call.
 //! With 16 concurrent users this about halves Redis's CPU time per request; a lone request

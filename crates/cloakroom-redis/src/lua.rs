@@ -148,17 +148,20 @@ end
 /// invariant (see [`cache`](crate::cache)): a write to a key takes it out of every
 /// connection's tracking table, this one's included (NOLOOP only spares us the message), so
 /// without a read after the write Redis would never tell this connection of the key's next
-/// change. Redis 7 tracks the keys a script reads for the connection that called it: at each
-/// read-only command inside the script, every one of the script's `KEYS` (7.0 does; each read
-/// in a call of n keys costs n tracking-table inserts).
+/// change. Redis 7 tracks the keys a script reads for the connection that called it; 7.0 and
+/// 7.0.x track, at each read-only command inside the script, every one of the script's `KEYS`
+/// (each read in a script call of n keys costs n tracking-table inserts; 7.2 tracks the keys
+/// the command read, redis/redis#11770).
 ///
-/// A create keeps no copy, so its key is left untracked: tracking every new session would fill
-/// Redis's tracking table (`tracking-table-max-keys`, a million by default) with sessions this
-/// instance may never read, and past that size Redis evicts tracked keys with an invalidation
-/// message each. Because any read tracks all the keys, a key stays untracked only if it is
-/// written after the script's last read: the creates' `EXISTS` checks run in the first pass
-/// with the other operations, their writes after it. (A create's key is a fresh id, never
-/// another call's key, so the order changes no result.)
+/// A create keeps no copy, so a create that writes leaves its key untracked: tracking every
+/// new session would fill Redis's tracking table (`tracking-table-max-keys`, a million by
+/// default) with sessions this instance may never read, and past that size Redis evicts
+/// tracked keys with an invalidation message each. Because on 7.0 any read tracks all the
+/// keys, a key stays untracked only if it is written after the script's last read: the
+/// creates' `EXISTS` checks run in the first pass with the other operations, their writes
+/// after it. A create's key is a fresh random id, so no other call of the script has it. If
+/// one did (a collision of 192-bit ids), a create after the other call is answered as taken
+/// (the store tries another id), and a call after the create runs before the create writes.
 const DISPATCH: &str = r#"
 local function failure(err)
   local message = type(err) == 'table' and err.err or tostring(err)
@@ -176,16 +179,19 @@ end
 local operations = { load = load, update = update }
 local replies = {}
 local creates = {}
+local claimed = {}
 local a = 1
 for k = 1, #KEYS do
   local operation, n = ARGV[a], tonumber(ARGV[a + 1])
   if operation == 'create' then
-    if redis.call('EXISTS', KEYS[k]) == 1 then
+    if claimed[KEYS[k]] or redis.call('EXISTS', KEYS[k]) == 1 then
       replies[k] = { 1, 0 }
     else
       creates[#creates + 1] = { k, a + 2, n }
     end
-  else
+  end
+  claimed[KEYS[k]] = true
+  if operation ~= 'create' then
     local ok, reply = pcall(operations[operation], KEYS[k], a + 2, n)
     redis.call('EXISTS', KEYS[k])
     replies[k] = outcome(ok, reply)
@@ -326,6 +332,47 @@ mod tests {
                 "{reply:?}"
             );
         }
+    }
+
+    /// Two creates of one key in one script call (only a collision of fresh ids makes one):
+    /// the first writes, the second is answered as taken and writes nothing, although both
+    /// checks run before either write.
+    #[tokio::test]
+    async fn a_second_create_of_a_key_in_one_script_call_finds_it_taken() {
+        use fred::interfaces::{ClientLike, HashesInterface, LuaInterface};
+        let server = cloakroom_testkit::RedisServer::start()
+            .await
+            .expect("redis-server starts");
+        let config = fred::types::config::Config::from_url(&server.url()).expect("a URL");
+        let client = fred::clients::Client::new(config, None, None, None);
+        client.init().await.expect("connects");
+        let create = |value: &str| -> Vec<Value> {
+            let fields = ["60000", "", ".k", value, "@created", "1", "@idle", "60000"];
+            let mut args = vec![Value::from("create"), Value::Integer(fields.len() as i64)];
+            args.extend(fields.map(Value::from));
+            args
+        };
+        let script = Script::sessions();
+        let _: String = client
+            .script_load(script.source)
+            .await
+            .expect("SCRIPT LOAD");
+        let args: Vec<Value> = [create("v\"first\""), create("v\"second\"")].concat();
+        let reply: Value = client
+            .evalsha(script.sha1, vec!["D", "D"], args)
+            .await
+            .expect("EVALSHA");
+        let Value::Array(replies) = reply else {
+            panic!("{reply:?}")
+        };
+        let replies: Vec<_> = replies.into_iter().map(operation_reply).collect();
+        assert_eq!(
+            replies,
+            [Ok(Value::Integer(1)), Ok(Value::Integer(0))],
+            "the first create writes, the second finds the id taken"
+        );
+        let held: Option<String> = client.hget("D", ".k").await.expect("HGET");
+        assert_eq!(held.as_deref(), Some("v\"first\""));
     }
 
     #[test]

@@ -56,7 +56,7 @@ impl Slots {
                 Some(record.clone())
             }
             Some(_) => {
-                self.invalidate(key);
+                self.invalidated(key);
                 None
             }
             None => None,
@@ -154,7 +154,8 @@ impl Slots {
         }
     }
 
-    /// Redis says `key` changed: forgets it, and any reply in flight for it.
+    /// Redis says `key` changed (or its copy expired here): forgets it, and any reply in
+    /// flight for it.
     pub(super) fn invalidated(&mut self, key: &str) {
         if self.invalidate(key) {
             self.stats.invalidated += 1;
@@ -346,6 +347,55 @@ mod tests {
         slots.set_tracking(true);
         slots.finish(KEY, untracked, Some(record("3")), 10);
         assert_eq!(held(&mut slots), None, "a read sent while tracking was off");
+    }
+
+    #[test]
+    fn the_counters_follow_hits_misses_invalidations_expiry_and_evictions() {
+        let mut slots = slots();
+        hold(&mut slots, "1");
+        assert_eq!(held(&mut slots).as_deref(), Some("1"));
+        assert_eq!(held(&mut slots).as_deref(), Some("1"));
+        let (write, _) = slots.begin(KEY, true);
+        written(&mut slots, write, Some(record("2")));
+        let stats = slots.stats();
+        assert_eq!(
+            (stats.hits, stats.misses, stats.held),
+            (2, 1, 1),
+            "a read sent is a miss, a copy served a hit, a write neither"
+        );
+
+        slots.invalidated(KEY);
+        slots.invalidated(KEY);
+        assert_eq!(slots.stats().invalidated, 1, "only a held copy counts");
+        assert_eq!(held(&mut slots), None);
+        assert_eq!(slots.stats().hits, 2, "no copy, no hit");
+
+        let mut expired = record("old");
+        expired.expires = SystemTime::now() - Duration::from_secs(1);
+        let (read, _) = slots.begin(KEY, false);
+        slots.finish(KEY, read, Some(expired), 10);
+        assert_eq!(held(&mut slots), None);
+        assert_eq!(
+            slots.stats().invalidated,
+            2,
+            "a copy found expired is dropped too"
+        );
+
+        for n in 0..12 {
+            let key = format!("session:{n}");
+            let (read, _) = slots.begin(&key, false);
+            slots.finish(&key, read, Some(record("1")), 10);
+        }
+        let stats = slots.stats();
+        assert_eq!((stats.held, stats.evicted), (10, 2), "{stats:?}");
+        slots.reset();
+        let stats = slots.stats();
+        assert_eq!(
+            (stats.held, stats.invalidated),
+            (0, 12),
+            "a reset drops every copy"
+        );
+        assert_eq!(stats.misses, 14);
     }
 
     #[test]
