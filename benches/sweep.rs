@@ -77,7 +77,8 @@ fn background_sweep_on_one_thread() {
         let interval = Duration::from_secs(4);
         let store = MemoryStore::builder().sweep_interval(interval).build();
         let built = Instant::now();
-        // The sweeper waits for the runtime meanwhile: it first sweeps `interval` after build.
+        // The sweeper waits for the runtime meanwhile: its interval starts when it is first
+        // polled, at this task's first yield after the fill.
         fill(&store);
         let (mut longest, mut last) = (Duration::ZERO, Instant::now());
         while store.len() > SESSIONS / 2 && built.elapsed() < 4 * interval {

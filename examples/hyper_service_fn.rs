@@ -5,7 +5,8 @@
 //! ```
 //!
 //! Each request counts the visits of its session; the `Session` comes from the request's
-//! extensions, where the layer put it.
+//! extensions, where the layer put it. `PORT` picks the port (default 3000; 0 for any free
+//! one); one it cannot listen on is an error naming it.
 
 use std::convert::Infallible;
 

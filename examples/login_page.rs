@@ -8,6 +8,9 @@
 //! ```sh
 //! cargo run -p cloakroom-examples --example login_page
 //! ```
+//!
+//! `PORT` picks the port (default 3000; 0 for any free one); one it cannot listen on is an
+//! error naming it.
 
 use std::time::SystemTime;
 

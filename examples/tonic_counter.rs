@@ -7,7 +7,8 @@
 //!
 //! A gRPC client keeps the session by sending back, as `x-session-token` metadata, the last
 //! token a reply carried in the same metadata (see `examples/tests/tonic_counter.rs`); its
-//! first call sends the metadata empty, or none at all.
+//! first call sends the metadata empty, or none at all. `PORT` picks the port (default 50051;
+//! 0 for any free one); one it cannot listen on is an error naming it.
 
 use cloakroom::{MemoryStore, Session, SessionCookie, SessionLayer, Transport};
 use tonic::{Request, Response, Status};

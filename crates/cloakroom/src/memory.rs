@@ -132,10 +132,25 @@ async fn sweep_periodically(store: Weak<Inner>, interval: Duration) {
     ticks.tick().await;
     loop {
         ticks.tick().await;
-        let Some(store) = store.upgrade() else { return };
-        let removed = store.sweep_yielding(SystemTime::now()).await;
+        let Some(removed) = sweep_yielding(&store, SystemTime::now()).await else {
+            return;
+        };
         tracing::trace!(removed, "memory store swept expired sessions");
     }
+}
+
+/// The background sweep: the sessions expired at `now`, one shard at a time, letting the
+/// runtime's other tasks run after each, so a sweep of a million sessions (a few hundred
+/// milliseconds) does not stall a worker thread, or a one-thread runtime, for all of that
+/// time. The store is held only while a shard is swept, so one dropped mid-sweep is freed at
+/// once; then `None`.
+async fn sweep_yielding(store: &Weak<Inner>, now: SystemTime) -> Option<usize> {
+    let mut removed = 0;
+    for shard in 0..SHARDS {
+        removed += store.upgrade()?.sweep_shard(shard, now);
+        tokio::task::yield_now().await;
+    }
+    Some(removed)
 }
 
 /// Shows the store's settings and size, never its sessions: they hold ids (credentials) and
@@ -210,18 +225,6 @@ impl Inner {
     /// Removes the sessions expired at `now`; how many.
     fn sweep(&self, now: SystemTime) -> usize {
         (0..SHARDS).map(|shard| self.sweep_shard(shard, now)).sum()
-    }
-
-    /// [`sweep`](Self::sweep) for the background task: it lets the runtime's other tasks run
-    /// after each shard, so a sweep of a million sessions (a few hundred milliseconds) does
-    /// not stall a worker thread, or a one-thread runtime, for all of that time.
-    async fn sweep_yielding(&self, now: SystemTime) -> usize {
-        let mut removed = 0;
-        for shard in 0..SHARDS {
-            removed += self.sweep_shard(shard, now);
-            tokio::task::yield_now().await;
-        }
-        removed
     }
 
     /// Removes the sessions of shard `index` expired at `now`, and their index entries.
@@ -467,29 +470,82 @@ mod tests {
     }
 
     /// The background sweep hands the thread back after each shard: polled once, it has swept
-    /// one shard and is pending; run to the end, it has swept them all.
+    /// exactly shard 0 (the ids whose first byte is 0) and is pending; run to the end, all.
     #[tokio::test(flavor = "current_thread")]
-    async fn the_background_sweep_lets_other_tasks_run_between_shards()
-    -> Result<(), MemoryStoreError> {
+    async fn the_background_sweep_sweeps_one_shard_per_poll() -> Result<(), MemoryStoreError> {
         let store = MemoryStore::builder()
             .sweep_interval(Duration::from_secs(3600))
+            .build();
+        let short = record(Duration::from_millis(1));
+        let mut first_shard = 0;
+        for _ in 0..20 * SHARDS {
+            let id = store.create(&short).await?;
+            first_shard += usize::from(id.bytes().is_some_and(|key| key[0] == 0));
+        }
+        let created = store.len();
+        let later = SystemTime::now() + Duration::from_secs(1);
+        let weak = Arc::downgrade(&store.inner);
+        let mut sweep = std::pin::pin!(sweep_yielding(&weak, later));
+        let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+        assert!(sweep.as_mut().poll(&mut context).is_pending());
+        assert_eq!(
+            store.len(),
+            created - first_shard,
+            "shard 0 swept, no other"
+        );
+        assert_eq!(sweep.await, Some(created));
+        assert_eq!(store.len(), 0);
+        Ok(())
+    }
+
+    /// The sweeper itself: on a one-thread runtime another task runs while it sweeps, and sees
+    /// the store part-swept after shard upon shard (a sweep in one go shows it none).
+    #[tokio::test(flavor = "current_thread")]
+    async fn other_tasks_run_while_the_background_sweeper_sweeps() -> Result<(), MemoryStoreError> {
+        let store = MemoryStore::builder()
+            .sweep_interval(Duration::from_millis(20))
             .build();
         let short = record(Duration::from_millis(1));
         for _ in 0..20 * SHARDS {
             store.create(&short).await?;
         }
         let created = store.len();
+        let mut part_swept = HashSet::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !store.is_empty() && tokio::time::Instant::now() < deadline {
+            let len = store.len();
+            if len < created {
+                part_swept.insert(len);
+            }
+            tokio::task::yield_now().await;
+        }
+        assert!(
+            store.is_empty(),
+            "the sweeper removed every expired session"
+        );
+        assert!(
+            part_swept.len() >= SHARDS / 2,
+            "saw the store part-swept {} times",
+            part_swept.len()
+        );
+        Ok(())
+    }
+
+    /// A store dropped in the middle of a sweep is freed at once, not after the sweep.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_store_dropped_mid_sweep_is_freed_at_once() -> Result<(), MemoryStoreError> {
+        let store = MemoryStore::builder()
+            .sweep_interval(Duration::from_secs(3600))
+            .build();
+        store.create(&record(Duration::from_millis(1))).await?;
+        let weak = Arc::downgrade(&store.inner);
         let later = SystemTime::now() + Duration::from_secs(1);
-        let mut sweep = std::pin::pin!(store.inner.sweep_yielding(later));
+        let mut sweep = std::pin::pin!(sweep_yielding(&weak, later));
         let mut context = std::task::Context::from_waker(std::task::Waker::noop());
         assert!(sweep.as_mut().poll(&mut context).is_pending());
-        let left = store.len();
-        assert!(
-            left < created && left > created - created / 10,
-            "one shard of {created} sessions swept at the first poll, left {left}"
-        );
-        assert_eq!(sweep.await, created);
-        assert_eq!(store.len(), 0);
+        drop(store);
+        assert!(weak.upgrade().is_none(), "the sweep keeps the store alive");
+        assert_eq!(sweep.await, None);
         Ok(())
     }
 
