@@ -46,11 +46,11 @@
 //! drops the copy; after a reconnection nothing is kept until tracking is on again (a refused
 //! `CLIENT TRACKING` is retried, from 0.5 s up to every 30 s). The periodic refresh always
 //! goes to Redis: for a held session, as the request's update after the handler (one script
-//! call, whether or not the handler wrote). A `FLUSHALL` or `FLUSHDB` empties the copy too: the store keeps one
-//! more connection per primary that hears it (fred drops the flush's message on RESP3
-//! connections). Redis 7 or later: every script call but a create ends by reading its key
-//! again (a new session is not tracked until it is read), and only
-//! from Redis 7 on does a read inside a script make Redis track the key for the caller.
+//! call, whether or not the handler wrote). A `FLUSHALL` or `FLUSHDB` empties the copy too:
+//! the store keeps one more connection per primary that hears it (fred drops the flush's
+//! message on RESP3 connections). Redis 7 or later: every script call but a create ends by
+//! reading its key again (a new session is not tracked until it is read), and only from
+//! Redis 7 on does a read inside a script make Redis track the key for the caller.
 //!
 //! # Concurrent requests share commands
 //!

@@ -148,15 +148,15 @@ end
 /// invariant (see [`cache`](crate::cache)): a write to a key takes it out of every
 /// connection's tracking table, this one's included (NOLOOP only spares us the message), so
 /// without a read after the write Redis would never tell this connection of the key's next
-/// change. Redis 7 tracks the keys a script reads for the connection that called it; 7.0 and
-/// 7.0.x track, at each read-only command inside the script, every one of the script's `KEYS`
-/// (each read in a script call of n keys costs n tracking-table inserts; 7.2 tracks the keys
-/// the command read, redis/redis#11770).
+/// change. Redis 7 tracks the keys a script reads for the connection that called it; before
+/// 7.2 it tracks, at each read-only command inside the script, every one of the script's
+/// `KEYS` (each read in a script call of n keys costs n tracking-table inserts; 7.2 tracks the
+/// keys the command read, redis/redis#11770).
 ///
 /// A create keeps no copy, so a create that writes leaves its key untracked: tracking every
 /// new session would fill Redis's tracking table (`tracking-table-max-keys`, a million by
 /// default) with sessions this instance may never read, and past that size Redis evicts
-/// tracked keys with an invalidation message each. Because on 7.0 any read tracks all the
+/// tracked keys with an invalidation message each. Because before 7.2 any read tracks all the
 /// keys, a key stays untracked only if it is written after the script's last read: the
 /// creates' `EXISTS` checks run in the first pass with the other operations, their writes
 /// after it. A create's key is a fresh random id, so no other call of the script has it. If
@@ -182,20 +182,19 @@ local creates = {}
 local claimed = {}
 local a = 1
 for k = 1, #KEYS do
-  local operation, n = ARGV[a], tonumber(ARGV[a + 1])
+  local key, operation, n = KEYS[k], ARGV[a], tonumber(ARGV[a + 1])
   if operation == 'create' then
-    if claimed[KEYS[k]] or redis.call('EXISTS', KEYS[k]) == 1 then
+    if claimed[key] or redis.call('EXISTS', key) == 1 then
       replies[k] = { 1, 0 }
     else
       creates[#creates + 1] = { k, a + 2, n }
     end
-  end
-  claimed[KEYS[k]] = true
-  if operation ~= 'create' then
-    local ok, reply = pcall(operations[operation], KEYS[k], a + 2, n)
-    redis.call('EXISTS', KEYS[k])
+  else
+    local ok, reply = pcall(operations[operation], key, a + 2, n)
+    redis.call('EXISTS', key)
     replies[k] = outcome(ok, reply)
   end
+  claimed[key] = true
   a = a + 2 + n
 end
 for _, call in ipairs(creates) do
