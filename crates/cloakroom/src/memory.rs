@@ -469,19 +469,29 @@ mod tests {
         Ok(())
     }
 
+    /// A store sweeping every `interval`, with twenty sessions a shard on average that expire
+    /// after a millisecond; their ids.
+    async fn expiring(
+        interval: Duration,
+    ) -> Result<(MemoryStore, Vec<SessionId>), MemoryStoreError> {
+        let store = MemoryStore::builder().sweep_interval(interval).build();
+        let short = record(Duration::from_millis(1));
+        let mut ids = Vec::new();
+        for _ in 0..20 * SHARDS {
+            ids.push(store.create(&short).await?);
+        }
+        Ok((store, ids))
+    }
+
     /// The background sweep hands the thread back after each shard: polled once, it has swept
     /// exactly shard 0 (the ids whose first byte is 0) and is pending; run to the end, all.
     #[tokio::test(flavor = "current_thread")]
     async fn the_background_sweep_sweeps_one_shard_per_poll() -> Result<(), MemoryStoreError> {
-        let store = MemoryStore::builder()
-            .sweep_interval(Duration::from_secs(3600))
-            .build();
-        let short = record(Duration::from_millis(1));
-        let mut first_shard = 0;
-        for _ in 0..20 * SHARDS {
-            let id = store.create(&short).await?;
-            first_shard += usize::from(id.bytes().is_some_and(|key| key[0] == 0));
-        }
+        let (store, ids) = expiring(Duration::from_secs(3600)).await?;
+        let first_shard = ids
+            .iter()
+            .filter(|id| id.bytes().is_some_and(|key| key[0] == 0))
+            .count();
         let created = store.len();
         let later = SystemTime::now() + Duration::from_secs(1);
         let weak = Arc::downgrade(&store.inner);
@@ -502,13 +512,7 @@ mod tests {
     /// the store part-swept after shard upon shard (a sweep in one go shows it none).
     #[tokio::test(flavor = "current_thread")]
     async fn other_tasks_run_while_the_background_sweeper_sweeps() -> Result<(), MemoryStoreError> {
-        let store = MemoryStore::builder()
-            .sweep_interval(Duration::from_millis(20))
-            .build();
-        let short = record(Duration::from_millis(1));
-        for _ in 0..20 * SHARDS {
-            store.create(&short).await?;
-        }
+        let (store, _) = expiring(Duration::from_millis(20)).await?;
         let created = store.len();
         let mut part_swept = HashSet::new();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
