@@ -4,7 +4,7 @@ use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use hashbrown::HashTable;
 use hashbrown::hash_table;
@@ -19,6 +19,11 @@ mod packed;
 /// and a sweep (which holds one shard's lock while it scans it) holds up only the reads of
 /// that shard, briefly: one per value of the id's first byte.
 const SHARDS: usize = 256;
+
+/// How often a full store sweeps before refusing a create: a whole sweep of a large store
+/// takes a few hundred milliseconds, and requests without a cookie (each a create) must not
+/// be able to make every one of them run it.
+const FULL_SWEEP_EVERY: Duration = Duration::from_secs(1);
 
 /// Sessions kept in this process's memory.
 ///
@@ -61,6 +66,8 @@ struct Inner {
     sweep_interval: Duration,
     /// When the next inline sweep is due; `None` when a background task sweeps.
     next_inline_sweep: Option<Mutex<SystemTime>>,
+    /// When a full store last swept before refusing a create (see [`FULL_SWEEP_EVERY`]).
+    last_full_sweep: Mutex<Option<Instant>>,
     /// The keys of each owner's sessions: added after the record at create, removed after it
     /// at delete and sweep, and when a list finds the record gone. Never locked while a shard
     /// is.
@@ -91,6 +98,7 @@ pub struct MemoryStoreBuilder {
 
 impl MemoryStoreBuilder {
     /// The most live sessions to hold; creating one more is an error. Unlimited by default.
+    /// A full store sweeps out expired sessions before it refuses, at most once a second.
     pub fn max_sessions(mut self, max_sessions: usize) -> Self {
         self.max_sessions = Some(max_sessions);
         self
@@ -114,6 +122,7 @@ impl MemoryStoreBuilder {
             next_inline_sweep: runtime
                 .is_none()
                 .then(|| Mutex::new(later(SystemTime::now(), self.sweep_interval))),
+            last_full_sweep: Mutex::new(None),
             owners: Mutex::new(HashMap::new()),
         });
         if let Some(runtime) = runtime {
@@ -251,6 +260,22 @@ impl Inner {
         removed
     }
 
+    /// The sweep of a full store before it refuses a create, unless one ran less than
+    /// [`FULL_SWEEP_EVERY`] ago (then 0).
+    fn sweep_when_full(&self, now: SystemTime) -> usize {
+        {
+            let mut last = self
+                .last_full_sweep
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if last.is_some_and(|at| at.elapsed() < FULL_SWEEP_EVERY) {
+                return 0;
+            }
+            *last = Some(Instant::now());
+        }
+        self.sweep(now)
+    }
+
     fn owners(&self) -> MutexGuard<'_, HashMap<String, HashSet<Key>>> {
         self.owners.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -335,8 +360,9 @@ impl SessionStore for MemoryStore {
         let now = SystemTime::now();
         self.inner.sweep_inline_if_due(now);
         if let Some(limit) = self.inner.max_sessions {
-            // Expired sessions do not count against the limit.
-            if self.len() >= limit && (self.inner.sweep(now) == 0 || self.len() >= limit) {
+            // Expired sessions do not count against the limit, once swept.
+            if self.len() >= limit && (self.inner.sweep_when_full(now) == 0 || self.len() >= limit)
+            {
                 return Err(MemoryStoreError::Full { limit });
             }
         }
@@ -689,6 +715,34 @@ mod tests {
             refused.err().map(|e| e.to_string()).as_deref(),
             Some("memory store is full: it holds its limit of 2 live sessions")
         );
+        Ok(())
+    }
+
+    /// Creates refused by a full store sweep at most once a second: requests without a cookie
+    /// cannot make each one sweep the whole store.
+    #[tokio::test]
+    async fn a_full_store_sweeps_before_refusing_at_most_once_a_second()
+    -> Result<(), MemoryStoreError> {
+        let store = MemoryStore::builder()
+            .max_sessions(2)
+            .sweep_interval(Duration::from_secs(3600))
+            .build();
+        let full = Err(MemoryStoreError::Full { limit: 2 });
+        store.create(&record(Duration::from_secs(60))).await?;
+        let second = store.create(&record(Duration::from_secs(60))).await?;
+        assert_eq!(store.create(&record(Duration::from_secs(60))).await, full);
+        // Swept a moment ago: a session expired since still counts until the next sweep.
+        store.delete(&second).await?;
+        store.create(&record(Duration::from_millis(1))).await?;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert_eq!(
+            store.create(&record(Duration::from_secs(60))).await,
+            full,
+            "a second sweep within the second"
+        );
+        tokio::time::sleep(FULL_SWEEP_EVERY).await;
+        store.create(&record(Duration::from_secs(60))).await?;
+        assert_eq!(store.len(), 2);
         Ok(())
     }
 
