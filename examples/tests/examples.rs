@@ -4,6 +4,13 @@
 use cloakroom_tests::app::max_age;
 use cloakroom_tests::{Browser, Example};
 
+/// A fresh `redis-server` of the test's own.
+async fn redis() -> cloakroom_testkit::RedisServer {
+    cloakroom_testkit::RedisServer::start()
+        .await
+        .unwrap_or_else(|error| panic!("redis-server does not start: {error}"))
+}
+
 #[tokio::test]
 async fn hyper_service_fn_counts_per_session() {
     let example = Example::start("hyper_service_fn").await;
@@ -15,9 +22,7 @@ async fn hyper_service_fn_counts_per_session() {
 
 #[tokio::test]
 async fn axum_redis_keeps_sessions_in_redis_with_secure_cookies_and_matching_ttl() {
-    let redis = cloakroom_testkit::RedisServer::start()
-        .await
-        .expect("redis-server starts");
+    let redis = redis().await;
     let url = redis.url();
     let secrets =
         "first secret of at least thirty-two bytes,older secret of at least thirty-two bytes";
@@ -63,9 +68,7 @@ fn the_readme_shows_the_postgres_program() {
 /// A port it cannot listen on is an error naming it, once Redis is reachable.
 #[tokio::test]
 async fn axum_redis_names_a_port_it_cannot_listen_on() {
-    let redis = cloakroom_testkit::RedisServer::start()
-        .await
-        .expect("redis-server starts");
+    let redis = redis().await;
     let url = redis.url();
     let env = [
         ("REDIS_URL", url.as_str()),
