@@ -405,10 +405,11 @@ impl SessionStore for MemoryStore {
                     return Ok(Update::Applied);
                 }
             }
-        } else if let Some(mut record) = packed.unpack().filter(|record| !record.is_expired(now)) {
-            record.apply(changes, now);
-            *packed = Packed::pack(&key, &record);
-            return Ok(Update::Applied);
+        } else if !packed.is_expired(now) {
+            if let Some(patched) = packed.patched(changes, now) {
+                *packed = patched;
+                return Ok(Update::Applied);
+            }
         }
         drop(shard);
         self.inner.remove_now(&key);

@@ -121,6 +121,12 @@ impl Record {
                 None => self.entries.remove(key),
             };
         }
+        self.apply_times(changes, now);
+    }
+
+    /// What [`apply`](Self::apply) does to everything but the entries: for a store that
+    /// changes its own copy of the entries in place.
+    pub(crate) fn apply_times(&mut self, changes: &Changes, now: SystemTime) {
         if let Some(idle_timeout) = changes.idle_timeout {
             self.idle_timeout = idle_timeout.min(FOREVER);
         }

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::id::ID_BYTES;
-use crate::store::{Entry, Owner, Record};
+use crate::store::{Changes, Entry, Owner, Record};
 
 pub(super) type Key = [u8; ID_BYTES];
 
@@ -41,55 +41,61 @@ pub(super) struct Packed(Box<[u8]>);
 
 impl Packed {
     pub(super) fn pack(key: &Key, record: &Record) -> Self {
-        let idle = millis(record.idle_timeout);
         // An owner is a few dozen bytes of JSON; serializing these plain fields cannot fail.
         let owner = record
             .owner
             .as_ref()
             .and_then(|owner| serde_json::to_vec(owner).ok());
-        let size = ID_BYTES
-            + 2 * TIME
-            + varint_len(idle)
-            + 1
-            + record.deadline.map_or(0, |_| TIME)
-            + owner
-                .as_ref()
-                .map_or(0, |owner| varint_len(owner.len() as u64) + owner.len())
+        let size = head_len(record, owner.as_deref())
             + record
                 .entries
                 .iter()
-                .map(|(key, entry)| {
-                    varint_len(entry_head(key, entry))
-                        + varint_len(entry.json.len() as u64)
-                        + key.len()
-                        + entry.json.len()
-                })
+                .map(|(key, entry)| entry_len(key, entry))
                 .sum::<usize>();
         let mut bytes = Vec::with_capacity(size);
-        bytes.extend_from_slice(key);
-        bytes.extend_from_slice(&time_bytes(record.created));
-        bytes.extend_from_slice(&time_bytes(record.expires));
-        put_varint(&mut bytes, idle);
-        let flags = if record.deadline.is_some() {
-            HAS_DEADLINE
-        } else {
-            0
-        } | if owner.is_some() { HAS_OWNER } else { 0 };
-        bytes.push(flags);
-        if let Some(deadline) = record.deadline {
-            bytes.extend_from_slice(&time_bytes(deadline));
-        }
-        if let Some(owner) = &owner {
-            put_varint(&mut bytes, owner.len() as u64);
-            bytes.extend_from_slice(owner);
-        }
+        put_head(&mut bytes, key, record, owner.as_deref());
         for (key, entry) in &record.entries {
-            put_varint(&mut bytes, entry_head(key, entry));
-            put_varint(&mut bytes, entry.json.len() as u64);
-            bytes.extend_from_slice(key.as_bytes());
-            bytes.extend_from_slice(entry.json.as_bytes());
+            put_entry(&mut bytes, key, entry);
         }
         Self(bytes.into_boxed_slice())
+    }
+
+    /// The record with `changes` applied at `now`, as [`Record::apply`] leaves it, made from
+    /// these bytes without unpacking: the entries a write leaves alone are copied as they are
+    /// (a write of one key decodes none of the others). `None` only for bytes `pack` did not
+    /// write.
+    pub(super) fn patched(&self, changes: &Changes, now: SystemTime) -> Option<Self> {
+        let key = self.key()?;
+        let (mut head, owner, mut reader) = self.meta()?;
+        head.apply_times(changes, now);
+        // Each changed key's last change, as `apply` takes them in order; sorted, to look up.
+        let mut last: Vec<(&str, Option<&Entry>)> = changes
+            .entries
+            .iter()
+            .rev()
+            .map(|(key, entry)| (key.as_str(), entry.as_ref()))
+            .collect();
+        last.sort_by_key(|&(key, _)| key);
+        last.dedup_by_key(|&mut (key, _)| key);
+        let added = last
+            .iter()
+            .filter_map(|&(key, entry)| Some(entry_len(key, entry?)))
+            .sum::<usize>();
+        let mut bytes = Vec::with_capacity(self.0.len() + added);
+        put_head(&mut bytes, &key, &head, owner);
+        while !reader.0.is_empty() {
+            let (key, entry) = reader.raw_entry()?;
+            let changed = last.binary_search_by(|&(other, _)| other.as_bytes().cmp(key));
+            if changed.is_err() {
+                bytes.extend_from_slice(entry);
+            }
+        }
+        for (key, entry) in last {
+            if let Some(entry) = entry {
+                put_entry(&mut bytes, key, entry);
+            }
+        }
+        Some(Self(bytes.into_boxed_slice()))
     }
 
     /// The hash of the key inside, for the table to move the record when it grows.
@@ -176,6 +182,52 @@ impl Packed {
     }
 }
 
+/// Bytes of the head [`put_head`] writes.
+fn head_len(record: &Record, owner: Option<&[u8]>) -> usize {
+    ID_BYTES
+        + 2 * TIME
+        + varint_len(millis(record.idle_timeout))
+        + 1
+        + record.deadline.map_or(0, |_| TIME)
+        + owner.map_or(0, |owner| varint_len(owner.len() as u64) + owner.len())
+}
+
+/// Writes everything before the entries: the id, the times, the flags, the owner's JSON.
+fn put_head(bytes: &mut Vec<u8>, key: &Key, record: &Record, owner: Option<&[u8]>) {
+    bytes.extend_from_slice(key);
+    bytes.extend_from_slice(&time_bytes(record.created));
+    bytes.extend_from_slice(&time_bytes(record.expires));
+    put_varint(bytes, millis(record.idle_timeout));
+    let flags = if record.deadline.is_some() {
+        HAS_DEADLINE
+    } else {
+        0
+    } | if owner.is_some() { HAS_OWNER } else { 0 };
+    bytes.push(flags);
+    if let Some(deadline) = record.deadline {
+        bytes.extend_from_slice(&time_bytes(deadline));
+    }
+    if let Some(owner) = owner {
+        put_varint(bytes, owner.len() as u64);
+        bytes.extend_from_slice(owner);
+    }
+}
+
+/// Bytes of an entry [`put_entry`] writes.
+fn entry_len(key: &str, entry: &Entry) -> usize {
+    varint_len(entry_head(key, entry))
+        + varint_len(entry.json.len() as u64)
+        + key.len()
+        + entry.json.len()
+}
+
+fn put_entry(bytes: &mut Vec<u8>, key: &str, entry: &Entry) {
+    put_varint(bytes, entry_head(key, entry));
+    put_varint(bytes, entry.json.len() as u64);
+    bytes.extend_from_slice(key.as_bytes());
+    bytes.extend_from_slice(entry.json.as_bytes());
+}
+
 /// An entry's first varint: the key's length and, in the low bit, whether it is a flash.
 fn entry_head(key: &str, entry: &Entry) -> u64 {
     (key.len() as u64) << 1 | u64::from(entry.flash)
@@ -210,6 +262,17 @@ impl<'a> Reader<'a> {
             }
         }
         None
+    }
+
+    /// The next entry's key and all of its bytes, as they are.
+    fn raw_entry(&mut self) -> Option<(&'a [u8], &'a [u8])> {
+        let whole = self.0;
+        let head = self.varint()?;
+        let json_len = usize::try_from(self.varint()?).ok()?;
+        let key = self.take(usize::try_from(head >> 1).ok()?)?;
+        self.take(json_len)?;
+        let len = whole.len() - self.0.len();
+        Some((key, whole.get(..len)?))
     }
 
     fn entry(&mut self) -> Option<(String, Entry)> {
@@ -348,10 +411,21 @@ mod tests {
 
         use super::*;
 
+        fn entry() -> impl Strategy<Value = Entry> {
+            ("\\PC{0,300}", any::<bool>()).prop_map(|(json, flash)| Entry { json, flash })
+        }
+
         fn entries() -> impl Strategy<Value = HashMap<String, Entry>> {
-            let entry =
-                ("\\PC{0,300}", any::<bool>()).prop_map(|(json, flash)| Entry { json, flash });
-            hash_map("\\PC{0,200}", entry, 0..20)
+            hash_map("\\PC{0,200}", entry(), 0..20)
+        }
+
+        /// Keys from a few, so that changes meet existing entries and each other.
+        fn small_key() -> impl Strategy<Value = String> {
+            proptest::sample::select(vec!["a", "b", "cart", "ünï", ""]).prop_map(str::to_owned)
+        }
+
+        fn small_entries() -> impl Strategy<Value = HashMap<String, Entry>> {
+            hash_map(small_key(), entry(), 0..5)
         }
 
         proptest! {
@@ -381,6 +455,41 @@ mod tests {
                 let packed = Packed::pack(&key, &record);
                 prop_assert!(packed.is(&key));
                 prop_assert_eq!(packed.unpack(), Some(record));
+            }
+
+            #[test]
+            fn a_patch_leaves_what_unpacking_applying_and_packing_leaves(
+                key in any::<[u8; ID_BYTES]>(),
+                entries in small_entries(),
+                changed in vec((small_key(), proptest::option::of(entry())), 0..8),
+                idle in proptest::option::of(0..1u64 << 40),
+                deadline in proptest::option::of(0..1u64 << 47),
+                owner in any::<bool>(),
+            ) {
+                let at = |millis| UNIX_EPOCH + Duration::from_millis(millis);
+                let now = at(1_800_000_000_000);
+                let mut record = Record::new(now, Duration::from_secs(60), None);
+                record.entries = entries;
+                record.owner = owner.then(|| Owner {
+                    name: "ada".to_owned(),
+                    since: now,
+                    address: None,
+                    user_agent: Some("test".to_owned()),
+                });
+                let changes = Changes {
+                    entries: changed,
+                    idle_timeout: idle.map(Duration::from_millis),
+                    deadline: deadline.map(at),
+                    touch: false,
+                };
+                let packed = Packed::pack(&key, &record);
+                let later = now + Duration::from_millis(1_234);
+                let mut applied = packed.unpack().unwrap_or_else(|| panic!("a packed record"));
+                applied.apply(&changes, later);
+                let expected = Packed::pack(&key, &applied).unpack();
+                let patched = packed.patched(&changes, later);
+                prop_assert!(patched.as_ref().is_some_and(|patched| patched.is(&key)));
+                prop_assert_eq!(patched.and_then(|patched| patched.unpack()), expected);
             }
 
             #[test]
