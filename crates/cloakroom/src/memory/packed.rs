@@ -62,37 +62,51 @@ impl Packed {
 
     /// The record with `changes` applied at `now`, as [`Record::apply`] leaves it, made from
     /// these bytes without unpacking: the entries a write leaves alone are copied as they are
-    /// (a write of one key decodes none of the others). `None` only for bytes `pack` did not
-    /// write.
+    /// (a write of one key decodes none of the others), so they are not checked again either:
+    /// the bytes of a store's records come from `pack` alone. `None` for bytes whose layout
+    /// `pack` did not write.
     pub(super) fn patched(&self, changes: &Changes, now: SystemTime) -> Option<Self> {
-        let key = self.key()?;
-        let (mut head, owner, mut reader) = self.meta()?;
+        let id = self.key()?;
+        let (mut head, owner, entries) = self.meta()?;
         head.apply_times(changes, now);
-        // Each changed key's last change, as `apply` takes them in order; sorted, to look up.
+        // Each changed key's last change, as `apply` takes them in order: reversed, then
+        // sorted by a stable sort (so a key's last change stays first among its own) to look
+        // up, then the rest of each key's changes dropped.
         let mut last: Vec<(&str, Option<&Entry>)> = changes
             .entries
             .iter()
             .rev()
-            .map(|(key, entry)| (key.as_str(), entry.as_ref()))
+            .map(|(name, entry)| (name.as_str(), entry.as_ref()))
             .collect();
-        last.sort_by_key(|&(key, _)| key);
-        last.dedup_by_key(|&mut (key, _)| key);
+        last.sort_by_key(|&(name, _)| name);
+        last.dedup_by_key(|&mut (name, _)| name);
+        let changed = |name: &[u8]| {
+            last.binary_search_by(|&(other, _)| other.as_bytes().cmp(name))
+                .is_ok()
+        };
+        // The exact size first, so the record is allocated once.
+        let mut kept = 0;
+        let mut reader = entries.clone();
+        while !reader.0.is_empty() {
+            let (name, raw) = reader.raw_entry()?;
+            kept += if changed(name) { 0 } else { raw.len() };
+        }
         let added = last
             .iter()
-            .filter_map(|&(key, entry)| Some(entry_len(key, entry?)))
+            .filter_map(|&(name, entry)| Some(entry_len(name, entry?)))
             .sum::<usize>();
-        let mut bytes = Vec::with_capacity(self.0.len() + added);
-        put_head(&mut bytes, &key, &head, owner);
+        let mut bytes = Vec::with_capacity(head_len(&head, owner) + kept + added);
+        put_head(&mut bytes, &id, &head, owner);
+        let mut reader = entries;
         while !reader.0.is_empty() {
-            let (key, entry) = reader.raw_entry()?;
-            let changed = last.binary_search_by(|&(other, _)| other.as_bytes().cmp(key));
-            if changed.is_err() {
-                bytes.extend_from_slice(entry);
+            let (name, raw) = reader.raw_entry()?;
+            if !changed(name) {
+                bytes.extend_from_slice(raw);
             }
         }
-        for (key, entry) in last {
+        for (name, entry) in last {
             if let Some(entry) = entry {
-                put_entry(&mut bytes, key, entry);
+                put_entry(&mut bytes, name, entry);
             }
         }
         Some(Self(bytes.into_boxed_slice()))
@@ -235,6 +249,7 @@ fn entry_head(key: &str, entry: &Entry) -> u64 {
 
 /// Reads a packed record front to back. Every step is checked, so bytes `pack` did not write
 /// read as `None`, never as a panic.
+#[derive(Clone)]
 struct Reader<'a>(&'a [u8]);
 
 impl<'a> Reader<'a> {
@@ -403,6 +418,38 @@ mod tests {
         let mut overlong = bytes.to_vec();
         overlong.extend_from_slice(&[0xff; 11]);
         assert_eq!(Packed(overlong.into()).unpack(), None);
+    }
+
+    #[test]
+    fn a_patch_takes_each_key_s_last_change_among_many() {
+        let id = [3; ID_BYTES];
+        let now = UNIX_EPOCH + Duration::from_millis(1_800_000_000_000);
+        let record = Record::new(now, Duration::from_secs(60), None);
+        // More changes than a sort handles by insertion (where any sort is stable), every
+        // seventh a removal.
+        let entries: Vec<(String, Option<Entry>)> = (0..197)
+            .map(|i| {
+                let entry = (i % 7 != 0).then(|| Entry {
+                    json: i.to_string(),
+                    flash: false,
+                });
+                (["a", "b", "c"][i % 3].to_owned(), entry)
+            })
+            .collect();
+        let changes = Changes {
+            entries,
+            idle_timeout: None,
+            deadline: None,
+            touch: false,
+        };
+        let patched = Packed::pack(&id, &record).patched(&changes, now);
+        let entries = patched.as_ref().and_then(Packed::unpack).map(|r| r.entries);
+        let json = |name: &str| Some(entries.as_ref()?.get(name)?.json.clone());
+        // The last changes: 194 sets c, 195 sets a, 196 removes b.
+        assert_eq!(json("a"), Some("195".to_owned()));
+        assert_eq!(json("b"), None);
+        assert_eq!(json("c"), Some("194".to_owned()));
+        assert_eq!(entries.map(|entries| entries.len()), Some(2));
     }
 
     mod properties {
