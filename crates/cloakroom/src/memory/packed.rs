@@ -88,8 +88,8 @@ impl Packed {
         let mut kept = 0;
         let mut reader = entries.clone();
         while !reader.0.is_empty() {
-            let (name, raw) = reader.raw_entry()?;
-            kept += if changed(name) { 0 } else { raw.len() };
+            let raw = reader.raw_entry()?;
+            kept += if changed(raw.key) { 0 } else { raw.bytes.len() };
         }
         let added = last
             .iter()
@@ -99,9 +99,9 @@ impl Packed {
         put_head(&mut bytes, &id, &head, owner);
         let mut reader = entries;
         while !reader.0.is_empty() {
-            let (name, raw) = reader.raw_entry()?;
-            if !changed(name) {
-                bytes.extend_from_slice(raw);
+            let raw = reader.raw_entry()?;
+            if !changed(raw.key) {
+                bytes.extend_from_slice(raw.bytes);
             }
         }
         for (name, entry) in last {
@@ -279,28 +279,39 @@ impl<'a> Reader<'a> {
         None
     }
 
-    /// The next entry's key and all of its bytes, as they are.
-    fn raw_entry(&mut self) -> Option<(&'a [u8], &'a [u8])> {
+    /// The next entry as it is: its key, its value's JSON, its flash bit, and all of its bytes.
+    fn raw_entry(&mut self) -> Option<RawEntry<'a>> {
         let whole = self.0;
         let head = self.varint()?;
         let json_len = usize::try_from(self.varint()?).ok()?;
         let key = self.take(usize::try_from(head >> 1).ok()?)?;
-        self.take(json_len)?;
+        let json = self.take(json_len)?;
         let len = whole.len() - self.0.len();
-        Some((key, whole.get(..len)?))
+        Some(RawEntry {
+            key,
+            json,
+            flash: head & 1 == 1,
+            bytes: whole.get(..len)?,
+        })
     }
 
     fn entry(&mut self) -> Option<(String, Entry)> {
-        let head = self.varint()?;
-        let json_len = usize::try_from(self.varint()?).ok()?;
-        let key = std::str::from_utf8(self.take(usize::try_from(head >> 1).ok()?)?).ok()?;
-        let json = std::str::from_utf8(self.take(json_len)?).ok()?;
+        let raw = self.raw_entry()?;
         let entry = Entry {
-            json: json.to_owned(),
-            flash: head & 1 == 1,
+            json: std::str::from_utf8(raw.json).ok()?.to_owned(),
+            flash: raw.flash,
         };
-        Some((key.to_owned(), entry))
+        Some((std::str::from_utf8(raw.key).ok()?.to_owned(), entry))
     }
+}
+
+/// One entry of a packed record, not yet checked as UTF-8.
+struct RawEntry<'a> {
+    key: &'a [u8],
+    json: &'a [u8],
+    flash: bool,
+    /// The whole entry, as `put_entry` wrote it.
+    bytes: &'a [u8],
 }
 
 /// LEB128: seven bits a byte, low bits first, the high bit set on every byte but the last.
