@@ -405,11 +405,9 @@ impl SessionStore for MemoryStore {
                     return Ok(Update::Applied);
                 }
             }
-        } else if !packed.is_expired(now) {
-            if let Some(patched) = packed.patched(changes, now) {
-                *packed = patched;
-                return Ok(Update::Applied);
-            }
+        } else if let Some(patched) = packed.patched(changes, now) {
+            *packed = patched;
+            return Ok(Update::Applied);
         }
         drop(shard);
         self.inner.remove_now(&key);

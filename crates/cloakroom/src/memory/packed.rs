@@ -63,11 +63,14 @@ impl Packed {
     /// The record with `changes` applied at `now`, as [`Record::apply`] leaves it, made from
     /// these bytes without unpacking: the entries a write leaves alone are copied as they are
     /// (a write of one key decodes none of the others), so they are not checked again either:
-    /// the bytes of a store's records come from `pack` alone. `None` for bytes whose layout
-    /// `pack` did not write.
+    /// the bytes of a store's records come from `pack` alone. `None` for a record expired at
+    /// `now` (a write never revives one) and for bytes whose layout `pack` did not write.
     pub(super) fn patched(&self, changes: &Changes, now: SystemTime) -> Option<Self> {
         let id = self.key()?;
         let (mut head, owner, entries) = self.meta()?;
+        if head.is_expired(now) {
+            return None;
+        }
         head.apply_times(changes, now);
         // Each changed key's last change, as `apply` takes them in order: reversed, then
         // sorted by a stable sort (so a key's last change stays first among its own) to look
