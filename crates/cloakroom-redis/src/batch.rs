@@ -211,6 +211,10 @@ impl Batcher {
     /// Runs `command` on the client that serves `key`, outside any batch: an owner's index is
     /// off the request path, and its commands are of other kinds. After a write (`write`), waits
     /// for replicas as configured.
+    ///
+    /// fred's command futures are kilobytes each; they are boxed here, so that a store call
+    /// that may run one (a create indexes its owner, if it has one) does not carry it inline
+    /// and every request moving that call's future does not copy it.
     pub(crate) async fn direct<'a, T, F>(
         &'a self,
         key: &str,
@@ -223,11 +227,9 @@ impl Batcher {
         let shared = &*self.shared;
         let route = shared.route(key);
         let client = shared.client(route).map_err(Failure::Command)?;
-        let reply = command(client).await.map_err(Failure::Command)?;
+        let reply = Box::pin(command(client)).await.map_err(Failure::Command)?;
         if write {
-            shared
-                .replication
-                .wait(client, route)
+            Box::pin(shared.replication.wait(client, route))
                 .await
                 .map_err(Failure::Command)?;
         }

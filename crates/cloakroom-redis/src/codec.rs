@@ -36,12 +36,12 @@ pub(crate) fn record_fields(record: &Record) -> Vec<Value> {
         fields.push(Value::from(format!(".{key}")));
         fields.push(Value::from(encode(entry)));
     }
-    fields.push("@created".into());
+    fields.push(Value::from_static_str("@created"));
     fields.push(Value::from(millis(record.created).to_string()));
-    fields.push("@idle".into());
+    fields.push(Value::from_static_str("@idle"));
     fields.push(Value::from(idle));
     if let Some(deadline) = record.deadline {
-        fields.push("@deadline".into());
+        fields.push(Value::from_static_str("@deadline"));
         fields.push(Value::from(millis(deadline).to_string()));
     }
     // Plain fields and strings: serializing them cannot fail.
@@ -50,7 +50,7 @@ pub(crate) fn record_fields(record: &Record) -> Vec<Value> {
         .as_ref()
         .and_then(|o| serde_json::to_string(o).ok())
     {
-        fields.push("@owner".into());
+        fields.push(Value::from_static_str("@owner"));
         fields.push(Value::from(owner));
     }
     fields

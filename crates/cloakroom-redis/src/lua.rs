@@ -33,10 +33,18 @@ impl Operation {
 /// on the server's clock, or `nil` if that is already past. `refresh` sets the expiry of `key`
 /// (its TTL and `@expires`) to it and returns it, or `nil` after deleting a record that is
 /// already dead.
+///
+/// The clock is read once per script call, at its first expiry: a batch's calls run within
+/// a fraction of a millisecond of each other, and every `redis.call` has a cost of its own
+/// (see `BENCHMARKS.md`).
 const REFRESH: &str = r#"
+local clock
 local function expiry(idle, deadline)
-  local time = redis.call('TIME')
-  local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+  if not clock then
+    local time = redis.call('TIME')
+    clock = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+  end
+  local now = clock
   local expires = now + idle
   if deadline and deadline < expires then expires = deadline end
   if expires <= now then return nil end
@@ -64,7 +72,8 @@ end
 /// - `create` (idle timeout, deadline or '', in milliseconds, then field, value, ...): writes
 ///   only if the key is free (NX semantics). Returns 1 if created, 0 if the id was taken, -1 if
 ///   the record was already past its deadline (and so was not written). The first `HSET`
-///   carries `@expires` too, so a new session is `EXISTS`, `TIME`, `HSET`, `PEXPIREAT`;
+///   carries `@expires` too, so a new session is `EXISTS`, `HSET`, `PEXPIREAT` (and the
+///   script call's one `TIME`);
 ///   `HSET` takes the fields 7,000 arguments at a time, under Lua's stack limit.
 /// - `update` (a new `@idle` or '', '1' to refresh the expiry (always done with a new `@idle`
 ///   or `@deadline`) or '', '1' to return the session or '', a new `@deadline` or '' (kept

@@ -457,6 +457,59 @@ async fn a_new_session_is_one_script_call_however_many_keys_it_has() {
     );
 }
 
+/// The layer boxes a store call's future and moves it: fred's command futures (kilobytes
+/// each) must not sit inline in it. A create that may index its owner once carried one.
+#[tokio::test]
+async fn a_store_call_s_future_is_small() {
+    let server = redis().await;
+    let store = store(&server.url()).await;
+    let record = record_of(1);
+    let id = SessionId::generate();
+    let changes = Changes::default();
+    let sizes = [
+        ("create", std::mem::size_of_val(&store.create(&record))),
+        ("load", std::mem::size_of_val(&store.load(&id))),
+        ("read", std::mem::size_of_val(&store.read(&id))),
+        (
+            "update",
+            std::mem::size_of_val(&store.update(&id, &changes)),
+        ),
+        ("delete", std::mem::size_of_val(&store.delete(&id))),
+    ];
+    for (call, size) in sizes {
+        assert!(size <= 1536, "{call}'s future is {size} bytes");
+    }
+}
+
+/// Calls sent together share one script call and read Redis's clock once in it.
+#[tokio::test]
+async fn a_batch_of_creates_reads_the_clock_once() {
+    let server = redis().await;
+    let store = uncached_store(&server.url()).await;
+    let inspector = inspector(&server.url()).await;
+    // Load the script.
+    store.create(&record_of(1)).await.expect("create");
+    let commands = commands_of(&inspector, async {
+        let mut together = tokio::task::JoinSet::new();
+        for keys in 0..20 {
+            let store = store.clone();
+            together.spawn(async move { store.create(&record_of(keys % 3)).await });
+        }
+        for created in together.join_all().await {
+            created.expect("create");
+        }
+        String::new()
+    })
+    .await;
+    let count = |name: &str| commands.get(name).copied().unwrap_or(0);
+    assert_eq!(count("hset"), 20, "{commands:?}");
+    assert!(
+        count("evalsha") < 20 && count("time") == count("evalsha"),
+        "each script call must read the clock once, however many creates it carries: \
+         {commands:?}"
+    );
+}
+
 /// Redis's `tracking_total_keys`: how many keys some connection is told about.
 async fn tracked_keys(inspector: &Client) -> u64 {
     let info: String = inspector
