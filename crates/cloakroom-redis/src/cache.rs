@@ -41,8 +41,10 @@
 //! - a reply is kept only if no write of the same key from this instance was in flight when
 //!   the call was sent or is still in flight (a key keeps to one pooled connection, but a
 //!   cluster's redirections or a reconnection can still reorder its commands);
-//! - pending invalidations, errors and reconnections are taken in before a reply is kept, so
-//!   one that fred has already received is never applied after the reply.
+//! - pending invalidations, errors and reconnections are taken in before a copy is served.
+//!   One taken in after a reply was kept drops it, as it would have kept it from being kept
+//!   (the bookkeeping of calls leaves them pending: draining fred's channels costs a lock on
+//!   each, and only serving needs them).
 //!
 //! A change from another instance is therefore seen as soon as its invalidation arrives, which
 //! Redis sends before it answers the writer; a read here in the instant between the two can
@@ -186,14 +188,24 @@ impl Cache {
         Some(cache)
     }
 
-    /// The state, with every notification fred has received so far taken in.
+    /// The state, with every notification fred has received so far taken in: what serving a
+    /// copy needs.
     fn lock(&self) -> MutexGuard<'_, State> {
-        // Nothing panics while holding the lock; the bookkeeping stays consistent.
-        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut state = self.bookkeeping();
         if state.take_notifications() {
             self.retrack.notify_one();
         }
         state
+    }
+
+    /// The state as it is, for the bookkeeping of calls (announcing one, keeping its reply,
+    /// releasing a write's guard). A notification it leaves pending is taken in before the
+    /// next copy is served, and taking one in only drops copies, moves generations on and
+    /// turns the copy off, so taking it in later serves nothing that taking it in now would
+    /// not: a reply kept meanwhile is dropped then.
+    fn bookkeeping(&self) -> MutexGuard<'_, State> {
+        // Nothing panics while holding the lock; the bookkeeping stays consistent.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The live session under `key`, if this instance holds it.
@@ -209,7 +221,7 @@ impl Cache {
     /// Announces a call on `key` (a `write` changes or deletes it); its reply may be kept
     /// through the ticket.
     pub(crate) fn begin<'a>(self: &'a Arc<Self>, key: &'a str, write: bool) -> Ticket<'a> {
-        let (claim, base) = self.lock().slots.begin(key, write);
+        let (claim, base) = self.bookkeeping().slots.begin(key, write);
         let in_flight = write.then(|| {
             Arc::new(InFlight {
                 cache: Arc::clone(self),
@@ -239,7 +251,9 @@ impl Cache {
 
     fn finish(&self, key: &str, claim: Claim, record: Option<Record>) {
         let capacity = self.capacity;
-        self.lock().slots.finish(key, claim, record, capacity);
+        self.bookkeeping()
+            .slots
+            .finish(key, claim, record, capacity);
     }
 }
 
@@ -326,7 +340,7 @@ pub(crate) struct InFlight {
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.cache.lock().slots.release(&self.key);
+        self.cache.bookkeeping().slots.release(&self.key);
     }
 }
 
@@ -338,8 +352,9 @@ impl Ticket<'_> {
 
     /// For a write that may keep its reply, the copy it started from: with the write's
     /// changes applied, that is what Redis now holds, unless an invalidation says otherwise
-    /// before [`finish`](Self::finish) (a key's calls and its invalidations share one
-    /// connection, so one for a change made before this write arrives ahead of its reply).
+    /// (a key's calls and its invalidations share one connection, so one for a change made
+    /// before this write arrives ahead of its reply, and is taken in before the copy is
+    /// served).
     pub(crate) fn take_base(&mut self) -> Option<Record> {
         self.base.take().filter(|_| self.claim.clean)
     }
