@@ -366,7 +366,7 @@ impl MemcacheStore {
 
     /// The memcached key of a session.
     pub fn key(&self, id: &SessionId) -> String {
-        format!("{}{}", self.inner.prefix, id.as_str())
+        id.prefixed(&self.inner.prefix)
     }
 
     /// The server (`host:port`) that holds `key`.

@@ -206,7 +206,7 @@ impl RedisStore {
 
     /// The Redis key of a session.
     pub fn key(&self, id: &SessionId) -> String {
-        format!("{}{}", self.inner.prefix, id.as_str())
+        id.prefixed(&self.inner.prefix)
     }
 
     /// What the local copy has served and dropped so far, or `None` when it is off

@@ -125,6 +125,23 @@ impl SessionId {
         }
     }
 
+    /// `prefix` followed by the id: the key a store files the session under (a Redis or
+    /// memcached key, say). Treat it as a credential too.
+    ///
+    /// ```
+    /// # use cloakroom::SessionId;
+    /// let id = SessionId::generate();
+    /// assert_eq!(id.prefixed("session:"), format!("session:{}", id.as_str()));
+    /// ```
+    pub fn prefixed(&self, prefix: &str) -> String {
+        // Stores make one on every call: no formatting machinery.
+        let id = self.as_str();
+        let mut key = String::with_capacity(prefix.len() + id.len());
+        key.push_str(prefix);
+        key.push_str(id);
+        key
+    }
+
     /// The random bytes a generated or parsed id stands for (`None` for an opaque id). Every
     /// 32-character base64url string decodes to exactly one 24-byte value, so distinct ids
     /// never share their bytes.
