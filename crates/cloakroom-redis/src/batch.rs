@@ -367,7 +367,7 @@ impl Shared {
     async fn run_script(&self, route: u16, calls: Vec<ScriptCall>) {
         // EVALSHA sha1 numkeys key... arg...
         let mut command = Vec::with_capacity(2 + calls.len());
-        command.push(Value::from(self.script.sha1.as_str()));
+        command.push(Value::String(self.script.sha1.clone()));
         command.push(Value::Integer(calls.len() as i64));
         let mut args = Vec::new();
         let mut replies = Vec::with_capacity(calls.len());

@@ -24,25 +24,22 @@ use crate::RedisStoreError;
 /// The create script's arguments: idle timeout and deadline, then the hash fields (all but
 /// `@expires`, which the script computes on Redis's clock).
 pub(crate) fn record_fields(record: &Record) -> Vec<Value> {
-    let idle = duration_millis(record.idle_timeout).to_string();
-    let deadline = record
-        .deadline
-        .map(|d| millis(d).to_string())
-        .unwrap_or_default();
+    let idle = number(duration_millis(record.idle_timeout));
+    let deadline = record.deadline.map(|d| number(millis(d)));
     let mut fields = Vec::with_capacity(record.entries.len() * 2 + 8);
-    fields.push(Value::from(idle.clone()));
-    fields.push(Value::from(deadline));
+    fields.push(idle.clone());
+    fields.push(deadline.clone().unwrap_or_else(absent));
     for (key, entry) in &record.entries {
         fields.push(Value::from(format!(".{key}")));
         fields.push(Value::from(encode(entry)));
     }
     fields.push(Value::from_static_str("@created"));
-    fields.push(Value::from(millis(record.created).to_string()));
+    fields.push(number(millis(record.created)));
     fields.push(Value::from_static_str("@idle"));
-    fields.push(Value::from(idle));
-    if let Some(deadline) = record.deadline {
+    fields.push(idle);
+    if let Some(deadline) = deadline {
         fields.push(Value::from_static_str("@deadline"));
-        fields.push(Value::from(millis(deadline).to_string()));
+        fields.push(deadline);
     }
     // Plain fields and strings: serializing them cannot fail.
     if let Some(owner) = record
@@ -60,22 +57,26 @@ pub(crate) fn record_fields(record: &Record) -> Vec<Value> {
 /// '1' to return the session as it now is (`returned`) or '', a new deadline or '', then
 /// field, value pairs where an empty value removes the field.
 pub(crate) fn update_args(changes: &Changes, returned: bool) -> Vec<Value> {
-    let flag = |on: bool| Value::from_static_str(if on { "1" } else { "" });
+    let flag = |on: bool| {
+        if on {
+            Value::from_static_str("1")
+        } else {
+            absent()
+        }
+    };
     let mut args = Vec::with_capacity(changes.entries.len() * 2 + 4);
-    args.push(Value::from(
+    args.push(
         changes
             .idle_timeout
-            .map(|idle| duration_millis(idle).to_string())
-            .unwrap_or_default(),
-    ));
+            .map_or_else(absent, |idle| number(duration_millis(idle))),
+    );
     args.push(flag(changes.touch));
     args.push(flag(returned));
-    args.push(Value::from(
+    args.push(
         changes
             .deadline
-            .map(|deadline| millis(deadline).to_string())
-            .unwrap_or_default(),
-    ));
+            .map_or_else(absent, |deadline| number(millis(deadline))),
+    );
     for (name, entry) in &changes.entries {
         args.push(Value::from(format!(".{name}")));
         args.push(Value::from(entry.as_ref().map(encode).unwrap_or_default()));
@@ -199,6 +200,18 @@ fn decode_fields(
     }))
 }
 
+/// An argument the script reads as absent: ''.
+fn absent() -> Value {
+    Value::from_static_str("")
+}
+
+/// `n` as a script argument. fred sends an integer as its digits, the bytes `n.to_string()`
+/// would be, without allocating the string; the script's Lua numbers are exact below 2^53,
+/// which every duration ([`duration_millis`]) and any time before the year 285,000 is.
+fn number(n: u64) -> Value {
+    Value::Integer(i64::try_from(n).unwrap_or(i64::MAX))
+}
+
 /// A time as Unix milliseconds; 0 for a time before 1970.
 pub(crate) fn millis(time: SystemTime) -> u64 {
     time.duration_since(UNIX_EPOCH).map_or(0, |since| {
@@ -222,6 +235,16 @@ mod tests {
     use super::*;
 
     const KEY: &str = "session:abc";
+
+    /// `args` as Redis receives them: fred sends an integer as its digits.
+    fn sent(args: &[Value]) -> Vec<String> {
+        args.iter()
+            .map(|arg| match arg {
+                Value::Integer(n) => n.to_string(),
+                other => other.as_str().map(|s| s.into_owned()).expect("a string"),
+            })
+            .collect()
+    }
 
     /// `record` as the create script stores it, with `@expires` at its `expires`, as the
     /// array of field, value, ... that a script returns.
@@ -339,12 +362,17 @@ mod tests {
         record.idle_timeout = Duration::MAX;
         let fields = record_fields(&record);
         let forever = u64::try_from(FOREVER.as_millis()).unwrap_or(u64::MAX);
-        assert_eq!(fields[0], Value::from(forever.to_string()));
+        assert_eq!(sent(&fields[..1]), [forever.to_string()]);
         assert!(forever < 1 << 53);
         // Before 1970 is 0, not a panic.
         let mut ancient = Record::new(at(0), Duration::from_secs(1), None);
         ancient.created = UNIX_EPOCH - Duration::from_secs(1);
-        assert_eq!(record_fields(&ancient)[3], Value::from("0"));
+        assert_eq!(sent(&record_fields(&ancient)[3..4]), ["0"]);
+        // After the year 292 million a deadline is the largest integer, not a panic.
+        let mut far = record.clone();
+        far.deadline = UNIX_EPOCH.checked_add(Duration::from_millis(u64::MAX));
+        assert!(far.deadline.is_some());
+        assert_eq!(sent(&record_fields(&far)[1..2]), [i64::MAX.to_string()]);
         // The largest stored numbers read back.
         let reply = Value::Array(
             [
@@ -380,13 +408,12 @@ mod tests {
             deadline: Some(at(90_000)),
             touch: true,
         };
-        let expected: Vec<Value> = ["2000", "1", "", "90000", ".user", "v7", ".gone", ""]
-            .into_iter()
-            .map(Value::from)
-            .collect();
-        assert_eq!(update_args(&changes, false), expected);
+        assert_eq!(
+            sent(&update_args(&changes, false)),
+            ["2000", "1", "", "90000", ".user", "v7", ".gone", ""]
+        );
         let quiet = update_args(&Changes::default(), true);
-        assert_eq!(quiet, ["", "", "1", ""].map(Value::from).to_vec());
+        assert_eq!(sent(&quiet), ["", "", "1", ""]);
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! as `min(now + @idle, @deadline)`, so every app instance computes it the same way; `@expires`
 //! keeps a copy, so a plain `HGETALL` reads the whole record.
 
+use fred::bytes_utils::Str;
 use fred::types::Value;
 
 /// An operation of the session script, one per store call that runs it.
@@ -215,7 +216,8 @@ return replies
 /// The script with its SHA-1, for `EVALSHA`.
 pub(crate) struct Script {
     pub(crate) source: String,
-    pub(crate) sha1: String,
+    /// Built once: each `EVALSHA` sends a clone, which shares its bytes.
+    pub(crate) sha1: Str,
 }
 
 impl Script {
@@ -224,8 +226,11 @@ impl Script {
         let source = format!("{REFRESH}{OPERATIONS}{DISPATCH}");
         let digest =
             ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, source.as_bytes());
-        let sha1 = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
-        Self { source, sha1 }
+        let sha1: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+        Self {
+            source,
+            sha1: Str::from(sha1),
+        }
     }
 }
 
